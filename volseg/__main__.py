@@ -1,0 +1,3 @@
+from volseg.cli import main
+
+main()

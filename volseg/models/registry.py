@@ -1,0 +1,94 @@
+"""Model registry: ``@register_model`` fills a plain dict that is the single source of the CLI's choices."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from torch import nn
+
+from volseg import layers
+
+# Widths used when none are given: the seeds' reference widths in 2D; a compact nnU-Net-like
+# pyramid in 3D, where the 2D widths would cost 8x the memory per stage.
+DEFAULT_FEATURES_3D = (16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    features_2d: tuple[int, ...]
+
+    def options(self) -> list[str]:
+        """Keyword options the builder accepts beyond the common constructor vocabulary."""
+        common = {"spatial_dims", "in_channels", "out_channels", "features", "norm"}
+        return [p for p in inspect.signature(self.builder).parameters if p not in common]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, description: str, features_2d: Sequence[int]):
+    """Register ``builder(spatial_dims, in_channels, out_channels, features, norm, **options)``."""
+
+    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = ModelSpec(name, builder, description, tuple(features_2d))
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {list_models()}") from None
+
+
+def default_features(name: str, spatial_dims: int) -> tuple[int, ...]:
+    spec = get_spec(name)
+    return spec.features_2d if layers.check_spatial_dims(spatial_dims) == 2 else DEFAULT_FEATURES_3D
+
+
+_UNSET = object()
+
+
+def build_model(
+    name: str,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    features: Sequence[int] | None = None,
+    norm: str | None = _UNSET,  # type: ignore[assignment]
+    **options,
+) -> nn.Module:
+    """Build a registered model. ``features`` defaults to :func:`default_features`; ``norm`` to
+    BatchNorm in 2D and InstanceNorm in 3D (pass ``None`` explicitly for no normalization)."""
+    spec = get_spec(name)
+    layers.check_spatial_dims(spatial_dims)
+    unknown = sorted(set(options) - set(spec.options()))
+    if unknown:
+        raise ValueError(f"model {name!r} has no option {unknown[0]!r}; valid options: {spec.options()}")
+    if norm is _UNSET:
+        norm = layers.default_norm(spatial_dims)
+    if norm not in layers.NORMS:
+        raise ValueError(f"norm must be one of {list(layers.NORMS)}, got {norm!r}")
+    return spec.builder(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        features=tuple(features) if features is not None else default_features(name, spatial_dims),
+        norm=norm,
+        **options,
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
