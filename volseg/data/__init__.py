@@ -1,0 +1,1 @@
+"""Data layer: manifest, geometry-true I/O, checks, preprocessing plans and sampling."""
