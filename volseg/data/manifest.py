@@ -8,6 +8,7 @@ empty for unlabeled cases; ``split`` is one of train, val, test.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +83,7 @@ def write_manifest(cases: list[Case], path: str | Path) -> None:
     root = path.resolve().parent
 
     def rel(p: Path) -> str:
-        try:
-            return Path(p).resolve().relative_to(root).as_posix()
-        except ValueError:
-            return Path(p).resolve().as_posix()
+        return Path(os.path.relpath(Path(p).resolve(), root)).as_posix()
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:

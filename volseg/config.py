@@ -1,0 +1,177 @@
+"""One typed configuration: dataclasses filled from YAML and dotted ``--set key=value`` overrides.
+
+Unknown keys are rejected with the list of valid ones, so a typo never silently falls back to a default.
+The resolved config is saved with every run and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit; the message names it and the valid choices."""
+
+
+@dataclass
+class DataConfig:
+    manifest: str = "data_manifest.csv"
+    modality: str = "MR"  # "CT" or "MR": picks the intensity normalization family
+    labels: dict[int, str] = field(default_factory=lambda: {1: "anterior", 2: "posterior"})
+    in_channels: int = 1
+    cache: str = "memory"  # "memory", "disk" (cache_dir) or "none"
+    cache_dir: str = ".volseg_cache"
+
+
+@dataclass
+class PreprocessConfig:
+    orientation: str = "RAS"
+    spacing: list[float] | None = field(default_factory=lambda: [1.0, 1.0, 1.0])  # None keeps native
+    image_interp: str = "bilinear"  # or "bicubic"; labels always use nearest
+    normalization: str = "zscore"  # "zscore" (per volume), "ct" (dataset statistics), "window" (fixed HU)
+    ct_clip: list[float] | None = None  # foreground 0.5 / 99.5 percentiles of the dataset
+    ct_mean: float = 0.0
+    ct_std: float = 1.0
+    hu_window: list[float] | None = None  # [low, high] for "window"
+    crop_foreground: bool = False
+
+
+@dataclass
+class SamplingConfig:
+    patch_size_3d: list[int] = field(default_factory=lambda: [40, 56, 40])
+    batch_size_3d: int = 2
+    slice_axis: int = 2  # axis (0, 1, 2 in RAS x, y, z) along which 2D slices are taken
+    patch_size_2d: list[int] = field(default_factory=lambda: [40, 56])
+    batch_size_2d: int = 16
+    context_slices: int = 0  # neighbours on each side stacked as channels (2.5D)
+    foreground_fraction: float = 0.33
+    samples_per_volume: int = 2
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    rotate_scale: bool = True
+    intensity: bool = True
+    gamma: bool = True
+    noise: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = "unet"
+    dims: int = 3
+    features: list[int] | None = None  # None: the model's defaults for its dims
+    norm: str | None = "default"  # "default": batch in 2D, instance in 3D
+    upsample: str = "interp"
+    deep_supervision: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # e.g. {recurrent_steps: 2}
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check (and gently convert) a value against a type hint: ints to floats, lists to tuples never."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)  # YAML mapping keys such as label values may arrive as strings
+    if hint is type(None) and value is None:
+        return None
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in valid:
+            raise ConfigError(f"unknown config key {dotted!r}; valid keys: {valid}")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML file <- ``key.sub=value`` overrides (values parsed as YAML scalars/lists)."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. model.name=attunet")
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    return _build(Config, tree)
+
+
+def config_from_dict(data: dict) -> Config:
+    return _build(Config, data)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,58 @@
+"""MONAI datasets over manifest cases: cached preprocessing, then random 2D/3D training samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from monai import data as md
+from monai import transforms as mt
+
+from volseg.config import Config
+from volseg.data.manifest import Case
+from volseg.data.transforms import load_and_preprocess, training_samples
+
+
+def case_dict(case: Case) -> dict:
+    d = {"case_id": case.case_id, "image": [str(p) for p in case.images]}
+    if case.label is not None:
+        d["label"] = str(case.label)
+    return d
+
+
+def _cached(items: list[dict], transform: mt.Compose, cfg: Config, num_workers: int) -> md.Dataset:
+    """Cache the deterministic prefix of ``transform`` (everything before its first random step)."""
+    if cfg.data.cache == "memory":
+        return md.CacheDataset(items, transform, num_workers=num_workers, progress=False)
+    if cfg.data.cache == "disk":
+        Path(cfg.data.cache_dir).mkdir(parents=True, exist_ok=True)
+        return md.PersistentDataset(items, transform, cache_dir=cfg.data.cache_dir)
+    if cfg.data.cache == "none":
+        return md.Dataset(items, transform)
+    raise ValueError(f"data.cache must be one of ['memory', 'disk', 'none'], got {cfg.data.cache!r}")
+
+
+def training_dataset(cases: Sequence[Case], cfg: Config, spatial_dims: int, num_workers: int = 0) -> md.Dataset:
+    """Each item yields ``samples_per_volume`` augmented patches (3D) or slices (2D) of one case."""
+    missing = [c.case_id for c in cases if c.label is None]
+    if missing:
+        raise ValueError(f"training cases need labels; unlabeled: {missing[:5]}")
+    transform = mt.Compose([*load_and_preprocess(cfg).flatten().transforms,
+                            *training_samples(cfg, spatial_dims).transforms])
+    return _cached([case_dict(c) for c in cases], transform, cfg, num_workers)
+
+
+def volume_dataset(cases: Sequence[Case], cfg: Config, num_workers: int = 0) -> md.Dataset:
+    """Whole preprocessed volumes (validation and inference), cached like the training data."""
+    return _cached([case_dict(c) for c in cases], load_and_preprocess(cfg).flatten(), cfg, num_workers)
+
+
+def training_loader(dataset: md.Dataset, cfg: Config, spatial_dims: int, num_workers: int = 0,
+                    sampler=None) -> md.DataLoader:
+    batch = cfg.sampling.batch_size_3d if spatial_dims == 3 else cfg.sampling.batch_size_2d
+    per_item = cfg.sampling.samples_per_volume
+    return md.DataLoader(
+        dataset, batch_size=max(1, batch // per_item), shuffle=sampler is None, sampler=sampler,
+        num_workers=num_workers, collate_fn=md.list_data_collate, drop_last=False,
+        persistent_workers=num_workers > 0,
+    )

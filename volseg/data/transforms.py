@@ -1,0 +1,168 @@
+"""MONAI transform chains: loading, invertible per-modality preprocessing, 2D/3D sampling, augmentation.
+
+The deterministic part (load -> reorient -> resample -> [crop] -> normalize) ends before the first random
+transform, so MONAI's Cache/PersistentDataset store it once and an epoch never resamples again. Every
+spatial step is invertible: :func:`to_source_grid` maps a prediction back onto the scan's own grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai import transforms as mt
+from monai.data import MetaTensor
+
+from volseg.config import Config
+import importlib
+io = importlib.import_module("volseg.data.io") if importlib.util.find_spec("volseg.data.io") else None
+
+KEYS = ("image", "label")
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # volseg.data.io always returns RAS affines
+_IMAGE_INTERP = {"bilinear": "bilinear", "bicubic": 3}  # 3: cubic spline (scipy backend)
+
+
+class LoadCased(mt.MapTransform):
+    """Read ``image`` (a list of channel paths) and optional ``label`` into MetaTensors via volseg.data.io."""
+
+    def __init__(self) -> None:
+        super().__init__(KEYS, allow_missing_keys=True)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        d["image"] = io.read_channels(d["image"])
+        if d.get("label"):
+            d["label"] = io.read_label(d["label"])
+        else:
+            d.pop("label", None)
+        return d
+
+
+def _normalization(cfg: Config) -> mt.Transform:
+    p = cfg.preprocess
+    if p.normalization == "zscore":
+        return mt.NormalizeIntensityd("image", channel_wise=True)
+    if p.normalization == "ct":
+        if not p.ct_clip:
+            raise ValueError("preprocess.normalization 'ct' needs preprocess.ct_clip (run `volseg plan`)")
+        lo, hi = p.ct_clip
+        return mt.ScaleIntensityRanged(
+            "image", a_min=lo, a_max=hi, b_min=(lo - p.ct_mean) / p.ct_std, b_max=(hi - p.ct_mean) / p.ct_std, clip=True
+        )
+    if p.normalization == "window":
+        if not p.hu_window:
+            raise ValueError("preprocess.normalization 'window' needs preprocess.hu_window [low, high]")
+        lo, hi = p.hu_window
+        return mt.ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0, clip=True)
+    raise ValueError(f"preprocess.normalization must be one of ['zscore', 'ct', 'window'], got {p.normalization!r}")
+
+
+def preprocess(cfg: Config) -> mt.Compose:
+    """Deterministic preprocessing of a case dict (label optional); every spatial step is invertible."""
+    p = cfg.preprocess
+    steps: list = [mt.Orientationd(KEYS, axcodes=p.orientation, labels=RAS_LABELS, allow_missing_keys=True)]
+    if p.spacing is not None:
+        if p.image_interp not in _IMAGE_INTERP:
+            raise ValueError(f"preprocess.image_interp must be one of {list(_IMAGE_INTERP)}, got {p.image_interp!r}")
+        steps.append(mt.Spacingd(
+            KEYS, pixdim=p.spacing, mode=(_IMAGE_INTERP[p.image_interp], "nearest"),
+            dtype=np.float32, allow_missing_keys=True,
+        ))
+    if p.crop_foreground:
+        steps.append(mt.CropForegroundd(KEYS, source_key="image", select_fn=lambda x: x != 0,
+                                        allow_smaller=True, allow_missing_keys=True))
+    steps.append(_normalization(cfg))
+    steps.append(mt.EnsureTyped(KEYS, dtype=torch.float32, allow_missing_keys=True))
+    return mt.Compose(steps)
+
+
+def load_and_preprocess(cfg: Config) -> mt.Compose:
+    return mt.Compose([LoadCased(), preprocess(cfg)])
+
+
+class FoldSlicesToChannelsd(mt.MapTransform):
+    """(C, X, Y, S) crop with the slice axis last -> image (C*S, X, Y), label = centre slice (1, X, Y)."""
+
+    def __init__(self) -> None:
+        super().__init__(KEYS, allow_missing_keys=True)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        image = d["image"]
+        d["image"] = torch.as_tensor(image).movedim(-1, 1).reshape(-1, *image.shape[1:3])
+        if "label" in d:
+            label = torch.as_tensor(d["label"])
+            d["label"] = label[..., label.shape[-1] // 2]
+        return d
+
+
+class MoveAxisLastd(mt.MapTransform):
+    """Put the planned slice axis last so 2D samples are crops of thickness 2k+1 along it."""
+
+    def __init__(self, axis: int) -> None:
+        super().__init__(KEYS, allow_missing_keys=True)
+        self.axis = axis
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = torch.as_tensor(d[key]).movedim(1 + self.axis, -1)
+        return d
+
+
+def _augmentations(cfg: Config, spatial_dims: int) -> list:
+    a = cfg.augment
+    steps: list = []
+    if a.rotate_scale:
+        steps.append(mt.RandAffined(
+            KEYS, prob=0.2, rotate_range=[np.deg2rad(15)] * (1 if spatial_dims == 2 else 3),
+            scale_range=[0.15] * spatial_dims, mode=("bilinear", "nearest"), padding_mode="zeros",
+        ))
+    for axis in range(spatial_dims) if a.flip else ():
+        steps.append(mt.RandFlipd(KEYS, prob=0.5, spatial_axis=axis))
+    if a.intensity:
+        steps += [mt.RandScaleIntensityd("image", factors=0.15, prob=0.15),
+                  mt.RandShiftIntensityd("image", offsets=0.1, prob=0.15)]
+    if a.gamma:
+        steps.append(mt.RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.15))
+    if a.noise:
+        steps.append(mt.RandGaussianNoised("image", std=0.1, prob=0.1))
+    return steps
+
+
+def training_samples(cfg: Config, spatial_dims: int) -> mt.Compose:
+    """Random part of the training chain: foreground-oversampled patches (3D) or slices (2D), augmented.
+
+    A ``foreground_fraction`` of the samples is centred on a foreground voxel (nnU-Net's oversampling);
+    the rest are centred anywhere in the volume.
+    """
+    s = cfg.sampling
+    fg = s.foreground_fraction
+    if spatial_dims == 3:
+        size = list(s.patch_size_3d)
+        steps: list = [mt.SpatialPadd(KEYS, spatial_size=size)]
+    else:
+        size = [*s.patch_size_2d, 2 * s.context_slices + 1]
+        steps = [MoveAxisLastd(s.slice_axis), mt.SpatialPadd(KEYS, spatial_size=size)]
+        if s.context_slices:
+            steps.append(mt.BorderPadd(KEYS, spatial_border=[0, 0, s.context_slices]))
+    steps.append(mt.RandCropByPosNegLabeld(
+        KEYS, label_key="label", spatial_size=size, pos=fg, neg=1 - fg, num_samples=s.samples_per_volume,
+    ))
+    if spatial_dims == 2:
+        steps.append(FoldSlicesToChannelsd())
+    steps += _augmentations(cfg, spatial_dims)
+    steps.append(mt.EnsureTyped(KEYS, dtype=torch.float32, track_meta=False))
+    return mt.Compose(steps)
+
+
+def to_source_grid(prediction: torch.Tensor, preprocessed_image: MetaTensor, preprocessing: mt.Compose,
+                   nearest: bool = False) -> MetaTensor:
+    """Invert ``preprocessing`` on a (C, ...) prediction made on ``preprocessed_image``'s grid.
+
+    Probabilities go back with linear interpolation (``nearest=False``), label maps with nearest.
+    The result has the source scan's shape and ``affine``.
+    """
+    pred = MetaTensor(torch.as_tensor(prediction).float(), meta=dict(preprocessed_image.meta),
+                      applied_operations=list(preprocessed_image.applied_operations))
+    inverter = mt.Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=nearest)
+    return inverter({"pred": pred, "image": preprocessed_image})["pred"]
