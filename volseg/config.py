@@ -76,12 +76,31 @@ class ModelConfig:
 
 
 @dataclass
+class TrainConfig:
+    epochs: int = 40
+    iterations_per_epoch: int = 0  # 0: one pass over the training cases
+    optimizer: str = "adamw"  # "adamw" (warm-up + cosine) or "sgd" (Nesterov, poly decay; nnU-Net)
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    grad_clip: float = 12.0
+    amp: bool = True  # fp16 autocast on CUDA; never on CPU
+    seed: int = 0
+    val_every: int = 2
+    val_overlap: float = 0.5
+    early_stop_patience: int = 0  # validations without improvement before stopping; 0 disables
+    num_workers: int = 0
+    threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

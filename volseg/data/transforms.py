@@ -13,8 +13,7 @@ from monai import transforms as mt
 from monai.data import MetaTensor
 
 from volseg.config import Config
-import importlib
-io = importlib.import_module("volseg.data.io") if importlib.util.find_spec("volseg.data.io") else None
+from volseg.data import io
 
 KEYS = ("image", "label")
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # volseg.data.io always returns RAS affines

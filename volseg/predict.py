@@ -1,0 +1,96 @@
+"""Whole-volume prediction on a preprocessed image: the one predictor shared by validation and inference.
+
+3D models run MONAI's sliding-window inference with Gaussian blending; 2D models run batched slice-wise
+along the planned slice axis (with the same neighbouring-slice channels as in training). Mirroring
+test-time augmentation averages the probabilities over every flip of the spatial axes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from volseg.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def autocast(device: torch.device):
+    """fp16 autocast on CUDA only: CPUs without native bf16 run reduced precision far slower than fp32."""
+    return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+
+
+def _activate(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+def _sliding_window(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device,
+                    overlap: float, sw_batch_size: int) -> torch.Tensor:
+    def run(stitch_device: torch.device) -> torch.Tensor:
+        with autocast(device):
+            return sliding_window_inference(
+                image[None], roi_size=cfg.sampling.patch_size_3d, sw_batch_size=sw_batch_size,
+                predictor=lambda x: _activate(model(x).float()), overlap=overlap, mode="gaussian",
+                sw_device=device, device=stitch_device,
+            )[0]
+
+    if device.type != "cuda":
+        return run(device)
+    try:
+        return run(device)
+    except torch.cuda.OutOfMemoryError:
+        log.warning("CUDA out of memory while stitching; retrying with the stitching buffer on the CPU")
+        torch.cuda.empty_cache()
+        return run(torch.device("cpu"))
+
+
+def _slice_wise(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device,
+                batch_size: int) -> torch.Tensor:
+    axis, k = cfg.sampling.slice_axis, cfg.sampling.context_slices
+    volume = image.movedim(1 + axis, 1)  # (C, S, H, W)
+    padded = F.pad(volume, (0, 0, 0, 0, k, k)) if k else volume
+    n_slices = volume.shape[1]
+    outputs = []
+    for start in range(0, n_slices, batch_size):
+        stop = min(start + batch_size, n_slices)
+        stacks = torch.stack([padded[:, i:i + 2 * k + 1].reshape(-1, *volume.shape[2:]) for i in range(start, stop)])
+        with autocast(device):
+            outputs.append(_activate(model(stacks.to(device)).float()).cpu())
+    probs = torch.cat(outputs)  # (S, K, H, W)
+    return probs.movedim(0, 1).movedim(1, 1 + axis)
+
+
+def predict_probabilities(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device,
+                          overlap: float = 0.5, tta: bool = False, batch_size: int | None = None) -> torch.Tensor:
+    """Class probabilities (K, X, Y, Z) for a preprocessed (C, X, Y, Z) image, on the CPU."""
+    model.eval()
+    image = torch.as_tensor(image).float()
+    spatial_dims = cfg.model.dims
+    flips = [()]
+    if tta:
+        axes = range(1, 4) if spatial_dims == 3 else [a + 1 for a in range(3) if a != cfg.sampling.slice_axis]
+        flips = [f for r in range(len(list(axes)) + 1) for f in itertools.combinations(axes, r)]
+    total = None
+    with torch.inference_mode():
+        for flip in flips:
+            x = image.flip(flip) if flip else image
+            if spatial_dims == 3:
+                probs = _sliding_window(model, x, cfg, device, overlap, batch_size or cfg.sampling.batch_size_3d)
+            else:
+                probs = _slice_wise(model, x, cfg, device, batch_size or max(cfg.sampling.batch_size_2d, 16))
+            probs = probs.cpu().flip(flip) if flip else probs.cpu()
+            total = probs if total is None else total + probs
+    return total / len(flips)
+
+
+def probabilities_to_labels(probs: torch.Tensor) -> torch.Tensor:
+    """(K, ...) probabilities -> (...) integer labels: threshold 0.5 for one sigmoid channel, else argmax."""
+    if probs.shape[0] == 1:
+        return (probs[0] > 0.5).to(torch.int64)
+    return probs.argmax(0)

@@ -1,0 +1,288 @@
+"""Training: any zoo model, 2D-slice or 3D-patch, CPU or CUDA, resumable, validated with the predictor
+that ``volseg infer`` uses. ``train`` is the one public function; the CLI only parses and reports."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from monai.utils import set_determinism
+
+from volseg.checkpoint import (
+    FORMAT, CheckpointError, build_network, load_checkpoint, rng_state, save_atomic, set_rng_state,
+)
+from volseg.config import Config, config_from_dict, save_config
+from volseg.data.dataset import training_dataset, training_loader, volume_dataset
+from volseg.data.manifest import read_manifest
+from volseg.losses import DeepSupervisionLoss, SegmentationLoss
+from volseg.metrics import dice_per_label, mean_finite
+from volseg.predict import autocast, predict_probabilities, probabilities_to_labels
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as given."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu" or spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        device = torch.device(spec)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
+        return device
+    raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N; got {spec!r}")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    lr: float
+    seconds: float
+    val_dice: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def val_mean(self) -> float:
+        return mean_finite(self.val_dice.values()) if self.val_dice else float("nan")
+
+    def row(self, labels: dict[int, str]) -> dict:
+        row = {"epoch": self.epoch, "train_loss": f"{self.train_loss:.5f}", "lr": f"{self.lr:.6g}",
+               "seconds": f"{self.seconds:.1f}", "val_dice_mean": _fmt(self.val_mean)}
+        for value, name in labels.items():
+            row[f"val_dice_{name}"] = _fmt(self.val_dice.get(value, float("nan")))
+        return row
+
+
+def _fmt(x: float) -> str:
+    return "" if math.isnan(x) else f"{x:.4f}"
+
+
+class Callbacks:
+    """Hooks for a progress display; the library itself only logs."""
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def on_step(self, loss: float) -> None: ...
+    def on_epoch_end(self, record: EpochRecord) -> None: ...
+
+
+def learning_rate(cfg: Config, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """AdamW: linear warm-up then cosine to 0. SGD: nnU-Net's poly decay (1 - t)^0.9."""
+    t = cfg.train
+    progress = step / max(total_steps, 1)
+    if t.optimizer == "sgd":
+        return t.lr * (1 - progress) ** 0.9
+    warmup = t.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return t.lr * (step + 1) / warmup
+    return 0.5 * t.lr * (1 + math.cos(math.pi * (step - warmup) / max(total_steps - warmup, 1)))
+
+
+def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.99, nesterov=True, weight_decay=t.weight_decay)
+    raise ValueError(f"train.optimizer must be one of ['adamw', 'sgd'], got {t.optimizer!r}")
+
+
+def seed_epoch(seed: int, epoch: int, transform) -> None:
+    """Re-seed every RNG from (seed, epoch): an epoch's samples do not depend on how we got there, so a
+    resumed run replays exactly what the uninterrupted one would have done."""
+    s = seed * 100_003 + epoch
+    set_determinism(seed=s)
+    random.seed(s)
+    transform.set_random_state(seed=s % 2**32)
+
+
+def _batches(loader, steps: int) -> Iterator[dict]:
+    done = 0
+    while done < steps:
+        for batch in loader:
+            yield batch
+            done += 1
+            if done == steps:
+                return
+
+
+def validate(model, dataset, cfg: Config, device: torch.device) -> dict[int, float]:
+    """Mean Dice per label over whole validation volumes, predicted exactly as ``volseg infer`` does."""
+    per_label: dict[int, list[float]] = {v: [] for v in cfg.data.labels}
+    for item in dataset:
+        probs = predict_probabilities(model, item["image"], cfg, device, overlap=cfg.train.val_overlap)
+        scores = dice_per_label(probabilities_to_labels(probs), item["label"][0].round().long(), cfg.data.labels)
+        for v, d in scores.items():
+            per_label[v].append(d)
+    model.train()
+    return {v: float(np.mean(d)) for v, d in per_label.items() if d}
+
+
+def _write_metrics(history: list[EpochRecord], labels: dict[int, str], run_dir: Path) -> None:
+    rows = [r.row(labels) for r in history]
+    tmp = run_dir / ".metrics.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, run_dir / "metrics.csv")
+    _plot_curves(history, labels, run_dir / "curves.png")
+
+
+def _plot_curves(history: list[EpochRecord], labels: dict[int, str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot([r.epoch for r in history], [r.train_loss for r in history], marker=".")
+    ax_loss.set(title="training loss", xlabel="epoch")
+    validated = [r for r in history if r.val_dice]
+    for value, name in labels.items():
+        ax_dice.plot([r.epoch for r in validated], [r.val_dice.get(value, np.nan) for r in validated], marker=".", label=name)
+    ax_dice.plot([r.epoch for r in validated], [r.val_mean for r in validated], "k--", label="mean")
+    ax_dice.set(title="validation Dice", xlabel="epoch", ylim=(0, 1))
+    ax_dice.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: tensorboard not installed
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool = False,
+          callbacks: Callbacks | None = None) -> list[EpochRecord]:
+    """Train ``cfg.model`` on the manifest's train split, validating on its val split.
+
+    Leaves ``run_dir`` with config.yaml, last.pt, best.pt, metrics.csv and curves.png.
+    With ``resume`` it continues from ``run_dir/last.pt`` (its saved config wins, but ``train.epochs``).
+    """
+    run_dir = Path(run_dir)
+    callbacks = callbacks or Callbacks()
+    dev = resolve_device(device)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    state = None
+    if resume:
+        if not last_path.is_file():
+            raise CheckpointError(f"{last_path}: no checkpoint to resume from")
+        state = load_checkpoint(last_path)
+        epochs = cfg.train.epochs
+        cfg = config_from_dict(state["config"])
+        cfg.train.epochs = epochs
+    elif last_path.exists():
+        raise ValueError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    dims = cfg.model.dims
+
+    cases = read_manifest(cfg.data.manifest)
+    train_cases = [c for c in cases if c.split == "train"]
+    val_cases = [c for c in cases if c.split == "val" and c.label is not None]
+    if not train_cases:
+        raise ValueError(f"{cfg.data.manifest}: no cases with split 'train'")
+
+    set_determinism(seed=cfg.train.seed)
+    model = build_network(cfg).to(dev)
+    optimizer = make_optimizer(cfg, model)
+    loss_fn = DeepSupervisionLoss(SegmentationLoss(len(cfg.data.labels)))
+    use_amp = cfg.train.amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    train_ds = training_dataset(train_cases, cfg, dims, num_workers=cfg.train.num_workers)
+    val_ds = volume_dataset(val_cases, cfg) if val_cases else None
+    loader = training_loader(train_ds, cfg, dims, num_workers=cfg.train.num_workers)
+    steps_per_epoch = cfg.train.iterations_per_epoch or len(loader)
+    total_steps = steps_per_epoch * cfg.train.epochs
+
+    start_epoch, best, history = 1, -1.0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
+        set_rng_state(state["rng"])
+        start_epoch, best = state["epoch"] + 1, state["best_dice"]
+        history = [EpochRecord(h["epoch"], h["train_loss"], h["lr"], h["seconds"], dict(h["val_dice"]))
+                   for h in state["history"]]
+        log.info("resuming %s at epoch %d", run_dir, start_epoch)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    writer = _tensorboard(run_dir)
+
+    for epoch in range(start_epoch, cfg.train.epochs + 1):
+        seed_epoch(cfg.train.seed, epoch, train_ds.transform)
+        model.train()
+        callbacks.on_epoch_start(epoch, cfg.train.epochs, steps_per_epoch)
+        started, losses = time.perf_counter(), []
+        for i, batch in enumerate(_batches(loader, steps_per_epoch)):
+            step = (epoch - 1) * steps_per_epoch + i
+            lr = learning_rate(cfg, step, total_steps, steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = batch["image"].to(dev), batch["label"].to(dev)
+            with autocast(dev) if use_amp else nullcontext():
+                loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            callbacks.on_step(losses[-1])
+        record = EpochRecord(epoch, float(np.mean(losses)), lr, 0.0)
+        if val_ds is not None and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
+            record.val_dice = validate(model, val_ds, cfg, dev)
+        record.seconds = time.perf_counter() - started
+        history.append(record)
+        improved = record.val_dice and record.val_mean > best
+        if improved:
+            best = record.val_mean
+        payload = {
+            "format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if use_amp else None, "epoch": epoch, "best_dice": best,
+            "config": cfg.to_dict(), "rng": rng_state(), "label_names": dict(cfg.data.labels),
+            "history": [{"epoch": r.epoch, "train_loss": r.train_loss, "lr": r.lr, "seconds": r.seconds,
+                         "val_dice": r.val_dice} for r in history],
+        }
+        if improved or val_ds is None:
+            save_atomic(payload, best_path)
+        save_atomic(payload, last_path)
+        _write_metrics(history, cfg.data.labels, run_dir)
+        if writer is not None:
+            writer.add_scalar("loss/train", record.train_loss, epoch)
+            for value, d in record.val_dice.items():
+                writer.add_scalar(f"dice/{cfg.data.labels[value]}", d, epoch)
+        callbacks.on_epoch_end(record)
+        log.info("epoch %d loss %.4f val dice %s", epoch, record.train_loss, record.val_dice)
+        if _should_stop(history, cfg.train.early_stop_patience):
+            log.info("early stop: no validation improvement in %d validations", cfg.train.early_stop_patience)
+            break
+    if writer is not None:
+        writer.close()
+    return history
+
+
+def _should_stop(history: list[EpochRecord], patience: int) -> bool:
+    validated = [r.val_mean for r in history if r.val_dice]
+    if not patience or len(validated) <= patience:
+        return False
+    return max(validated[-patience:]) <= max(validated[:-patience])
