@@ -140,6 +140,86 @@ def plan(
     )
 
 
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config YAML (defaults fit the embedded data)."),
+    manifest_path: Optional[Path] = typer.Option(None, "--manifest", help="Manifest CSV [default: data_manifest.csv]."),
+    dims: Optional[int] = typer.Option(None, "--dims", help="2 (slices) or 3 (patches)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Zoo model name (see `volseg models`)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder [default: runs/MODEL_DIMSd]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (also extends a resumed run)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
+    overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. train.lr=0.01 (repeatable)."),
+) -> None:
+    """Train a zoo model on the manifest's train split, validating on its val split."""
+    from volseg.train import train as run_training
+
+    with _user_errors():
+        cfg = _config_with_flags(config, overrides, manifest_path, dims, model, epochs)
+        run_dir = output or Path("runs") / f"{cfg.model.name}_{cfg.model.dims}d"
+        console.print(f"training {cfg.model.name} {cfg.model.dims}D on {cfg.data.manifest} -> {run_dir}")
+        with _TrainingProgress() as progress:
+            history = run_training(cfg, run_dir, device=device, resume=resume, callbacks=progress)
+    if history:
+        best = max((r.val_mean for r in history if r.val_dice), default=float("nan"))
+        console.print(f"done: {len(history)} epochs, last loss {history[-1].train_loss:.4f}, "
+                      f"best validation Dice {best:.4f}; run folder {run_dir}")
+
+
+def _config_with_flags(config, overrides, manifest_path, dims, model, epochs):
+    """The YAML config, then --set overrides, then the named flags (which win)."""
+    from volseg.config import load_config
+    from volseg.models import list_models
+
+    flags = list(overrides)
+    if dims is not None:
+        if dims not in (2, 3):
+            raise ValueError(f"--dims must be 2 or 3, got {dims}")
+        flags.append(f"model.dims={dims}")
+    if model is not None:
+        if model not in list_models():
+            raise ValueError(f"unknown model {model!r}; choose one of {list_models()}")
+        flags.append(f"model.name={model}")
+    if manifest_path is not None:
+        flags.append(f"data.manifest={manifest_path}")
+    if epochs is not None:
+        flags.append(f"train.epochs={epochs}")
+    return load_config(config, flags)
+
+
+class _TrainingProgress:
+    """Rich progress bar: one task per epoch with the running loss, the last Dice and the ETA."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("dice {task.fields[dice]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.progress.__enter__()
+        self.task, self.dice, self.losses = None, "-", []
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.losses = []
+        self.task = self.progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs}", loss=0.0, dice=self.dice)
+
+    def on_step(self, loss: float) -> None:
+        self.losses.append(loss)
+        self.progress.update(self.task, advance=1, loss=sum(self.losses) / len(self.losses))
+
+    def on_epoch_end(self, record) -> None:
+        if record.val_dice:
+            self.dice = f"{record.val_mean:.3f}"
+        self.progress.update(self.task, dice=self.dice)
+
+
 @contextmanager
 def _user_errors():
     """Turn expected user-facing errors into one red line and exit code 2, not a traceback."""

@@ -52,7 +52,8 @@ class SamplingConfig:
     batch_size_2d: int = 16
     context_slices: int = 0  # neighbours on each side stacked as channels (2.5D)
     foreground_fraction: float = 0.33
-    samples_per_volume: int = 2
+    samples_per_volume: int = 2  # 3D patches drawn per loaded case
+    slices_per_volume: int = 8  # 2D slices (or slice stacks) drawn per loaded case
 
 
 @dataclass

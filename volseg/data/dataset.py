@@ -50,7 +50,7 @@ def volume_dataset(cases: Sequence[Case], cfg: Config, num_workers: int = 0) -> 
 def training_loader(dataset: md.Dataset, cfg: Config, spatial_dims: int, num_workers: int = 0,
                     sampler=None) -> md.DataLoader:
     batch = cfg.sampling.batch_size_3d if spatial_dims == 3 else cfg.sampling.batch_size_2d
-    per_item = cfg.sampling.samples_per_volume
+    per_item = cfg.sampling.samples_per_volume if spatial_dims == 3 else cfg.sampling.slices_per_volume
     return md.DataLoader(
         dataset, batch_size=max(1, batch // per_item), shuffle=sampler is None, sampler=sampler,
         num_workers=num_workers, collate_fn=md.list_data_collate, drop_last=False,

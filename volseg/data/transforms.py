@@ -145,7 +145,8 @@ def training_samples(cfg: Config, spatial_dims: int) -> mt.Compose:
         if s.context_slices:
             steps.append(mt.BorderPadd(KEYS, spatial_border=[0, 0, s.context_slices]))
     steps.append(mt.RandCropByPosNegLabeld(
-        KEYS, label_key="label", spatial_size=size, pos=fg, neg=1 - fg, num_samples=s.samples_per_volume,
+        KEYS, label_key="label", spatial_size=size, pos=fg, neg=1 - fg,
+        num_samples=s.samples_per_volume if spatial_dims == 3 else s.slices_per_volume,
     ))
     if spatial_dims == 2:
         steps.append(FoldSlicesToChannelsd())

@@ -1,0 +1,110 @@
+"""Training: every model learns on one batch, runs leave a complete folder, resume is exact."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+from volseg.checkpoint import build_network, load_checkpoint
+from volseg.data.dataset import training_dataset, training_loader
+from volseg.data.manifest import read_manifest
+from volseg.losses import DeepSupervisionLoss, SegmentationLoss, deep_supervision_weights
+from volseg.train import Callbacks, make_optimizer, resolve_device, train
+
+from .helpers import tiny_config, tiny_manifest
+
+MODELS = ["attunet", "r2attunet", "r2unet", "resunet", "unet", "unetpp"]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return tiny_manifest(tmp_path_factory.mktemp("data"))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_learns_one_batch(manifest, name, dims):
+    cfg = tiny_config(manifest, name, dims, "train.lr=0.01", "model.deep_supervision=true")
+    torch.manual_seed(0)
+    cases = [c for c in read_manifest(manifest) if c.split == "train"]
+    batch = next(iter(training_loader(training_dataset(cases[:1], cfg, dims), cfg, dims)))
+    model = build_network(cfg).train()
+    optimizer = make_optimizer(cfg, model)
+    loss_fn = DeepSupervisionLoss(SegmentationLoss(len(cfg.data.labels)))
+    losses = []
+    for _ in range(6):
+        loss = loss_fn(model(batch["image"]), batch["label"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0], losses
+
+
+def test_deep_supervision_weights_halve_and_sum_to_one():
+    w = deep_supervision_weights(4)
+    assert w == pytest.approx([8 / 15, 4 / 15, 2 / 15, 1 / 15])
+
+
+def test_binary_loss_uses_one_sigmoid_channel():
+    loss = SegmentationLoss(n_labels=1)
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:5, 2:5] = 1
+    good, bad = 20 * (target - 0.5), -20 * (target - 0.5)
+    assert loss(good, target) < 0.05 < loss(bad, target)
+
+
+def test_run_folder_and_checkpoint_contents(manifest, tmp_path):
+    cfg = tiny_config(manifest, "attunet", 3)
+    history = train(cfg, tmp_path / "run", device="cpu")
+    run = tmp_path / "run"
+    for name in ("config.yaml", "best.pt", "last.pt", "metrics.csv", "curves.png"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*tmp*"))
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"val_dice_anterior", "val_dice_posterior", "val_dice_mean"} <= set(rows[0])
+    payload = load_checkpoint(run / "last.pt")  # weights_only=True inside
+    assert payload["epoch"] == 2 and payload["config"]["model"]["name"] == "attunet"
+    assert payload["config"]["preprocess"]["spacing"] == [1.0, 1.0, 1.0]
+    assert payload["label_names"] == {1: "anterior", 2: "posterior"}
+    assert {"torch", "numpy", "python"} <= set(payload["rng"])
+    assert len(history) == 2 and all(0 <= d <= 1 for d in history[-1].val_dice.values())
+
+
+def test_existing_run_is_not_overwritten(manifest, tmp_path):
+    cfg = tiny_config(manifest, "unet", 2, "train.epochs=1")
+    train(cfg, tmp_path / "run", device="cpu")
+    with pytest.raises(ValueError, match="already holds a training run; pass --resume"):
+        train(cfg, tmp_path / "run", device="cpu")
+
+
+class _InterruptAfter(Callbacks):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, record):
+        if record.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_resume_replays_the_uninterrupted_run(manifest, tmp_path, dims):
+    cfg = tiny_config(manifest, "unet", dims, "train.epochs=3", "train.val_every=5")
+    full = train(cfg, tmp_path / "full", device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "split", device="cpu", callbacks=_InterruptAfter(epoch=2))
+    resumed = train(cfg, tmp_path / "split", device="cpu", resume=True)
+    assert [r.epoch for r in resumed] == [1, 2, 3]
+    assert resumed[-1].train_loss == full[-1].train_loss
+    a, b = (load_checkpoint(tmp_path / run / "last.pt")["model"] for run in ("full", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_device_choices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="'gpu'"):
+        resolve_device("gpu")

@@ -1,0 +1,110 @@
+"""``volseg check``: find every problem of every case of a manifest before any training starts.
+
+Each problem is one line, ``"<path>: <problem>"``; checking never stops at the first bad case.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from monai.data import MetaTensor
+
+from volseg.data.io import ImageReadError, grid_mismatch, read_image, read_label
+from volseg.data.manifest import Case, ManifestError, read_manifest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def check_manifest(path: str | Path, label_values: set[int] | None = None) -> list[Problem]:
+    """Every problem of a manifest: its own (bad rows, missing file) or, when it parses, those of its cases."""
+    try:
+        cases = read_manifest(path)
+    except ManifestError as exc:
+        return _manifest_problems(str(Path(path)), exc)
+    return check_cases(cases, label_values)
+
+
+def check_cases(cases: Iterable[Case], label_values: set[int] | None = None) -> list[Problem]:
+    """Every problem of every case, in case order."""
+    problems = []
+    for case in cases:
+        found = check_case(case, label_values)
+        logger.debug("%s: %d problem(s)", case.case_id, len(found))
+        problems.extend(found)
+    return problems
+
+
+def check_case(case: Case, label_values: set[int] | None = None) -> list[Problem]:
+    """Problems of one case: unreadable files, NaN/Inf voxels, grids that differ, unexpected label values.
+
+    ``label_values`` is the set of allowed label values (e.g. ``{0, 1, 2}``); None accepts any integer.
+    """
+    problems: list[Problem] = []
+    channels = [_read(path, read_image, problems) for path in case.images]
+    for path, channel in zip(case.images, channels):
+        if channel is not None:
+            problems.extend(_non_finite(path, channel))
+    first = channels[0]
+    if first is not None:
+        for path, channel in zip(case.images[1:], channels[1:]):
+            if channel is not None and (why := _grid_mismatch(channel, first)):
+                problems.append(Problem(str(path), f"channel grid differs from {case.images[0].name}: {why}"))
+    if case.label is None:
+        return problems
+    label = _read(case.label, read_label, problems)
+    if label is None:
+        return problems
+    if label_values is not None:
+        unknown = sorted(set(torch.unique(label.as_tensor()).long().tolist()) - set(label_values))
+        if unknown:
+            problems.append(
+                Problem(str(case.label), f"unknown label value(s) {unknown}; expected a subset of {sorted(label_values)}")
+            )
+    if first is not None and (why := _grid_mismatch(label, first)):
+        problems.append(Problem(str(case.label), f"label grid differs from image {case.images[0].name}: {why}"))
+    return problems
+
+
+def _read(path: Path, reader: Callable[[Path], MetaTensor], problems: list[Problem]) -> MetaTensor | None:
+    try:
+        return reader(path)
+    except ImageReadError as exc:
+        problems.append(Problem(exc.path, exc.problem))
+        return None
+
+
+def _non_finite(path: Path, image: MetaTensor) -> list[Problem]:
+    values = image.as_tensor()
+    nan, inf = int(torch.isnan(values).sum()), int(torch.isinf(values).sum())
+    if nan or inf:
+        return [Problem(str(path), f"{nan} NaN and {inf} Inf voxel(s)")]
+    return []
+
+
+def _grid_mismatch(a: MetaTensor, b: MetaTensor) -> str | None:
+    """How ``a``'s grid differs from ``b``'s, ``a``'s values first."""
+    return grid_mismatch(a.affine, a.shape[1:], b.affine, b.shape[1:])
+
+
+def _manifest_problems(path: str, exc: ManifestError) -> list[Problem]:
+    """Split a ManifestError (one ``"<path>[:<row>]: <problem>"`` line per problem) into Problems."""
+    line_format = re.compile(rf"^({re.escape(path)}(?::\d+)?): (.*)$")
+    problems = []
+    for line in str(exc).splitlines():
+        match = line_format.match(line)
+        problems.append(Problem(match.group(1), match.group(2)) if match else Problem(path, line))
+    return problems

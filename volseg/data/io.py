@@ -1,0 +1,377 @@
+"""Geometry-true reading and writing of volumes: NIfTI, NRRD/MHA/MHD and DICOM series.
+
+Every reader returns a float32 :class:`~monai.data.MetaTensor` of shape (C, X, Y, Z) with the meta keys MONAI's
+``LoadImage`` produces (``affine`` and ``original_affine`` in RAS world coordinates, ``spatial_shape``,
+``filename_or_obj``, ``space``), so MONAI transforms and :func:`write_label` agree on the grid. Every failure to
+read is an :class:`ImageReadError` whose message is one line, ``"<path>: <problem>"``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import os
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from monai.utils import SpaceKeys
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
+
+from volseg.data.manifest import Case
+
+logger = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+NOT_AN_IMAGE = "not a NIfTI/NRRD/MHA image or DICOM series"
+GRID_ATOL = 1e-3  # mm for origin and spacing, unitless for direction cosines
+MAX_VOXELS = 2**31
+SLICE_GAP_TOLERANCE = 0.1  # a DICOM slice step may differ this much (relative) from the median step
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class ImageReadError(ValueError):
+    """A volume that cannot be read; ``str()`` is one line ``"<path>: <problem>"`` fit for a user."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = " ".join(str(problem).split())  # one line, whatever the underlying library said
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: int = MAX_VOXELS) -> MetaTensor:
+    """Read one 3D volume (file or DICOM series folder) as a float32 MetaTensor of shape (1, X, Y, Z), RAS affine.
+
+    ``series_uid`` picks one series of a DICOM folder holding several. Volumes whose header claims more than
+    ``max_voxels`` voxels are refused before any voxel is read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _read_dicom_series(path, series_uid, max_voxels)
+    if not path.exists():
+        raise ImageReadError(path, "no such file or folder")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty")
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return _read_nifti(path, max_voxels)
+    if name.endswith(ITK_SUFFIXES):
+        return _read_itk_file(path, max_voxels)
+    raise ImageReadError(
+        path, f"unsupported file type; expected {', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)} or a DICOM series folder"
+    )
+
+
+def read_case_image(case: Case) -> MetaTensor:
+    """Read every channel of a manifest case into one (C, X, Y, Z) MetaTensor (see :func:`read_channels`)."""
+    return read_channels(case.images)
+
+
+def read_channels(paths: Sequence[str | Path]) -> MetaTensor:
+    """Read channel files into one (C, X, Y, Z) MetaTensor carrying the first channel's meta.
+
+    Channels are stacked voxel by voxel, so each must lie on the first channel's grid (shape and affine).
+    """
+    if not paths:
+        raise ValueError("no channel to read")
+    first = read_image(paths[0])
+    channels = [first]
+    for path in paths[1:]:
+        channel = read_image(path)
+        why = grid_mismatch(channel.affine, channel.shape[1:], first.affine, first.shape[1:])
+        if why:
+            raise ImageReadError(path, f"channel grid differs from {Path(paths[0]).name}: {why}")
+        channels.append(channel)
+    return MetaTensor(torch.cat([c.as_tensor() for c in channels]), meta=dict(first.meta))
+
+
+def read_label(path: str | Path) -> MetaTensor:
+    """Read a label map as :func:`read_image` does, refusing non-integral or non-finite values.
+
+    Values stay in float32 storage, like images, so MONAI transforms treat image and label alike; integral
+    values up to 2**24 are exact in float32. Cast with ``.long()`` where integers are needed.
+    """
+    label = read_image(path)
+    values = label.as_tensor()
+    bad = values != torch.round(values)  # also true for NaN
+    if bool(bad.any()):
+        example = values[bad][0].item()
+        raise ImageReadError(path, f"label has {int(bad.sum())} non-integral or non-finite voxel(s) (e.g. {example})")
+    return label
+
+
+def _read_nifti(path: Path, max_voxels: int) -> MetaTensor:
+    try:
+        image = nib.load(path)
+        shape = _spatial_shape(path, image.shape, max_voxels)
+        array = np.asarray(image.get_fdata(dtype=np.float32), order="C").reshape(shape)
+    except ImageReadError:
+        raise
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise ImageReadError(path, f"truncated or corrupt gzip archive ({exc})") from exc
+    except ImageFileError as exc:
+        raise ImageReadError(path, f"{NOT_AN_IMAGE} ({exc})") from exc
+    except (OSError, ValueError, HeaderDataError) as exc:
+        raise ImageReadError(path, f"cannot read NIfTI data ({exc})") from exc
+    # The header travels with the data so that write_label can reproduce it exactly.
+    extra = {"nifti_header": bytes(image.header.binaryblock)}
+    return _meta_tensor(array, image.affine, path, extra)
+
+
+def _read_itk_file(path: Path, max_voxels: int) -> MetaTensor:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageReadError(path, f"{NOT_AN_IMAGE} ({_itk_reason(exc)})") from exc
+    _check_scalar(path, reader.GetNumberOfComponents())
+    _spatial_shape(path, reader.GetSize(), max_voxels)
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise ImageReadError(path, f"truncated or corrupt image data ({_itk_reason(exc)})") from exc
+    return _from_sitk(image, path, max_voxels)
+
+
+def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) -> MetaTensor:
+    """Read one DICOM series, slices ordered by position along the slice normal (GDCM), never by file name."""
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))  # an empty UID '' is still one series
+    if not series:
+        raise ImageReadError(folder, f"{NOT_AN_IMAGE} (folder holds no DICOM series)")
+    if series_uid is None and len(series) > 1:
+        listing = ", ".join(
+            f"{uid!r} ({len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))} files)" for uid in series
+        )
+        raise ImageReadError(folder, f"folder holds {len(series)} DICOM series, choose one with series_uid: {listing}")
+    uid = series[0] if series_uid is None else series_uid
+    if uid not in series:
+        raise ImageReadError(folder, f"no DICOM series {uid!r} here; found {', '.join(map(repr, series))}")
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+    first = _dicom_header(files[0])
+    _check_scalar(folder, first.GetNumberOfComponents())
+    width, height = first.GetSize()[:2]
+    _spatial_shape(folder, (width, height, len(files)), max_voxels)
+    _check_slice_steps(folder, files, first)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise ImageReadError(folder, f"cannot read DICOM series {uid!r} ({_itk_reason(exc)})") from exc
+    return _from_sitk(image, folder, max_voxels)
+
+
+def _dicom_header(file: str) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(file)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageReadError(file, f"unreadable DICOM file ({_itk_reason(exc)})") from exc
+    return reader
+
+
+def _check_slice_steps(folder: Path, files: Sequence[str], first: sitk.ImageFileReader) -> None:
+    """Refuse a series whose slice positions along the normal are not evenly spaced (a missing slice)."""
+    if len(files) < 3:
+        return
+    if not (first.HasMetaDataKey("0020|0037") and first.HasMetaDataKey("0020|0032")):
+        logger.warning("%s: no ImagePositionPatient/ImageOrientationPatient, slice spacing not checked", folder)
+        return
+    cosines = _dicom_numbers(first.GetMetaData("0020|0037"))
+    normal = np.cross(cosines[:3], cosines[3:])
+    positions = []
+    for file in files:
+        header = first if file == files[0] else _dicom_header(file)
+        if not header.HasMetaDataKey("0020|0032"):
+            raise ImageReadError(file, "DICOM slice has no ImagePositionPatient (0020|0032)")
+        positions.append(float(normal @ _dicom_numbers(header.GetMetaData("0020|0032"))))
+    steps = np.diff(positions)
+    median = float(np.median(steps))
+    bad = np.flatnonzero(np.abs(steps - median) > SLICE_GAP_TOLERANCE * abs(median))
+    if abs(median) < 1e-6 or bad.size:
+        where = ", ".join(f"{steps[i]:.3g} mm between slices {i} and {i + 1}" for i in bad[:5])
+        raise ImageReadError(
+            folder, f"missing slice(s) or uneven slice spacing: median step {median:.3g} mm, but {where or 'all 0 mm'}"
+        )
+
+
+def _dicom_numbers(value: str) -> np.ndarray:
+    return np.array([float(v) for v in value.strip().split("\\")])
+
+
+def _from_sitk(image: sitk.Image, path: Path, max_voxels: int) -> MetaTensor:
+    """SimpleITK image (LPS, array z,y,x) -> RAS MetaTensor (x,y,z)."""
+    dim = image.GetDimension()
+    shape = _spatial_shape(path, image.GetSize(), max_voxels)
+    direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.array(image.GetSpacing()[:3])  # scale column j by spacing j
+    affine[:3, 3] = image.GetOrigin()[:3]
+    view = sitk.GetArrayViewFromImage(image).reshape(shape[::-1])
+    array = np.ascontiguousarray(view.transpose(2, 1, 0), dtype=np.float32)
+    return _meta_tensor(array, _LPS_TO_RAS @ affine, path)
+
+
+def _spatial_shape(path: Path, shape: Sequence[int], max_voxels: int) -> tuple[int, int, int]:
+    """Validate a header's shape before allocating: 3D (trailing singleton dims dropped), non-empty, not huge."""
+    shape = tuple(int(s) for s in shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3:
+        raise ImageReadError(path, f"{len(shape)}D image (shape {shape}), expected 3D")
+    if 0 in shape:
+        raise ImageReadError(path, f"image has no voxels (shape {shape})")
+    voxels = math.prod(shape)
+    if voxels > max_voxels:
+        gib = voxels * 4 / 2**30
+        raise ImageReadError(
+            path, f"header claims shape {shape} ({gib:.1f} GiB as float32), larger than the limit of {max_voxels} voxels"
+        )
+    return shape
+
+
+def _check_scalar(path: Path, components: int) -> None:
+    if components != 1:
+        raise ImageReadError(path, f"{components} components per voxel (vector/RGB image), expected a scalar image")
+
+
+def _itk_reason(exc: RuntimeError) -> str:
+    """The useful last part of an ITK exception (which starts with a source file and line)."""
+    message = str(exc)
+    match = re.search(r"ERROR:\s*(?:\w+\(0x[0-9a-fA-F]+\):\s*)?(.*)", message, re.S)
+    reason = match.group(1) if match else message
+    return " ".join(re.sub(r"\sReason: .*", "", reason, flags=re.S).split())  # ITK's 'Reason' is a stale errno
+
+
+def _meta_tensor(
+    array: np.ndarray, affine: np.ndarray, path: Path, extra: Mapping[str, Any] | None = None
+) -> MetaTensor:
+    affine = np.asarray(affine, dtype=np.float64)
+    meta = {
+        "original_affine": affine.copy(),
+        "spatial_shape": np.asarray(array.shape),
+        "filename_or_obj": str(path),
+        "space": SpaceKeys.RAS,
+        "original_channel_dim": 0,  # already channel-first: EnsureChannelFirst leaves it alone
+        **(extra or {}),
+    }
+    return MetaTensor(torch.from_numpy(array[None]), affine=torch.from_numpy(affine.copy()), meta=meta)
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def grid_mismatch(
+    affine_a: Any, shape_a: Sequence[int], affine_b: Any, shape_b: Sequence[int], *, atol: float = GRID_ATOL
+) -> str | None:
+    """Why grid a differs from grid b (one short phrase, a's values first), or None when they match within ``atol``.
+
+    Spacing and origin are compared in mm, direction cosines unitless, so near-identical grids written by
+    different tools (float32 headers, rounded DICOM cosines) still match.
+    """
+    shape_a, shape_b = tuple(int(s) for s in shape_a), tuple(int(s) for s in shape_b)
+    if shape_a != shape_b:
+        return f"shape {shape_a} vs {shape_b}"
+    a, b = np.asarray(affine_a, dtype=np.float64), np.asarray(affine_b, dtype=np.float64)
+    spacing_a, spacing_b = np.linalg.norm(a[:3, :3], axis=0), np.linalg.norm(b[:3, :3], axis=0)
+    if np.abs(spacing_a - spacing_b).max() > atol:
+        return f"spacing {_fmt(spacing_a)} vs {_fmt(spacing_b)} mm"
+    direction_a = a[:3, :3] / np.maximum(spacing_a, 1e-12)
+    direction_b = b[:3, :3] / np.maximum(spacing_b, 1e-12)
+    if (cosine := np.abs(direction_a - direction_b).max()) > atol:
+        return f"direction cosines differ by up to {cosine:.3g} (axis flip or rotation)"
+    if (shift := np.abs(a[:3, 3] - b[:3, 3]).max()) > atol:
+        return f"origin {_fmt(a[:3, 3])} vs {_fmt(b[:3, 3])} mm (differs by up to {shift:.3g} mm)"
+    return None
+
+
+def same_grid(
+    affine_a: Any, shape_a: Sequence[int], affine_b: Any, shape_b: Sequence[int], *, atol: float = GRID_ATOL
+) -> bool:
+    """Same shape and affines equal within ``atol`` (see :func:`grid_mismatch`)."""
+    return grid_mismatch(affine_a, shape_a, affine_b, shape_b, atol=atol) is None
+
+
+def _fmt(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def write_label(label: Any, reference: MetaTensor | Mapping[str, Any], path: str | Path) -> Path:
+    """Write an integer (X, Y, Z) label map on exactly the reference image's source grid, atomically.
+
+    The output has the reference's ``spatial_shape`` and ``original_affine``; a NIfTI source's header is copied
+    (qform/sform codes kept) so the label overlays its image in any viewer. Stored as uint8 when every label
+    is below 256, else uint16. The file appears complete or not at all (temporary name, then ``os.replace``).
+    """
+    path = Path(path)
+    suffix = next((s for s in (".nii.gz", ".nii") if path.name.lower().endswith(s)), None)
+    if suffix is None:
+        raise ValueError(f"{path}: label output must be a .nii or .nii.gz file")
+    meta = reference.meta if isinstance(reference, MetaTensor) else reference
+    if "original_affine" not in meta or "spatial_shape" not in meta:
+        raise ValueError("reference has no 'original_affine'/'spatial_shape' meta; read it with volseg.data.io")
+    data = _label_array(label, tuple(int(s) for s in np.asarray(meta["spatial_shape"])))
+    affine = np.asarray(meta["original_affine"], dtype=np.float64)
+    image = _nifti_like(data, affine, meta.get("nifti_header"))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp-{os.getpid()}{suffix}")
+    try:
+        nib.save(image, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    logger.debug("wrote %s %s label to %s", data.shape, data.dtype, path)
+    return path
+
+
+def _label_array(label: Any, shape: tuple[int, ...]) -> np.ndarray:
+    data = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+    if data.shape != shape:
+        raise ValueError(f"label shape {data.shape} differs from the reference image's spatial shape {shape}")
+    if not np.issubdtype(data.dtype, np.integer) and not np.array_equal(data, np.round(data)):
+        raise ValueError("label has non-integral or non-finite values")
+    low, high = (data.min(), data.max()) if data.size else (0, 0)
+    if low < 0 or high > np.iinfo(np.uint16).max:
+        raise ValueError(f"label values {low}..{high} do not fit uint16 (0..65535)")
+    return data.astype(np.uint8 if high < 256 else np.uint16)
+
+
+def _nifti_like(data: np.ndarray, affine: np.ndarray, header_block: bytes | None) -> nib.Nifti1Image:
+    """A NIfTI image of ``data``: the source's header when it was NIfTI, else a fresh one (sform = qform = 1)."""
+    if header_block is None:
+        image = nib.Nifti1Image(data, affine)
+        image.header.set_xyzt_units("mm")
+        image.set_sform(affine, code=1)
+        image.set_qform(affine, code=1)
+        return image
+    header_class, image_class = (
+        (nib.Nifti2Header, nib.Nifti2Image) if len(header_block) == 540 else (nib.Nifti1Header, nib.Nifti1Image)
+    )
+    header = header_class(binaryblock=bytes(header_block)).copy()
+    image = image_class(data, affine, header)  # affine equals the header's best affine: codes kept
+    image.set_data_dtype(data.dtype)
+    image.header.set_slope_inter(1.0, 0.0)  # the source's intensity scaling must not apply to labels
+    image.header["cal_min"] = image.header["cal_max"] = 0  # nor its display window
+    image.header["vox_offset"] = 0  # nibabel recomputes it (the source's extensions are not copied)
+    return image
