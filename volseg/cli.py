@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)  # never break a path or a number across lines
 
 
 @app.callback(invoke_without_command=True)
@@ -116,6 +116,8 @@ def plan(
     modality: str = typer.Option("auto", help="CT, MR, or auto (CT when the images reach below -500)."),
     memory_gb: float = typer.Option(4.0, help="Training memory budget per device (GB) for patch and batch size."),
     base: Optional[Path] = typer.Option(None, "--config", "-c", help="Start from this config instead of the defaults."),
+    label_names: Optional[str] = typer.Option(None, "--labels", help="Names, e.g. '1=anterior,2=posterior' [default: dataset.json's or label_N]."),
+    overrides: list[str] = typer.Option([], "--set", help="Config override key=value before planning, e.g. data.label_remap={7: 1}."),
 ) -> None:
     """Fingerprint the labeled cases and write a config planned from them (plus NAME.fingerprint.json)."""
     from volseg.config import load_config, save_config
@@ -125,9 +127,10 @@ def plan(
 
     with _user_errors():
         cases = read_manifest(manifest_path)
-        fp = fingerprint(cases)
-        names = label_names_from_dataset_json(cases[0].image.parent.parent)
-        cfg = make_plan(fp, load_config(base), memory_budget_gb=memory_gb, modality=modality, label_names=names)
+        base_cfg = load_config(base, overrides)
+        fp = fingerprint(cases, label_remap=base_cfg.data.label_remap)
+        names = _parse_label_names(label_names) if label_names else label_names_from_dataset_json(cases[0].image.parent.parent)
+        cfg = make_plan(fp, base_cfg, memory_budget_gb=memory_gb, modality=modality, label_names=names)
         cfg.data.manifest = str(manifest_path)
         output.parent.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output)
@@ -138,6 +141,16 @@ def plan(
         f"3D patch {s.patch_size_3d} x{s.batch_size_3d}, 2D axis {s.slice_axis} patch {s.patch_size_2d} "
         f"x{s.batch_size_2d}, labels {cfg.data.labels}"
     )
+
+
+def _parse_label_names(text: str) -> dict[int, str]:
+    names = {}
+    for item in text.split(","):
+        value, sep, name = item.partition("=")
+        if not sep or not value.strip().isdigit() or not name.strip():
+            raise ValueError(f"--labels {text!r}: expected VALUE=NAME pairs, e.g. 1=anterior,2=posterior")
+        names[int(value)] = name.strip()
+    return names
 
 
 @app.command()

@@ -26,6 +26,9 @@ class DataConfig:
     modality: str = "MR"  # "CT" or "MR": picks the intensity normalization family
     labels: dict[int, str] = field(default_factory=lambda: {1: "anterior", 2: "posterior"})
     in_channels: int = 1
+    # Source label value -> training class, e.g. {7: 1} trains TotalSegmentator's pancreas (7) alone;
+    # values not listed become background. None keeps the label values as they are.
+    label_remap: dict[int, int] | None = None
     cache: str = "memory"  # "memory", "disk" (cache_dir) or "none"
     cache_dir: str = ".volseg_cache"
 

@@ -45,9 +45,10 @@ class Fingerprint:
         return cls(**data)
 
 
-def fingerprint(cases: Sequence[Case], orientation: str = "RAS", seed: int = 0) -> Fingerprint:
-    """Measure the labeled cases (reoriented, native spacing)."""
-    load = mt.Compose([LoadCased(), mt.Orientationd(["image", "label"], axcodes=orientation, labels=RAS_LABELS,
+def fingerprint(cases: Sequence[Case], orientation: str = "RAS", seed: int = 0,
+                label_remap: dict[int, int] | None = None) -> Fingerprint:
+    """Measure the labeled cases (reoriented, native spacing, labels remapped as training will see them)."""
+    load = mt.Compose([LoadCased(label_remap), mt.Orientationd(["image", "label"], axcodes=orientation, labels=RAS_LABELS,
                                                      allow_missing_keys=True)])
     rng = np.random.default_rng(seed)
     spacings, shapes, samples, image_min, class_voxels = [], [], [], math.inf, {}
@@ -141,8 +142,7 @@ def plan(fp: Fingerprint, base: Config | None = None, memory_budget_gb: float = 
     s.slice_axis = coarse if target[coarse] > ANISOTROPY_RATIO * min(target) else 2
     in_plane = [median_shape[a] for a in range(3) if a != s.slice_axis]
     s.patch_size_2d = fit_patch(in_plane, features_2d, budget)
-    slice_voxels = dataset_voxels / float(np.median(resampled[:, s.slice_axis]))
-    s.batch_size_2d = fit_batch(s.patch_size_2d, features_2d, budget, slice_voxels * 20, max_batch=64)
+    s.batch_size_2d = fit_batch(s.patch_size_2d, features_2d, budget, dataset_voxels, max_batch=64)
 
     if modality == "auto":
         modality = "CT" if fp.image_min < CT_MIN_HU else "MR"

@@ -21,19 +21,30 @@ _IMAGE_INTERP = {"bilinear": "bilinear", "bicubic": 3}  # 3: cubic spline (scipy
 
 
 class LoadCased(mt.MapTransform):
-    """Read ``image`` (a list of channel paths) and optional ``label`` into MetaTensors via volseg.data.io."""
+    """Read ``image`` (a list of channel paths) and optional ``label`` into MetaTensors via volseg.data.io,
+    mapping label values through ``label_remap`` (unlisted values become background) when given."""
 
-    def __init__(self) -> None:
+    def __init__(self, label_remap: dict[int, int] | None = None) -> None:
         super().__init__(KEYS, allow_missing_keys=True)
+        self.label_remap = label_remap
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
         d["image"] = io.read_channels(d["image"])
         if d.get("label"):
-            d["label"] = io.read_label(d["label"])
+            d["label"] = remap_labels(io.read_label(d["label"]), self.label_remap)
         else:
             d.pop("label", None)
         return d
+
+
+def remap_labels(label: torch.Tensor, remap: dict[int, int] | None) -> torch.Tensor:
+    if not remap:
+        return label
+    out = torch.zeros_like(label)
+    for source, target in remap.items():
+        out[label == source] = target
+    return out
 
 
 def _normalization(cfg: Config) -> mt.Transform:
@@ -75,7 +86,7 @@ def preprocess(cfg: Config) -> mt.Compose:
 
 
 def load_and_preprocess(cfg: Config) -> mt.Compose:
-    return mt.Compose([LoadCased(), preprocess(cfg)])
+    return mt.Compose([LoadCased(cfg.data.label_remap), preprocess(cfg)])
 
 
 class FoldSlicesToChannelsd(mt.MapTransform):
