@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,6 +142,119 @@ def plan(
         f"3D patch {s.patch_size_3d} x{s.batch_size_3d}, 2D axis {s.slice_axis} patch {s.patch_size_2d} "
         f"x{s.batch_size_2d}, labels {cfg.data.labels}"
     )
+
+
+@app.command()
+def infer(
+    inputs: list[Path] = typer.Argument(..., help="NIfTI/NRRD/MHA files, folders of them, DICOM series folders, or a manifest CSV."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder [one input: ./CASE_seg.nii.gz]."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder or checkpoint [default: the shipped model]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=0.95, help="Sliding-window overlap (3D models)."),
+    tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation (2^dims passes)."),
+    keep_largest: bool = typer.Option(False, "--keep-largest", help="Keep only the largest connected component per label."),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write CASE_probabilities.npz (float16)."),
+    qc: bool = typer.Option(False, "--qc", help="Write CASE_qc.png: three views with the labels overlaid."),
+    resume: bool = typer.Option(False, "--resume", help="Skip cases whose output already exists."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    split: Optional[str] = typer.Option(None, "--split", help="With a manifest: only cases of this split."),
+    num_parts: int = typer.Option(1, "--num-parts", help="Split the cohort into this many independent jobs..."),
+    part_id: int = typer.Option(0, "--part-id", help="...and run this one (0-based)."),
+) -> None:
+    """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed, 2 usage."""
+    from volseg.infer import BatchOptions, Segmenter, collect_inputs, run_batch, select_part
+
+    with _user_errors():
+        if resume and overwrite:
+            raise ValueError("--resume and --overwrite contradict each other; pass one")
+        cases = select_part(collect_inputs(inputs, split), num_parts, part_id)
+        if not cases:
+            raise ValueError("no input cases found")
+        segmenter = Segmenter(_model_path(model), device, overlap=overlap, tta=tta, keep_largest=keep_largest)
+    console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
+                  f"labels {segmenter.cfg.data.labels}) on {segmenter.device}")
+    single = output is None and len(cases) == 1
+    options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities, qc=qc)
+    if single:
+        options.output_name = lambda case_id: f"{case_id}_seg.nii.gz"
+    out_dir = Path.cwd() if single else (output or Path("volseg_out"))
+    with _CaseProgress(len(cases)) as progress:
+        results = run_batch(cases, out_dir, segmenter, options, on_case=progress.update,
+                            run_csv=Path(os.devnull) if single else None)
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        console.print(f"[red]failed[/red] {r.case_id}: {r.error}", highlight=False)
+    if single and not failed:
+        typer.echo(results[0].output)
+    elif not single:
+        console.print(f"{len(results) - len(failed)} of {len(results)} cases done; record: {out_dir / 'volseg_run.csv'}")
+    raise typer.Exit(code=1 if failed else 0)
+
+
+def _model_path(model: Optional[Path]) -> Path:
+    from volseg.default_model import default_model_path
+
+    return model if model is not None else default_model_path()
+
+
+class _CaseProgress:
+    """Cases done, failures and ETA."""
+
+    def __init__(self, total: int):
+        self.total, self.failed = total, 0
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn(), console=console)
+        self.progress.__enter__()
+        self.task = self.progress.add_task("cases", total=self.total, failed=0)
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, result) -> None:
+        self.failed += result.status == "failed"
+        self.progress.update(self.task, advance=1, failed=self.failed)
+
+
+@app.command()
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Folder of predicted label maps (<case_id>.nii.gz)."),
+    manifest_path: Optional[Path] = typer.Option(None, "--manifest", help="Reference labels from this manifest..."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="...or from a folder matched by file name."),
+    split: Optional[str] = typer.Option("test", "--split", help="With --manifest: the split to evaluate ('all' for every case)."),
+    output: Path = typer.Option(Path("metrics.csv"), "-o", "--output", help="Per-case CSV; the summary JSON goes beside it."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose data.labels names the labels."),
+) -> None:
+    """Dice, HD95 and mean surface distance (mm, from the voxel spacing) and volumes per case and label."""
+    from volseg.config import load_config
+    from volseg.evaluate import evaluate as run_evaluation, pairs_from_folder, pairs_from_manifest, summarize, write_results
+
+    with _user_errors():
+        if (manifest_path is None) == (ref is None):
+            raise ValueError("pass exactly one of --manifest or --ref")
+        pairs = (pairs_from_manifest(pred, manifest_path, None if split == "all" else split) if manifest_path
+                 else pairs_from_folder(pred, ref))
+        if not pairs:
+            raise ValueError(f"no prediction/reference pairs found for {pred}")
+        labels = load_config(config).data.labels if config else None
+        rows, errors = run_evaluation(pairs, labels)
+        summary = summarize(rows)
+        json_path = write_results(rows, summary, output)
+    table = Table(title=f"{len({r['case_id'] for r in rows})} cases")
+    for column in ("label", "Dice mean ± std", "Dice median", "HD95 mm (median)", "MSD mm (median)"):
+        table.add_column(column)
+    for label, m in summary.items():
+        table.add_row(label, f"{m['dice']['mean']:.4f} ± {m['dice']['std']:.4f}", f"{m['dice']['median']:.4f}",
+                      f"{m['hd95']['median']:.2f}", f"{m['msd']['median']:.2f}")
+    console.print(table)
+    for error in errors:
+        console.print(f"[red]error[/red] {error}", highlight=False)
+    console.print(f"wrote {output} and {json_path}")
+    raise typer.Exit(code=1 if errors else 0)
 
 
 def _parse_label_names(text: str) -> dict[int, str]:

@@ -32,3 +32,33 @@ def dice_per_label(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tens
 def mean_finite(values: Iterable[float]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
+
+
+def _surface_metrics(pred: torch.Tensor, ref: torch.Tensor, spacing: tuple[float, ...]) -> tuple[float, float]:
+    """(HD95, mean symmetric surface distance) in mm, computed by MONAI's surface-distance code."""
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    p, r = pred[None, None].float(), ref[None, None].float()
+    hd95 = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=list(spacing))
+    msd = compute_average_surface_distance(p, r, include_background=True, symmetric=True, spacing=list(spacing))
+    return float(hd95), float(msd)
+
+
+def label_metrics(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, labels: Iterable[int],
+                  spacing: tuple[float, ...]) -> dict[int, dict[str, float]]:
+    """Dice, HD95 (mm), mean surface distance (mm) and volumes (mL) per label, with the empty-mask convention."""
+    pred, ref = torch.as_tensor(pred), torch.as_tensor(ref)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    results = {}
+    for label in labels:
+        p, r = pred == label, ref == label
+        n_pred, n_ref = int(p.sum()), int(r.sum())
+        if n_pred and n_ref:
+            hd95, msd = _surface_metrics(p, r, spacing)
+        elif not n_pred and not n_ref:
+            hd95, msd = 0.0, 0.0
+        else:
+            hd95, msd = float("nan"), float("nan")
+        results[label] = {"dice": dice(p, r), "hd95": hd95, "msd": msd,
+                          "volume_pred_ml": n_pred * voxel_ml, "volume_ref_ml": n_ref * voxel_ml}
+    return results

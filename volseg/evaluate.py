@@ -1,0 +1,97 @@
+"""``volseg evaluate``: per-case, per-label Dice, HD95, mean surface distance and volumes of predictions
+against reference label maps, with a summary (mean, std, median) per label and metric."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from volseg.data import io
+from volseg.data.manifest import read_manifest
+from volseg.metrics import label_metrics
+
+log = logging.getLogger(__name__)
+METRICS = ("dice", "hd95", "msd", "volume_pred_ml", "volume_ref_ml")
+
+
+@dataclass
+class Pair:
+    case_id: str
+    pred: Path
+    ref: Path
+
+
+def pairs_from_manifest(pred_dir: Path, manifest: Path, split: str | None = "test") -> list[Pair]:
+    """Predictions ``pred_dir/<case_id>.nii.gz`` paired with the manifest's labels (of ``split``, if set)."""
+    return [Pair(c.case_id, pred_dir / f"{c.case_id}.nii.gz", c.label) for c in read_manifest(manifest)
+            if c.label is not None and (split is None or c.split == split)]
+
+
+def pairs_from_folder(pred_dir: Path, ref_dir: Path) -> list[Pair]:
+    """Predictions and references matched by file name (``<case_id>.nii.gz``, ``_seg`` suffix ignored)."""
+    def key(p: Path) -> str:
+        stem = p.name.split(".nii")[0]
+        return stem[:-4] if stem.endswith("_seg") else stem
+
+    refs = {key(p): p for p in sorted(ref_dir.glob("*.nii*"))}
+    return [Pair(k, p, refs[k]) for p in sorted(pred_dir.glob("*.nii*")) if (k := key(p)) in refs]
+
+
+def evaluate(pairs: list[Pair], labels: dict[int, str] | None = None) -> tuple[list[dict], list[str]]:
+    """Rows of (case, label, metrics...) and one-line errors for pairs that could not be compared."""
+    rows, errors = [], []
+    for pair in pairs:
+        try:
+            pred, ref = io.read_label(pair.pred), io.read_label(pair.ref)
+            why = io.grid_mismatch(pred.affine, pred.shape[1:], ref.affine, ref.shape[1:])
+            if why:
+                raise io.ImageReadError(pair.pred, f"not on the reference's grid ({why})")
+            values = labels or {int(v): f"label_{int(v)}" for v in np.unique(ref.numpy()) if v != 0}
+            spacing = tuple(float(s) for s in pred.pixdim[:3])
+            per_label = label_metrics(pred[0].long(), ref[0].long(), values, spacing)
+        except (io.ImageReadError, ValueError) as e:
+            errors.append(str(e))
+            continue
+        for value, metrics in per_label.items():
+            rows.append({"case_id": pair.case_id, "label": values[value], "value": value, **metrics})
+    return rows, errors
+
+
+def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """{label: {metric: {mean, std, median, n}}} over finite values (NaN = undefined, left out and counted)."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for label in dict.fromkeys(r["label"] for r in rows):
+        summary[label] = {}
+        for metric in METRICS:
+            values = [r[metric] for r in rows if r["label"] == label]
+            finite = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+            summary[label][metric] = {
+                "mean": float(finite.mean()) if finite.size else float("nan"),
+                "std": float(finite.std()) if finite.size else float("nan"),
+                "median": float(np.median(finite)) if finite.size else float("nan"),
+                "n": int(finite.size), "undefined": len(values) - int(finite.size),
+            }
+    return summary
+
+
+def write_results(rows: list[dict], summary: dict, csv_path: Path) -> Path:
+    """Per-case CSV at ``csv_path`` and the summary as JSON beside it; both written atomically."""
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["case_id", "label", "value", *METRICS])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, csv_path)
+    json_path = csv_path.with_suffix(".json")
+    tmp = json_path.with_name(f".{json_path.name}.tmp")
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, json_path)
+    return json_path

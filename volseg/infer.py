@@ -1,0 +1,215 @@
+"""Inference: segment scans with a trained model, writing each label map on its scan's own grid.
+
+:class:`Segmenter` loads the model once and segments one case; :func:`run_batch` runs a cohort with
+per-case isolation (a failure is recorded and the batch goes on), atomic outputs, ``--resume``, a
+deterministic split across machines, and a ``volseg_run.csv`` record. Reading and preprocessing the next
+case overlaps with predicting the current one.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from volseg.checkpoint import load_model
+from volseg.config import Config
+from volseg.data import io
+from volseg.data.discover import IMAGE_SUFFIXES
+from volseg.data.manifest import read_manifest, safe_case_id
+from volseg.data.transforms import load_and_preprocess, to_source_grid
+from volseg.predict import predict_probabilities, probabilities_to_labels
+from volseg.train import resolve_device
+
+log = logging.getLogger(__name__)
+RUN_CSV = "volseg_run.csv"
+RUN_COLUMNS = ("case_id", "input", "output", "status", "seconds", "error")
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    case_id: str
+    images: tuple[Path, ...]
+
+
+def _case_id(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name[:-5] if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit() else name
+
+
+def _is_dicom_folder(folder: Path) -> bool:
+    return not any(p.name.endswith(IMAGE_SUFFIXES) for p in folder.iterdir() if p.is_file())
+
+
+def collect_inputs(inputs: Sequence[str | Path], split: str | None = None) -> list[CaseInput]:
+    """NIfTI/NRRD/MHA files, folders of them, DICOM series folders and manifest CSVs, in that order."""
+    cases: list[CaseInput] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.suffix.lower() == ".csv":
+            cases += [CaseInput(c.case_id, c.images) for c in read_manifest(path) if split is None or c.split == split]
+        elif path.is_dir() and _is_dicom_folder(path):
+            cases.append(CaseInput(path.name, (path,)))
+        elif path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(IMAGE_SUFFIXES)
+                           and not p.name.startswith("."))
+            cases += [CaseInput(_case_id(p), (p,)) for p in files]
+        else:
+            cases.append(CaseInput(_case_id(path), (path,)))  # a missing file fails as that case, not the batch
+    seen: set[str] = set()
+    for case in cases:
+        if case.case_id in seen:
+            raise ValueError(f"two inputs share the case id {case.case_id!r}; outputs would collide")
+        seen.add(case.case_id)
+    return cases
+
+
+def select_part(cases: list[CaseInput], num_parts: int, part_id: int) -> list[CaseInput]:
+    """Deterministic share of a cohort for one of ``num_parts`` independent jobs (sorted by case id)."""
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise ValueError(f"--part-id must be in [0, {num_parts}) with --num-parts >= 1, got {part_id} of {num_parts}")
+    return [c for i, c in enumerate(sorted(cases, key=lambda c: c.case_id)) if i % num_parts == part_id]
+
+
+def keep_largest_component(labels: np.ndarray, values: Iterable[int]) -> np.ndarray:
+    """Per label, keep only its largest 26-connected component (removes stray false positives)."""
+    from scipy import ndimage
+
+    out = labels.copy()
+    for value in values:
+        components, n = ndimage.label(labels == value, structure=np.ones((3, 3, 3)))
+        if n > 1:
+            sizes = np.bincount(components.ravel())[1:]
+            out[(components > 0) & (components != 1 + int(np.argmax(sizes)))] = 0
+    return out
+
+
+class Segmenter:
+    """A loaded model plus the preprocessing it was trained with; segments one case at a time."""
+
+    def __init__(self, model_path: str | Path, device: str = "auto", overlap: float = 0.5, tta: bool = False,
+                 keep_largest: bool = False):
+        self.device = resolve_device(device)
+        self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
+        self.chain = load_and_preprocess(self.cfg)
+        self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
+        self.label_values = sorted(self.cfg.data.labels)
+
+    def load(self, case: CaseInput) -> dict:
+        """Read and preprocess (the part that overlaps with the previous case's prediction)."""
+        return self.chain({"image": [str(p) for p in case.images]})
+
+    def predict(self, data: dict) -> tuple[np.ndarray, torch.Tensor]:
+        """Label map (X, Y, Z) on the source grid, and the class probabilities on that grid."""
+        image = data["image"]
+        probs = predict_probabilities(self.model, image, self.cfg, self.device, overlap=self.overlap, tta=self.tta)
+        probs = to_source_grid(probs, image, self.chain)
+        classes = probabilities_to_labels(torch.as_tensor(probs)).numpy()
+        lookup = np.array([0, *self.label_values], dtype=np.int64)  # class index -> label value
+        labels = lookup[classes] if probs.shape[0] > 1 else np.where(classes > 0, self.label_values[0], 0)
+        if self.keep_largest:
+            labels = keep_largest_component(labels, self.label_values)
+        return labels, torch.as_tensor(probs)
+
+
+@dataclass
+class CaseResult:
+    case_id: str
+    input: str
+    output: str
+    status: str  # ok, failed, skipped
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class BatchOptions:
+    resume: bool = False
+    overwrite: bool = False
+    save_probabilities: bool = False
+    qc: bool = False
+    output_name: Callable[[str], str] = field(default=lambda case_id: f"{case_id}.nii.gz")
+
+
+def _write_run_csv(results: list[CaseResult], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(RUN_COLUMNS)
+        for r in results:
+            writer.writerow([r.case_id, r.input, r.output, r.status, f"{r.seconds:.2f}", r.error])
+    os.replace(tmp, path)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: {text}"
+
+
+def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, options: BatchOptions,
+              on_case: Callable[[CaseResult], None] | None = None, run_csv: Path | None = None) -> list[CaseResult]:
+    """Segment every case into ``out_dir``; never stop on a bad case. Returns one result per case."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_csv = run_csv if run_csv is not None else out_dir / RUN_CSV
+    results: list[CaseResult] = []
+    todo: list[tuple[CaseInput, Path]] = []
+    for case in cases:
+        output = out_dir / options.output_name(case.case_id)
+        source = ";".join(str(p) for p in case.images)
+        if not safe_case_id(case.case_id) or output.resolve().parent != out_dir.resolve():
+            results.append(CaseResult(case.case_id, source, "", "failed", error=f"{case.case_id!r}: case id is not a safe file name"))
+        elif output.exists() and options.resume:
+            results.append(CaseResult(case.case_id, source, str(output), "skipped"))
+        elif output.exists() and not options.overwrite:
+            results.append(CaseResult(case.case_id, source, str(output), "failed",
+                                      error=f"{output}: exists; pass --resume to keep it or --overwrite to replace it"))
+        else:
+            todo.append((case, output))
+    for r in results:
+        on_case and on_case(r)
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending: Future | None = reader.submit(segmenter.load, todo[0][0]) if todo else None
+        for i, (case, output) in enumerate(todo):
+            started = time.perf_counter()
+            source = ";".join(str(p) for p in case.images)
+            current, pending = pending, reader.submit(segmenter.load, todo[i + 1][0]) if i + 1 < len(todo) else None
+            try:
+                data = current.result()
+                labels, probs = segmenter.predict(data)
+                io.write_label(labels, data["image"], output)
+                if options.save_probabilities:
+                    _save_probabilities(probs, output)
+                if options.qc:
+                    from volseg.qc import save_qc
+
+                    save_qc(io.read_channels(case.images), labels, output.with_name(output.name.split(".nii")[0] + "_qc.png"))
+                result = CaseResult(case.case_id, source, str(output), "ok", time.perf_counter() - started)
+            except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
+                log.debug("case %s failed", case.case_id, exc_info=True)
+                result = CaseResult(case.case_id, source, "", "failed", time.perf_counter() - started, _one_line(e))
+            results.append(result)
+            _write_run_csv(results, run_csv)
+            on_case and on_case(result)
+    _write_run_csv(results, run_csv)
+    return results
+
+
+def _save_probabilities(probs: torch.Tensor, output: Path) -> None:
+    """Class probabilities as float16 .npz beside the label map (atomic)."""
+    path = output.with_name(output.name.split(".nii")[0] + "_probabilities.npz")
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, probabilities=probs.numpy().astype(np.float16))
+    os.replace(tmp, path)

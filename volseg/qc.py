@@ -1,0 +1,65 @@
+"""Quality-control pictures: axial, coronal and sagittal slices through the structure, label overlaid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+
+def _centre(labels: np.ndarray) -> tuple[int, ...]:
+    """Centre of mass of the foreground, or of the volume when nothing was segmented."""
+    if labels.any():
+        return tuple(int(round(c)) for c in np.argwhere(labels > 0).mean(0))
+    return tuple(s // 2 for s in labels.shape)
+
+
+def _to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Flip/permute voxel axes to the closest RAS orientation so every picture reads the same way."""
+    ornt = nib.orientations.io_orientation(affine)
+    return nib.orientations.apply_orientation(array, ornt)
+
+
+def save_qc(image: torch.Tensor, labels: np.ndarray, path: Path, attention: np.ndarray | None = None) -> Path:
+    """Write a PNG with three orthogonal views of ``image``'s first channel with ``labels`` overlaid.
+
+    ``image`` is the source scan as read (a MetaTensor on the labels' grid, with its affine); both are
+    turned to RAS voxel order for display. ``attention`` (same grid) adds a second row.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    affine = np.asarray(image.affine)
+    volume = _to_ras(np.asarray(torch.as_tensor(image)[0].float()), affine)
+    labels = _to_ras(np.asarray(labels), affine)
+    if attention is not None:
+        attention = _to_ras(np.asarray(attention), affine)
+    cx, cy, cz = _centre(labels)
+    views = {"axial": (volume[:, :, cz], labels[:, :, cz]), "coronal": (volume[:, cy, :], labels[:, cy, :]),
+             "sagittal": (volume[cx, :, :], labels[cx, :, :])}
+    rows = 2 if attention is not None else 1
+    fig, axes = plt.subplots(rows, 3, figsize=(12, 4 * rows), squeeze=False)
+    lo, hi = np.percentile(volume, [1, 99])
+    for ax, (title, (img, lab)) in zip(axes[0], views.items()):
+        ax.imshow(img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi)
+        ax.imshow(np.ma.masked_equal(lab.T, 0), cmap="tab10", alpha=0.45, origin="lower", vmin=0, vmax=9,
+                  interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    if attention is not None:
+        att = [attention[:, :, cz], attention[:, cy, :], attention[cx, :, :]]
+        for ax, a in zip(axes[1], att):
+            ax.imshow(a.T, cmap="magma", origin="lower", vmin=0, vmax=1)
+            ax.set_title("attention")
+            ax.axis("off")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=72)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
