@@ -27,3 +27,13 @@ def tiny_config(manifest: Path, model: str = "unet", dims: int = 3, *extra: str)
         "sampling.batch_size_2d=4", "sampling.slices_per_volume=2", "train.epochs=2",
         "train.iterations_per_epoch=2", "train.val_every=1", "train.threads=1", *extra,
     ])
+
+
+def tiny_run(tmp_path: Path, dims: int = 3, *extra: str) -> Path:
+    """A real run folder from one very short training (for geometry and plumbing, not accuracy)."""
+    from volseg.train import train
+
+    manifest = tiny_manifest(tmp_path, n_train=2, n_val=0)
+    cfg = tiny_config(manifest, "unet", dims, "train.epochs=1", "train.iterations_per_epoch=1", *extra)
+    train(cfg, tmp_path / "run", device="cpu")
+    return tmp_path / "run"

@@ -25,7 +25,7 @@ from volseg.config import Config
 from volseg.data import io
 from volseg.data.discover import IMAGE_SUFFIXES
 from volseg.data.manifest import read_manifest, safe_case_id
-from volseg.data.transforms import load_and_preprocess, to_source_grid
+from volseg.data.transforms import LoadCased, preprocess, to_source_grid
 from volseg.predict import predict_probabilities, probabilities_to_labels
 from volseg.train import resolve_device
 
@@ -103,13 +103,14 @@ class Segmenter:
                  keep_largest: bool = False):
         self.device = resolve_device(device)
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
-        self.chain = load_and_preprocess(self.cfg)
+        self.reader = LoadCased(self.cfg.data.label_remap)
+        self.chain = preprocess(self.cfg)
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
         self.label_values = sorted(self.cfg.data.labels)
 
     def load(self, case: CaseInput) -> dict:
         """Read and preprocess (the part that overlaps with the previous case's prediction)."""
-        return self.chain({"image": [str(p) for p in case.images]})
+        return self.chain(self.reader({"image": [str(p) for p in case.images]}))
 
     def predict(self, data: dict) -> tuple[np.ndarray, torch.Tensor]:
         """Label map (X, Y, Z) on the source grid, and the class probabilities on that grid."""
@@ -154,6 +155,9 @@ def _write_run_csv(results: list[CaseResult], path: Path) -> None:
 
 
 def _one_line(error: BaseException) -> str:
+    """The user-facing reason: MONAI wraps a transform's error in RuntimeError("applying transform ...")."""
+    while isinstance(error, RuntimeError) and "applying transform" in str(error) and error.__cause__ is not None:
+        error = error.__cause__
     text = " ".join(str(error).split()) or type(error).__name__
     return text if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: {text}"
 

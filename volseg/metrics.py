@@ -8,6 +8,7 @@ them is empty, Dice is 0 and the surface distances are NaN (undefined), reported
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterable
 
 import numpy as np
@@ -39,8 +40,10 @@ def _surface_metrics(pred: torch.Tensor, ref: torch.Tensor, spacing: tuple[float
     from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
     p, r = pred[None, None].float(), ref[None, None].float()
-    hd95 = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=list(spacing))
-    msd = compute_average_surface_distance(p, r, include_background=True, symmetric=True, spacing=list(spacing))
+    with warnings.catch_warnings():  # MONAI 1.5+ warns about an internal argument of its own
+        warnings.simplefilter("ignore", FutureWarning)
+        hd95 = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=list(spacing))
+        msd = compute_average_surface_distance(p, r, include_background=True, symmetric=True, spacing=list(spacing))
     return float(hd95), float(msd)
 
 

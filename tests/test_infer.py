@@ -1,0 +1,182 @@
+"""volseg infer: geometry of every output, orientation invariance, DICOM input, batch isolation, resume."""
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+from volseg.cli import app
+from volseg.data.manifest import read_manifest
+from volseg.infer import collect_inputs, select_part
+
+from .conftest import shared_path
+from .helpers import REPO, tiny_run
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return tiny_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def test_cases():
+    return [c for c in read_manifest(REPO / "data_manifest.csv") if c.split == "test"]
+
+
+def _infer(*args):
+    return runner.invoke(app, ["infer", *map(str, args)])
+
+
+def _rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+def test_outputs_keep_each_inputs_grid_and_evaluate(run_dir, test_cases, tmp_path):
+    result = _infer(REPO / "data_manifest.csv", "--split", "test", "--model", run_dir, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    for case in test_cases:
+        source, output = nib.load(case.image), nib.load(tmp_path / "out" / f"{case.case_id}.nii.gz")
+        assert output.shape == source.shape
+        assert np.allclose(output.affine, source.affine, atol=1e-5)
+        assert output.get_data_dtype() == np.uint8
+    rows = _rows(tmp_path / "out" / "volseg_run.csv")
+    assert [r["status"] for r in rows] == ["ok"] * len(test_cases)
+    result = runner.invoke(app, ["evaluate", "--pred", tmp_path / "out", "--manifest", REPO / "data_manifest.csv",
+                                 "-o", tmp_path / "m.csv"])
+    assert result.exit_code == 0, result.output
+    assert "Dice" in result.output and len(_rows(tmp_path / "m.csv")) == 2 * len(test_cases)
+
+
+def _reoriented(src, dst, transform):
+    """Save the same scan with its voxel axes flipped/permuted and the affine adjusted (same world)."""
+    img = nib.load(src)
+    ornt = {"LPS": [[0, -1], [1, -1], [2, 1]], "PIL": [[1, -1], [2, 1], [0, -1]]}[transform]
+    ornt = np.asarray(ornt, dtype=float)
+    data = nib.orientations.apply_orientation(np.asarray(img.dataobj), ornt)
+    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape)
+    nib.save(nib.Nifti1Image(data, affine), dst)
+
+
+@pytest.mark.parametrize("transform", ["LPS", "PIL"])
+def test_orientation_invariance_in_world_space(run_dir, test_cases, tmp_path, transform):
+    src = test_cases[0].image
+    (tmp_path / "in").mkdir()
+    shutil.copyfile(src, tmp_path / "in" / "ras.nii.gz")
+    _reoriented(src, tmp_path / "in" / "other.nii.gz", transform)
+    assert _infer(tmp_path / "in", "--model", run_dir, "-o", tmp_path / "out").exit_code == 0
+    ras = nib.as_closest_canonical(nib.load(tmp_path / "out" / "ras.nii.gz"))
+    other = nib.load(tmp_path / "out" / "other.nii.gz")
+    assert not np.allclose(other.affine, ras.affine)
+    other = nib.as_closest_canonical(other)
+    assert np.allclose(other.affine, ras.affine, atol=1e-5)
+    a, b = np.asarray(ras.dataobj), np.asarray(other.dataobj)
+    assert (a > 0).sum() > 0, "the model predicts nothing; the test would be vacuous"
+    for value in (1, 2):
+        inter = np.logical_and(a == value, b == value).sum()
+        total = (a == value).sum() + (b == value).sum()
+        assert total == 0 or 2 * inter / total >= 0.99
+
+
+def test_dicom_series_output_lies_on_the_series_grid(run_dir, tmp_path):
+    series = shared_path("data", "totalsegmentator_example", "example_ct_dicom")
+    result = _infer(series, "--model", run_dir, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(series)))
+    reference = reader.Execute()
+    output = sitk.ReadImage(str(tmp_path / "out" / "example_ct_dicom.nii.gz"))
+    assert output.GetSize() == reference.GetSize()
+    assert np.allclose(output.GetSpacing(), reference.GetSpacing(), atol=1e-5)
+    assert np.allclose(output.GetOrigin(), reference.GetOrigin(), atol=1e-4)
+    assert np.allclose(output.GetDirection(), reference.GetDirection(), atol=1e-6)
+
+
+def _bad_inputs(folder, good):
+    folder.mkdir()
+    for case in good:
+        shutil.copyfile(case.image, folder / case.image.name)
+    data = good[0].image.read_bytes()
+    (folder / "truncated.nii.gz").write_bytes(data[: len(data) // 2])
+    (folder / "notes.nii.gz").write_text("not an image")
+    img = nib.load(good[0].image)
+    nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj)] * 2, -1), img.affine), folder / "fourd.nii.gz")
+
+
+def test_bad_cases_fail_alone_without_partial_outputs(run_dir, test_cases, tmp_path):
+    _bad_inputs(tmp_path / "in", test_cases[:3])
+    result = _infer(tmp_path / "in", "--model", run_dir, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    rows = {r["case_id"]: r for r in _rows(tmp_path / "out" / "volseg_run.csv")}
+    for case in test_cases[:3]:
+        assert rows[case.case_id]["status"] == "ok"
+        assert (tmp_path / "out" / f"{case.case_id}.nii.gz").is_file()
+    for bad, reason in (("truncated", "truncated"), ("notes", "not a NIfTI"), ("fourd", "4D")):
+        assert rows[bad]["status"] == "failed" and reason in rows[bad]["error"], rows[bad]
+        assert bad in rows[bad]["error"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{c.case_id}.nii.gz" for c in test_cases[:3]] + ["volseg_run.csv"])
+
+
+def test_single_input_without_output_folder(run_dir, test_cases, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _infer(test_cases[0].image, "--model", run_dir)
+    assert result.exit_code == 0, result.output
+    expected = tmp_path / f"{test_cases[0].case_id}_seg.nii.gz"
+    assert str(expected) in result.output and expected.is_file()
+    assert not (tmp_path / "volseg_run.csv").exists()
+
+
+def test_existing_outputs_need_resume_or_overwrite(run_dir, test_cases, tmp_path):
+    args = (test_cases[0].image, "--model", run_dir, "-o", tmp_path / "out")
+    assert _infer(*args).exit_code == 0
+    again = _infer(*args)
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert _infer(*args, "--resume").exit_code == 0
+    assert _rows(tmp_path / "out" / "volseg_run.csv")[0]["status"] == "skipped"
+    assert _infer(*args, "--overwrite").exit_code == 0
+    assert _infer(*args, "--resume", "--overwrite").exit_code == 2
+
+
+def test_parts_split_a_cohort_without_overlap(test_cases):
+    cases = collect_inputs([REPO / "data_manifest.csv"], split="test")
+    parts = [select_part(cases, 3, k) for k in range(3)]
+    ids = [c.case_id for part in parts for c in part]
+    assert sorted(ids) == sorted(c.case_id for c in test_cases) and len(ids) == len(set(ids))
+
+
+def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path):
+    """SIGKILL mid-batch, then --resume: every case done once, no partial file under a final name."""
+    (tmp_path / "in").mkdir()
+    for case in test_cases[:6]:
+        shutil.copyfile(case.image, tmp_path / "in" / case.image.name)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "volseg", "infer", str(tmp_path / "in"), "--model", str(run_dir), "-o", str(out),
+           "--tta"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("hippocampus_*.nii.gz"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("hippocampus_*.nii.gz")}
+    assert 2 <= len(done_before) < 6, "the kill must land mid-batch"
+    for p in done_before:
+        nib.load(out / p).get_fdata()  # every final-named file is complete
+    result = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {r["case_id"]: r["status"] for r in _rows(out / "volseg_run.csv")}
+    assert len(rows) == 6 and set(rows.values()) <= {"ok", "skipped"}
+    assert {f"{k}.nii.gz" for k, v in rows.items() if v == "skipped"} == set(done_before)
+    for name, mtime in done_before.items():
+        assert (out / name).stat().st_mtime_ns == mtime
