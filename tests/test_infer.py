@@ -180,3 +180,20 @@ def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path
     assert {f"{k}.nii.gz" for k, v in rows.items() if v == "skipped"} == set(done_before)
     for name, mtime in done_before.items():
         assert (out / name).stat().st_mtime_ns == mtime
+
+
+def test_qc_pictures_with_attention_maps(test_cases, tmp_path):
+    run = tiny_run(tmp_path, 3, "model.name=attunet")
+    result = _infer(test_cases[0].image, "--model", run, "-o", tmp_path / "out", "--qc-attention")
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "out" / f"{test_cases[0].case_id}_qc.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert height > width / 3 * 1.5  # two rows: labels and attention
+
+
+def test_attention_qc_refused_for_models_without_gates(run_dir, test_cases, tmp_path):
+    result = _infer(test_cases[0].image, "--model", run_dir, "-o", tmp_path / "out", "--qc-attention")
+    assert result.exit_code == 2 and "no attention gates" in result.output

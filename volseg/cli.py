@@ -155,6 +155,7 @@ def infer(
     keep_largest: bool = typer.Option(False, "--keep-largest", help="Keep only the largest connected component per label."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write CASE_probabilities.npz (float16)."),
     qc: bool = typer.Option(False, "--qc", help="Write CASE_qc.png: three views with the labels overlaid."),
+    qc_attention: bool = typer.Option(False, "--qc-attention", help="With --qc: add the attention map (attunet, r2attunet)."),
     resume: bool = typer.Option(False, "--resume", help="Skip cases whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     split: Optional[str] = typer.Option(None, "--split", help="With a manifest: only cases of this split."),
@@ -163,6 +164,7 @@ def infer(
 ) -> None:
     """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed, 2 usage."""
     from volseg.infer import BatchOptions, Segmenter, collect_inputs, run_batch, select_part
+    from volseg.predict import attention_network
 
     with _user_errors():
         if resume and overwrite:
@@ -171,10 +173,13 @@ def infer(
         if not cases:
             raise ValueError("no input cases found")
         segmenter = Segmenter(_model_path(model), device, overlap=overlap, tta=tta, keep_largest=keep_largest)
+        if qc_attention:
+            attention_network(segmenter.model)  # fail now, not once per case
     console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
                   f"labels {segmenter.cfg.data.labels}) on {segmenter.device}")
     single = output is None and len(cases) == 1
-    options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities, qc=qc)
+    options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
+                           qc=qc or qc_attention, qc_attention=qc_attention)
     if single:
         options.output_name = lambda case_id: f"{case_id}_seg.nii.gz"
     out_dir = Path.cwd() if single else (output or Path("volseg_out"))
@@ -255,6 +260,44 @@ def evaluate(
         console.print(f"[red]error[/red] {error}", highlight=False)
     console.print(f"wrote {output} and {json_path}")
     raise typer.Exit(code=1 if errors else 0)
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("demo_out"), "-o", "--output", help="Folder for label maps, QC pictures and the report."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder or checkpoint [default: the shipped model]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Segment the bundled test cases with the default model, score them, and write a report."""
+    from volseg.demo import bundled_manifest, run_demo
+    from volseg.infer import Segmenter
+
+    with _user_errors():
+        manifest = bundled_manifest()
+        segmenter = Segmenter(_model_path(model), device)
+        console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D) "
+                      f"on {segmenter.device}; cases: test split of {manifest}")
+        n_cases = sum(1 for line in manifest.read_text().splitlines() if line.endswith(",test"))
+        with _CaseProgress(n_cases) as progress:
+            result = run_demo(segmenter, output, manifest, on_case=progress.update)
+    labels = list(result.summary)
+    table = Table(title="Dice per case")
+    for column in ("case", *labels, "mean"):
+        table.add_column(column)
+    per_case: dict[str, dict[str, float]] = {}
+    for r in result.rows:
+        per_case.setdefault(r["case_id"], {})[r["label"]] = r["dice"]
+    for case, scores in per_case.items():
+        values = [scores[l] for l in labels]
+        table.add_row(case, *(f"{v:.4f}" for v in values), f"{sum(values) / len(values):.4f}")
+    means = [result.summary[l]["dice"]["mean"] for l in labels]
+    table.add_row("mean", *(f"{m:.4f}" for m in means), f"{sum(means) / len(means):.4f}", style="bold")
+    console.print(table)
+    for failure in result.failed:
+        console.print(f"[red]failed[/red] {failure}", highlight=False)
+    console.print(f"mean Dice over {len(per_case)} test cases: {sum(means) / len(means):.4f}")
+    console.print(f"report: {result.report}")
+    raise typer.Exit(code=1 if result.failed else 0)
 
 
 def _parse_label_names(text: str) -> dict[int, str]:

@@ -26,7 +26,7 @@ from volseg.data import io
 from volseg.data.discover import IMAGE_SUFFIXES
 from volseg.data.manifest import read_manifest, safe_case_id
 from volseg.data.transforms import LoadCased, preprocess, to_source_grid
-from volseg.predict import predict_probabilities, probabilities_to_labels
+from volseg.predict import attention_network, predict_probabilities, probabilities_to_labels
 from volseg.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,13 @@ class Segmenter:
             labels = keep_largest_component(labels, self.label_values)
         return labels, torch.as_tensor(probs)
 
+    def attention(self, data: dict) -> np.ndarray:
+        """The first attention gate's map (X, Y, Z) on the source grid (attention models only)."""
+        image = data["image"]
+        maps = predict_probabilities(self.model, image, self.cfg, self.device, overlap=self.overlap,
+                                     network=attention_network(self.model))
+        return to_source_grid(maps, image, self.chain)[0].numpy()
+
 
 @dataclass
 class CaseResult:
@@ -141,6 +148,7 @@ class BatchOptions:
     overwrite: bool = False
     save_probabilities: bool = False
     qc: bool = False
+    qc_attention: bool = False
     output_name: Callable[[str], str] = field(default=lambda case_id: f"{case_id}.nii.gz")
 
 
@@ -199,7 +207,9 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, optio
                 if options.qc:
                     from volseg.qc import save_qc
 
-                    save_qc(io.read_channels(case.images), labels, output.with_name(output.name.split(".nii")[0] + "_qc.png"))
+                    attention = segmenter.attention(data) if options.qc_attention else None
+                    save_qc(io.read_channels(case.images), labels,
+                            output.with_name(output.name.split(".nii")[0] + "_qc.png"), attention)
                 result = CaseResult(case.case_id, source, str(output), "ok", time.perf_counter() - started)
             except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
                 log.debug("case %s failed", case.case_id, exc_info=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 from contextlib import nullcontext
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from torch import nn
 from volseg.config import Config
 
 log = logging.getLogger(__name__)
+Network = Callable[[torch.Tensor], torch.Tensor]  # a batch (B, C, ...) -> per-voxel maps (B, K, ...)
 
 
 def autocast(device: torch.device):
@@ -30,13 +32,13 @@ def _activate(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
-def _sliding_window(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device,
+def _sliding_window(network: Network, image: torch.Tensor, cfg: Config, device: torch.device,
                     overlap: float, sw_batch_size: int) -> torch.Tensor:
     def run(stitch_device: torch.device) -> torch.Tensor:
         with autocast(device):
             return sliding_window_inference(
                 image[None], roi_size=cfg.sampling.patch_size_3d, sw_batch_size=sw_batch_size,
-                predictor=lambda x: _activate(model(x).float()), overlap=overlap, mode="gaussian",
+                predictor=network, overlap=overlap, mode="gaussian",
                 sw_device=device, device=stitch_device,
             )[0]
 
@@ -50,7 +52,7 @@ def _sliding_window(model: nn.Module, image: torch.Tensor, cfg: Config, device: 
         return run(torch.device("cpu"))
 
 
-def _slice_wise(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device,
+def _slice_wise(network: Network, image: torch.Tensor, cfg: Config, device: torch.device,
                 batch_size: int) -> torch.Tensor:
     axis, k = cfg.sampling.slice_axis, cfg.sampling.context_slices
     volume = image.movedim(1 + axis, 1)  # (C, S, H, W)
@@ -61,15 +63,20 @@ def _slice_wise(model: nn.Module, image: torch.Tensor, cfg: Config, device: torc
         stop = min(start + batch_size, n_slices)
         stacks = torch.stack([padded[:, i:i + 2 * k + 1].reshape(-1, *volume.shape[2:]) for i in range(start, stop)])
         with autocast(device):
-            outputs.append(_activate(model(stacks.to(device)).float()).cpu())
+            outputs.append(network(stacks.to(device)).cpu())
     probs = torch.cat(outputs)  # (S, K, H, W)
     return probs.movedim(0, 1).movedim(1, 1 + axis)
 
 
 def predict_probabilities(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device,
-                          overlap: float = 0.5, tta: bool = False, batch_size: int | None = None) -> torch.Tensor:
-    """Class probabilities (K, X, Y, Z) for a preprocessed (C, X, Y, Z) image, on the CPU."""
+                          overlap: float = 0.5, tta: bool = False, batch_size: int | None = None,
+                          network: Network | None = None) -> torch.Tensor:
+    """Class probabilities (K, X, Y, Z) for a preprocessed (C, X, Y, Z) image, on the CPU.
+
+    ``network`` replaces the default batch -> probabilities function, e.g. to stitch attention maps.
+    """
     model.eval()
+    network = network or (lambda x: _activate(model(x).float()))
     image = torch.as_tensor(image).float()
     spatial_dims = cfg.model.dims
     flips = [()]
@@ -81,12 +88,19 @@ def predict_probabilities(model: nn.Module, image: torch.Tensor, cfg: Config, de
         for flip in flips:
             x = image.flip(flip) if flip else image
             if spatial_dims == 3:
-                probs = _sliding_window(model, x, cfg, device, overlap, batch_size or cfg.sampling.batch_size_3d)
+                probs = _sliding_window(network, x, cfg, device, overlap, batch_size or cfg.sampling.batch_size_3d)
             else:
-                probs = _slice_wise(model, x, cfg, device, batch_size or max(cfg.sampling.batch_size_2d, 16))
+                probs = _slice_wise(network, x, cfg, device, batch_size or max(cfg.sampling.batch_size_2d, 16))
             probs = probs.cpu().flip(flip) if flip else probs.cpu()
             total = probs if total is None else total + probs
     return total / len(flips)
+
+
+def attention_network(model: nn.Module) -> Network:
+    """The full-resolution attention gate's map, for models that expose ``forward_with_attention``."""
+    if not getattr(model, "has_attention", False):
+        raise ValueError(f"{type(model).__name__} has no attention gates; attention maps need attunet or r2attunet")
+    return lambda x: model.forward_with_attention(x)[1][0].float()
 
 
 def probabilities_to_labels(probs: torch.Tensor) -> torch.Tensor:

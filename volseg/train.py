@@ -180,6 +180,8 @@ def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool =
     dev = resolve_device(device)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     state = None
+    for stale in run_dir.glob(".*.tmp*"):  # temporary files of writes a killed run never finished
+        stale.unlink()
     if resume:
         if not last_path.is_file():
             raise CheckpointError(f"{last_path}: no checkpoint to resume from")

@@ -95,6 +95,10 @@ class EncoderDecoder(nn.Module):
             return logits
         return [logits, *(head(d) for head, d in zip(self.aux_heads, decoded[1:]))]
 
+    @property
+    def has_attention(self) -> bool:
+        return self.gates is not None
+
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits plus the attention maps of every gate, full resolution first (empty without gates)."""
         decoded, attention_maps = self._forward(x)
