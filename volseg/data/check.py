@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 
-from volseg.data.io import ImageReadError, grid_mismatch, read_image, read_label
+from volseg.data.io import ImageReadError, grid_mismatch, non_finite, read_image, read_label
 from volseg.data.manifest import Case, ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -88,11 +88,8 @@ def _read(path: Path, reader: Callable[[Path], MetaTensor], problems: list[Probl
 
 
 def _non_finite(path: Path, image: MetaTensor) -> list[Problem]:
-    values = image.as_tensor()
-    nan, inf = int(torch.isnan(values).sum()), int(torch.isinf(values).sum())
-    if nan or inf:
-        return [Problem(str(path), f"{nan} NaN and {inf} Inf voxel(s)")]
-    return []
+    why = non_finite(image.as_tensor())
+    return [Problem(str(path), f"{why}; train, plan and infer refuse this scan")] if why else []
 
 
 def _grid_mismatch(a: MetaTensor, b: MetaTensor) -> str | None:

@@ -36,6 +36,8 @@ ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 NOT_AN_IMAGE = "not a NIfTI/NRRD/MHA image or DICOM series"
 GRID_ATOL = 1e-3  # mm for origin and spacing, unitless for direction cosines
 MAX_VOXELS = 2**31
+SPACING_RANGE_MM = (1e-3, 1e3)  # a voxel edge outside 1 micrometre .. 1 metre is a corrupt header, not a scan
+ORTHOGONALITY_TOL = 1e-3  # largest |cosine| allowed between two voxel axes (~0.06 degrees off square)
 SLICE_GAP_TOLERANCE = 0.1  # a DICOM slice step may differ this much (relative) from the median step
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -81,20 +83,23 @@ def read_case_image(case: Case) -> MetaTensor:
 
 
 def read_channels(paths: Sequence[str | Path]) -> MetaTensor:
-    """Read channel files into one (C, X, Y, Z) MetaTensor carrying the first channel's meta.
+    """Read channel files into one (C, X, Y, Z) MetaTensor carrying the first channel's meta: model input.
 
     Channels are stacked voxel by voxel, so each must lie on the first channel's grid (shape and affine).
+    NaN or Inf voxels are refused: no model output computed from them could be trusted.
     """
     if not paths:
         raise ValueError("no channel to read")
-    first = read_image(paths[0])
-    channels = [first]
-    for path in paths[1:]:
+    channels: list[MetaTensor] = []
+    for path in paths:
         channel = read_image(path)
-        why = grid_mismatch(channel.affine, channel.shape[1:], first.affine, first.shape[1:])
-        if why:
+        if why := non_finite(channel):
+            raise ImageReadError(path, f"{why}; replace them (e.g. with the background value) before use")
+        if channels and (why := grid_mismatch(channel.affine, channel.shape[1:], channels[0].affine,
+                                              channels[0].shape[1:])):
             raise ImageReadError(path, f"channel grid differs from {Path(paths[0]).name}: {why}")
         channels.append(channel)
+    first = channels[0]
     return MetaTensor(torch.cat([c.as_tensor() for c in channels]), meta=dict(first.meta))
 
 
@@ -113,10 +118,19 @@ def read_label(path: str | Path) -> MetaTensor:
     return label
 
 
+def non_finite(image: torch.Tensor) -> str | None:
+    """``"<n> NaN and <m> Inf voxel(s)"`` when ``image`` holds any, else None."""
+    values = torch.as_tensor(image)
+    if bool(torch.isfinite(values).all()):
+        return None
+    return f"{int(torch.isnan(values).sum())} NaN and {int(torch.isinf(values).sum())} Inf voxel(s)"
+
+
 def _read_nifti(path: Path, max_voxels: int) -> MetaTensor:
     try:
         image = nib.load(path)
         shape = _spatial_shape(path, image.shape, max_voxels)
+        _check_affine(path, image.affine)
         array = np.asarray(image.get_fdata(dtype=np.float32), order="C").reshape(shape)
     except ImageReadError:
         raise
@@ -156,7 +170,10 @@ def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) ->
         listing = ", ".join(
             f"{uid!r} ({len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))} files)" for uid in series
         )
-        raise ImageReadError(folder, f"folder holds {len(series)} DICOM series, choose one with series_uid: {listing}")
+        raise ImageReadError(
+            folder, f"folder holds {len(series)} DICOM series; give each its own folder (or pick one with series_uid): "
+            f"{listing}"
+        )
     uid = series[0] if series_uid is None else series_uid
     if uid not in series:
         raise ImageReadError(folder, f"no DICOM series {uid!r} here; found {', '.join(map(repr, series))}")
@@ -223,6 +240,7 @@ def _from_sitk(image: sitk.Image, path: Path, max_voxels: int) -> MetaTensor:
     affine = np.eye(4)
     affine[:3, :3] = direction * np.array(image.GetSpacing()[:3])  # scale column j by spacing j
     affine[:3, 3] = image.GetOrigin()[:3]
+    _check_affine(path, affine)
     view = sitk.GetArrayViewFromImage(image).reshape(shape[::-1])
     array = np.ascontiguousarray(view.transpose(2, 1, 0), dtype=np.float32)
     return _meta_tensor(array, _LPS_TO_RAS @ affine, path)
@@ -244,6 +262,31 @@ def _spatial_shape(path: Path, shape: Sequence[int], max_voxels: int) -> tuple[i
             path, f"header claims shape {shape} ({gib:.1f} GiB as float32), larger than the limit of {max_voxels} voxels"
         )
     return shape
+
+
+def _check_affine(path: Path, affine: Any) -> None:
+    """Refuse a voxel-to-world affine no resampling can use: non-finite, zero or absurd spacing, sheared axes."""
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise ImageReadError(path, "affine (voxel-to-world matrix) holds NaN or Inf values")
+    matrix = affine[:3, :3]
+    spacing = np.linalg.norm(matrix, axis=0)
+    low, high = SPACING_RANGE_MM
+    if spacing.min() == 0:
+        raise ImageReadError(path, f"zero voxel spacing {_fmt(spacing)} mm (singular affine)")
+    if spacing.min() < low or spacing.max() > high:
+        raise ImageReadError(
+            path, f"voxel spacing {_fmt(spacing)} mm is outside the plausible range {low:g}..{high:g} mm (corrupt header?)"
+        )
+    cosines = (matrix / spacing).T @ (matrix / spacing)
+    np.fill_diagonal(cosines, 0.0)
+    i, j = np.unravel_index(np.argmax(np.abs(cosines)), cosines.shape)
+    if abs(cosines[i, j]) > ORTHOGONALITY_TOL:
+        angle = np.degrees(np.arccos(np.clip(cosines[i, j], -1.0, 1.0)))
+        raise ImageReadError(
+            path, f"non-orthonormal direction: voxel axes {i} and {j} are {angle:.2f} degrees apart, not 90 "
+            "(sheared affine); resample it onto an orthogonal grid first"
+        )
 
 
 def _check_scalar(path: Path, components: int) -> None:
