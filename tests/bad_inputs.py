@@ -197,7 +197,7 @@ def dicom_missing_slice(folder: Path) -> Path:
 
 
 def write_manifest(path: Path, rows: list[list[str]]) -> Path:
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["case_id", "image", "label", "split"])
         writer.writerows(rows)

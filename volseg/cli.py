@@ -162,8 +162,13 @@ def infer(
     num_parts: int = typer.Option(1, "--num-parts", help="Split the cohort into this many independent jobs..."),
     part_id: int = typer.Option(0, "--part-id", help="...and run this one (0-based)."),
 ) -> None:
-    """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed, 2 usage."""
-    from volseg.infer import BatchOptions, Segmenter, collect_inputs, run_batch, select_part
+    """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed, 2 usage.
+
+    Under torchrun the cases are shared out across ranks (one device each); every rank writes
+    volseg_run.rankK.csv and rank 0 merges them into volseg_run.csv.
+    """
+    from volseg import distributed
+    from volseg.infer import RUN_CSV, BatchOptions, Segmenter, collect_inputs, merge_run_csvs, run_batch, select_part
     from volseg.predict import attention_network
 
     with _user_errors():
@@ -172,28 +177,42 @@ def infer(
         cases = select_part(collect_inputs(inputs, split), num_parts, part_id)
         if not cases:
             raise ValueError("no input cases found")
-        segmenter = Segmenter(_model_path(model), device, overlap=overlap, tta=tta, keep_largest=keep_largest)
+        ctx = distributed.setup(device)
+        segmenter = Segmenter(_model_path(model), distributed.device_for(ctx, device), overlap=overlap, tta=tta,
+                              keep_largest=keep_largest)
         if qc_attention:
             attention_network(segmenter.model)  # fail now, not once per case
-    console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
-                  f"labels {segmenter.cfg.data.labels}) on {segmenter.device}")
-    single = output is None and len(cases) == 1
+    if ctx.is_main:
+        console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
+                      f"labels {segmenter.cfg.data.labels}) on {segmenter.device}")
+    single = output is None and len(cases) == 1 and not ctx.enabled
     options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
                            qc=qc or qc_attention, qc_attention=qc_attention)
+    out_dir = Path.cwd() if single else (output or Path("volseg_out"))
+    run_csv = None if single else out_dir / RUN_CSV
     if single:
         options.output_name = lambda case_id: f"{case_id}_seg.nii.gz"
-    out_dir = Path.cwd() if single else (output or Path("volseg_out"))
-    with _CaseProgress(len(cases)) as progress:
-        results = run_batch(cases, out_dir, segmenter, options, on_case=progress.update,
-                            run_csv=Path(os.devnull) if single else None)
+    if ctx.enabled:
+        cases = select_part(cases, ctx.world_size, ctx.rank)
+        run_csv = out_dir / f"volseg_run.rank{ctx.rank}.csv"
+    with _CaseProgress(len(cases), visible=ctx.is_main) as progress:
+        results = run_batch(cases, out_dir, segmenter, options, on_case=progress.update, run_csv=run_csv)
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         console.print(f"[red]failed[/red] {r.case_id}: {r.error}", highlight=False)
+    n_done, n_failed = len(results) - len(failed), len(failed)
+    if ctx.enabled:
+        counts = distributed.gather(ctx, (n_done, n_failed))
+        n_done, n_failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        if ctx.is_main:
+            merge_run_csvs([out_dir / f"volseg_run.rank{k}.csv" for k in range(ctx.world_size)], out_dir / RUN_CSV)
+        distributed.barrier(ctx)
+        distributed.teardown(ctx)
     if single and not failed:
         typer.echo(results[0].output)
-    elif not single:
-        console.print(f"{len(results) - len(failed)} of {len(results)} cases done; record: {out_dir / 'volseg_run.csv'}")
-    raise typer.Exit(code=1 if failed else 0)
+    elif not single and ctx.is_main:
+        console.print(f"{n_done} of {n_done + n_failed} cases done; record: {out_dir / RUN_CSV}")
+    raise typer.Exit(code=1 if n_failed else 0)
 
 
 def _model_path(model: Optional[Path]) -> Path:
@@ -205,14 +224,15 @@ def _model_path(model: Optional[Path]) -> Path:
 class _CaseProgress:
     """Cases done, failures and ETA."""
 
-    def __init__(self, total: int):
-        self.total, self.failed = total, 0
+    def __init__(self, total: int, visible: bool = True):
+        self.total, self.failed, self.visible = total, 0, visible
 
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn(), console=console)
+                                 TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn(), console=console,
+                                 disable=not self.visible)
         self.progress.__enter__()
         self.task = self.progress.add_task("cases", total=self.total, failed=0)
         return self
@@ -321,23 +341,47 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
     overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. train.lr=0.01 (repeatable)."),
+    nproc: int = typer.Option(1, "--nproc", help="Shortcut for `torchrun --nproc_per_node N -m volseg train ...` on this machine."),
 ) -> None:
-    """Train a zoo model on the manifest's train split, validating on its val split."""
+    """Train a zoo model on the manifest's train split, validating on its val split.
+
+    Multi-GPU / multi-node: `torchrun --nproc_per_node N [--nnodes M --rdzv-endpoint HOST:PORT] -m volseg train ...`.
+    """
     from volseg.train import train as run_training
 
+    if nproc > 1:
+        _relaunch_with_torchrun(nproc)
+    is_main = int(os.environ.get("RANK", "0")) == 0
     with _user_errors():
-        cfg = _config_with_flags(config, overrides, manifest_path, dims, model, epochs)
+        cfg = _config_with_flags(config, overrides, manifest_path, dims, model, None)
         run_dir = output or Path("runs") / f"{cfg.model.name}_{cfg.model.dims}d"
-        console.print(f"training {cfg.model.name} {cfg.model.dims}D on {cfg.data.manifest} -> {run_dir}")
-        with _TrainingProgress() as progress:
-            history = run_training(cfg, run_dir, device=device, resume=resume, callbacks=progress)
-    if history:
+        if is_main:
+            console.print(f"training {cfg.model.name} {cfg.model.dims}D on {cfg.data.manifest} -> {run_dir}")
+        with _TrainingProgress(visible=is_main) as progress:
+            history = run_training(cfg, run_dir, device=device, resume=resume, callbacks=progress, epochs=epochs)
+    if history and is_main:
         best = max((r.val_mean for r in history if r.val_dice), default=float("nan"))
         console.print(f"done: {len(history)} epochs, last loss {history[-1].train_loss:.4f}, "
                       f"best validation Dice {best:.4f}; run folder {run_dir}")
 
 
-def _config_with_flags(config, overrides, manifest_path, dims, model, epochs):
+def _relaunch_with_torchrun(nproc: int) -> None:
+    """Replace this process with torchrun running the same command minus --nproc."""
+    import sys
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              f"--nproc_per_node={nproc}", "-m", "volseg", *args])
+
+
+def _config_with_flags(config, overrides, manifest_path, dims, model, epochs=None):
     """The YAML config, then --set overrides, then the named flags (which win)."""
     from volseg.config import load_config
     from volseg.models import list_models
@@ -361,13 +405,16 @@ def _config_with_flags(config, overrides, manifest_path, dims, model, epochs):
 class _TrainingProgress:
     """Rich progress bar: one task per epoch with the running loss, the last Dice and the ETA."""
 
+    def __init__(self, visible: bool = True):
+        self.visible = visible
+
     def __enter__(self):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
             TextColumn("dice {task.fields[dice]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=False,
+            console=console, transient=False, disable=not self.visible,
         )
         self.progress.__enter__()
         self.task, self.dice, self.losses = None, "-", []

@@ -92,9 +92,12 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 2
     val_overlap: float = 0.5
+    time_budget_minutes: float = 0.0  # > 0: fit the epochs to this wall-clock budget (set after epoch 1)
     early_stop_patience: int = 0  # validations without improvement before stopping; 0 disables
     num_workers: int = 0
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+    sync_batchnorm: bool = False  # under torchrun: synchronise BatchNorm statistics across ranks
+    verify_replicas: bool = False  # under torchrun: check after every step that all ranks hold equal weights
 
 
 @dataclass

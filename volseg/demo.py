@@ -8,7 +8,7 @@ from pathlib import Path
 
 from volseg.data.manifest import read_manifest
 from volseg.evaluate import Pair, evaluate, summarize, write_results
-from volseg.infer import BatchOptions, CaseInput, Segmenter, run_batch
+from volseg.infer import RUN_CSV, BatchOptions, CaseInput, Segmenter, run_batch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, 
     if not cases:
         raise ValueError(f"{manifest}: no labeled test cases to demonstrate on")
     results = run_batch([CaseInput(c.case_id, c.images) for c in cases], out_dir, segmenter,
-                        BatchOptions(overwrite=True, qc=True), on_case=on_case)
+                        BatchOptions(overwrite=True, qc=True), on_case=on_case, run_csv=out_dir / RUN_CSV)
     done = {r.case_id for r in results if r.status == "ok"}
     pairs = [Pair(c.case_id, out_dir / f"{c.case_id}.nii.gz", c.label) for c in cases if c.case_id in done]
     rows, errors = evaluate(pairs, segmenter.cfg.data.labels)

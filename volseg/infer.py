@@ -172,9 +172,11 @@ def _one_line(error: BaseException) -> str:
 
 def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, options: BatchOptions,
               on_case: Callable[[CaseResult], None] | None = None, run_csv: Path | None = None) -> list[CaseResult]:
-    """Segment every case into ``out_dir``; never stop on a bad case. Returns one result per case."""
+    """Segment every case into ``out_dir``; never stop on a bad case. Returns one result per case.
+
+    ``run_csv`` (e.g. ``out_dir / RUN_CSV``) is rewritten after every case; None keeps no record.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_csv = run_csv if run_csv is not None else out_dir / RUN_CSV
     results: list[CaseResult] = []
     todo: list[tuple[CaseInput, Path]] = []
     for case in cases:
@@ -215,10 +217,24 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, optio
                 log.debug("case %s failed", case.case_id, exc_info=True)
                 result = CaseResult(case.case_id, source, "", "failed", time.perf_counter() - started, _one_line(e))
             results.append(result)
-            _write_run_csv(results, run_csv)
+            if run_csv is not None:
+                _write_run_csv(results, run_csv)
             on_case and on_case(result)
-    _write_run_csv(results, run_csv)
+    if run_csv is not None:
+        _write_run_csv(results, run_csv)
     return results
+
+
+def merge_run_csvs(parts: list[Path], merged: Path) -> list[dict]:
+    """One ``volseg_run.csv`` from the per-rank records (sorted by case id); the parts are kept."""
+    rows = sorted((row for part in parts for row in csv.DictReader(part.open())), key=lambda r: r["case_id"])
+    tmp = merged.with_name(f".{merged.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, merged)
+    return rows
 
 
 def _save_probabilities(probs: torch.Tensor, output: Path) -> None:

@@ -18,6 +18,10 @@ import numpy as np
 import torch
 from monai.utils import set_determinism
 
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+
+from volseg import distributed
 from volseg.checkpoint import (
     FORMAT, CheckpointError, build_network, load_checkpoint, rng_state, save_atomic, set_rng_state,
 )
@@ -96,10 +100,10 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
     raise ValueError(f"train.optimizer must be one of ['adamw', 'sgd'], got {t.optimizer!r}")
 
 
-def seed_epoch(seed: int, epoch: int, transform) -> None:
-    """Re-seed every RNG from (seed, epoch): an epoch's samples do not depend on how we got there, so a
-    resumed run replays exactly what the uninterrupted one would have done."""
-    s = seed * 100_003 + epoch
+def seed_epoch(seed: int, epoch: int, transform, rank: int = 0) -> None:
+    """Re-seed every RNG from (seed, epoch, rank): an epoch's samples do not depend on how we got there,
+    so a resumed run replays exactly what the uninterrupted one would have done."""
+    s = seed * 100_003 + epoch + 7919 * rank
     set_determinism(seed=s)
     random.seed(s)
     transform.set_random_state(seed=s % 2**32)
@@ -115,16 +119,17 @@ def _batches(loader, steps: int) -> Iterator[dict]:
                 return
 
 
-def validate(model, dataset, cfg: Config, device: torch.device) -> dict[int, float]:
-    """Mean Dice per label over whole validation volumes, predicted exactly as ``volseg infer`` does."""
-    per_label: dict[int, list[float]] = {v: [] for v in cfg.data.labels}
-    for item in dataset:
+def validate(model, dataset, cfg: Config, device: torch.device, ctx: distributed.Context) -> dict[int, float]:
+    """Mean Dice per label over whole validation volumes, predicted exactly as ``volseg infer`` does.
+    Under torchrun each rank predicts every world_size-th case and the scores are gathered."""
+    scores = []
+    for index in range(ctx.rank, len(dataset), ctx.world_size):
+        item = dataset[index]
         probs = predict_probabilities(model, item["image"], cfg, device, overlap=cfg.train.val_overlap)
-        scores = dice_per_label(probabilities_to_labels(probs), item["label"][0].round().long(), cfg.data.labels)
-        for v, d in scores.items():
-            per_label[v].append(d)
+        scores.append(dice_per_label(probabilities_to_labels(probs), item["label"][0].round().long(), cfg.data.labels))
     model.train()
-    return {v: float(np.mean(d)) for v, d in per_label.items() if d}
+    scores = [s for rank_scores in distributed.gather(ctx, scores) for s in rank_scores]
+    return {v: float(np.mean([s[v] for s in scores])) for v in cfg.data.labels if scores}
 
 
 def _write_metrics(history: list[EpochRecord], labels: dict[int, str], run_dir: Path) -> None:
@@ -169,28 +174,39 @@ def _tensorboard(run_dir: Path):
 
 
 def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool = False,
-          callbacks: Callbacks | None = None) -> list[EpochRecord]:
+          callbacks: Callbacks | None = None, epochs: int | None = None) -> list[EpochRecord]:
     """Train ``cfg.model`` on the manifest's train split, validating on its val split.
 
     Leaves ``run_dir`` with config.yaml, last.pt, best.pt, metrics.csv and curves.png.
-    With ``resume`` it continues from ``run_dir/last.pt`` (its saved config wins, but ``train.epochs``).
+    With ``resume`` it continues from ``run_dir/last.pt`` with the config saved there; ``epochs``, when
+    given, replaces ``train.epochs`` (to extend a finished run). ``train.time_budget_minutes`` fixes the
+    number of epochs after the first one, from its duration, so the schedule still completes in budget.
+    Under ``torchrun`` it trains with DistributedDataParallel; rank 0 alone writes the run folder.
     """
-    run_dir = Path(run_dir)
-    callbacks = callbacks or Callbacks()
-    dev = resolve_device(device)
+    ctx = distributed.setup(device)
+    try:
+        return _train(cfg, Path(run_dir), resolve_device(distributed.device_for(ctx, device)), resume,
+                      callbacks or Callbacks(), epochs, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callbacks: Callbacks,
+           epochs: int | None, ctx: distributed.Context) -> list[EpochRecord]:
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     state = None
-    for stale in run_dir.glob(".*.tmp*"):  # temporary files of writes a killed run never finished
-        stale.unlink()
+    if ctx.is_main:
+        for stale in run_dir.glob(".*.tmp*"):  # temporary files of writes a killed run never finished
+            stale.unlink()
     if resume:
         if not last_path.is_file():
             raise CheckpointError(f"{last_path}: no checkpoint to resume from")
         state = load_checkpoint(last_path)
-        epochs = cfg.train.epochs
         cfg = config_from_dict(state["config"])
-        cfg.train.epochs = epochs
     elif last_path.exists():
         raise ValueError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output")
+    if epochs is not None:
+        cfg.train.epochs = epochs
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dims = cfg.model.dims
@@ -202,7 +218,10 @@ def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool =
         raise ValueError(f"{cfg.data.manifest}: no cases with split 'train'")
 
     set_determinism(seed=cfg.train.seed)
-    model = build_network(cfg).to(dev)
+    network = build_network(cfg).to(dev)
+    if ctx.enabled and cfg.train.sync_batchnorm:
+        network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    model = DistributedDataParallel(network, device_ids=[dev.index] if dev.type == "cuda" else None) if ctx.enabled else network
     optimizer = make_optimizer(cfg, model)
     loss_fn = DeepSupervisionLoss(SegmentationLoss(len(cfg.data.labels)))
     use_amp = cfg.train.amp and dev.type == "cuda"
@@ -210,27 +229,32 @@ def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool =
 
     train_ds = training_dataset(train_cases, cfg, dims, num_workers=cfg.train.num_workers)
     val_ds = volume_dataset(val_cases, cfg) if val_cases else None
-    loader = training_loader(train_ds, cfg, dims, num_workers=cfg.train.num_workers)
+    sampler = DistributedSampler(train_ds, ctx.world_size, ctx.rank, seed=cfg.train.seed) if ctx.enabled else None
+    loader = training_loader(train_ds, cfg, dims, num_workers=cfg.train.num_workers, sampler=sampler)
     steps_per_epoch = cfg.train.iterations_per_epoch or len(loader)
     total_steps = steps_per_epoch * cfg.train.epochs
 
     start_epoch, best, history = 1, -1.0, []
     if state is not None:
-        model.load_state_dict(state["model"])
+        network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start_epoch, best = state["epoch"] + 1, state["best_dice"]
         history = [EpochRecord(h["epoch"], h["train_loss"], h["lr"], h["seconds"], dict(h["val_dice"]))
                    for h in state["history"]]
         log.info("resuming %s at epoch %d", run_dir, start_epoch)
-    else:
+    elif ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-    writer = _tensorboard(run_dir)
+    distributed.barrier(ctx)
+    writer = _tensorboard(run_dir) if ctx.is_main else None
 
     for epoch in range(start_epoch, cfg.train.epochs + 1):
-        seed_epoch(cfg.train.seed, epoch, train_ds.transform)
+        seed_epoch(cfg.train.seed, epoch, train_ds.transform, ctx.rank)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         model.train()
         callbacks.on_epoch_start(epoch, cfg.train.epochs, steps_per_epoch)
         started, losses = time.perf_counter(), []
@@ -248,31 +272,31 @@ def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool =
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if ctx.enabled and cfg.train.verify_replicas:
+                verify_replicas(network, ctx)
             losses.append(float(loss.detach()))
             callbacks.on_step(losses[-1])
-        record = EpochRecord(epoch, float(np.mean(losses)), lr, 0.0)
+        record = EpochRecord(epoch, distributed.mean(ctx, float(np.mean(losses))), lr, 0.0)
         if val_ds is not None and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
-            record.val_dice = validate(model, val_ds, cfg, dev)
-        record.seconds = time.perf_counter() - started
+            record.val_dice = validate(network, val_ds, cfg, dev, ctx)
+        record.seconds = max(distributed.gather(ctx, time.perf_counter() - started))
         history.append(record)
-        improved = record.val_dice and record.val_mean > best
-        if improved:
-            best = record.val_mean
-        payload = {
-            "format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if use_amp else None, "epoch": epoch, "best_dice": best,
-            "config": cfg.to_dict(), "rng": rng_state(), "label_names": dict(cfg.data.labels),
-            "history": [{"epoch": r.epoch, "train_loss": r.train_loss, "lr": r.lr, "seconds": r.seconds,
-                         "val_dice": r.val_dice} for r in history],
-        }
-        if improved or val_ds is None:
-            save_atomic(payload, best_path)
-        save_atomic(payload, last_path)
-        _write_metrics(history, cfg.data.labels, run_dir)
-        if writer is not None:
-            writer.add_scalar("loss/train", record.train_loss, epoch)
-            for value, d in record.val_dice.items():
-                writer.add_scalar(f"dice/{cfg.data.labels[value]}", d, epoch)
+        if epoch == 1 and cfg.train.time_budget_minutes > 0:
+            cfg.train.epochs = min(cfg.train.epochs, max(1, int(cfg.train.time_budget_minutes * 60 // record.seconds)))
+            total_steps = steps_per_epoch * cfg.train.epochs
+            log.info("time budget %.1f min: %d epochs", cfg.train.time_budget_minutes, cfg.train.epochs)
+            if ctx.is_main:
+                save_config(cfg, run_dir / "config.yaml")
+        improved = bool(record.val_dice) and record.val_mean > best
+        best = record.val_mean if improved else best
+        if ctx.is_main:
+            _save_epoch(run_dir, network, optimizer, scaler if use_amp else None, cfg, history, best,
+                        save_best=improved or val_ds is None)
+            if writer is not None:
+                writer.add_scalar("loss/train", record.train_loss, epoch)
+                for value, d in record.val_dice.items():
+                    writer.add_scalar(f"dice/{cfg.data.labels[value]}", d, epoch)
+        distributed.barrier(ctx)  # no rank runs ahead of a checkpoint
         callbacks.on_epoch_end(record)
         log.info("epoch %d loss %.4f val dice %s", epoch, record.train_loss, record.val_dice)
         if _should_stop(history, cfg.train.early_stop_patience):
@@ -281,6 +305,30 @@ def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool =
     if writer is not None:
         writer.close()
     return history
+
+
+def _save_epoch(run_dir: Path, network, optimizer, scaler, cfg: Config, history: list[EpochRecord], best: float,
+                save_best: bool) -> None:
+    """last.pt every epoch, best.pt on improvement (atomic), then metrics.csv and the curves."""
+    payload = {
+        "format": FORMAT, "model": network.state_dict(), "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None, "epoch": history[-1].epoch,
+        "best_dice": best, "config": cfg.to_dict(), "rng": rng_state(), "label_names": dict(cfg.data.labels),
+        "history": [{"epoch": r.epoch, "train_loss": r.train_loss, "lr": r.lr, "seconds": r.seconds,
+                     "val_dice": r.val_dice} for r in history],
+    }
+    if save_best:
+        save_atomic(payload, run_dir / "best.pt")
+    save_atomic(payload, run_dir / "last.pt")
+    _write_metrics(history, cfg.data.labels, run_dir)
+
+
+def verify_replicas(network: torch.nn.Module, ctx: distributed.Context) -> None:
+    """Raise if the ranks' weights differ (a bit-exact checksum of every parameter, gathered)."""
+    checksum = torch.stack([p.detach().double().sum() for p in network.parameters()]).cpu()
+    sums = distributed.gather(ctx, checksum)
+    if any(not torch.equal(sums[0], other) for other in sums[1:]):
+        raise RuntimeError("DDP replicas diverged: parameter checksums differ between ranks")
 
 
 def _should_stop(history: list[EpochRecord], patience: int) -> bool:
