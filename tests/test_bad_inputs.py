@@ -219,18 +219,10 @@ def test_hostile_case_ids_never_write_outside_the_output_folder(corpus, run_dir,
 TRAIN_FLAGS = ["--device", "cpu", "--epochs", "1", "--set", "train.iterations_per_epoch=1", "--set", "train.threads=1",
                "--set", "model.features=[4, 8, 16]", "--set", "sampling.patch_size_3d=[16, 16, 16]",
                "--set", "sampling.batch_size_3d=2", "--set", "data.cache=none"]
-NEEDS_TRAIN_CHECK = pytest.mark.xfail(strict=True, reason=(
-    "needs: volseg/train.py to run volseg.data.check.check_cases on the train and val cases before building "
-    "datasets and raise ValueError('\\n'.join(map(str, problems))) when any, so `volseg train` prints every "
-    "'<path>: <problem>' line and exits 2 before creating the run folder (today a mismatched label trains "
-    "silently and an unreadable/NaN scan ends in MONAI's 'applying transform' traceback)"))
-
-
 @pytest.mark.parametrize("manifest, line", [
-    pytest.param("mismatch", "labels/mismatch_seg.nii.gz: label grid differs from image mismatch.nii.gz",
-                 marks=NEEDS_TRAIN_CHECK),
-    pytest.param("nan", "scans/nan_inf.nii.gz: 3 NaN and 2 Inf voxel(s)", marks=NEEDS_TRAIN_CHECK),
-    pytest.param("missing", "labels/absent_seg.nii.gz: no such file or folder", marks=NEEDS_TRAIN_CHECK),
+    ("mismatch", "labels/mismatch_seg.nii.gz: label grid differs from image mismatch.nii.gz"),
+    ("nan", "scans/nan_inf.nii.gz: 3 NaN and 2 Inf voxel(s)"),
+    ("missing", "labels/absent_seg.nii.gz: no such file or folder"),
     ("duplicate", "duplicate.csv:5: duplicate case_id 'good_a'"),
     ("traversal", "traversal.csv:5: case_id '../../x' is not a safe file name"),
 ])

@@ -97,8 +97,13 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     """Rebuild the network from a run folder or checkpoint and load its weights, reporting any mismatch."""
     checkpoint = resolve_checkpoint(path)
     payload = load_checkpoint(checkpoint)
-    cfg = config_from_dict(payload["config"])
-    model = build_network(cfg)
+    if not isinstance(payload.get("config"), dict):
+        raise CheckpointError(f"{checkpoint}: no config in checkpoint (not saved by volseg train?)")
+    try:
+        cfg = config_from_dict(payload["config"])
+        model = build_network(cfg)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{checkpoint}: its config does not describe a buildable model: {e}") from None
     state = payload.get("model")
     if not isinstance(state, dict):
         raise CheckpointError(f"{checkpoint}: no model weights in checkpoint")

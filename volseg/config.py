@@ -81,7 +81,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 40
+    epochs: int = 20
     iterations_per_epoch: int = 0  # 0: one pass over the training cases
     optimizer: str = "adamw"  # "adamw" (warm-up + cosine) or "sgd" (Nesterov, poly decay; nnU-Net)
     lr: float = 3e-3

@@ -26,6 +26,7 @@ from volseg.checkpoint import (
     FORMAT, CheckpointError, build_network, load_checkpoint, rng_state, save_atomic, set_rng_state,
 )
 from volseg.config import Config, config_from_dict, save_config
+from volseg.data.check import check_cases
 from volseg.data.dataset import training_dataset, training_loader, volume_dataset
 from volseg.data.manifest import read_manifest
 from volseg.losses import DeepSupervisionLoss, SegmentationLoss
@@ -216,6 +217,9 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
     val_cases = [c for c in cases if c.split == "val" and c.label is not None]
     if not train_cases:
         raise ValueError(f"{cfg.data.manifest}: no cases with split 'train'")
+    problems = check_cases(train_cases + val_cases)  # every bad file named before an hour of training
+    if problems:
+        raise ValueError("\n".join(map(str, problems)))
 
     set_determinism(seed=cfg.train.seed)
     network = build_network(cfg).to(dev)

@@ -58,7 +58,8 @@ def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: i
     """Read one 3D volume (file or DICOM series folder) as a float32 MetaTensor of shape (1, X, Y, Z), RAS affine.
 
     ``series_uid`` picks one series of a DICOM folder holding several. Volumes whose header claims more than
-    ``max_voxels`` voxels are refused before any voxel is read.
+    ``max_voxels`` voxels are refused before any voxel is read, and so are geometries no resampling can use:
+    a non-finite or singular affine, spacing outside ``SPACING_RANGE_MM``, non-orthogonal (sheared) axes.
     """
     path = Path(path)
     if path.is_dir():
@@ -99,8 +100,7 @@ def read_channels(paths: Sequence[str | Path]) -> MetaTensor:
                                               channels[0].shape[1:])):
             raise ImageReadError(path, f"channel grid differs from {Path(paths[0]).name}: {why}")
         channels.append(channel)
-    first = channels[0]
-    return MetaTensor(torch.cat([c.as_tensor() for c in channels]), meta=dict(first.meta))
+    return MetaTensor(torch.cat([c.as_tensor() for c in channels]), meta=dict(channels[0].meta))
 
 
 def read_label(path: str | Path) -> MetaTensor:
@@ -276,7 +276,8 @@ def _check_affine(path: Path, affine: Any) -> None:
         raise ImageReadError(path, f"zero voxel spacing {_fmt(spacing)} mm (singular affine)")
     if spacing.min() < low or spacing.max() > high:
         raise ImageReadError(
-            path, f"voxel spacing {_fmt(spacing)} mm is outside the plausible range {low:g}..{high:g} mm (corrupt header?)"
+            path, f"voxel spacing {_fmt(spacing)} mm is outside the plausible range {low:g}..{high:g} mm "
+            "(corrupt header?)"
         )
     cosines = (matrix / spacing).T @ (matrix / spacing)
     np.fill_diagonal(cosines, 0.0)
