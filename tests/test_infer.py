@@ -197,3 +197,48 @@ def test_qc_pictures_with_attention_maps(test_cases, tmp_path):
 def test_attention_qc_refused_for_models_without_gates(run_dir, test_cases, tmp_path):
     result = _infer(test_cases[0].image, "--model", run_dir, "-o", tmp_path / "out", "--qc-attention")
     assert result.exit_code == 2 and "no attention gates" in result.output
+
+
+def test_a_hung_read_times_out_and_the_batch_goes_on(run_dir, test_cases, tmp_path):
+    import threading
+
+    from volseg.infer import BatchOptions, CaseInput, Segmenter, run_batch
+
+    segmenter = Segmenter(run_dir, "cpu")
+    release = threading.Event()
+    load = segmenter.load
+
+    def hanging_load(case):
+        if case.case_id == test_cases[1].case_id:
+            release.wait(60)  # a stalled network share
+        return load(case)
+
+    segmenter.load = hanging_load
+    cases = [CaseInput(c.case_id, c.images) for c in test_cases[:3]]
+    try:
+        results = run_batch(cases, tmp_path / "out", segmenter, BatchOptions(case_timeout=1.0),
+                            run_csv=tmp_path / "out" / "volseg_run.csv")
+    finally:
+        release.set()
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
+    assert "did not finish within 1 s" in results[1].error and test_cases[1].image.name in results[1].error
+    assert not (tmp_path / "out" / f"{test_cases[1].case_id}.nii.gz").exists()
+
+
+def test_full_disk_marks_the_case_failed_with_the_file_named(run_dir, test_cases, tmp_path, monkeypatch):
+    import errno
+
+    import nibabel
+
+    def full_disk(image, filename):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nibabel, "save", full_disk)
+    result = _infer(test_cases[0].image, "--model", run_dir, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    (row,) = _rows(tmp_path / "out" / "volseg_run.csv")
+    assert row["status"] == "failed"
+    assert f"{test_cases[0].case_id}.nii.gz: cannot write (No space left on device)" in row["error"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["volseg_run.csv"]  # no partial file

@@ -159,6 +159,7 @@ def infer(
     resume: bool = typer.Option(False, "--resume", help="Skip cases whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     split: Optional[str] = typer.Option(None, "--split", help="With a manifest: only cases of this split."),
+    case_timeout: Optional[float] = typer.Option(None, "--case-timeout", help="Fail a case whose reading/preprocessing takes longer (s)."),
     num_parts: int = typer.Option(1, "--num-parts", help="Split the cohort into this many independent jobs..."),
     part_id: int = typer.Option(0, "--part-id", help="...and run this one (0-based)."),
 ) -> None:
@@ -187,7 +188,7 @@ def infer(
                       f"labels {segmenter.cfg.data.labels}) on {segmenter.device}")
     single = output is None and len(cases) == 1 and not ctx.enabled
     options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
-                           qc=qc or qc_attention, qc_attention=qc_attention)
+                           qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout)
     out_dir = Path.cwd() if single else (output or Path("volseg_out"))
     run_csv = None if single else out_dir / RUN_CSV
     if single:

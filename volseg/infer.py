@@ -12,7 +12,9 @@ import csv
 import logging
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -149,6 +151,7 @@ class BatchOptions:
     save_probabilities: bool = False
     qc: bool = False
     qc_attention: bool = False
+    case_timeout: float | None = None  # seconds allowed for reading + preprocessing one case
     output_name: Callable[[str], str] = field(default=lambda case_id: f"{case_id}.nii.gz")
 
 
@@ -167,7 +170,22 @@ def _one_line(error: BaseException) -> str:
     while isinstance(error, RuntimeError) and "applying transform" in str(error) and error.__cause__ is not None:
         error = error.__cause__
     text = " ".join(str(error).split()) or type(error).__name__
-    return text if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: {text}"
+    return text if isinstance(error, (ValueError, OSError, TimeoutError)) else f"{type(error).__name__}: {text}"
+
+
+def _in_background(fn: Callable, *args) -> Future:
+    """Run ``fn`` in a daemon thread: a read that hangs for ever (a stalled network share) can be
+    abandoned after --case-timeout without keeping the process alive at exit."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001  (handed to the waiting caller)
+            future.set_exception(e)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
 
 
 def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, options: BatchOptions,
@@ -194,32 +212,35 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, optio
     for r in results:
         on_case and on_case(r)
 
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        pending: Future | None = reader.submit(segmenter.load, todo[0][0]) if todo else None
-        for i, (case, output) in enumerate(todo):
-            started = time.perf_counter()
-            source = ";".join(str(p) for p in case.images)
-            current, pending = pending, reader.submit(segmenter.load, todo[i + 1][0]) if i + 1 < len(todo) else None
+    pending = _in_background(segmenter.load, todo[0][0]) if todo else None
+    for i, (case, output) in enumerate(todo):
+        started = time.perf_counter()
+        source = ";".join(str(p) for p in case.images)
+        current, pending = pending, _in_background(segmenter.load, todo[i + 1][0]) if i + 1 < len(todo) else None
+        try:
             try:
-                data = current.result()
-                labels, probs = segmenter.predict(data)
-                io.write_label(labels, data["image"], output)
-                if options.save_probabilities:
-                    _save_probabilities(probs, output)
-                if options.qc:
-                    from volseg.qc import save_qc
+                data = current.result(timeout=options.case_timeout)
+            except FutureTimeout:
+                raise TimeoutError(f"{source}: reading and preprocessing did not finish within "
+                                   f"{options.case_timeout:g} s (--case-timeout)") from None
+            labels, probs = segmenter.predict(data)
+            if options.save_probabilities:
+                _save_probabilities(probs, output)
+            if options.qc:
+                from volseg.qc import save_qc
 
-                    attention = segmenter.attention(data) if options.qc_attention else None
-                    save_qc(io.read_channels(case.images), labels,
-                            output.with_name(output.name.split(".nii")[0] + "_qc.png"), attention)
-                result = CaseResult(case.case_id, source, str(output), "ok", time.perf_counter() - started)
-            except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
-                log.debug("case %s failed", case.case_id, exc_info=True)
-                result = CaseResult(case.case_id, source, "", "failed", time.perf_counter() - started, _one_line(e))
-            results.append(result)
-            if run_csv is not None:
-                _write_run_csv(results, run_csv)
-            on_case and on_case(result)
+                attention = segmenter.attention(data) if options.qc_attention else None
+                save_qc(io.read_channels(case.images), labels,
+                        output.with_name(output.name.split(".nii")[0] + "_qc.png"), attention)
+            io.write_label(labels, data["image"], output)  # last: its presence means the case is done
+            result = CaseResult(case.case_id, source, str(output), "ok", time.perf_counter() - started)
+        except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
+            log.debug("case %s failed", case.case_id, exc_info=True)
+            result = CaseResult(case.case_id, source, "", "failed", time.perf_counter() - started, _one_line(e))
+        results.append(result)
+        if run_csv is not None:
+            _write_run_csv(results, run_csv)
+        on_case and on_case(result)
     if run_csv is not None:
         _write_run_csv(results, run_csv)
     return results

@@ -377,11 +377,14 @@ def write_label(label: Any, reference: MetaTensor | Mapping[str, Any], path: str
     affine = np.asarray(meta["original_affine"], dtype=np.float64)
     image = _nifti_like(data, affine, meta.get("nifti_header"))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp-{os.getpid()}{suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         nib.save(image, tmp)
         os.replace(tmp, path)
+    except OSError as e:  # full disk, read-only folder, permissions: say which file and why, in one line
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"{path}: cannot write ({e.strerror or e})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
