@@ -348,13 +348,14 @@ def train(
 
     Multi-GPU / multi-node: `torchrun --nproc_per_node N [--nnodes M --rdzv-endpoint HOST:PORT] -m volseg train ...`.
     """
-    from volseg.train import train as run_training
+    from volseg.train import resolve_device, train as run_training
 
     if nproc > 1:
         _relaunch_with_torchrun(nproc)
     is_main = int(os.environ.get("RANK", "0")) == 0
     with _user_errors():
         cfg = _config_with_flags(config, overrides, manifest_path, dims, model, None)
+        resolve_device(device)
         run_dir = output or Path("runs") / f"{cfg.model.name}_{cfg.model.dims}d"
         if is_main:
             console.print(f"training {cfg.model.name} {cfg.model.dims}D on {cfg.data.manifest} -> {run_dir}")

@@ -192,7 +192,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. model.name=attunet")
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
-    return _build(Config, tree)
+    return validate(_build(Config, tree))
 
 
 def config_from_dict(data: dict) -> Config:
@@ -201,3 +201,33 @@ def config_from_dict(data: dict) -> Config:
 
 def save_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+_CHOICES = {
+    "data.modality": ("CT", "MR"),
+    "data.cache": ("memory", "disk", "none"),
+    "preprocess.image_interp": ("bilinear", "bicubic"),
+    "preprocess.normalization": ("zscore", "ct", "window"),
+    "model.dims": (2, 3),
+    "model.norm": ("default", "batch", "instance", None),
+    "model.upsample": ("interp", "transpose"),
+    "train.optimizer": ("adamw", "sgd"),
+}
+
+
+def validate(cfg: Config) -> Config:
+    """Fail at once, naming the key, the bad value and the choices, rather than an hour into training."""
+    from volseg.models import list_models
+
+    tree = cfg.to_dict()
+    for dotted, choices in _CHOICES.items():
+        section, key = dotted.split(".")
+        if tree[section][key] not in choices:
+            raise ConfigError(f"{dotted} must be one of {list(choices)}, got {tree[section][key]!r}")
+    if cfg.model.name not in list_models():
+        raise ConfigError(f"model.name: unknown model {cfg.model.name!r}; choose one of {list_models()}")
+    if not cfg.data.labels:
+        raise ConfigError("data.labels: at least one label is needed, e.g. {1: pancreas}")
+    if not 0.0 <= cfg.sampling.foreground_fraction <= 1.0:
+        raise ConfigError(f"sampling.foreground_fraction must be in [0, 1], got {cfg.sampling.foreground_fraction}")
+    return cfg
