@@ -150,6 +150,7 @@ def infer(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder [one input: ./CASE_seg.nii.gz]."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder or checkpoint [default: the shipped model]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or openvino (auto: fastest installed)."),
     overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=0.95, help="Sliding-window overlap (3D models)."),
     tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation (2^dims passes)."),
     keep_largest: bool = typer.Option(False, "--keep-largest", help="Keep only the largest connected component per label."),
@@ -180,12 +181,12 @@ def infer(
             raise ValueError("no input cases found")
         ctx = distributed.setup(device)
         segmenter = Segmenter(_model_path(model), distributed.device_for(ctx, device), overlap=overlap, tta=tta,
-                              keep_largest=keep_largest)
+                              keep_largest=keep_largest, backend=backend)
         if qc_attention:
             attention_network(segmenter.model)  # fail now, not once per case
     if ctx.is_main:
         console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
-                      f"labels {segmenter.cfg.data.labels}) on {segmenter.device}")
+                      f"labels {segmenter.cfg.data.labels}) on {segmenter.device}, backend {segmenter.backend}")
     single = output is None and len(cases) == 1 and not ctx.enabled
     options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
                            qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout)
@@ -214,6 +215,21 @@ def infer(
     elif not single and ctx.is_main:
         console.print(f"{n_done} of {n_done + n_failed} cases done; record: {out_dir / RUN_CSV}")
     raise typer.Exit(code=1 if n_failed else 0)
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="Run folder or checkpoint."),
+    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write (dynamic batch and spatial sizes)."),
+) -> None:
+    """Export a trained model to ONNX (for ONNX Runtime, OpenVINO, TensorRT, ...)."""
+    from volseg.backends import export_onnx
+    from volseg.checkpoint import load_model
+
+    with _user_errors():
+        network, cfg, checkpoint = load_model(model)
+        export_onnx(network, cfg, output)
+    console.print(f"wrote {output} ({cfg.model.name} {cfg.model.dims}D from {checkpoint})")
 
 
 def _model_path(model: Optional[Path]) -> Path:

@@ -28,7 +28,8 @@ from volseg.data import io
 from volseg.data.discover import IMAGE_SUFFIXES
 from volseg.data.manifest import read_manifest, safe_case_id
 from volseg.data.transforms import LoadCased, preprocess, to_source_grid
-from volseg.predict import attention_network, predict_probabilities, probabilities_to_labels
+from volseg.backends import make_backend
+from volseg.predict import activate, attention_network, predict_probabilities, probabilities_to_labels
 from volseg.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,11 @@ class Segmenter:
     """A loaded model plus the preprocessing it was trained with; segments one case at a time."""
 
     def __init__(self, model_path: str | Path, device: str = "auto", overlap: float = 0.5, tta: bool = False,
-                 keep_largest: bool = False):
+                 keep_largest: bool = False, backend: str = "torch"):
         self.device = resolve_device(device)
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
+        self.backend, forward = make_backend(backend, self.model, self.cfg, self.device, self.checkpoint)
+        self.network = lambda x: activate(forward(x))
         self.reader = LoadCased(self.cfg.data.label_remap)
         self.chain = preprocess(self.cfg)
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
@@ -117,7 +120,8 @@ class Segmenter:
     def predict(self, data: dict) -> tuple[np.ndarray, torch.Tensor]:
         """Label map (X, Y, Z) on the source grid, and the class probabilities on that grid."""
         image = data["image"]
-        probs = predict_probabilities(self.model, image, self.cfg, self.device, overlap=self.overlap, tta=self.tta)
+        probs = predict_probabilities(self.model, image, self.cfg, self.device, overlap=self.overlap, tta=self.tta,
+                                      network=self.network)
         probs = to_source_grid(probs, image, self.chain)
         classes = probabilities_to_labels(torch.as_tensor(probs)).numpy()
         lookup = np.array([0, *self.label_values], dtype=np.int64)  # class index -> label value

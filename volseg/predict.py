@@ -28,7 +28,7 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
 
 
-def _activate(logits: torch.Tensor) -> torch.Tensor:
+def activate(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
@@ -76,7 +76,7 @@ def predict_probabilities(model: nn.Module, image: torch.Tensor, cfg: Config, de
     ``network`` replaces the default batch -> probabilities function, e.g. to stitch attention maps.
     """
     model.eval()
-    network = network or (lambda x: _activate(model(x).float()))
+    network = network or (lambda x: activate(model(x).float()))
     image = torch.as_tensor(image).float()
     spatial_dims = cfg.model.dims
     flips = [()]

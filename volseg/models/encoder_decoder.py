@@ -20,6 +20,19 @@ from volseg.models.init import initialize
 StageBlock = Callable[[int, int, int, "str | None"], nn.Module]
 
 
+def check_features(features: Sequence[int]) -> tuple[int, ...]:
+    features = tuple(int(f) for f in features)
+    if len(features) < 2:
+        raise ValueError(f"features needs at least 2 widths (one pooling), got {features!r}")
+    return features
+
+
+def encoder_stages(spatial_dims: int, in_channels: int, features: Sequence[int], block: StageBlock,
+                   norm: str | None) -> nn.ModuleList:
+    """One stage per width; stage i > 0 runs after a 2x pooling of stage i - 1's output."""
+    return nn.ModuleList(block(spatial_dims, c_in, c_out, norm) for c_in, c_out in zip((in_channels, *features), features))
+
+
 class EncoderDecoder(nn.Module):
     """U-shaped network: ``len(features)`` stages, 2x max-pool between them, concatenating skips.
 
@@ -43,17 +56,13 @@ class EncoderDecoder(nn.Module):
     ):
         super().__init__()
         layers.check_spatial_dims(spatial_dims)
-        features = tuple(int(f) for f in features)
-        if len(features) < 2:
-            raise ValueError(f"features needs at least 2 widths (one pooling), got {features!r}")
+        features = check_features(features)
         self.spatial_dims = spatial_dims
         self.features = features
         self.deep_supervision = deep_supervision
 
         self.pool = layers.max_pool(spatial_dims)
-        self.encoder = nn.ModuleList(
-            block(spatial_dims, c_in, c_out, norm) for c_in, c_out in zip((in_channels, *features), features)
-        )
+        self.encoder = encoder_stages(spatial_dims, in_channels, features, block, norm)
         self.up = nn.ModuleList()
         self.gates = nn.ModuleList() if attention else None
         self.decoder = nn.ModuleList()

@@ -9,6 +9,7 @@ from torch import nn
 
 from volseg import layers
 from volseg.blocks import DoubleConv, NestedNode
+from volseg.models.encoder_decoder import check_features, encoder_stages
 from volseg.models.init import initialize
 from volseg.models.registry import register_model
 
@@ -34,15 +35,12 @@ class NestedUNet(nn.Module):
     ):
         super().__init__()
         layers.check_spatial_dims(spatial_dims)
-        features = tuple(int(f) for f in features)
-        if len(features) < 2:
-            raise ValueError(f"features needs at least 2 widths (one pooling), got {features!r}")
+        features = check_features(features)
+        self.spatial_dims = spatial_dims
         self.depth = len(features)
         self.deep_supervision = deep_supervision
         self.pool = layers.max_pool(spatial_dims)
-        self.encoder = nn.ModuleList(
-            DoubleConv(spatial_dims, c_in, c_out, norm) for c_in, c_out in zip((in_channels, *features), features)
-        )
+        self.encoder = encoder_stages(spatial_dims, in_channels, features, DoubleConv, norm)
         # nodes[f"{i}_{j}"] for j >= 1, i + j < depth
         self.nodes = nn.ModuleDict({
             f"{i}_{j}": NestedNode(spatial_dims, features[i], features[i + 1], j, norm, upsample)

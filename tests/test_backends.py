@@ -1,0 +1,60 @@
+"""Every inference backend gives the labels torch eager fp32 gives (Dice >= 0.999 per label)."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from volseg.backends import choose, export_onnx
+from volseg.checkpoint import load_model
+from volseg.data.manifest import read_manifest
+from volseg.default_model import MODEL_FILE
+from volseg.infer import Segmenter
+from volseg.metrics import dice
+
+from .helpers import REPO
+
+pytestmark = pytest.mark.skipif(not MODEL_FILE.is_file(), reason="no default model installed")
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return [c for c in read_manifest(REPO / "data_manifest.csv") if c.split == "test"]
+
+
+@pytest.fixture(scope="module")
+def reference(cases):
+    segmenter = Segmenter(MODEL_FILE, "cpu", backend="torch")
+    return {c.case_id: segmenter.predict(segmenter.load(c))[0] for c in cases}
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_backend_labels_agree_with_torch(backend, cases, reference, tmp_path, monkeypatch):
+    pytest.importorskip(backend)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    segmenter = Segmenter(MODEL_FILE, "cpu", backend=backend)
+    assert segmenter.backend == backend
+    for case in cases:
+        labels = segmenter.predict(segmenter.load(case))[0]
+        for value in (1, 2):
+            assert dice(labels == value, reference[case.case_id] == value) >= 0.999, (backend, case.case_id, value)
+    assert list((tmp_path / "volseg" / "onnx").glob("*.onnx")), "the export is cached"
+
+
+def test_exported_onnx_takes_any_size(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model, cfg, _ = load_model(MODEL_FILE)
+    path = export_onnx(model, cfg, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 1, 35, 51, 33)
+    out = session.run(None, {"image": x.numpy()})[0]
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    assert out.shape == ref.shape and np.abs(out - ref).max() < 1e-3
+
+
+def test_choose_resolves_auto_and_refuses_what_cannot_run():
+    assert choose("torch", torch.device("cpu")) == "torch"
+    assert choose("auto", torch.device("cpu")) in ("openvino", "onnxruntime", "torch")
+    with pytest.raises(ValueError, match="'tensorrt'"):
+        choose("tensorrt", torch.device("cpu"))

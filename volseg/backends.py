@@ -1,0 +1,134 @@
+"""Inference backends for the network forward pass: torch eager, ONNX Runtime and OpenVINO.
+
+Every backend maps a batch (B, C, ...) to logits (B, K, ...) on the CPU side of the caller, so the
+predictor's sliding window, blending and inversion are shared. ``auto`` picks the fastest one installed
+for the device: torch (with fp16 autocast) on CUDA; OpenVINO, then ONNX Runtime, then torch on CPU.
+ONNX exports are cached per checkpoint (content hash), so a batch pays the export once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from volseg.config import Config
+
+log = logging.getLogger(__name__)
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+Backend = Callable[[torch.Tensor], torch.Tensor]
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def choose(name: str, device: torch.device) -> str:
+    """Resolve ``auto`` (and refuse what cannot run) with a note when falling back."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
+    if name == "auto":
+        if device.type == "cuda":
+            return "torch"
+        for candidate in ("openvino", "onnxruntime"):
+            if installed(candidate):
+                return candidate
+        log.info("backend auto: neither openvino nor onnxruntime is installed; using torch")
+        return "torch"
+    if name != "torch" and device.type == "cuda":
+        raise ValueError(f"backend {name!r} runs on the CPU here; use --backend torch (or auto) with CUDA")
+    if name != "torch" and not installed(name):
+        raise ValueError(f"backend {name!r} is not installed; pip install 'volseg[{name}]' or use --backend torch")
+    return name
+
+
+def example_input(cfg: Config) -> torch.Tensor:
+    """A (1, C, patch) input of the shape the model was trained on (for export and warm-up)."""
+    dims = cfg.model.dims
+    channels = cfg.data.in_channels * (2 * cfg.sampling.context_slices + 1 if dims == 2 else 1)
+    patch = cfg.sampling.patch_size_3d if dims == 3 else cfg.sampling.patch_size_2d
+    return torch.randn(1, channels, *patch)
+
+
+def export_onnx(model: nn.Module, cfg: Config, path: str | Path) -> Path:
+    """ONNX with dynamic batch and spatial sizes (the zoo takes any size), written atomically."""
+    missing = [m for m in ("onnx", "onnxscript") if not installed(m)]
+    if missing:
+        raise ValueError(f"ONNX export needs {missing}: pip install 'volseg[onnxruntime]' or 'volseg[openvino]'")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = example_input(cfg)
+    dim = torch.export.Dim
+    shapes = {"x": {0: dim("batch"), **{2 + i: dim(f"size{i}") for i in range(x.dim() - 2)}}}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.onnx.export(model.eval().cpu(), (x,), str(tmp), dynamo=True, input_names=["image"],
+                          output_names=["logits"], dynamic_shapes=shapes, external_data=False, verbose=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _cached_onnx(model: nn.Module, cfg: Config, checkpoint: Path) -> Path:
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volseg" / "onnx"
+    path = cache / f"{digest}-torch{torch.__version__.split('+')[0]}.onnx"
+    if not path.is_file():
+        log.info("exporting %s to ONNX (%s), once", checkpoint, path)
+        export_onnx(model, cfg, path)
+    return path
+
+
+def torch_backend(model: nn.Module, device: torch.device) -> Backend:
+    """Eager torch under inference_mode; channels-last memory for 3D convolutions on the CPU."""
+    channels_last = device.type == "cpu" and getattr(model, "spatial_dims", 3) == 3
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device)
+        if channels_last and x.dim() == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return model(x).float().contiguous()
+
+    return run
+
+
+def onnxruntime_backend(onnx_path: Path) -> Backend:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: np.ascontiguousarray(x.cpu().numpy())})[0])
+
+
+def openvino_backend(onnx_path: Path) -> Backend:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(onnx_path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        result = request.infer({0: np.ascontiguousarray(x.cpu().numpy())})
+        return torch.from_numpy(np.array(result[compiled.outputs[0]]))
+
+    return run
+
+
+def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device, checkpoint: Path) -> tuple[str, Backend]:
+    """(resolved name, batch -> logits) for the requested backend."""
+    name = choose(name, device)
+    if name == "torch":
+        return name, torch_backend(model, device)
+    onnx_path = _cached_onnx(model, cfg, checkpoint)
+    return name, (onnxruntime_backend if name == "onnxruntime" else openvino_backend)(onnx_path)
