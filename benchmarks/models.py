@@ -117,11 +117,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="*", default=list(PAIRS))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--quick", action="store_true", help="tiny setting (patch 16, 1 repeat) for the test suite")
+    parser.add_argument("--quick", action="store_true", help="tiny setting (patch 32, 1 repeat) for the test suite")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.patch, args.repeats = 16, 1
+        args.patch, args.repeats = 32, 1
     if args.child:
         print(json.dumps(measure(*args.child, args.patch, args.repeats, args.device)))
         return

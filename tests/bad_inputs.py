@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import gzip
+import locale
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +169,23 @@ def dicom_series(folder: Path, *, series_uid: str = "1.2.826.0.1.3680043.2.1125.
                    "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]), **(tags or {})}
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()  # keep our SeriesInstanceUID instead of a fresh one per file
+    with _locale_kept():
+        _write_slices(writer, volume, folder, slices, skip, series_tags, series_uid, prefix)
+    return folder
+
+
+@contextmanager
+def _locale_kept():
+    """GDCM's DICOM writer resets the process locale to "C" (ASCII text I/O for the rest of the process,
+    pytest's included); put it back."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(writer, volume, folder, slices, skip, series_tags, series_uid, prefix) -> None:
     for k in range(slices):
         if k in skip:
             continue
@@ -178,7 +197,6 @@ def dicom_series(folder: Path, *, series_uid: str = "1.2.826.0.1.3680043.2.1125.
         image.SetMetaData("0020|0013", str(k + 1))  # InstanceNumber
         writer.SetFileName(str(folder / f"{prefix}{k:03d}.dcm"))
         writer.Execute(image)
-    return folder
 
 
 def dicom_two_series(folder: Path) -> Path:

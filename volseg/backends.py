@@ -115,7 +115,7 @@ def onnxruntime_backend(onnx_path: Path) -> Backend:
 def openvino_backend(onnx_path: Path) -> Backend:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(onnx_path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    compiled = ov.Core().compile_model(str(onnx_path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
 
     def run(x: torch.Tensor) -> torch.Tensor:
