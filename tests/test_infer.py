@@ -242,3 +242,20 @@ def test_full_disk_marks_the_case_failed_with_the_file_named(run_dir, test_cases
     assert row["status"] == "failed"
     assert f"{test_cases[0].case_id}.nii.gz: cannot write (No space left on device)" in row["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["volseg_run.csv"]  # no partial file
+
+
+def test_infer_without_model_uses_the_shipped_default(test_cases, tmp_path, monkeypatch):
+    from volseg.default_model import MODEL_FILE
+
+    if not MODEL_FILE.is_file():
+        pytest.skip("no default model installed")
+    monkeypatch.chdir(tmp_path)
+    result = _infer(test_cases[0].image, "--backend", "torch")
+    assert result.exit_code == 0, result.output
+    assert str(MODEL_FILE) in result.output  # the user sees which model ran
+    output = nib.load(tmp_path / f"{test_cases[0].case_id}_seg.nii.gz")
+    reference = nib.load(test_cases[0].label)
+    labels, truth = np.asarray(output.dataobj), np.asarray(reference.dataobj)
+    for value in (1, 2):
+        overlap = 2 * np.logical_and(labels == value, truth == value).sum() / ((labels == value).sum() + (truth == value).sum())
+        assert overlap > 0.75, (value, overlap)
