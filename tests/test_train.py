@@ -151,3 +151,12 @@ def test_early_stop_rule():
     assert not _should_stop(history([0.5, 0.6, 0.7]), patience=2)
     assert _should_stop(history([0.5, 0.7, 0.6, 0.65]), patience=2)
     assert not _should_stop(history([0.5, 0.7, 0.6, 0.65]), patience=0)
+
+
+def test_time_budget_fixes_the_epochs_after_the_first(manifest, tmp_path):
+    cfg = tiny_config(manifest, "unet", 3, "train.epochs=50", "train.time_budget_minutes=0.0001")
+    history = train(cfg, tmp_path / "run", device="cpu")
+    assert [r.epoch for r in history] == [1]
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")["config"]["train"]
+    assert saved["epochs"] == 1
+    assert history[-1].val_dice  # the last epoch is validated

@@ -306,6 +306,8 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
         if _should_stop(history, cfg.train.early_stop_patience):
             log.info("early stop: no validation improvement in %d validations", cfg.train.early_stop_patience)
             break
+        if epoch >= cfg.train.epochs:  # the time budget may have shortened the run
+            break
     if writer is not None:
         writer.close()
     return history
