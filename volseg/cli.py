@@ -306,6 +306,7 @@ def demo(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
     """Segment the bundled test cases with the default model, score them, and write a report."""
+    from volseg.data.manifest import read_manifest
     from volseg.demo import bundled_manifest, run_demo
     from volseg.infer import Segmenter
 
@@ -314,7 +315,7 @@ def demo(
         segmenter = Segmenter(_model_path(model), device)
         console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D) "
                       f"on {segmenter.device}; cases: test split of {manifest}")
-        n_cases = sum(1 for line in manifest.read_text().splitlines() if line.endswith(",test"))
+        n_cases = sum(1 for c in read_manifest(manifest) if c.split == "test" and c.label is not None)
         with _CaseProgress(n_cases) as progress:
             result = run_demo(segmenter, output, manifest, on_case=progress.update)
     labels = list(result.summary)
