@@ -1,4 +1,5 @@
-"""Benchmarks are not timed tests: the suite only checks that each runs on a tiny setting and reports."""
+"""Benchmarks are not timed tests: the suite only checks that the entry point runs on a tiny setting and
+reports every measurement the goals are judged on."""
 
 import json
 import subprocess
@@ -6,28 +7,33 @@ import sys
 
 from .helpers import REPO
 
+STAGES = {"read", "preprocess", "network", "stitching", "postprocess", "invert", "write"}
 
-def _run(script, *args, tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args, "--out", str(tmp_path)],
+
+def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return result.stdout
 
-
-def test_model_benchmark_runs_tiny(tmp_path):
-    _run("models.py", "--quick", "--models", "unet", "r2unet", tmp_path=tmp_path)
-    report = json.loads((tmp_path / "models.json").read_text())
-    assert report["matmul_gflops_per_s"] > 0
-    kinds = {(r["kind"], r["model"]) for r in report["rows"]}
-    assert kinds == {("volseg", "unet"), ("monai", "unet"), ("volseg", "r2unet")}
-    unet = next(r for r in report["rows"] if r == {**r, "kind": "volseg", "model": "unet"})
+    models = json.loads((tmp_path / "models.json").read_text())
+    assert models["matmul_gflops_per_s"] > 0
+    kinds = {(r["kind"], r["model"]) for r in models["rows"]}
+    assert kinds == {("default", "default model"), ("volseg", "unet"), ("monai", "unet")}
+    default = [r for r in models["rows"] if r["kind"] == "default"]
+    assert {r["counterpart"] for r in default} >= {"volseg torch"}
+    assert all(r["gflop"] > 0 and r["patch"] == [40, 56, 40] for r in default)
+    unet = next(r for r in models["rows"] if r["kind"] == "volseg")
     assert unet["gflop"] > 0 and unet["forward_s"] > 0 and "train_step_vs_monai" in unet
     assert "| unet | volseg |" in (tmp_path / "models.md").read_text()
 
+    whole = json.loads((tmp_path / "whole_volume.json").read_text())
+    assert [r["kind"] for r in whole["rows"]] == ["monai", "auto"]
+    for row in whole["rows"]:
+        assert set(row["stages"]) == STAGES and row["total_s"] > 0
+    assert whole["rows"][0]["dice_vs_monai"] == 1.0  # the baseline against itself: the comparison is wired
 
-def test_whole_volume_benchmark_runs_tiny(tmp_path):
-    _run("whole_volume.py", "--quick", "--backends", "torch", tmp_path=tmp_path)
-    report = json.loads((tmp_path / "whole_volume.json").read_text())
-    ours = report["rows"][1]
-    assert set(ours["stages"]) == {"read", "preprocess", "network", "stitching", "postprocess", "invert", "write"}
-    assert ours["dice_vs_monai"] >= 0.99  # same weights, same overlap: same labels
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    goals = " ".join(g["goal"] for g in summary)
+    for words in ("2.5x faster", "60% of fp32 matmul", "10% of whole-volume", "peak memory", "unet training step"):
+        assert words in goals
+    assert "| goal | measured | met |" in (tmp_path / "summary.md").read_text()

@@ -66,12 +66,36 @@ def test_run_folder_and_checkpoint_contents(manifest, tmp_path):
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"val_dice_anterior", "val_dice_posterior", "val_dice_mean"} <= set(rows[0])
+    assert all(0 <= float(r["loader_wait_share"]) < 1 for r in rows)
     payload = load_checkpoint(run / "last.pt")  # weights_only=True inside
     assert payload["epoch"] == 2 and payload["config"]["model"]["name"] == "attunet"
     assert payload["config"]["preprocess"]["spacing"] == [1.0, 1.0, 1.0]
     assert payload["label_names"] == {1: "anterior", 2: "posterior"}
     assert {"torch", "numpy", "python"} <= set(payload["rng"])
     assert len(history) == 2 and all(0 <= d <= 1 for d in history[-1].val_dice.values())
+
+
+def test_loader_wait_share_reports_a_starved_training_step(manifest, tmp_path, monkeypatch):
+    import time
+
+    import volseg.train
+
+    class SlowLoader:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            for batch in self.loader:
+                time.sleep(0.3)  # far longer than a tiny model's step
+                yield batch
+
+    real = volseg.train.training_loader
+    monkeypatch.setattr(volseg.train, "training_loader", lambda *a, **k: SlowLoader(real(*a, **k)))
+    history = train(tiny_config(manifest, "unet", 2, "train.epochs=1"), tmp_path / "run", device="cpu")
+    assert history[0].loader_wait_share > 0.5
 
 
 def test_existing_run_is_not_overwritten(manifest, tmp_path):

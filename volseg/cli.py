@@ -432,7 +432,8 @@ class _TrainingProgress:
 
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("dice {task.fields[dice]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            TextColumn("dice {task.fields[dice]}"), TextColumn("loader wait {task.fields[wait]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
             console=console, transient=False, disable=not self.visible,
         )
         self.progress.__enter__()
@@ -444,7 +445,8 @@ class _TrainingProgress:
 
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.losses = []
-        self.task = self.progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs}", loss=0.0, dice=self.dice)
+        self.task = self.progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs}", loss=0.0, dice=self.dice,
+                                           wait="-")
 
     def on_step(self, loss: float) -> None:
         self.losses.append(loss)
@@ -453,7 +455,7 @@ class _TrainingProgress:
     def on_epoch_end(self, record) -> None:
         if record.val_dice:
             self.dice = f"{record.val_mean:.3f}"
-        self.progress.update(self.task, dice=self.dice)
+        self.progress.update(self.task, dice=self.dice, wait=f"{100 * record.loader_wait_share:.0f}%")
 
 
 @contextmanager

@@ -43,7 +43,7 @@ class PreprocessConfig:
     ct_mean: float = 0.0
     ct_std: float = 1.0
     hu_window: list[float] | None = None  # [low, high] for "window"
-    crop_foreground: bool = False
+    crop_foreground: bool = False  # crop to the body (CT: HU > -500) or to non-zero voxels (MRI)
 
 
 @dataclass

@@ -108,6 +108,9 @@ class Segmenter:
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
         self.backend, forward = make_backend(backend, self.model, self.cfg, self.device, self.checkpoint)
         self.network = lambda x: activate(forward(x))
+        # OpenVINO runs one window at a time fastest (default model: 130 GFLOP/s at batch 1, 88 at batch 4),
+        # and one window's activations are all it holds in memory
+        self.batch_size = 1 if self.backend == "openvino" and self.cfg.model.dims == 3 else None
         self.reader = LoadCased(self.cfg.data.label_remap)
         self.chain = preprocess(self.cfg)
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
@@ -121,7 +124,7 @@ class Segmenter:
         """Label map (X, Y, Z) on the source grid, and the class probabilities on that grid."""
         image = data["image"]
         probs = predict_probabilities(self.model, image, self.cfg, self.device, overlap=self.overlap, tta=self.tta,
-                                      network=self.network)
+                                      batch_size=self.batch_size, network=self.network)
         probs = to_source_grid(probs, image, self.chain)
         classes = probabilities_to_labels(torch.as_tensor(probs)).numpy()
         lookup = np.array([0, *self.label_values], dtype=np.int64)  # class index -> label value

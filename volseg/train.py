@@ -55,6 +55,7 @@ class EpochRecord:
     lr: float
     seconds: float
     val_dice: dict[int, float] = field(default_factory=dict)
+    loader_wait_share: float = float("nan")  # share of the training loop spent waiting for a batch
 
     @property
     def val_mean(self) -> float:
@@ -62,7 +63,8 @@ class EpochRecord:
 
     def row(self, labels: dict[int, str]) -> dict:
         row = {"epoch": self.epoch, "train_loss": f"{self.train_loss:.5f}", "lr": f"{self.lr:.6g}",
-               "seconds": f"{self.seconds:.1f}", "val_dice_mean": _fmt(self.val_mean)}
+               "seconds": f"{self.seconds:.1f}", "loader_wait_share": _fmt(self.loader_wait_share),
+               "val_dice_mean": _fmt(self.val_mean)}
         for value, name in labels.items():
             row[f"val_dice_{name}"] = _fmt(self.val_dice.get(value, float("nan")))
         return row
@@ -246,8 +248,8 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start_epoch, best = state["epoch"] + 1, state["best_dice"]
-        history = [EpochRecord(h["epoch"], h["train_loss"], h["lr"], h["seconds"], dict(h["val_dice"]))
-                   for h in state["history"]]
+        history = [EpochRecord(h["epoch"], h["train_loss"], h["lr"], h["seconds"], dict(h["val_dice"]),
+                               h.get("loader_wait_share", float("nan"))) for h in state["history"]]
         log.info("resuming %s at epoch %d", run_dir, start_epoch)
     elif ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -261,8 +263,10 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
             sampler.set_epoch(epoch)
         model.train()
         callbacks.on_epoch_start(epoch, cfg.train.epochs, steps_per_epoch)
-        started, losses = time.perf_counter(), []
+        started, losses, loader_wait = time.perf_counter(), [], 0.0
+        fetch_started = started
         for i, batch in enumerate(_batches(loader, steps_per_epoch)):
+            loader_wait += time.perf_counter() - fetch_started
             step = (epoch - 1) * steps_per_epoch + i
             lr = learning_rate(cfg, step, total_steps, steps_per_epoch)
             for group in optimizer.param_groups:
@@ -278,9 +282,12 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
             scaler.update()
             if ctx.enabled and cfg.train.verify_replicas:
                 verify_replicas(network, ctx)
-            losses.append(float(loss.detach()))
+            losses.append(float(loss.detach()))  # also waits for the device, so loader_wait is honest on CUDA
             callbacks.on_step(losses[-1])
-        record = EpochRecord(epoch, distributed.mean(ctx, float(np.mean(losses))), lr, 0.0)
+            fetch_started = time.perf_counter()
+        loop_seconds = time.perf_counter() - started
+        record = EpochRecord(epoch, distributed.mean(ctx, float(np.mean(losses))), lr, 0.0,
+                             loader_wait_share=distributed.mean(ctx, loader_wait / loop_seconds))
         if val_ds is not None and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
             record.val_dice = validate(network, val_ds, cfg, dev, ctx)
         record.seconds = max(distributed.gather(ctx, time.perf_counter() - started))
@@ -302,7 +309,8 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
                     writer.add_scalar(f"dice/{cfg.data.labels[value]}", d, epoch)
         distributed.barrier(ctx)  # no rank runs ahead of a checkpoint
         callbacks.on_epoch_end(record)
-        log.info("epoch %d loss %.4f val dice %s", epoch, record.train_loss, record.val_dice)
+        log.info("epoch %d loss %.4f val dice %s loader wait %.0f%%", epoch, record.train_loss, record.val_dice,
+                 100 * record.loader_wait_share)
         if _should_stop(history, cfg.train.early_stop_patience):
             log.info("early stop: no validation improvement in %d validations", cfg.train.early_stop_patience)
             break
@@ -321,7 +329,7 @@ def _save_epoch(run_dir: Path, network, optimizer, scaler, cfg: Config, history:
         "scaler": scaler.state_dict() if scaler is not None else None, "epoch": history[-1].epoch,
         "best_dice": best, "config": cfg.to_dict(), "rng": rng_state(), "label_names": dict(cfg.data.labels),
         "history": [{"epoch": r.epoch, "train_loss": r.train_loss, "lr": r.lr, "seconds": r.seconds,
-                     "val_dice": r.val_dice} for r in history],
+                     "val_dice": r.val_dice, "loader_wait_share": r.loader_wait_share} for r in history],
     }
     if save_best:
         save_atomic(payload, run_dir / "best.pt")

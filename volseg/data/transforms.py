@@ -66,6 +66,20 @@ def _normalization(cfg: Config) -> mt.Transform:
     raise ValueError(f"preprocess.normalization must be one of ['zscore', 'ct', 'window'], got {p.normalization!r}")
 
 
+CROP_MARGIN_VOXELS = 4
+BODY_HU = -500  # above air and lung parenchyma, below every soft tissue
+
+
+def _foreground_fn(cfg: Config):
+    """What ``crop_foreground`` keeps: the body (HU above -500) for CT, non-zero voxels otherwise
+    (skull-stripped or cropped MRI). For a CT the air around the patient is about half of a 512x512
+    field of view; skipping it saves that share of the network's work, and inversion pads it back as
+    background."""
+    if cfg.preprocess.normalization in ("ct", "window"):
+        return lambda x: x > BODY_HU
+    return lambda x: x != 0
+
+
 def preprocess(cfg: Config) -> mt.Compose:
     """Deterministic preprocessing of a case dict (label optional); every spatial step is invertible."""
     p = cfg.preprocess
@@ -78,8 +92,8 @@ def preprocess(cfg: Config) -> mt.Compose:
             dtype=np.float32, allow_missing_keys=True,
         ))
     if p.crop_foreground:
-        steps.append(mt.CropForegroundd(KEYS, source_key="image", select_fn=lambda x: x != 0,
-                                        allow_smaller=True, allow_missing_keys=True))
+        steps.append(mt.CropForegroundd(KEYS, source_key="image", select_fn=_foreground_fn(cfg),
+                                        margin=CROP_MARGIN_VOXELS, allow_smaller=True, allow_missing_keys=True))
     steps.append(_normalization(cfg))
     steps.append(mt.EnsureTyped(KEYS, dtype=torch.float32, allow_missing_keys=True))
     return mt.Compose(steps)
