@@ -165,18 +165,16 @@ def main() -> None:
             measure(kind, name, args.patch, args.repeats, args.device)
         print(json.dumps(result))
         return
-    rows = []
-    for backend in args.default_backends:
-        cmd = [sys.executable, __file__, "--child", "default", backend, "--repeats", str(args.repeats),
-               "--device", args.device]
+
+    def child(kind: str, name: str) -> dict:
+        cmd = [sys.executable, __file__, "--child", kind, name, "--patch", str(args.patch),
+               "--repeats", str(args.repeats), "--device", args.device]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        return json.loads(out.strip().splitlines()[-1])
+
+    rows = [child("default", backend) for backend in args.default_backends]
     for name in args.models:
-        for kind in ("volseg", "monai") if PAIRS[name][1] else ("volseg",):
-            cmd = [sys.executable, __file__, "--child", kind, name, "--patch", str(args.patch),
-                   "--repeats", str(args.repeats), "--device", args.device]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
+        rows += [child(kind, name) for kind in (("volseg", "monai") if PAIRS[name][1] else ("volseg",))]
     peak = matmul_gflops(torch.device(args.device))
     by_key = {(r["kind"], r["model"]): r for r in rows}
     for r in rows:

@@ -109,13 +109,14 @@ def openvino_backend(onnx_path: Path) -> Backend:
     import openvino as ov
 
     core = ov.Core()
+    source = core.read_model(str(onnx_path))  # read once; each shape compiles a reshaped copy
     compiled: dict[tuple[int, ...], ov.InferRequest] = {}
 
     def request_for(shape: tuple[int, ...]):
         if shape not in compiled:
             if len(compiled) >= 4:  # slice-wise 2D inference of many sizes: keep memory bounded
                 compiled.pop(next(iter(compiled)))
-            model = core.read_model(str(onnx_path))
+            model = source.clone()
             model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
             compiled[shape] = core.compile_model(model, "CPU", config).create_infer_request()
