@@ -121,11 +121,11 @@ def measure_default_model(backend: str, repeats: int, device: str) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from volseg.backends import example_input
-    from volseg.default_model import default_model_path
+    from volseg.pretrained import DEFAULT, model_file
     from volseg.infer import Segmenter
     from volseg.models import count_parameters
 
-    segmenter = Segmenter(default_model_path(), device, backend=backend)
+    segmenter = Segmenter(model_file(DEFAULT), device, backend=backend)
     x = example_input(segmenter.cfg)
     with torch.inference_mode():
         with FlopCounterMode(display=False) as counter:

@@ -8,13 +8,13 @@ import torch
 from volseg.backends import choose, export_onnx
 from volseg.checkpoint import load_model
 from volseg.data.manifest import read_manifest
-from volseg.default_model import MODEL_FILE
+from volseg.pretrained import model_file
 from volseg.infer import Segmenter
 from volseg.metrics import dice
 
 from .helpers import REPO
 
-pytestmark = pytest.mark.skipif(not MODEL_FILE.is_file(), reason="no default model installed")
+MODEL_FILE = model_file("hippocampus-mri")
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,15 @@ def test_train_config_file_with_a_wrong_key(tmp_path):
 
 
 def test_infer_without_a_model_says_what_to_pass(tmp_path, monkeypatch):
-    from volseg import default_model
+    from volseg import pretrained
 
-    monkeypatch.setattr(default_model, "MODEL_FILE", tmp_path / "missing.pt")
+    monkeypatch.setattr(pretrained, "FOLDER", tmp_path)
     result = runner.invoke(app, ["infer", str(tmp_path / "scan.nii.gz")])
     assert result.exit_code == 2
-    assert "no default model is installed; pass --model" in result.output
+    assert "the built-in model 'hippocampus-mri' is not installed; pass --model" in result.output
+
+
+def test_infer_with_an_unknown_model_name_lists_the_built_in_ones(tmp_path):
+    result = runner.invoke(app, ["infer", str(tmp_path / "scan.nii.gz"), "--model", "abdomen-mri"])
+    assert result.exit_code == 2
+    assert "abdomen-mri: no such run folder or checkpoint, and not a built-in model (built-in: hippocampus-mri, abdomen-ct)" in result.output

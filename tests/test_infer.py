@@ -245,10 +245,9 @@ def test_full_disk_marks_the_case_failed_with_the_file_named(run_dir, test_cases
 
 
 def test_infer_without_model_uses_the_shipped_default(test_cases, tmp_path, monkeypatch):
-    from volseg.default_model import MODEL_FILE
+    from volseg.pretrained import DEFAULT, model_file
 
-    if not MODEL_FILE.is_file():
-        pytest.skip("no default model installed")
+    MODEL_FILE = model_file(DEFAULT)
     monkeypatch.chdir(tmp_path)
     result = _infer(test_cases[0].image, "--backend", "torch")
     assert result.exit_code == 0, result.output

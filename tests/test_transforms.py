@@ -106,3 +106,35 @@ def test_2d_slices_with_neighbour_channels(bundled_cases):
 def test_case_dict_keeps_channels_and_optional_label(bundled_cases):
     d = case_dict(bundled_cases[0])
     assert isinstance(d["image"], list) and d["label"].endswith(".nii.gz")
+
+
+def test_flip_axes_leave_the_left_right_axis_alone():
+    """augment.flip [1, 2] mirrors y and z but never x: left and right organs keep their side."""
+    import torch
+
+    from volseg.data.transforms import training_samples
+
+    image = torch.arange(16 * 16 * 16, dtype=torch.float32).reshape(1, 16, 16, 16)
+    allowed = {(): image, (2,): image.flip(2), (3,): image.flip(3), (2, 3): image.flip(2, 3)}
+    cfg = load_config(None, ["sampling.patch_size_3d=[16, 16, 16]", "sampling.samples_per_volume=1",
+                             "augment.flip=[1, 2]", "augment.rotate_scale=false", "augment.intensity=false",
+                             "augment.gamma=false"])
+    chain = training_samples(cfg, spatial_dims=3)
+    seen = set()
+    for seed in range(16):
+        chain.set_random_state(seed)
+        (sample,) = chain({"image": image.clone(), "label": torch.ones_like(image)})
+        (flip,) = [f for f, expected in allowed.items() if torch.equal(sample["image"], expected)]
+        seen.add(flip)
+    assert len(seen) == 4  # every mirror of y and z occurs, and none of x
+
+
+@pytest.mark.parametrize("override,message", [
+    ("augment.flip=[0, 3]", r"augment.flip: axes must lie in \[0, 1, 2\]"),
+    ("augment.spatial_prob=1.5", r"augment.spatial_prob must be in \[0, 1\]"),
+])
+def test_bad_augmentation_settings_are_named(override, message):
+    from volseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])

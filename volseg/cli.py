@@ -43,7 +43,7 @@ def models(
         False, "--forward", help="Also run one 3D forward pass of every model on a small odd-sized volume."
     ),
 ) -> None:
-    """List the model zoo: name, description, parameters at the default 3D settings."""
+    """List the model zoo (name, description, parameters at the default 3D settings) and the built-in trained models."""
     import torch
 
     from volseg.models import build_model, count_parameters, default_features, get_spec, list_models
@@ -66,6 +66,28 @@ def models(
                 raise typer.Exit(code=_fail(f"{name}: bad forward output {tuple(y.shape)}"))
             row.append(f"ok {time.perf_counter() - start:.2f}s")
         table.add_row(*row)
+    console.print(table)
+    _print_builtin_models()
+
+
+def _print_builtin_models() -> None:
+    from volseg.checkpoint import load_checkpoint
+    from volseg.pretrained import BUILTIN, DEFAULT, model_file
+
+    table = Table(title="built-in trained models (volseg infer --model NAME)")
+    for column in ("name", "what", "model", "labels", "file"):
+        table.add_column(column)
+    for name, what in BUILTIN.items():
+        path = model_file(name)
+        if not path.is_file():
+            table.add_row(name, what, "not installed", "", "")
+            continue
+        config = load_checkpoint(path)["config"]
+        labels = config["data"]["labels"]
+        table.add_row(name + (" (default)" if name == DEFAULT else ""), what,
+                      f"{config['model']['name']} {config['model']['dims']}D",
+                      ", ".join(f"{v} {n}" for v, n in labels.items()),
+                      f"{path.stat().st_size / 1e6:.1f} MB")
     console.print(table)
 
 
@@ -148,7 +170,7 @@ def plan(
 def infer(
     inputs: list[Path] = typer.Argument(..., help="NIfTI/NRRD/MHA files, folders of them, DICOM series folders, or a manifest CSV."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder [one input: ./CASE_seg.nii.gz]."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder or checkpoint [default: the shipped model]."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint, or built-in model name (see `volseg models`) [default: hippocampus-mri]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or openvino (auto: fastest installed)."),
     overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=0.95, help="Sliding-window overlap (3D models)."),
@@ -233,9 +255,9 @@ def export(
 
 
 def _model_path(model: Optional[Path]) -> Path:
-    from volseg.default_model import default_model_path
+    from volseg.pretrained import resolve_model
 
-    return model if model is not None else default_model_path()
+    return resolve_model(model)
 
 
 class _CaseProgress:
@@ -301,39 +323,42 @@ def evaluate(
 
 @app.command()
 def demo(
+    task: str = typer.Option("mri", "--task", help="mri: hippocampus-mri on the 10 bundled MSD test cases; ct: abdomen-ct on the bundled CTs."),
     output: Path = typer.Option(Path("demo_out"), "-o", "--output", help="Folder for label maps, QC pictures and the report."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder or checkpoint [default: the shipped model]."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint or built-in name [default: the task's built-in model]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
-    """Segment the bundled test cases with the default model, score them, and write a report."""
-    from volseg.data.manifest import read_manifest
-    from volseg.demo import bundled_manifest, run_demo
+    """Segment a task's bundled cases with its built-in model, score them, and write a report."""
+    from volseg.demo import TASKS, case_table, demo_cases, run_demo, task_manifest
     from volseg.infer import Segmenter
 
     with _user_errors():
-        manifest = bundled_manifest()
-        segmenter = Segmenter(_model_path(model), device)
+        if task not in TASKS:
+            raise ValueError(f"--task must be one of {list(TASKS)}, got {task!r}")
+        spec = TASKS[task]
+        manifest = task_manifest(spec)
+        segmenter = Segmenter(_model_path(model or spec.model), device)
         console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D) "
-                      f"on {segmenter.device}; cases: test split of {manifest}")
-        n_cases = sum(1 for c in read_manifest(manifest) if c.split == "test" and c.label is not None)
-        with _CaseProgress(n_cases) as progress:
-            result = run_demo(segmenter, output, manifest, on_case=progress.update)
-    labels = list(result.summary)
-    table = Table(title="Dice per case")
-    for column in ("case", *labels, "mean"):
+                      f"on {segmenter.device}; cases: {'/'.join(spec.splits)} split of {manifest}")
+        with _CaseProgress(len(demo_cases(manifest, spec.splits))) as progress:
+            result = run_demo(segmenter, output, manifest, on_case=progress.update, splits=spec.splits)
+    labels = list(segmenter.cfg.data.labels.values())
+    table = Table(title="Dice per case ('-': not in the reference; split train: seen in training)")
+    for column in ("case", "split", *labels, "mean"):
         table.add_column(column)
-    per_case: dict[str, dict[str, float]] = {}
-    for r in result.rows:
-        per_case.setdefault(r["case_id"], {})[r["label"]] = r["dice"]
-    for case, scores in per_case.items():
-        values = [scores[l] for l in labels]
-        table.add_row(case, *(f"{v:.4f}" for v in values), f"{sum(values) / len(values):.4f}")
-    means = [result.summary[l]["dice"]["mean"] for l in labels]
-    table.add_row("mean", *(f"{m:.4f}" for m in means), f"{sum(means) / len(means):.4f}", style="bold")
+    for case, split, cells, mean in case_table(result.rows, labels):
+        table.add_row(case, split, *cells, mean)
     console.print(table)
     for failure in result.failed:
         console.print(f"[red]failed[/red] {failure}", highlight=False)
-    console.print(f"mean Dice over {len(per_case)} test cases: {sum(means) / len(means):.4f}")
+    for split in spec.splits:
+        rows = [r for r in result.rows if r["split"] == split and r["volume_ref_ml"] > 0]
+        per_label = {l: [r["dice"] for r in rows if r["label"] == l] for l in labels}
+        means = {l: sum(v) / len(v) for l, v in per_label.items() if v}
+        if means:
+            console.print(f"mean Dice over {len({r['case_id'] for r in rows})} {split} case(s): "
+                          f"{sum(means.values()) / len(means):.4f} ("
+                          + ", ".join(f"{l} {m:.4f}" for l, m in means.items()) + ")")
     console.print(f"report: {result.report}")
     raise typer.Exit(code=1 if result.failed else 0)
 

@@ -61,8 +61,12 @@ class SamplingConfig:
 
 @dataclass
 class AugmentConfig:
-    flip: bool = True
+    # True mirrors every axis, a list only those axes (RAS x=0, y=1, z=2): labels with a side, such as
+    # left/right kidney, must not be mirrored across x
+    flip: bool | list[int] = True
     rotate_scale: bool = True
+    spatial_prob: float = 0.2  # share of samples rotated (+-15 degrees) and scaled
+    scale: float = 0.15  # scale factors drawn from 1 +- scale (patient size varies far more than that)
     intensity: bool = True
     gamma: bool = True
     noise: bool = False
@@ -228,6 +232,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.name: unknown model {cfg.model.name!r}; choose one of {list_models()}")
     if not cfg.data.labels:
         raise ConfigError("data.labels: at least one label is needed, e.g. {1: pancreas}")
+    flip = cfg.augment.flip
+    if not isinstance(flip, bool) and not set(flip) <= set(range(cfg.model.dims)):
+        raise ConfigError(f"augment.flip: axes must lie in {list(range(cfg.model.dims))}, got {flip}")
+    if not 0.0 <= cfg.augment.spatial_prob <= 1.0 or not 0.0 <= cfg.augment.scale < 1.0:
+        raise ConfigError(f"augment.spatial_prob must be in [0, 1] and augment.scale in [0, 1), got "
+                          f"{cfg.augment.spatial_prob} and {cfg.augment.scale}")
     if not 0.0 <= cfg.sampling.foreground_fraction <= 1.0:
         raise ConfigError(f"sampling.foreground_fraction must be in [0, 1], got {cfg.sampling.foreground_fraction}")
     return cfg

@@ -1,4 +1,9 @@
-"""``volseg demo``: the default model on the bundled test cases, scored against their labels, with a report."""
+"""``volseg demo``: a built-in model on its bundled cases, scored against their labels, with a report.
+
+Tasks: ``mri`` (the default hippocampus model on the 10 bundled MSD test cases) and ``ct`` (the
+abdomen-ct model on the bundled TotalSegmentator CTs: its training CT, marked as such, and a contrast
+DICOM slab it never saw).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,28 @@ def bundled_manifest() -> Path:
     raise FileNotFoundError("data_manifest.csv not found in the current folder or the volseg checkout")
 
 
+@dataclass(frozen=True)
+class DemoTask:
+    model: str  # built-in model name
+    data: str  # bundled manifest, relative to the checkout ("" = data_manifest.csv)
+    splits: tuple[str, ...]  # the manifest splits to segment and score
+
+
+TASKS = {
+    "mri": DemoTask("hippocampus-mri", "", ("test",)),
+    "ct": DemoTask("abdomen-ct", "data/abdomen_ct/manifest.csv", ("train", "test")),
+}
+
+
+def task_manifest(task: DemoTask) -> Path:
+    if not task.data:
+        return bundled_manifest()
+    path = REPO / task.data
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the bundled data of this demo is missing (run it from a volseg checkout)")
+    return path
+
+
 @dataclass
 class DemoResult:
     rows: list[dict]
@@ -29,42 +56,67 @@ class DemoResult:
     failed: list[str]
 
 
-def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, on_case=None) -> DemoResult:
-    """Segment the manifest's test cases with QC pictures, evaluate them and write ``report.md``."""
-    manifest = manifest or bundled_manifest()
-    cases = [c for c in read_manifest(manifest) if c.split == "test" and c.label is not None]
+def demo_cases(manifest: Path, splits: tuple[str, ...] = ("test",)) -> list:
+    cases = [c for c in read_manifest(manifest) if c.split in splits and c.label is not None]
     if not cases:
-        raise ValueError(f"{manifest}: no labeled test cases to demonstrate on")
+        raise ValueError(f"{manifest}: no labeled cases of split {'/'.join(splits)} to demonstrate on")
+    return cases
+
+
+def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, on_case=None,
+             splits: tuple[str, ...] = ("test",)) -> DemoResult:
+    """Segment the manifest's labeled cases of ``splits`` with QC pictures, evaluate them, write ``report.md``."""
+    manifest = manifest or bundled_manifest()
+    cases = demo_cases(manifest, splits)
+    split_of = {c.case_id: c.split for c in cases}
     results = run_batch([CaseInput(c.case_id, c.images) for c in cases], out_dir, segmenter,
                         BatchOptions(overwrite=True, qc=True), on_case=on_case, run_csv=out_dir / RUN_CSV)
     done = {r.case_id for r in results if r.status == "ok"}
     pairs = [Pair(c.case_id, out_dir / f"{c.case_id}.nii.gz", c.label) for c in cases if c.case_id in done]
     rows, errors = evaluate(pairs, segmenter.cfg.data.labels)
-    summary = summarize(rows)
+    for row in rows:
+        row["split"] = split_of[row["case_id"]]
+    summary = summarize([r for r in rows if has_reference(r)])
     write_results(rows, summary, out_dir / "metrics.csv")
     failed = [f"{r.case_id}: {r.error}" for r in results if r.status == "failed"] + errors
     report = _write_report(out_dir, segmenter, rows, summary, failed)
     return DemoResult(rows, summary, report, failed)
 
 
+def has_reference(row: dict) -> bool:
+    """A label the reference holds (a slab with no kidney scores no kidney Dice)."""
+    return row["volume_ref_ml"] > 0
+
+
+def case_table(rows: list[dict], labels: list[str]) -> list[tuple[str, str, list[str], str]]:
+    """(case, split, Dice per label or '-' where the reference lacks it, mean over the scored labels)."""
+    table = []
+    for case in dict.fromkeys(r["case_id"] for r in rows):
+        mine = {r["label"]: r for r in rows if r["case_id"] == case}
+        scored = [mine[l]["dice"] for l in labels if l in mine and has_reference(mine[l])]
+        cells = [f"{mine[l]['dice']:.4f}" if l in mine and has_reference(mine[l]) else "-" for l in labels]
+        split = next(iter(mine.values()))["split"]
+        table.append((case, split, cells, f"{sum(scored) / len(scored):.4f}" if scored else "-"))
+    return table
+
+
 def _write_report(out_dir: Path, segmenter: Segmenter, rows: list[dict], summary: dict, failed: list[str]) -> Path:
-    labels = list(summary)
+    labels = list(dict.fromkeys(r["label"] for r in rows))
     cases = list(dict.fromkeys(r["case_id"] for r in rows))
-    dice = {(r["case_id"], r["label"]): r["dice"] for r in rows}
     lines = [
         "# volseg demo",
         "",
         f"Model: `{segmenter.checkpoint}` ({segmenter.cfg.model.name}, {segmenter.cfg.model.dims}D), "
         f"device {segmenter.device}. Labels: {', '.join(labels)}.",
         "",
-        "| case | " + " | ".join(f"Dice {l}" for l in labels) + " | mean |",
-        "|---|" + "---|" * (len(labels) + 1),
+        "Split `train` marks a case the model was trained on: its Dice shows the fit, not generalisation. "
+        "`-`: the reference holds no such label.",
+        "",
+        "| case | split | " + " | ".join(f"Dice {l}" for l in labels) + " | mean |",
+        "|---|---|" + "---|" * (len(labels) + 1),
     ]
-    for case in cases:
-        values = [dice[(case, l)] for l in labels]
-        lines.append(f"| {case} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {sum(values) / len(values):.4f} |")
-    means = [summary[l]["dice"]["mean"] for l in labels]
-    lines += [f"| **mean** | " + " | ".join(f"**{m:.4f}**" for m in means) + f" | **{sum(means) / len(means):.4f}** |", ""]
+    for case, split, cells, mean in case_table(rows, labels):
+        lines.append(f"| {case} | {split} | " + " | ".join(cells) + f" | {mean} |")
     if failed:
         lines += ["## Failed", "", *[f"- {f}" for f in failed], ""]
     lines += ["## Quality control", ""]

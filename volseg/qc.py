@@ -1,4 +1,8 @@
-"""Quality-control pictures: axial, coronal and sagittal slices through the structure, label overlaid."""
+"""Quality-control pictures: axial, coronal and sagittal slices through the structure, label overlaid.
+
+Views follow the radiological convention (the patient's right on the viewer's left) and keep the voxels'
+true proportions, so a 0.6 x 0.6 x 1.6 mm CT does not look squashed.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,15 @@ def _to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return nib.orientations.apply_orientation(array, ornt)
 
 
+def _ras_spacing(affine: np.ndarray) -> np.ndarray:
+    """Voxel size (mm) along the RAS axes of :func:`_to_ras`'s output."""
+    ornt = nib.orientations.io_orientation(affine)
+    sizes = nib.affines.voxel_sizes(affine)
+    out = np.empty(3)
+    out[ornt[:, 0].astype(int)] = sizes
+    return out
+
+
 def save_qc(image: torch.Tensor, labels: np.ndarray, path: Path, attention: np.ndarray | None = None) -> Path:
     """Write a PNG with three orthogonal views of ``image``'s first channel with ``labels`` overlaid.
 
@@ -40,22 +53,26 @@ def save_qc(image: torch.Tensor, labels: np.ndarray, path: Path, attention: np.n
     if attention is not None:
         attention = _to_ras(np.asarray(attention), affine)
     cx, cy, cz = _centre(labels)
-    views = {"axial": (volume[:, :, cz], labels[:, :, cz]), "coronal": (volume[:, cy, :], labels[:, cy, :]),
-             "sagittal": (volume[cx, :, :], labels[cx, :, :])}
+    sx, sy, sz = _ras_spacing(affine)
+    views = {"axial": (volume[:, :, cz], labels[:, :, cz], sy / sx), "coronal": (volume[:, cy, :], labels[:, cy, :], sz / sx),
+             "sagittal": (volume[cx, :, :], labels[cx, :, :], sz / sy)}
     rows = 2 if attention is not None else 1
     fig, axes = plt.subplots(rows, 3, figsize=(12, 4 * rows), squeeze=False)
     lo, hi = np.percentile(volume, [1, 99])
-    for ax, (title, (img, lab)) in zip(axes[0], views.items()):
-        ax.imshow(img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi)
+    for ax, (title, (img, lab, aspect)) in zip(axes[0], views.items()):
+        ax.imshow(img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi, aspect=aspect)
         ax.imshow(np.ma.masked_equal(lab.T, 0), cmap="tab10", alpha=0.45, origin="lower", vmin=0, vmax=9,
-                  interpolation="nearest")
+                  interpolation="nearest", aspect=aspect)
         ax.set_title(title)
-        ax.axis("off")
     if attention is not None:
         att = [attention[:, :, cz], attention[:, cy, :], attention[cx, :, :]]
-        for ax, a in zip(axes[1], att):
-            ax.imshow(a.T, cmap="magma", origin="lower", vmin=0, vmax=1)
+        for ax, a, (_, _, aspect) in zip(axes[1], att, views.values()):
+            ax.imshow(a.T, cmap="magma", origin="lower", vmin=0, vmax=1, aspect=aspect)
             ax.set_title("attention")
+    for row in axes:
+        row[0].invert_xaxis()  # axial and coronal: the patient's right on the viewer's left
+        row[1].invert_xaxis()
+        for ax in row:
             ax.axis("off")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")

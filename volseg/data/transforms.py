@@ -138,10 +138,11 @@ def _augmentations(cfg: Config, spatial_dims: int) -> list:
     steps: list = []
     if a.rotate_scale:
         steps.append(mt.RandAffined(
-            KEYS, prob=0.2, rotate_range=[np.deg2rad(15)] * (1 if spatial_dims == 2 else 3),
-            scale_range=[0.15] * spatial_dims, mode=("bilinear", "nearest"), padding_mode="zeros",
+            KEYS, prob=a.spatial_prob, rotate_range=[np.deg2rad(15)] * (1 if spatial_dims == 2 else 3),
+            scale_range=[a.scale] * spatial_dims, mode=("bilinear", "nearest"), padding_mode="zeros",
         ))
-    for axis in range(spatial_dims) if a.flip else ():
+    flip_axes = (range(spatial_dims) if a.flip else ()) if isinstance(a.flip, bool) else a.flip
+    for axis in flip_axes:
         steps.append(mt.RandFlipd(KEYS, prob=0.5, spatial_axis=axis))
     if a.intensity:
         steps += [mt.RandScaleIntensityd("image", factors=0.15, prob=0.15),

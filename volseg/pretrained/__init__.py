@@ -1,0 +1,39 @@
+"""The trained models shipped with volseg, chosen by name (``volseg infer --model abdomen-ct``).
+
+Each lives in its own folder, ``volseg/pretrained/<name>/``, as ``model.pt`` (a slim checkpoint: weights and
+the resolved config) beside its ``MODEL_CARD.md``. ``volseg infer`` and ``volseg demo`` use
+:data:`DEFAULT` when no --model is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from volseg.checkpoint import CheckpointError
+
+FOLDER = Path(__file__).parent
+DEFAULT = "hippocampus-mri"
+BUILTIN = {
+    "hippocampus-mri": "anterior and posterior hippocampus, T1 MRI crops (MSD Task04, manual labels)",
+    "abdomen-ct": "liver, spleen, right and left kidney, abdominal CT at 3 mm (one training CT)",
+}
+
+
+def model_file(name: str) -> Path:
+    return FOLDER / name / "model.pt"
+
+
+def resolve_model(spec: str | Path | None) -> Path:
+    """A run folder or checkpoint path as given, a built-in model's file by name, or the default model."""
+    if spec is None:
+        spec = DEFAULT
+    path = Path(spec)
+    if path.exists() or str(spec) not in BUILTIN:
+        if not path.exists() and not path.suffix and len(path.parts) == 1:
+            raise CheckpointError(f"{spec}: no such run folder or checkpoint, and not a built-in model "
+                                  f"(built-in: {', '.join(BUILTIN)})")
+        return path
+    if not model_file(str(spec)).is_file():
+        raise CheckpointError(f"{model_file(str(spec))}: the built-in model {spec!r} is not installed; pass --model "
+                              "RUN_FOLDER_OR_CHECKPOINT (a folder written by `volseg train`)")
+    return model_file(str(spec))
