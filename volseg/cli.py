@@ -71,24 +71,21 @@ def models(
 
 
 def _print_builtin_models() -> None:
+    """One line per built-in model (names, labels and paths must never be wrapped)."""
     from volseg.checkpoint import load_checkpoint
     from volseg.pretrained import BUILTIN, DEFAULT, model_file
 
-    table = Table(title="built-in trained models (volseg infer --model NAME)")
-    for column in ("name", "what", "model", "labels", "file"):
-        table.add_column(column)
+    console.print("built-in trained models (volseg infer --model NAME):")
     for name, what in BUILTIN.items():
         path = model_file(name)
+        title = name + (" (default)" if name == DEFAULT else "")
         if not path.is_file():
-            table.add_row(name, what, "not installed", "", "")
+            console.print(f"  {title}: not installed ({path})", highlight=False)
             continue
         config = load_checkpoint(path)["config"]
-        labels = config["data"]["labels"]
-        table.add_row(name + (" (default)" if name == DEFAULT else ""), what,
-                      f"{config['model']['name']} {config['model']['dims']}D",
-                      ", ".join(f"{v} {n}" for v, n in labels.items()),
-                      f"{path.stat().st_size / 1e6:.1f} MB")
-    console.print(table)
+        labels = ", ".join(f"{v} {n}" for v, n in config["data"]["labels"].items())
+        console.print(f"  {title}: {what}; {config['model']['name']} {config['model']['dims']}D; labels {labels}; "
+                      f"{path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False)
 
 
 @app.command()

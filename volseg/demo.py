@@ -74,10 +74,10 @@ def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, 
     done = {r.case_id for r in results if r.status == "ok"}
     pairs = [Pair(c.case_id, out_dir / f"{c.case_id}.nii.gz", c.label) for c in cases if c.case_id in done]
     rows, errors = evaluate(pairs, segmenter.cfg.data.labels)
-    for row in rows:
-        row["split"] = split_of[row["case_id"]]
     summary = summarize([r for r in rows if has_reference(r)])
     write_results(rows, summary, out_dir / "metrics.csv")
+    for row in rows:
+        row["split"] = split_of[row["case_id"]]
     failed = [f"{r.case_id}: {r.error}" for r in results if r.status == "failed"] + errors
     report = _write_report(out_dir, segmenter, rows, summary, failed)
     return DemoResult(rows, summary, report, failed)
