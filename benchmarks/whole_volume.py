@@ -208,7 +208,8 @@ def benchmark(args) -> dict:
             checkpoint.symlink_to(resolve_checkpoint(resolve_model(args.model)).resolve())
         else:
             checkpoint = make_run(work, ct, label, args.quick, 2 if args.quick else args.fit_steps)
-        labels = load_checkpoint(checkpoint)["config"]["data"]["labels"]
+        config = load_checkpoint(checkpoint)["config"]
+        labels = config["data"]["labels"]
         classes = dict(enumerate(labels.values(), start=1))  # class index -> name, as the runs write them
         rows = []
         for kind in ["monai", *args.backends]:
@@ -236,8 +237,7 @@ def benchmark(args) -> dict:
             row["speedup_vs_monai"] = base["total_s"] / row["total_s"]
             row["network_speedup_vs_monai"] = base["stages"]["network"] / row["stages"]["network"]
             row["non_network_share"] = 1 - row["stages"]["network"] / row["total_s"]
-        spacing = load_checkpoint(checkpoint)["config"]["preprocess"]["spacing"]
-    return {"ct": str(args.ct or "synthetic 512x512x120, 0.78x0.78x2.5 mm"), "spacing": spacing,
+    return {"ct": str(args.ct or "synthetic 512x512x120, 0.78x0.78x2.5 mm"), "spacing": config["preprocess"]["spacing"],
             "model": args.model or f"pancreas 3D architecture fitted {args.fit_steps} steps",
             "overlap": args.overlap, "fit_steps": 0 if args.model else args.fit_steps, "labels": list(labels.values()),
             "rows": rows}

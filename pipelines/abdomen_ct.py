@@ -25,11 +25,11 @@ a random amount within its range of enhancement, so that a non-contrast CT teach
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shlex
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -70,12 +70,6 @@ def volseg(*args) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the data
-
-
-def _save_like(array: np.ndarray, reference, path: Path) -> Path:
-    from volseg.data import io
-
-    return io.write_label(array, reference, path) if array.dtype.kind in "iub" else _save_image(array, reference, path)
 
 
 def _save_image(array: np.ndarray, reference, path: Path) -> Path:
@@ -160,7 +154,7 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     ct = io.read_image(ts / "example_ct.nii.gz")
     seg = io.read_label(ts / "example_seg_fast_force_split.nii.gz")[0].numpy().astype(np.int64)
     labels, overlaps = organ_map({name: seg == TS_VALUES[name] for name in ORGANS.values()})
-    record["ts"] = {"image": str(ts / "example_ct.nii.gz"), "label": str(_save_like(labels, ct, work / "ts_labels.nii.gz")),
+    record["ts"] = {"image": str(ts / "example_ct.nii.gz"), "label": str(io.write_label(labels, ct, work / "ts_labels.nii.gz")),
                     "overlaps": overlaps}
     structures = _structure_masks_ts(seg, shared)
     record["ts"]["variants"] = [str(_save_image(synthesize_contrast(ct[0].numpy(), structures, ENHANCE, rng), ct,
@@ -173,7 +167,7 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     masks = _ircadb_masks(ircadb / "MASKS_DICOM.zip", work)
     labels, overlaps = organ_map({name: masks[IRCADB_MASKS[name]] for name in ORGANS.values()})
     record["ircadb"] = {"image": str(_save_image(image[0].numpy(), image, work / "ircadb_ct.nii.gz")),
-                        "label": str(_save_like(labels, image, work / "ircadb_labels.nii.gz")), "overlaps": overlaps,
+                        "label": str(io.write_label(labels, image, work / "ircadb_labels.nii.gz")), "overlaps": overlaps,
                         "dicom": str(work / "ircadb_dicom" / "PATIENT_DICOM")}
     record["ircadb"]["variants"] = [
         str(_save_image(synthesize_contrast(image[0].numpy(), masks, DEENHANCE, rng), image,
@@ -187,7 +181,7 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     on_grid = resample(label, image)[0].numpy().round().astype(np.int64)
     empty = np.zeros_like(on_grid, bool)
     labels, _ = organ_map({"liver": on_grid == 5, "spleen": on_grid == 1, "kidney_right": empty, "kidney_left": empty})
-    record["ts_dicom"] = {"image": str(dicom), "label": str(_save_like(labels, image, work / "ts_dicom_labels.nii.gz"))}
+    record["ts_dicom"] = {"image": str(dicom), "label": str(io.write_label(labels, image, work / "ts_dicom_labels.nii.gz"))}
     done.write_text(json.dumps(record, indent=1))
     return record
 
@@ -218,17 +212,16 @@ def run_direction(record: dict, train: str, test: str, work: Path, minutes: floa
            "--labels", ",".join(f"{v}={n}" for v, n in ORGANS.items()))
     sets = [*LEVERS, f"train.time_budget_minutes={minutes}", *overrides]
     run = out / "train"
-    started = time.perf_counter()
     if not (run / "last.pt").exists():
         volseg("train", "--config", plan, "--manifest", manifest, "--output", run,
                *[item for o in sets for item in ("--set", o)])
-    train_seconds = time.perf_counter() - started
     # the last epoch, not the "best" on the validation slab: a 20-slice slab without kidneys is too thin
     # a view to choose a model by (it is there to watch the contrast gap close, epoch by epoch)
     volseg("infer", manifest, "--split", "test", "--model", run / "last.pt", "-o", out / "pred", "--resume", "--qc")
     volseg("evaluate", "--pred", out / "pred", "--manifest", manifest, "--split", "test", "--config", plan,
            "-o", out / "test_metrics.csv")
     summary = json.loads((out / "test_metrics.json").read_text())
+    train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(open(run / "metrics.csv")))
     return {"train": train, "test": test, "synthetic_contrast": synthetic, "overrides": sets,
             "train_seconds": round(train_seconds, 1), "dice": {k: v["dice"]["mean"] for k, v in summary.items()},
             "hd95_mm": {k: v["hd95"]["median"] for k, v in summary.items()}}
