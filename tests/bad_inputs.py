@@ -148,6 +148,7 @@ CT_TAGS = {
     "0008|0020": "20200101",  # StudyDate
     "0008|103e": "synthetic series",  # SeriesDescription
     "0020|000d": "1.2.826.0.1.3680043.2.1125.1.1",  # StudyInstanceUID
+    "0020|0052": "1.2.826.0.1.3680043.2.1125.3.1",  # FrameOfReferenceUID
     "0028|1050": "40",  # WindowCenter
     "0028|1051": "400",  # WindowWidth
 }
@@ -155,22 +156,30 @@ CT_TAGS = {
 
 def dicom_series(folder: Path, *, series_uid: str = "1.2.826.0.1.3680043.2.1125.2.1", slices: int = 10,
                  spacing: tuple[float, float, float] = (0.9, 0.9, 2.0), skip: tuple[int, ...] = (),
-                 tags: dict[str, str] | None = None, prefix: str = "slice") -> Path:
-    """A synthetic axial CT series (int16 HU, 32x32 per slice) written slice by slice with SimpleITK.
+                 tags: dict[str, str] | None = None, prefix: str = "slice", size: tuple[int, int] = (32, 32),
+                 direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1), tilt_deg: float = 0.0,
+                 seed: int = 9) -> Path:
+    """A synthetic CT series (int16 HU, ``size`` columns x rows per slice) written slice by slice with SimpleITK.
 
     Each slice carries the series' tags plus its own ImagePositionPatient and InstanceNumber; ``skip``
     leaves slices out (a gap), ``tags`` adds or overrides header values (e.g. planted patient data).
+    ``direction`` (row-major 3x3, columns = column, row and slice axes in LPS) sets the orientation;
+    ``tilt_deg`` shifts each slice along the column axis as a tilted CT gantry does.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    volume = sitk.GetImageFromArray((scan(9, (slices, 32, 32)) * 2 - 1000).astype(np.int16))
+    volume = sitk.GetImageFromArray((scan(seed, (slices, size[1], size[0])) * 2 - 1000).astype(np.int16))
     volume.SetSpacing(spacing)
     volume.SetOrigin((-14.0, -20.0, 35.0))
-    series_tags = {**CT_TAGS, "0020|000e": series_uid, "0020|0037": "1\\0\\0\\0\\1\\0",
+    volume.SetDirection([float(v) for v in direction])
+    d = np.array(direction, float).reshape(3, 3)
+    orientation = "\\".join(f"{v:g}" for v in (*d[:, 0], *d[:, 1]))
+    series_tags = {**CT_TAGS, "0020|000e": series_uid, "0020|0037": orientation,
                    "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]), **(tags or {})}
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()  # keep our SeriesInstanceUID instead of a fresh one per file
+    shift = d[:, 1] * spacing[2] * np.tan(np.deg2rad(tilt_deg))
     with _locale_kept():
-        _write_slices(writer, volume, folder, slices, skip, series_tags, series_uid, prefix)
+        _write_slices(writer, volume, folder, slices, skip, series_tags, series_uid, prefix, shift)
     return folder
 
 
@@ -185,7 +194,7 @@ def _locale_kept():
         locale.setlocale(locale.LC_ALL, saved)
 
 
-def _write_slices(writer, volume, folder, slices, skip, series_tags, series_uid, prefix) -> None:
+def _write_slices(writer, volume, folder, slices, skip, series_tags, series_uid, prefix, shift=(0, 0, 0)) -> None:
     for k in range(slices):
         if k in skip:
             continue
@@ -193,7 +202,8 @@ def _write_slices(writer, volume, folder, slices, skip, series_tags, series_uid,
         for tag, value in series_tags.items():
             image.SetMetaData(tag, value)
         image.SetMetaData("0008|0018", f"{series_uid}.{k + 1}")  # SOPInstanceUID
-        image.SetMetaData("0020|0032", "\\".join(map(str, volume.TransformIndexToPhysicalPoint((0, 0, k)))))
+        position = np.array(volume.TransformIndexToPhysicalPoint((0, 0, k))) + k * np.asarray(shift)
+        image.SetMetaData("0020|0032", "\\".join(f"{v:.6f}" for v in position))
         image.SetMetaData("0020|0013", str(k + 1))  # InstanceNumber
         writer.SetFileName(str(folder / f"{prefix}{k:03d}.dcm"))
         writer.Execute(image)

@@ -5,7 +5,8 @@ What each command must do with each item:
 - Every unreadable or unusable scan (truncated, not an image, empty, 4D, 2D, NaN/Inf voxels, sheared axes,
   10 m or zero spacing, a 4096^3 header, a DICOM folder with two series or a missing slice) gets ONE line,
   ``"<path>: <problem>"``. `check` prints it and exits 1; `infer` marks that case failed with that line,
-  writes no file for it, finishes every good case and exits 1.
+  writes no file for it, finishes every good case and exits 1. (`infer` reads a DICOM folder as an archive
+  of series, so its DICOM faults are tested in tests/test_archive.py.)
 - NaN/Inf voxels: `check` reports them; `infer` (and `train`, `plan`) refuse the scan, since no label map
   computed from them can be trusted (volseg.data.io.read_channels refuses them).
 - The all-zero scan is legal: `check` accepts it silently and `infer` segments it (a blank scan is not an
@@ -50,6 +51,8 @@ EXPECTED = {
     "dicom_missing_slice": "missing slice(s) or uneven slice spacing: median step 2 mm, but 4 mm",
 }
 LEGAL = ("good_a", "good_b", "good_c", "all_zero")
+# DICOM folders are manifest rows for `check`; `infer` treats a folder as an archive (tests/test_archive.py)
+FILES = sorted(k for k in EXPECTED if not k.startswith("dicom_"))
 
 
 @pytest.fixture(scope="module")
@@ -141,14 +144,13 @@ def test_check_names_each_manifest_problem(corpus, manifest, expected):
 
 @pytest.fixture(scope="module")
 def inferred(corpus, run_dir, tmp_path_factory):
-    """One batch over every scan and both DICOM folders."""
+    """One batch over every scan file."""
     out = tmp_path_factory.mktemp("infer") / "out"
-    result = runner.invoke(app, ["infer", str(corpus.scans), *map(str, corpus.dicom.values()),
-                                 "--model", str(run_dir), "-o", str(out)])
+    result = runner.invoke(app, ["infer", str(corpus.scans), "--model", str(run_dir), "-o", str(out)])
     return result, out
 
 
-@pytest.mark.parametrize("case_id", sorted(EXPECTED))
+@pytest.mark.parametrize("case_id", FILES)
 def test_infer_fails_each_bad_case_alone_with_one_line(corpus, inferred, case_id):
     result, out = inferred
     path = corpus.bad[case_id]
@@ -165,12 +167,12 @@ def test_infer_finishes_good_and_all_zero_cases_and_nothing_else(corpus, inferre
     result, out = inferred
     assert result.exit_code == 1, result.output
     rows = _rows(out / "volseg_run.csv")
-    assert len(rows) == len(EXPECTED) + len(LEGAL)
+    assert len(rows) == len(FILES) + len(LEGAL)
     for case_id in LEGAL:
         assert rows[case_id]["status"] == "ok", rows[case_id]
         source, output = nib.load(corpus.scans / f"{case_id}.nii.gz"), nib.load(out / f"{case_id}.nii.gz")
         assert output.shape == SHAPE and (output.affine == source.affine).all()
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{c}.nii.gz" for c in LEGAL] + ["volseg_run.csv"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{c}.nii.gz" for c in LEGAL] + ["volseg_run.csv", "statistics.csv", "statistics.json"])
     assert f"{len(LEGAL)} of {len(rows)} cases done" in result.output
     assert "Traceback" not in result.output
 
@@ -210,7 +212,8 @@ def test_hostile_case_ids_never_write_outside_the_output_folder(corpus, run_dir,
         assert results[case_id].status == "failed" and "not a safe file name" in results[case_id].error
     assert results["good_a"].status == "ok"
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert written == ["a/b/out/good_a.nii.gz", "a/b/out/volseg_run.csv"]
+    assert written == ["a/b/out/good_a.nii.gz", "a/b/out/statistics.csv", "a/b/out/statistics.json",
+                       "a/b/out/volseg_run.csv"]
 
 
 # ------------------------------------------------------------------------------------------------ train

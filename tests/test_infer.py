@@ -90,12 +90,16 @@ def test_orientation_invariance_in_world_space(run_dir, test_cases, tmp_path, tr
 
 def test_dicom_series_output_lies_on_the_series_grid(run_dir, tmp_path):
     series = shared_path("data", "totalsegmentator_example", "example_ct_dicom")
-    result = _infer(series, "--model", run_dir, "-o", tmp_path / "out")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - Modality: CT\n")  # the test model is an MR model: take the CT anyway
+    result = _infer(series, "--model", run_dir, "-o", tmp_path / "out", "--series-rules", rules)
     assert result.exit_code == 0, result.output
+    (row,) = _rows(tmp_path / "out" / "volseg_run.csv")
+    assert row["case_id"].startswith("dcm-") and row["status"] == "ok" and str(series) in row["input"]
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(series)))
     reference = reader.Execute()
-    output = sitk.ReadImage(str(tmp_path / "out" / "example_ct_dicom.nii.gz"))
+    output = sitk.ReadImage(str(tmp_path / "out" / f"{row['case_id']}.nii.gz"))
     assert output.GetSize() == reference.GetSize()
     assert np.allclose(output.GetSpacing(), reference.GetSpacing(), atol=1e-5)
     assert np.allclose(output.GetOrigin(), reference.GetOrigin(), atol=1e-4)
@@ -125,7 +129,7 @@ def test_bad_cases_fail_alone_without_partial_outputs(run_dir, test_cases, tmp_p
         assert rows[bad]["status"] == "failed" and reason in rows[bad]["error"], rows[bad]
         assert bad in rows[bad]["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [f"{c.case_id}.nii.gz" for c in test_cases[:3]] + ["volseg_run.csv"])
+        [f"{c.case_id}.nii.gz" for c in test_cases[:3]] + ["volseg_run.csv", "statistics.csv", "statistics.json"])
 
 
 def test_single_input_without_output_folder(run_dir, test_cases, tmp_path, monkeypatch):
@@ -241,7 +245,7 @@ def test_full_disk_marks_the_case_failed_with_the_file_named(run_dir, test_cases
     (row,) = _rows(tmp_path / "out" / "volseg_run.csv")
     assert row["status"] == "failed"
     assert f"{test_cases[0].case_id}.nii.gz: cannot write (No space left on device)" in row["error"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["volseg_run.csv"]  # no partial file
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["statistics.json", "volseg_run.csv"]  # no partial file
 
 
 def test_infer_without_model_uses_the_shipped_default(test_cases, tmp_path, monkeypatch):

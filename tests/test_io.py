@@ -367,7 +367,7 @@ def test_folder_with_two_series_needs_a_series_uid(tmp_path):
     crop_uid = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(crop))[0]
     oblique_uid = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(oblique))[0]
     message = _one_line_error(tmp_path, "2 DICOM series")
-    assert f"{crop_uid!r} (32 files)" in message and f"{oblique_uid!r} (22 files)" in message
+    assert f"{crop_uid!r} (32 files" in message and f"{oblique_uid!r} (22 files" in message
     assert read_image(tmp_path, series_uid=crop_uid).shape == (1, 35, 51, 32)
     _one_line_error(tmp_path, "no DICOM series '1.2.3'", series_uid="1.2.3")
 

@@ -224,10 +224,26 @@ def _nifti_text_fields(path: Path) -> dict:
     return {**fields, "extensions": len(header.extensions)}
 
 
+def _seg_patient_text(path: Path) -> list[str]:
+    """Planted values a SEG may carry: its Patient and General Study modules, which DICOM requires it to copy."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    allowed = {"PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyID", "ReferringPhysicianName"}
+    found = []
+    for element in ds.iterall():
+        text = str(element.value).lower()
+        if any(needle.decode() in text for needle in NEEDLES) and element.keyword not in allowed:
+            found.append(f"{path.name}: {element.keyword}")
+    return found
+
+
 def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatch, caplog, capfd):
+    """An archive whose folder names are not patient data, but whose headers are full of it."""
     inputs, work = tmp_path / "in", tmp_path / "work"
-    series = dicom_series(inputs / "ct_series", tags=PLANTED)
-    gap = dicom_series(inputs / "ct_gap", tags=PLANTED, series_uid="1.2.826.0.1.3680043.2.1125.2.9", skip=(4,))
+    series = dicom_series(inputs / "study1" / "ct", tags=PLANTED)
+    gap = dicom_series(inputs / "study2" / "ct", tags={**PLANTED, "0020|000d": "1.2.826.0.1.3680043.2.1125.1.2"},
+                       series_uid="1.2.826.0.1.3680043.2.1125.2.9", skip=(4,))
     header = sitk.ImageFileReader()
     header.SetFileName(str(next(series.iterdir())))
     header.ReadImageInformation()
@@ -238,22 +254,28 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
     monkeypatch.chdir(work)
     caplog.set_level(logging.DEBUG)
     out = work / "out"
-    result = runner.invoke(app, ["infer", str(series), str(gap), "--model", str(run_dir), "-o", str(out), "--qc",
-                                 "--save-probabilities"])
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - Modality: CT\n")  # the test model is an MR model
+    result = runner.invoke(app, ["infer", str(inputs), "--model", str(run_dir), "-o", str(out), "--qc",
+                                 "--save-probabilities", "--series-rules", str(rules),
+                                 "--output-format", "nifti,dicom-seg"])
     assert result.exit_code == 1, result.output  # the gapped series fails, its message must be clean too
     rows = (out / "volseg_run.csv").read_text(encoding="utf-8")
-    assert "ct_series," in rows and ",ok," in rows and "missing slice(s)" in rows
+    assert rows.count(",ok,") == 1 and "missing slice(s)" in rows
     manifest = write_manifest(work / "m.csv", [["ct", str(series), "", "test"], ["gap", str(gap), "", "test"]])
     checked = runner.invoke(app, ["check", str(manifest)])
     assert checked.exit_code == 1 and "missing slice(s)" in checked.output
 
     written = sorted(p for p in work.rglob("*") if p.is_file())
-    assert {p.name for p in written} >= {"ct_series.nii.gz", "ct_series_qc.png", "ct_series_probabilities.npz",
-                                         "volseg_run.csv"}
-    label = _nifti_text_fields(out / "ct_series.nii.gz")
+    (case_id,) = {p.name.split(".")[0] for p in written if p.name.endswith(".nii.gz")}
+    assert case_id.startswith("dcm-")
+    assert {p.name for p in written} >= {f"{case_id}.nii.gz", f"{case_id}.dcm", f"{case_id}_qc.png",
+                                         f"{case_id}_probabilities.npz", "volseg_run.csv", "statistics.csv"}
+    label = _nifti_text_fields(out / f"{case_id}.nii.gz")
     assert label.pop("extensions") == 0  # no DICOM (or any) header extension rides along
     captured = capfd.readouterr()
-    leaks = [leak for p in written for leak in _leaks(str(p.relative_to(work)), _texts(p))]
+    leaks = [leak for p in written if p.suffix != ".dcm" for leak in _leaks(str(p.relative_to(work)), _texts(p))]
+    leaks += _seg_patient_text(out / f"{case_id}.dcm")
     leaks += _leaks("NIfTI text fields", [repr(label).encode()])
     leaks += _leaks("infer output", [result.output.encode()]) + _leaks("check output", [checked.output.encode()])
     leaks += _leaks("log records", [caplog.text.encode()])

@@ -138,3 +138,33 @@ def test_bad_augmentation_settings_are_named(override, message):
 
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def _windows(shape, roi, overlap):
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    shape = tuple(max(s, r) for s, r in zip(shape, roi))  # sliding_window_inference pads up to one window
+    interval = _get_scan_interval(shape, roi, len(shape), (overlap,) * len(shape))
+    return {tuple((s.start, s.stop) for s in w) for w in dense_patch_slices(shape, roi, interval)}
+
+
+@pytest.mark.parametrize("overlap", [0.25, 0.5, 0.625])
+def test_body_crop_runs_exactly_the_windows_that_touch_the_body(overlap):
+    """The crop's own sliding-window grid (MONAI's) must be the uncropped grid's windows over the box."""
+    from volseg.data.transforms import window_aligned_box
+
+    rng = np.random.default_rng(0)
+    roi = (24, 16, 40)
+    for _ in range(200):
+        shape = tuple(int(rng.integers(10, 90)) for _ in range(3))
+        lo = [int(rng.integers(0, s)) for s in shape]
+        hi = [int(rng.integers(a + 1, s + 1)) for a, s in zip(lo, shape)]
+        start, end = window_aligned_box(lo, hi, shape, roi, overlap)
+        cropped = {tuple((a + s, b + s) for (a, b), s in zip(w, start))
+                   for w in _windows(tuple(e - s for s, e in zip(start, end)), roi, overlap)}
+        touching = {w for w in _windows(shape, roi, overlap)
+                    if all(a < h and b > l for (a, b), l, h in zip(w, lo, hi))}
+        padded = [d for d, s in enumerate(shape) if s <= roi[d]]  # MONAI pads these to one window
+        strip = lambda ws: {tuple(x for d, x in enumerate(w) if d not in padded) for w in ws}  # noqa: E731
+        assert strip(cropped) == strip(touching), (shape, lo, hi)

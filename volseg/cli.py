@@ -111,13 +111,21 @@ def manifest(
 
 @app.command()
 def check(
-    manifest_path: Path = typer.Argument(Path("data_manifest.csv"), metavar="MANIFEST", help="Manifest CSV."),
+    manifest_path: Path = typer.Argument(Path("data_manifest.csv"), metavar="MANIFEST_OR_ARCHIVE", help="Manifest CSV, or a folder of DICOM files (an archive, any layout)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose data.labels lists valid label values."),
+    series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="Archive: YAML rules to apply (see `volseg infer`)."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Archive: apply the default rules of this modality (CT or MR)."),
 ) -> None:
-    """Load every case and report every problem, one line each. Exit 0 when clean, 1 otherwise."""
+    """Load every case and report every problem, one line each. Exit 0 when clean, 1 otherwise.
+
+    On an archive: one line per series found (headers only, no pixel data): its case id, modality, plane,
+    slices, and "ok", the geometry fault that would fail it, or why the rules would not select it."""
     from volseg.config import load_config
     from volseg.data.check import check_manifest
 
+    if manifest_path.is_dir():
+        _check_archive(manifest_path, series_rules, modality)
+        return
     with _user_errors():
         label_values = {0, *load_config(config).data.labels} if config else None
         problems = check_manifest(manifest_path, label_values)
@@ -127,6 +135,32 @@ def check(
         typer.echo(f"{len(problems)} problem(s) in {manifest_path}", err=True)
         raise typer.Exit(code=1)
     console.print(f"{manifest_path}: all cases readable and consistent")
+
+
+def _check_archive(root: Path, series_rules: Optional[Path], modality: Optional[str]) -> None:
+    from volseg.data.dicom_archive import discover_series, geometry_fault
+    from volseg.data.series_rules import default_rules, load_rules, select
+
+    with _user_errors():
+        rules = load_rules(series_rules) if series_rules else default_rules(modality.upper()) if modality else None
+        found, skipped = discover_series([root])
+    if not found:
+        typer.echo(f"{root}: no DICOM image series found ({skipped} other files)")
+        raise typer.Exit(code=1)
+    chosen = select(found, rules) if rules else None
+    rejected = {id(s): why for s, why in chosen.rejected} if chosen else {}
+    faults = 0
+    for series in found:
+        fault = geometry_fault(series, found)
+        faults += fault is not None
+        verdict = f"FAULT {fault}" if fault else f"not selected: {rejected[id(series)]}" if id(series) in rejected \
+            else "ok"
+        typer.echo(f"{series.case_id} {series.modality or '?'} {series.plane} {series.slices} slices "
+                   f"{series.columns}x{series.rows}: {verdict}  [{series}]")
+    summary = f"{len(found)} series, {faults} with faults" + (f", {len(rejected)} not selected ({rules.source})"
+                                                             if rules else "") + f", {skipped} other files"
+    typer.echo(summary, err=True)
+    raise typer.Exit(code=1 if faults else 0)
 
 
 @app.command()
@@ -182,33 +216,48 @@ def infer(
     case_timeout: Optional[float] = typer.Option(None, "--case-timeout", help="Fail a case whose reading/preprocessing takes longer (s)."),
     num_parts: int = typer.Option(1, "--num-parts", help="Split the cohort into this many independent jobs..."),
     part_id: int = typer.Option(0, "--part-id", help="...and run this one (0-based)."),
+    output_format: str = typer.Option("nifti", "--output-format", help="Comma-separated: nifti, dicom-seg (DICOM inputs)."),
+    series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML rules picking the DICOM series to segment [default: the model's modality, ORIGINAL/PRIMARY, no localizers, >= 10 slices, axial for CT, one per study]."),
 ) -> None:
-    """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed, 2 usage.
+    """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed (or no
+    series selected), 2 usage.
+
+    A folder of DICOM files is an archive of any layout: every series is found from its headers and
+    segmented or rejected by the series rules, with the reason in the run record. Case ids of DICOM
+    series are ``dcm-`` plus a hash of their UIDs (no folder names, no patient data).
 
     Under torchrun the cases are shared out across ranks (one device each); every rank writes
     volseg_run.rankK.csv and rank 0 merges them into volseg_run.csv.
     """
     from volseg import distributed
-    from volseg.infer import RUN_CSV, BatchOptions, Segmenter, collect_inputs, merge_run_csvs, run_batch, select_part
+    from volseg.data.series_rules import default_rules, load_rules
+    from volseg.infer import (OUTPUT_FORMATS, RUN_CSV, BatchOptions, Segmenter, collect_inputs, merge_run_csvs,
+                              run_batch, select_part)
     from volseg.predict import attention_network
 
     with _user_errors():
         if resume and overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pass one")
-        cases = select_part(collect_inputs(inputs, split), num_parts, part_id)
-        if not cases:
-            raise ValueError("no input cases found")
+        formats = tuple(f.strip() for f in output_format.split(",") if f.strip())
+        if not formats or set(formats) - set(OUTPUT_FORMATS):
+            raise ValueError(f"--output-format: expected some of {','.join(OUTPUT_FORMATS)}, got {output_format!r}")
+        rules = load_rules(series_rules) if series_rules else None
         ctx = distributed.setup(device)
         segmenter = Segmenter(_model_path(model), distributed.device_for(ctx, device), overlap=overlap, tta=tta,
                               keep_largest=keep_largest, backend=backend)
+        rules = rules or default_rules(segmenter.cfg.data.modality)
+        cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
+        if not cases:
+            raise ValueError("no input cases found")
         if qc_attention:
             attention_network(segmenter.model)  # fail now, not once per case
     if ctx.is_main:
         console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
                       f"labels {segmenter.cfg.data.labels}) on {segmenter.device}, backend {segmenter.backend}")
-    single = output is None and len(cases) == 1 and not ctx.enabled
+    single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled
     options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
-                           qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout)
+                           qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout,
+                           output_formats=formats)
     out_dir = Path.cwd() if single else (output or Path("volseg_out"))
     run_csv = None if single else out_dir / RUN_CSV
     if single:
@@ -221,10 +270,12 @@ def infer(
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         console.print(f"[red]failed[/red] {r.case_id}: {r.error}", highlight=False)
-    n_done, n_failed = len(results) - len(failed), len(failed)
+    n_rejected = sum(r.status == "rejected" for r in results)
+    n_failed = len(failed)
+    n_done = len(results) - n_failed - n_rejected
     if ctx.enabled:
-        counts = distributed.gather(ctx, (n_done, n_failed))
-        n_done, n_failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        counts = distributed.gather(ctx, (n_done, n_failed, n_rejected))
+        n_done, n_failed, n_rejected = (sum(c[k] for c in counts) for k in range(3))
         if ctx.is_main:
             merge_run_csvs([out_dir / f"volseg_run.rank{k}.csv" for k in range(ctx.world_size)], out_dir / RUN_CSV)
         distributed.barrier(ctx)
@@ -232,8 +283,11 @@ def infer(
     if single and not failed:
         typer.echo(results[0].output)
     elif not single and ctx.is_main:
-        console.print(f"{n_done} of {n_done + n_failed} cases done; record: {out_dir / RUN_CSV}")
-    raise typer.Exit(code=1 if n_failed else 0)
+        rejected = f", {n_rejected} series not selected ({rules.source})" if n_rejected else ""
+        console.print(f"{n_done} of {n_done + n_failed} cases done{rejected}; record: {out_dir / RUN_CSV}")
+    if ctx.is_main and n_done + n_failed == 0:
+        console.print("[red]no series was selected[/red]: see the reasons in the record, or pass --series-rules")
+    raise typer.Exit(code=1 if n_failed or n_done + n_failed == 0 else 0)
 
 
 @app.command()

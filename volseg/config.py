@@ -29,6 +29,9 @@ class DataConfig:
     # Source label value -> training class, e.g. {7: 1} trains TotalSegmentator's pancreas (7) alone;
     # values not listed become background. None keeps the label values as they are.
     label_remap: dict[int, int] | None = None
+    # SNOMED CT codes for DICOM SEG segments whose label names volseg's table lacks, e.g.
+    # {pancreas_duct: {type: "SCT:69930009:Pancreatic duct", category: "SCT:91723000:Anatomical Structure"}}
+    label_codes: dict[str, dict[str, str]] | None = None
     cache: str = "memory"  # "memory", "disk" (cache_dir) or "none"
     cache_dir: str = ".volseg_cache"
 

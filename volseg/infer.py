@@ -25,7 +25,9 @@ import torch
 from volseg.checkpoint import load_model
 from volseg.config import Config
 from volseg.data import io
+from volseg.data.dicom_archive import DicomSeries, discover_series
 from volseg.data.discover import IMAGE_SUFFIXES
+from volseg.data.series_rules import SeriesRules, select
 from volseg.data.manifest import read_manifest, safe_case_id
 from volseg.data.transforms import LoadCased, preprocess, to_source_grid
 from volseg.backends import make_backend
@@ -34,13 +36,20 @@ from volseg.train import resolve_device
 
 log = logging.getLogger(__name__)
 RUN_CSV = "volseg_run.csv"
-RUN_COLUMNS = ("case_id", "input", "output", "status", "seconds", "error")
+RUN_COLUMNS = ("case_id", "input", "output", "status", "seconds", "error")  # error: why it failed or was rejected
+OUTPUT_FORMATS = ("nifti", "dicom-seg")
 
 
 @dataclass(frozen=True)
 class CaseInput:
     case_id: str
-    images: tuple[Path, ...]
+    images: tuple  # channel paths, or one DicomSeries found in an archive
+    rejected: str = ""  # a series the selection rules did not pick: why
+
+    @property
+    def source(self) -> str:
+        """The run record's link back to the input (the only place a source path or UID is written)."""
+        return ";".join(str(p) for p in self.images)
 
 
 def _case_id(path: Path) -> str:
@@ -56,15 +65,32 @@ def _is_dicom_folder(folder: Path) -> bool:
     return not any(p.name.endswith(IMAGE_SUFFIXES) for p in folder.iterdir() if p.is_file())
 
 
-def collect_inputs(inputs: Sequence[str | Path], split: str | None = None) -> list[CaseInput]:
-    """NIfTI/NRRD/MHA files, folders of them, DICOM series folders and manifest CSVs, in that order."""
+def archive_cases(root: Path, rules: SeriesRules | None) -> list[CaseInput]:
+    """One case per image series found under ``root`` (any layout), selected or rejected by ``rules``
+    (None: every series is selected). Case ids come from the UIDs, never from folder names."""
+    found, _ = discover_series([root])
+    if not found:  # fails as one case with the reader's message
+        return [CaseInput(root.name if safe_case_id(root.name) else "dicom", (root,))]
+    if rules is None:
+        return [CaseInput(s.case_id, (s,)) for s in found]
+    chosen = select(found, rules)
+    picked = {id(s) for s in chosen.selected}
+    reasons = {id(s): why for s, why in chosen.rejected}
+    return [CaseInput(s.case_id, (s,)) if id(s) in picked else CaseInput(s.case_id, (s,), rejected=reasons[id(s)])
+            for s in found]
+
+
+def collect_inputs(inputs: Sequence[str | Path], split: str | None = None,
+                   rules: SeriesRules | None = None) -> list[CaseInput]:
+    """NIfTI/NRRD/MHA files, folders of them, DICOM archives (any layout, series picked by ``rules``) and
+    manifest CSVs, in that order."""
     cases: list[CaseInput] = []
     for raw in inputs:
         path = Path(raw)
         if path.suffix.lower() == ".csv":
             cases += [CaseInput(c.case_id, c.images) for c in read_manifest(path) if split is None or c.split == split]
         elif path.is_dir() and _is_dicom_folder(path):
-            cases.append(CaseInput(path.name, (path,)))
+            cases += archive_cases(path, rules)
         elif path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(IMAGE_SUFFIXES)
                            and not p.name.startswith("."))
@@ -106,19 +132,26 @@ class Segmenter:
                  keep_largest: bool = False, backend: str = "torch"):
         self.device = resolve_device(device)
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
+        path = Path(model_path)
+        self.model_name = path.parent.name if path.name in ("model.pt", "best.pt", "last.pt") else path.stem
         self.backend, forward = make_backend(backend, self.model, self.cfg, self.device, self.checkpoint)
         self.network = lambda x: activate(forward(x))
         # OpenVINO runs one window at a time fastest (default model: 130 GFLOP/s at batch 1, 88 at batch 4),
         # and one window's activations are all it holds in memory
         self.batch_size = 1 if self.backend == "openvino" and self.cfg.model.dims == 3 else None
         self.reader = LoadCased(self.cfg.data.label_remap)
-        self.chain = preprocess(self.cfg)
+        self.chain = preprocess(self.cfg, window_overlap=overlap)
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
         self.label_values = sorted(self.cfg.data.labels)
 
     def load(self, case: CaseInput) -> dict:
-        """Read and preprocess (the part that overlaps with the previous case's prediction)."""
-        return self.chain(self.reader({"image": [str(p) for p in case.images]}))
+        """Read and preprocess (the part that overlaps with the previous case's prediction). ``source_image``
+        keeps the scan as read, for statistics and QC pictures (preprocessing may work in place)."""
+        raw = self.reader({"image": [p if isinstance(p, DicomSeries) else str(p) for p in case.images]})
+        source = raw["image"].clone()
+        data = self.chain(raw)
+        data["source_image"] = source
+        return data
 
     def predict(self, data: dict) -> tuple[np.ndarray, torch.Tensor]:
         """Label map (X, Y, Z) on the source grid, and the class probabilities on that grid."""
@@ -160,6 +193,14 @@ class BatchOptions:
     qc_attention: bool = False
     case_timeout: float | None = None  # seconds allowed for reading + preprocessing one case
     output_name: Callable[[str], str] = field(default=lambda case_id: f"{case_id}.nii.gz")
+    output_formats: tuple[str, ...] = ("nifti",)  # any of OUTPUT_FORMATS
+    statistics: bool = True  # statistics.csv/json beside the run record (with a run record only)
+
+    def outputs(self, out_dir: Path, case_id: str) -> dict[str, Path]:
+        """Format -> path; the last one is written last, so its presence means the case is done."""
+        nifti = out_dir / self.output_name(case_id)
+        paths = {"dicom-seg": nifti.with_name(nifti.name.split(".nii")[0] + ".dcm"), "nifti": nifti}
+        return {f: paths[f] for f in ("dicom-seg", "nifti") if f in self.output_formats}
 
 
 def _write_run_csv(results: list[CaseResult], path: Path) -> None:
@@ -199,58 +240,100 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, optio
               on_case: Callable[[CaseResult], None] | None = None, run_csv: Path | None = None) -> list[CaseResult]:
     """Segment every case into ``out_dir``; never stop on a bad case. Returns one result per case.
 
-    ``run_csv`` (e.g. ``out_dir / RUN_CSV``) is rewritten after every case; None keeps no record.
+    ``run_csv`` (e.g. ``out_dir / RUN_CSV``) is rewritten after every case; None keeps no record. Series
+    that the selection rules rejected get a row (status ``rejected``, the reason in ``error``).
     """
+    from volseg import statistics
+
+    unknown = set(options.output_formats) - set(OUTPUT_FORMATS)
+    if unknown or not options.output_formats:
+        raise ValueError(f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    stats_csv = out_dir / statistics.STATISTICS_CSV if run_csv is not None and options.statistics else None
+    if stats_csv is not None and not options.resume:
+        stats_csv.unlink(missing_ok=True)
     results: list[CaseResult] = []
-    todo: list[tuple[CaseInput, Path]] = []
+    todo: list[tuple[CaseInput, dict[str, Path]]] = []
     for case in cases:
-        output = out_dir / options.output_name(case.case_id)
-        source = ";".join(str(p) for p in case.images)
-        if not safe_case_id(case.case_id) or output.resolve().parent != out_dir.resolve():
-            results.append(CaseResult(case.case_id, source, "", "failed", error=f"{case.case_id!r}: case id is not a safe file name"))
-        elif output.exists() and options.resume:
-            results.append(CaseResult(case.case_id, source, str(output), "skipped"))
-        elif output.exists() and not options.overwrite:
-            results.append(CaseResult(case.case_id, source, str(output), "failed",
-                                      error=f"{output}: exists; pass --resume to keep it or --overwrite to replace it"))
+        outputs = options.outputs(out_dir, case.case_id)
+        done = list(outputs.values())[-1]
+        if case.rejected:
+            results.append(CaseResult(case.case_id, case.source, "", "rejected", error=case.rejected))
+        elif not safe_case_id(case.case_id) or done.resolve().parent != out_dir.resolve():
+            results.append(CaseResult(case.case_id, case.source, "", "failed",
+                                      error=f"{case.case_id!r}: case id is not a safe file name"))
+        elif done.exists() and options.resume:
+            results.append(CaseResult(case.case_id, case.source, _joined(outputs), "skipped"))
+        elif any(p.exists() for p in outputs.values()) and not options.overwrite:
+            existing = next(p for p in outputs.values() if p.exists())
+            results.append(CaseResult(case.case_id, case.source, str(existing), "failed",
+                                      error=f"{existing}: exists; pass --resume to keep it or --overwrite to replace it"))
         else:
-            todo.append((case, output))
+            todo.append((case, outputs))
     for r in results:
         on_case and on_case(r)
 
     pending = _in_background(segmenter.load, todo[0][0]) if todo else None
-    for i, (case, output) in enumerate(todo):
+    for i, (case, outputs) in enumerate(todo):
         started = time.perf_counter()
-        source = ";".join(str(p) for p in case.images)
         current, pending = pending, _in_background(segmenter.load, todo[i + 1][0]) if i + 1 < len(todo) else None
         try:
             try:
                 data = current.result(timeout=options.case_timeout)
             except FutureTimeout:
-                raise TimeoutError(f"{source}: reading and preprocessing did not finish within "
+                raise TimeoutError(f"{case.source}: reading and preprocessing did not finish within "
                                    f"{options.case_timeout:g} s (--case-timeout)") from None
+            series = _series_for_seg(case) if "dicom-seg" in outputs else None
             labels, probs = segmenter.predict(data)
+            named = out_dir / options.output_name(case.case_id)  # side files are named after the NIfTI's name
             if options.save_probabilities:
-                _save_probabilities(probs, output)
+                _save_probabilities(probs, named)
             if options.qc:
                 from volseg.qc import save_qc
 
                 attention = segmenter.attention(data) if options.qc_attention else None
-                save_qc(io.read_channels(case.images), labels,
-                        output.with_name(output.name.split(".nii")[0] + "_qc.png"), attention)
-            io.write_label(labels, data["image"], output)  # last: its presence means the case is done
-            result = CaseResult(case.case_id, source, str(output), "ok", time.perf_counter() - started)
+                save_qc(data["source_image"], labels, named.with_name(named.name.split(".nii")[0] + "_qc.png"),
+                        attention)
+            if series is not None:
+                from volseg.dicom_seg import write_seg
+
+                write_seg(labels, series.files, segmenter.cfg.data.labels, segmenter.model_name,
+                          outputs["dicom-seg"], segmenter.cfg.data.label_codes)
+            if "nifti" in outputs:
+                io.write_label(labels, data["image"], outputs["nifti"])  # last: its presence means the case is done
+            if stats_csv is not None:  # after the outputs: a failed case has no statistics
+                source = data["source_image"]
+                statistics.append_rows(stats_csv, case.case_id, statistics.label_statistics(
+                    labels, source[0].numpy(), source.affine, segmenter.cfg.data.labels))
+            result = CaseResult(case.case_id, case.source, _joined(outputs), "ok", time.perf_counter() - started)
         except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
             log.debug("case %s failed", case.case_id, exc_info=True)
-            result = CaseResult(case.case_id, source, "", "failed", time.perf_counter() - started, _one_line(e))
+            result = CaseResult(case.case_id, case.source, "", "failed", time.perf_counter() - started, _one_line(e))
         results.append(result)
         if run_csv is not None:
             _write_run_csv(results, run_csv)
         on_case and on_case(result)
     if run_csv is not None:
         _write_run_csv(results, run_csv)
+    if stats_csv is not None:
+        statistics.write_json(stats_csv, out_dir / statistics.STATISTICS_JSON)
     return results
+
+
+def _joined(outputs: dict[str, Path]) -> str:
+    return ";".join(str(p) for p in outputs.values())
+
+
+def _series_for_seg(case: CaseInput) -> DicomSeries:
+    """The DICOM series a SEG will reference (a case from an archive, or a manifest row's series folder)."""
+    image = case.images[0]
+    if isinstance(image, DicomSeries):
+        return image
+    if len(case.images) == 1 and Path(image).is_dir():
+        found, _ = discover_series([image])
+        if len(found) == 1:
+            return found[0]
+    raise ValueError(f"{case.source}: dicom-seg output needs a DICOM series input (this case is not one)")
 
 
 def merge_run_csvs(parts: list[Path], merged: Path) -> list[dict]:

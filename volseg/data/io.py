@@ -38,7 +38,6 @@ GRID_ATOL = 1e-3  # mm for origin and spacing, unitless for direction cosines
 MAX_VOXELS = 2**31
 SPACING_RANGE_MM = (1e-3, 1e3)  # a voxel edge outside 1 micrometre .. 1 metre is a corrupt header, not a scan
 ORTHOGONALITY_TOL = 1e-3  # largest |cosine| allowed between two voxel axes (~0.06 degrees off square)
-SLICE_GAP_TOLERANCE = 0.1  # a DICOM slice step may differ this much (relative) from the median step
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -61,6 +60,8 @@ def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: i
     ``max_voxels`` voxels are refused before any voxel is read, and so are geometries no resampling can use:
     a non-finite or singular affine, spacing outside ``SPACING_RANGE_MM``, non-orthogonal (sheared) axes.
     """
+    if hasattr(path, "instances"):  # a DicomSeries found in an archive
+        return read_series(path, max_voxels)
     path = Path(path)
     if path.is_dir():
         return _read_dicom_series(path, series_uid, max_voxels)
@@ -162,33 +163,51 @@ def _read_itk_file(path: Path, max_voxels: int) -> MetaTensor:
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) -> MetaTensor:
-    """Read one DICOM series, slices ordered by position along the slice normal (GDCM), never by file name."""
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))  # an empty UID '' is still one series
-    if not series:
+    """Read the one DICOM series of a folder (or the one named by ``series_uid``), found from headers."""
+    from volseg.data.dicom_archive import discover_series
+
+    found, _ = discover_series([folder])
+    if not found:
         raise ImageReadError(folder, f"{NOT_AN_IMAGE} (folder holds no DICOM series)")
-    if series_uid is None and len(series) > 1:
-        listing = ", ".join(
-            f"{uid!r} ({len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))} files)" for uid in series
-        )
+    if series_uid is not None:
+        picked = [s for s in found if s.series_uid == series_uid]
+        if not picked:
+            uids = sorted({s.series_uid for s in found})
+            raise ImageReadError(folder, f"no DICOM series {series_uid!r} here; found {', '.join(map(repr, uids))}")
+        found = picked
+    if len(found) > 1:
+        listing = ", ".join(f"{s.series_uid!r} ({len(s.instances)} files, {s.plane}, {s.columns}x{s.rows})"
+                            for s in found)
         raise ImageReadError(
-            folder, f"folder holds {len(series)} DICOM series; give each its own folder (or pick one with series_uid): "
-            f"{listing}"
+            folder, f"folder holds {len(found)} DICOM series; give each its own folder (or pick one with "
+            f"series_uid, or let `volseg infer` select by rules): {listing}"
         )
-    uid = series[0] if series_uid is None else series_uid
-    if uid not in series:
-        raise ImageReadError(folder, f"no DICOM series {uid!r} here; found {', '.join(map(repr, series))}")
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+    return read_series(found[0], max_voxels)
+
+
+def read_series(series, max_voxels: int = MAX_VOXELS) -> MetaTensor:
+    """Read one discovered :class:`~volseg.data.dicom_archive.DicomSeries` in its checked slice order.
+
+    Refuses, in one line naming the folder, what SimpleITK would silently get wrong (a missing slice, gantry
+    tilt, mixed image sizes) and pixel encodings it cannot decode."""
+    from volseg.data.dicom_archive import geometry_fault
+
+    folder = series.folder
+    if fault := geometry_fault(series):
+        raise ImageReadError(folder, fault)
+    files = [str(f) for f in series.files]
     first = _dicom_header(files[0])
     _check_scalar(folder, first.GetNumberOfComponents())
-    width, height = first.GetSize()[:2]
-    _spatial_shape(folder, (width, height, len(files)), max_voxels)
-    _check_slice_steps(folder, files, first)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
+    _spatial_shape(folder, (series.columns, series.rows, series.slices), max_voxels)
     try:
-        image = reader.Execute()
+        if len(files) == 1:
+            image = sitk.ReadImage(files[0], imageIO="GDCMImageIO")
+        else:
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            image = reader.Execute()
     except RuntimeError as exc:
-        raise ImageReadError(folder, f"cannot read DICOM series {uid!r} ({_itk_reason(exc)})") from exc
+        raise ImageReadError(folder, f"cannot read DICOM series {series.series_uid!r} ({_itk_reason(exc)})") from exc
     return _from_sitk(image, folder, max_voxels)
 
 
@@ -201,35 +220,6 @@ def _dicom_header(file: str) -> sitk.ImageFileReader:
     except RuntimeError as exc:
         raise ImageReadError(file, f"unreadable DICOM file ({_itk_reason(exc)})") from exc
     return reader
-
-
-def _check_slice_steps(folder: Path, files: Sequence[str], first: sitk.ImageFileReader) -> None:
-    """Refuse a series whose slice positions along the normal are not evenly spaced (a missing slice)."""
-    if len(files) < 3:
-        return
-    if not (first.HasMetaDataKey("0020|0037") and first.HasMetaDataKey("0020|0032")):
-        logger.warning("%s: no ImagePositionPatient/ImageOrientationPatient, slice spacing not checked", folder)
-        return
-    cosines = _dicom_numbers(first.GetMetaData("0020|0037"))
-    normal = np.cross(cosines[:3], cosines[3:])
-    positions = []
-    for file in files:
-        header = first if file == files[0] else _dicom_header(file)
-        if not header.HasMetaDataKey("0020|0032"):
-            raise ImageReadError(file, "DICOM slice has no ImagePositionPatient (0020|0032)")
-        positions.append(float(normal @ _dicom_numbers(header.GetMetaData("0020|0032"))))
-    steps = np.diff(positions)
-    median = float(np.median(steps))
-    bad = np.flatnonzero(np.abs(steps - median) > SLICE_GAP_TOLERANCE * abs(median))
-    if abs(median) < 1e-6 or bad.size:
-        where = ", ".join(f"{steps[i]:.3g} mm between slices {i} and {i + 1}" for i in bad[:5])
-        raise ImageReadError(
-            folder, f"missing slice(s) or uneven slice spacing: median step {median:.3g} mm, but {where or 'all 0 mm'}"
-        )
-
-
-def _dicom_numbers(value: str) -> np.ndarray:
-    return np.array([float(v) for v in value.strip().split("\\")])
 
 
 def _from_sitk(image: sitk.Image, path: Path, max_voxels: int) -> MetaTensor:

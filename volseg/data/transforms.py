@@ -80,8 +80,48 @@ def _foreground_fn(cfg: Config):
     return lambda x: x != 0
 
 
-def preprocess(cfg: Config) -> mt.Compose:
-    """Deterministic preprocessing of a case dict (label optional); every spatial step is invertible."""
+def window_aligned_box(box_start, box_end, shape, roi_size, overlap: float) -> tuple[list[int], list[int]]:
+    """Widen a crop box to the sliding windows (MONAI's grid on the uncropped ``shape``) that touch it.
+
+    Sliding-window inference on the widened crop then runs exactly the windows the uncropped volume
+    would run over the box, with the same Gaussian weights, so every voxel inside the box gets the
+    same probabilities: the crop skips air without changing a label inside the body. A dimension no
+    longer than its window is not cropped (MONAI pads it to one window either way).
+    """
+    start, end = [], []
+    for lo, hi, size, roi in zip(box_start, box_end, shape, roi_size):
+        lo, hi, size, roi = int(lo), int(hi), int(size), int(roi)
+        if size <= roi:
+            start.append(0), end.append(size)
+            continue
+        step = max(int(roi * (1 - overlap)), 1)  # monai.inferers.utils._get_scan_interval
+        windows = [min(k * step, size - roi) for k in range(-(-(size - roi) // step) + 1)]
+        touching = [w for w in windows if w < hi and w + roi > lo]
+        start.append(min(touching)), end.append(max(touching) + roi)
+    return start, end
+
+
+class CropBodyd(mt.CropForegroundd):
+    """CropForegroundd whose box is widened to whole sliding windows (see :func:`window_aligned_box`)."""
+
+    def __init__(self, select_fn, roi_size, overlap: float) -> None:
+        super().__init__(KEYS, source_key="image", select_fn=select_fn, margin=CROP_MARGIN_VOXELS,
+                         allow_smaller=True, allow_missing_keys=True)
+        box = self.cropper.compute_bounding_box
+
+        def aligned(img):
+            lo, hi = box(img)
+            return tuple(np.asarray(b) for b in window_aligned_box(lo, hi, img.shape[1:], roi_size, overlap))
+
+        self.cropper.compute_bounding_box = aligned
+
+
+def preprocess(cfg: Config, window_overlap: float | None = None) -> mt.Compose:
+    """Deterministic preprocessing of a case dict (label optional); every spatial step is invertible.
+
+    ``window_overlap``: the sliding-window overlap inference will use; a 3D model's body crop is then
+    aligned to the windows so that it cannot change a label inside the body.
+    """
     p = cfg.preprocess
     steps: list = [mt.Orientationd(KEYS, axcodes=p.orientation, labels=RAS_LABELS, allow_missing_keys=True)]
     if p.spacing is not None:
@@ -91,7 +131,9 @@ def preprocess(cfg: Config) -> mt.Compose:
             KEYS, pixdim=p.spacing, mode=(_IMAGE_INTERP[p.image_interp], "nearest"),
             dtype=np.float32, allow_missing_keys=True,
         ))
-    if p.crop_foreground:
+    if p.crop_foreground and window_overlap is not None and cfg.model.dims == 3:
+        steps.append(CropBodyd(_foreground_fn(cfg), cfg.sampling.patch_size_3d, window_overlap))
+    elif p.crop_foreground:
         steps.append(mt.CropForegroundd(KEYS, source_key="image", select_fn=_foreground_fn(cfg),
                                         margin=CROP_MARGIN_VOXELS, allow_smaller=True, allow_missing_keys=True))
     steps.append(_normalization(cfg))

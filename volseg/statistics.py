@@ -1,0 +1,69 @@
+"""Per case and label: voxel count, volume in mL, mean and median intensity (HU on CT), border contact.
+
+TotalSegmentator's ``--statistics`` is the reference. A batch appends one row per case and label to
+``statistics.csv`` beside the run record as each case finishes (a killed run keeps what it wrote), and
+``statistics.json`` is rebuilt from that CSV at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+STATISTICS_CSV = "statistics.csv"
+STATISTICS_JSON = "statistics.json"
+COLUMNS = ("case_id", "label", "name", "voxels", "volume_ml", "mean_intensity", "median_intensity",
+           "touches_border")
+
+
+def label_statistics(labels: np.ndarray, image: np.ndarray, affine: np.ndarray,
+                     label_names: Mapping[int, str]) -> list[dict]:
+    """One dict per label of ``label_names`` (empty labels included, with zero volume and no intensity)."""
+    voxel_ml = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
+    rows = []
+    for value, name in sorted(label_names.items()):
+        mask = labels == value
+        voxels = int(mask.sum())
+        inside = image[mask] if voxels else np.empty(0)
+        border = voxels > 0 and any(mask.take(i, axis=a).any() for a in range(mask.ndim) for i in (0, -1))
+        rows.append({
+            "label": int(value), "name": name, "voxels": voxels, "volume_ml": round(voxels * voxel_ml, 3),
+            "mean_intensity": round(float(inside.mean()), 2) if voxels else None,
+            "median_intensity": round(float(np.median(inside)), 2) if voxels else None,
+            "touches_border": bool(border),
+        })
+    return rows
+
+
+def append_rows(path: Path, case_id: str, rows: list[dict]) -> None:
+    """Append one case's rows (header first when the file is new), flushed to disk."""
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows({"case_id": case_id, **{k: ("" if v is None else v) for k, v in row.items()}}
+                         for row in rows)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_json(csv_path: Path, json_path: Path) -> dict:
+    """``{case_id: {label name: {...}}}`` from the CSV (the last row wins for a case written twice)."""
+    out: dict[str, dict] = {}
+    if csv_path.exists():
+        for row in csv.DictReader(csv_path.open(encoding="utf-8")):
+            entry = {"label": int(row["label"]), "voxels": int(row["voxels"]), "volume_ml": float(row["volume_ml"]),
+                     "mean_intensity": float(row["mean_intensity"]) if row["mean_intensity"] else None,
+                     "median_intensity": float(row["median_intensity"]) if row["median_intensity"] else None,
+                     "touches_border": row["touches_border"] == "True"}
+            out.setdefault(row["case_id"], {})[row["name"]] = entry
+    tmp = json_path.with_name(f".{json_path.name}.tmp")
+    tmp.write_text(json.dumps(out, indent=1), encoding="utf-8")
+    os.replace(tmp, json_path)
+    return out
