@@ -16,4 +16,24 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip install "$TORCH_SPEC"
 fi
 pip install -e ".[dev]"
+
+# Debian tools the tests run for real: dciodvfy (dicom3tools) checks every DICOM SEG volseg writes, and
+# Orthanc with its DICOMweb plugin is the PACS of the PACS tests. Installed where this is root with apt;
+# elsewhere those tests skip and say why (install them as the README says).
+DEBIAN_PACKAGES=()
+command -v dciodvfy >/dev/null || DEBIAN_PACKAGES+=(dicom3tools)
+command -v Orthanc >/dev/null || DEBIAN_PACKAGES+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || DEBIAN_PACKAGES+=(orthanc-dicomweb)
+if [ ${#DEBIAN_PACKAGES[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing ${DEBIAN_PACKAGES[*]} (apt)"
+        apt-get install -y -q "${DEBIAN_PACKAGES[@]}" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${DEBIAN_PACKAGES[@]}" >/dev/null; } \
+            || echo "warning: could not install ${DEBIAN_PACKAGES[*]}; the tests that need them will skip"
+        # the package may start a system Orthanc on the default ports; the tests start their own elsewhere
+        { systemctl disable --now orthanc || service orthanc stop; } >/dev/null 2>&1 || true
+    else
+        echo "note: ${DEBIAN_PACKAGES[*]} missing and not root with apt; the tests that need them will skip"
+    fi
+fi
 .venv/bin/python -c "import torch, volseg; print(f'volseg ready: torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}')"

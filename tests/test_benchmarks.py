@@ -37,3 +37,13 @@ def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
     for words in ("2.5x faster", "60% of fp32 matmul", "10% of whole-volume", "peak memory", "unet training step"):
         assert words in goals
     assert "| goal | measured | met |" in (tmp_path / "summary.md").read_text()
+
+
+def test_archive_discovery_reads_headers_only(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "archive_discovery.py"), "--files", "250",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads((tmp_path / "archive_discovery.json").read_text())
+    assert found["files"] == 250 and found["series"] == 3 and found["files_per_second"] > 0
+    assert found["bytes_read_per_file"] < found["file_bytes"] / 4  # 32 KB of pixels per file stay unread
+    assert "| files | series |" in (tmp_path / "archive_discovery.md").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -288,6 +289,63 @@ def infer(
     if ctx.is_main and n_done + n_failed == 0:
         console.print("[red]no series was selected[/red]: see the reasons in the record, or pass --series-rules")
     raise typer.Exit(code=1 if n_failed or n_done + n_failed == 0 else 0)
+
+
+@app.command()
+def pacs(
+    url: str = typer.Argument(..., help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint, or built-in model name [default: hippocampus-mri]."),
+    output: Path = typer.Option(Path("volseg_pacs_out"), "-o", "--output", help="Folder for the run record (volseg_pacs.csv)."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Studies and series of this modality [default: the model's]."),
+    study_date: Optional[str] = typer.Option(None, "--study-date", help="YYYYMMDD-YYYYMMDD (inclusive) or one YYYYMMDD."),
+    accession: list[str] = typer.Option([], "--accession", help="An accession number (repeatable)."),
+    accessions_file: Optional[Path] = typer.Option(None, "--accessions-file", help="A file of accession numbers, one per line."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Segment at most this many series in this run."),
+    series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML series rules (see `volseg infer`)."),
+    auth_file: Optional[Path] = typer.Option(None, "--auth-file", help="YAML with user/password or token [default: VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or VOLSEG_PACS_TOKEN]."),
+    save_nifti: bool = typer.Option(False, "--save-nifti", help="Also keep each label map as OUT/CASE.nii.gz."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or openvino."),
+) -> None:
+    """Segment the selected series of a PACS and store each DICOM SEG back into its study (DICOMweb).
+
+    Resumable: a series whose study already holds its volseg SEG is skipped, so a killed run started
+    again finishes the rest and stores no SEG twice. Exit 0 all done, 1 any series failed, 2 when the
+    PACS cannot be used (unreachable, credentials refused) or a usage error."""
+    from volseg.data.series_rules import default_rules, load_rules
+    from volseg.infer import Segmenter
+    from volseg.pacs import PacsQuery, PacsRun, check_reachable, connect, credentials
+
+    with _user_errors():
+        dates = None
+        if study_date:
+            match = re.fullmatch(r"(\d{8})(?:-(\d{8}))?", study_date.strip())
+            if not match:
+                raise ValueError(f"--study-date: expected YYYYMMDD or YYYYMMDD-YYYYMMDD, got {study_date!r}")
+            dates = (match[1], match[2] or match[1])
+        accessions = list(accession)
+        if accessions_file:
+            accessions += [line.strip() for line in accessions_file.read_text().splitlines() if line.strip()]
+        rules = load_rules(series_rules) if series_rules else None
+        client = connect(url, credentials(auth_file))
+        check_reachable(client, url)  # before the model loads: a wrong URL or password fails at once
+        segmenter = Segmenter(_model_path(model), device, backend=backend)
+        rules = rules or default_rules(segmenter.cfg.data.modality)
+        query = PacsQuery(modality or segmenter.cfg.data.modality, dates, accessions, limit)
+        console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.data.modality}, labels "
+                      f"{segmenter.cfg.data.labels}); PACS {url}; {rules.source}")
+
+        def show(row: dict) -> None:
+            colour = {"ok": "green", "failed": "red"}.get(row["status"], "dim")
+            detail = f" SEG {row['seg_uid']}" if row["status"] == "ok" else f": {row['reason']}" if row["reason"] else ""
+            console.print(f"[{colour}]{row['status']}[/{colour}] {row['case_id'] or row['series_uid']}{detail}",
+                          highlight=False)
+
+        rows = PacsRun(client, segmenter, rules, output, query, save_nifti, on_row=show).run()
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "rejected", "skipped", "deferred")}
+    console.print(f"{len(rows)} series found: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                  + f"; record: {output / 'volseg_pacs.csv'}")
+    raise typer.Exit(code=1 if counts["failed"] else 0)
 
 
 @app.command()

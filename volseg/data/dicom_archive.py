@@ -67,7 +67,7 @@ TILT_TOLERANCE_DEG = 0.5  # slices stacked at more than this angle to their norm
 
 @dataclass(frozen=True)
 class Instance:
-    path: Path
+    path: Path | None  # None for a PACS instance not yet retrieved
     sop_uid: str
     position: tuple[float, float, float] | None
     instance_number: int | None
@@ -106,7 +106,8 @@ class DicomSeries:
 
     @property
     def folder(self) -> Path:
-        return Path(os.path.commonpath([str(p.parent) for p in self.files]))
+        parents = [str(p.parent) for p in self.files if p is not None]
+        return Path(os.path.commonpath(parents)) if parents else Path("<pacs>")
 
     @property
     def normal(self) -> np.ndarray | None:
@@ -172,13 +173,25 @@ def _orientation(ds: pydicom.Dataset) -> tuple[float, ...] | None:
 def discover_series(roots: Iterable[str | Path]) -> tuple[list[DicomSeries], int]:
     """Every image series under ``roots`` (files or folders, any depth) and the number of files that are
     not DICOM images (other files, DICOMDIR, SEG, SR, ...). Reads headers only."""
-    groups: dict[tuple, DicomSeries] = {}
-    skipped = 0
+    headers, skipped = [], 0
     for path in _iter_files(Path(r) for r in roots):
         ds = _header(path)
-        if ds is None or "SOPClassUID" not in ds or str(ds.SOPClassUID) in NOT_IMAGES or "Rows" not in ds:
+        if ds is None or not is_image(ds):
             skipped += 1
-            continue
+        else:
+            headers.append((path, ds))
+    return group_series(headers), skipped
+
+
+def is_image(ds: pydicom.Dataset) -> bool:
+    return "SOPClassUID" in ds and str(ds.SOPClassUID) not in NOT_IMAGES and "Rows" in ds
+
+
+def group_series(headers: Iterable[tuple[Path | None, pydicom.Dataset]]) -> list[DicomSeries]:
+    """Group instance headers (from files, or from a PACS's metadata with no file yet) into series:
+    by Study and Series Instance UID, then orientation and image size; each ordered along its normal."""
+    groups: dict[tuple, DicomSeries] = {}
+    for path, ds in headers:
         orientation = _orientation(ds)
         key = (_text(ds.get("StudyInstanceUID")), _text(ds.get("SeriesInstanceUID")), orientation,
                int(ds.Rows), int(ds.Columns))
@@ -193,11 +206,12 @@ def discover_series(roots: Iterable[str | Path]) -> tuple[list[DicomSeries], int
             )
         position = ds.get("ImagePositionPatient")
         number = ds.get("InstanceNumber")
+        meta = getattr(ds, "file_meta", None)
         series.instances.append(Instance(
             path=path, sop_uid=_text(ds.get("SOPInstanceUID")),
             position=tuple(float(v) for v in position) if position is not None and len(position) == 3 else None,
             instance_number=int(number) if number not in (None, "") else None,
-            transfer_syntax=str(getattr(ds.file_meta, "TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
+            transfer_syntax=str(getattr(meta, "TransferSyntaxUID", "")) if meta is not None else "",
             frames=int(ds.get("NumberOfFrames") or 1),
         ))
     found = list(groups.values())
@@ -206,7 +220,7 @@ def discover_series(roots: Iterable[str | Path]) -> tuple[list[DicomSeries], int
                               and s.study_uid == series.study_uid) - 1
         _sort_along_normal(series)
     found.sort(key=lambda s: (str(s.folder), s.tags.get("SeriesNumber", ""), s.case_id))
-    return found, skipped
+    return found
 
 
 def _sort_along_normal(series: DicomSeries) -> None:

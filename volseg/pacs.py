@@ -1,0 +1,275 @@
+"""PACS round trip over DICOMweb: find series (QIDO-RS), pick them by the series rules, retrieve (WADO-RS),
+segment, and store the DICOM SEG into the same study (STOW-RS). Resumable and auditable.
+
+Every series the query finds gets one row in ``OUT/volseg_pacs.csv`` (appended and fsync'd as it is
+decided): ok (with the SEG's SOPInstanceUID), rejected (the rule that refused it), skipped (done before),
+or failed (one line). A series is done when the PACS holds a volseg SEG that references it, so a run
+killed at any moment and started again stores no second SEG: the record is a fast path, the PACS is the
+truth. Credentials come from the environment or a file and are never printed or recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pydicom
+import requests
+import yaml
+
+from volseg.data.dicom_archive import DicomSeries, discover_series, group_series, is_image
+from volseg.data.series_rules import SeriesRules, select
+
+log = logging.getLogger(__name__)
+RECORD = "volseg_pacs.csv"
+COLUMNS = ("case_id", "study_uid", "series_uid", "modality", "instances", "status", "reason", "seconds", "seg_uid")
+MANUFACTURER = "volseg"
+
+
+class PacsError(ValueError):
+    """The PACS cannot be used at all (unreachable, credentials refused): one line, the run stops."""
+
+
+@dataclass
+class PacsQuery:
+    modality: str | None = None  # ModalitiesInStudy / Modality
+    study_dates: tuple[str, str] | None = None  # YYYYMMDD, inclusive
+    accessions: list[str] = field(default_factory=list)
+    limit: int | None = None  # selected series segmented per run
+
+
+def credentials(auth_file: Path | None = None) -> dict:
+    """``{"user", "password"}`` or ``{"token"}`` from a YAML/JSON file, else VOLSEG_PACS_USER /
+    VOLSEG_PACS_PASSWORD or VOLSEG_PACS_TOKEN; {} for an open PACS."""
+    if auth_file is not None:
+        try:
+            data = yaml.safe_load(Path(auth_file).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise PacsError(f"{auth_file}: cannot read the credentials file ({type(e).__name__})") from None
+        if not isinstance(data, dict) or not ({"user", "password"} <= set(data) or "token" in data):
+            raise PacsError(f"{auth_file}: expected 'user' and 'password', or 'token'")
+        return {k: str(v) for k, v in data.items() if k in ("user", "password", "token")}
+    env = os.environ
+    if env.get("VOLSEG_PACS_TOKEN"):
+        return {"token": env["VOLSEG_PACS_TOKEN"]}
+    if env.get("VOLSEG_PACS_USER"):
+        return {"user": env["VOLSEG_PACS_USER"], "password": env.get("VOLSEG_PACS_PASSWORD", "")}
+    return {}
+
+
+def connect(url: str, auth: dict, timeout: float = 60):
+    """A DICOMweb client for ``url`` (credentials in the URL itself are refused: they would be logged)."""
+    from dicomweb_client.api import DICOMwebClient
+
+    if re.match(r"^[a-z]+://[^/@]+@", url):
+        raise PacsError("put PACS credentials in VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or --auth-file, "
+                        "not in the URL")
+    session = requests.Session()
+    headers = {}
+    if "token" in auth:
+        headers["Authorization"] = f"Bearer {auth['token']}"
+    elif "user" in auth:
+        session.auth = (auth["user"], auth.get("password", ""))
+    return DICOMwebClient(url, session=session, headers=headers or None, timeout=timeout)
+
+
+def check_reachable(client, url: str) -> None:
+    """One cheap QIDO-RS query; PacsError (one line, no credentials) when the PACS cannot be used."""
+    try:
+        client.search_for_studies(limit=1)
+    except Exception as e:  # noqa: BLE001
+        raise PacsError(f"{re.sub(r'//[^/@]+@', '//', url)}: {_http_reason(e)}") from None
+
+
+def _value(item: dict, tag: str, default=""):
+    values = item.get(tag, {}).get("Value") or [default]
+    return values[0]
+
+
+def _http_reason(error: Exception) -> str:
+    """One line for a DICOMweb failure, with no URL credentials or response bodies."""
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        code = error.response.status_code
+        meaning = {401: "credentials refused", 403: "forbidden by the PACS", 404: "not found on the PACS",
+                   409: "conflict", 500: "PACS internal error", 503: "PACS unavailable"}.get(code, "HTTP error")
+        return f"HTTP {code} ({meaning})"
+    if isinstance(error, requests.ConnectionError):
+        return "connection failed"
+    if isinstance(error, requests.Timeout):
+        return "timed out"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def find_series(client, query: PacsQuery) -> list[dict]:
+    """QIDO-RS: the series of every study that matches the filters (each a dict of UIDs and counts)."""
+    filters: dict = {}
+    if query.modality:
+        filters["ModalitiesInStudy"] = query.modality
+    if query.study_dates:
+        filters["StudyDate"] = f"{query.study_dates[0]}-{query.study_dates[1]}"
+    study_sets = [dict(filters, AccessionNumber=a) for a in query.accessions] or [filters]
+    studies: dict[str, dict] = {}
+    for search in study_sets:
+        for study in client.search_for_studies(search_filters=search):
+            studies[_value(study, "0020000D")] = study
+    found = []
+    for study_uid in studies:
+        series_filter = {"Modality": query.modality} if query.modality else None
+        for item in client.search_for_series(study_uid, search_filters=series_filter):
+            modality = str(_value(item, "00080060"))
+            if modality in ("SEG", "RTSTRUCT", "SR", "PR", "KO"):
+                continue
+            found.append({"study_uid": study_uid, "series_uid": str(_value(item, "0020000E")),
+                          "modality": modality, "instances": int(_value(item, "00201209", 0) or 0)})
+    return found
+
+
+def volseg_segs(client, study_uid: str) -> set[str]:
+    """SeriesInstanceUIDs in ``study_uid`` that already have a SEG written by volseg."""
+    done: set[str] = set()
+    for item in client.search_for_series(study_uid, search_filters={"Modality": "SEG"}):
+        for meta in client.retrieve_series_metadata(study_uid, str(_value(item, "0020000E"))):
+            ds = pydicom.Dataset.from_json(meta)
+            if str(ds.get("Manufacturer", "")) != MANUFACTURER:
+                continue
+            for ref in ds.get("ReferencedSeriesSequence", []):
+                done.add(str(ref.SeriesInstanceUID))
+    return done
+
+
+def _headers_from_metadata(client, study_uid: str, series_uid: str) -> list[DicomSeries]:
+    datasets = [pydicom.Dataset.from_json(m) for m in client.retrieve_series_metadata(study_uid, series_uid)]
+    return group_series([(None, ds) for ds in datasets if is_image(ds)])
+
+
+def _read_record(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    return {row["series_uid"]: row for row in csv.DictReader(path.open(encoding="utf-8")) if row.get("series_uid")}
+
+
+def _append(path: Path, row: dict) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in COLUMNS})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass
+class PacsRun:
+    client: object
+    segmenter: object  # volseg.infer.Segmenter
+    rules: SeriesRules
+    out_dir: Path
+    query: PacsQuery
+    save_nifti: bool = False
+    on_row: Callable[[dict], None] | None = None
+
+    def run(self) -> list[dict]:
+        try:
+            found = find_series(self.client, self.query)
+        except Exception as e:  # noqa: BLE001  (nothing done yet: the whole run stops with one line)
+            raise PacsError(f"{_safe_url(self.client)}: {_http_reason(e)}") from None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        record_path = self.out_dir / RECORD
+        record = _read_record(record_path)
+        rows, attempted = [], 0
+        done_on_pacs: dict[str, set[str]] = {}
+        for item in found:
+            started = time.perf_counter()
+            row = {**item, "case_id": "", "status": "", "reason": "", "seconds": "", "seg_uid": ""}
+            try:
+                row.update(self._one(item, record, done_on_pacs, attempted))
+            except Exception as e:  # noqa: BLE001  (a series fails alone)
+                log.debug("series failed", exc_info=True)
+                row.update(status="failed", reason=_http_reason(e) if isinstance(e, requests.RequestException)
+                           else " ".join(str(e).split()) or type(e).__name__)
+            attempted += row["status"] in ("ok", "failed")
+            row["seconds"] = f"{time.perf_counter() - started:.2f}"
+            if row["status"] != "skipped" or item["series_uid"] not in record:
+                _append(record_path, row)
+            rows.append(row)
+            self.on_row and self.on_row(row)
+        return rows
+
+    def _one(self, item: dict, record: dict, done_on_pacs: dict, attempted: int) -> dict:
+        study_uid, series_uid = item["study_uid"], item["series_uid"]
+        previous = record.get(series_uid)
+        if previous and previous["status"] in ("ok", "rejected", "skipped"):
+            return {"case_id": previous["case_id"], "status": "skipped", "reason": f"{previous['status']} in an "
+                    "earlier run", "seg_uid": previous.get("seg_uid", "")}
+        if study_uid not in done_on_pacs:
+            done_on_pacs[study_uid] = volseg_segs(self.client, study_uid)
+        groups = _headers_from_metadata(self.client, study_uid, series_uid)
+        if not groups:
+            return {"status": "rejected", "reason": "no image instances in the series"}
+        chosen = select(groups, SeriesRules(self.rules.alternatives, one_per_study=False))
+        if not chosen.selected:
+            series, why = chosen.rejected[0]
+            return {"case_id": series.case_id, "status": "rejected", "reason": why}
+        series = max(chosen.selected, key=lambda s: s.slices)
+        if series_uid in done_on_pacs[study_uid]:
+            return {"case_id": series.case_id, "status": "skipped", "reason": "the PACS already holds its volseg SEG"}
+        if self.query.limit is not None and attempted >= self.query.limit:
+            return {"case_id": series.case_id, "status": "deferred", "reason": f"over --limit {self.query.limit}"}
+        seg_uid = self._segment_and_store(series, study_uid, series_uid)
+        done_on_pacs[study_uid].add(series_uid)
+        return {"case_id": series.case_id, "status": "ok", "seg_uid": seg_uid}
+
+    def _segment_and_store(self, wanted: DicomSeries, study_uid: str, series_uid: str) -> str:
+        from volseg.data import io
+        from volseg.dicom_seg import build_seg, read_source_datasets
+        from volseg.infer import CaseInput
+
+        work = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.out_dir))
+        try:
+            try:
+                instances = self.client.retrieve_series(study_uid, series_uid)
+            except requests.HTTPError as e:
+                if e.response is not None and e.response.status_code == 404:
+                    raise ValueError("the series is no longer on the PACS (deleted after the query)") from None
+                raise
+            for i, ds in enumerate(instances):
+                ds.save_as(work / f"{i:06d}.dcm", enforce_file_format=False)
+            series = next((s for s in discover_series([work])[0] if s.case_id == wanted.case_id), None)
+            if series is None:
+                raise ValueError("the retrieved instances do not form the series the metadata described")
+            data = self.segmenter.load(CaseInput(series.case_id, (series,)))
+            labels, _ = self.segmenter.predict(data)
+            cfg = self.segmenter.cfg
+            seg = build_seg(labels, read_source_datasets(series.files), cfg.data.labels, self.segmenter.model_name,
+                            cfg.data.label_codes)
+            if self.save_nifti:
+                io.write_label(labels, data["image"], self.out_dir / f"{series.case_id}.nii.gz")
+            response = self.client.store_instances([seg], study_instance_uid=study_uid)
+            failed = response.get("FailedSOPSequence") if response is not None else None
+            if failed:
+                reason = failed[0].get("FailureReason", "")
+                raise ValueError(f"the PACS rejected the SEG (STOW-RS failure reason {reason})")
+            return str(seg.SOPInstanceUID)
+        except requests.HTTPError as e:
+            raise ValueError(f"{_http_reason(e)} during {_step(e)}") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _step(error: requests.HTTPError) -> str:
+    method = error.request.method if error.request is not None else ""
+    return "STOW-RS (storing the SEG)" if method == "POST" else "WADO-RS (retrieving the series)"
+
+
+def _safe_url(client) -> str:
+    url = getattr(client, "base_url", "") or getattr(client, "url", "")
+    return re.sub(r"//[^/@]+@", "//", str(url))
