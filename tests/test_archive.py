@@ -300,13 +300,30 @@ def test_bad_series_each_fail_alone_with_one_line(tmp_path):
     assert again.exit_code == 0, again.output
 
 
+def _compress_with_gdcm(file: Path, target: Path) -> None:
+    """JPEG Lossless (process 14): pydicom has no encoder for it, GDCM (through SimpleITK) has."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(file))
+    writer = sitk.ImageFileWriter()
+    writer.SetImageIO("GDCMImageIO")
+    writer.KeepOriginalImageUIDOn()
+    writer.UseCompressionOn()
+    writer.SetCompressor("JPEG")
+    writer.SetFileName(str(target))
+    writer.Execute(image)
+
+
 @pytest.mark.parametrize("syntax", [pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless,
-                                    pydicom.uid.JPEG2000Lossless])
+                                    pydicom.uid.JPEG2000Lossless, pydicom.uid.JPEGLosslessSV1])
 def test_compressed_series_read_like_uncompressed(tmp_path, syntax):
     plain = dicom_series(tmp_path / "plain", series_uid=f"{UID}2.90", slices=6, tags=_study(16, "M"))
     packed = tmp_path / "packed"
     packed.mkdir()
     for file in plain.iterdir():
+        if syntax == pydicom.uid.JPEGLosslessSV1:
+            _compress_with_gdcm(file, packed / file.name)
+            continue
         ds = pydicom.dcmread(file)
         ds.compress(syntax)
         ds.save_as(packed / file.name)
