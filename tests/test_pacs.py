@@ -20,7 +20,6 @@ from volseg.cli import app
 from . import orthanc
 from .bad_inputs import dicom_series
 
-pytestmark = pytest.mark.skipif(orthanc.missing() is not None, reason=orthanc.missing() or "")
 runner = CliRunner()
 UID = "1.2.826.0.1.3680043.2.1125.4."
 PLANTED = {"0010|0010": "Doe^Planted", "0010|0020": "PLANTED123", "0010|0030": "19010101",
@@ -29,6 +28,8 @@ PLANTED = {"0010|0010": "Doe^Planted", "0010|0020": "PLANTED123", "0010|0030": "
 
 @pytest.fixture(scope="session")
 def pacs(tmp_path_factory):
+    if why := orthanc.missing():
+        pytest.skip(why)
     server = orthanc.start(tmp_path_factory.mktemp("orthanc"))
     yield server
     server.stop()
@@ -198,3 +199,19 @@ def test_no_patient_identity_in_record_logs_or_nifti(empty_pacs, tmp_path, caplo
     texts += [gzip.decompress(p.read_bytes()).decode("latin-1") for p in out.glob("*.nii.gz")]
     assert list(out.glob("*.nii.gz")) and not [t for t in texts for needle in ("planted", "19010101")
                                                 if needle in t.lower()]
+
+
+def test_credentials_come_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    from volseg.pacs import PacsError, credentials
+
+    monkeypatch.setenv("VOLSEG_PACS_USER", "env-user")
+    monkeypatch.setenv("VOLSEG_PACS_PASSWORD", "env-pass")
+    assert credentials() == {"user": "env-user", "password": "env-pass"}
+    monkeypatch.setenv("VOLSEG_PACS_TOKEN", "tok")
+    assert credentials() == {"token": "tok"}
+    path = tmp_path / "auth.yaml"
+    path.write_text("user: file-user\npassword: file-pass\n")
+    assert credentials(path) == {"user": "file-user", "password": "file-pass"}
+    path.write_text("username: x\n")
+    with pytest.raises(PacsError, match="expected 'user' and 'password', or 'token'"):
+        credentials(path)
