@@ -68,7 +68,7 @@ def write_archive(root: Path, files: int, size: int = 128) -> int:
 
 
 def _rchar() -> int:
-    for line in Path("/proc/self/io").read_text().splitlines():
+    for line in Path("/proc/self/io").read_text(encoding="utf-8").splitlines():
         if line.startswith("rchar:"):
             return int(line.split()[1])
     return -1
@@ -102,7 +102,7 @@ def main() -> None:
         write_archive(root, args.files)
         write_seconds = time.perf_counter() - start
         archive_bytes = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-        run = subprocess.run([sys.executable, __file__, "--child", str(root)], capture_output=True, text=True,
+        run = subprocess.run([sys.executable, __file__, "--child", str(root)], capture_output=True, encoding="utf-8",
                              check=True)
         result = json.loads(run.stdout.strip().splitlines()[-1])
     result.update({"files_written": args.files, "archive_mb": archive_bytes / 2**20,
@@ -111,8 +111,8 @@ def main() -> None:
                    "file_bytes": archive_bytes / args.files, "write_seconds": write_seconds,
                    "command": f"python benchmarks/archive_discovery.py --files {args.files}"})
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "archive_discovery.json").write_text(json.dumps(result, indent=1))
-    (args.out / "archive_discovery.md").write_text(markdown(result))
+    (args.out / "archive_discovery.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (args.out / "archive_discovery.md").write_text(markdown(result), encoding="utf-8")
     print(markdown(result))
 
 

@@ -58,11 +58,11 @@ def main() -> None:
         r["speedup"] = r["samples_per_second"] / base
     report = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
               "device": args.device, "torch": torch.__version__, "rows": rows, "wall_seconds": time.time() - started}
-    (args.out / "ddp_throughput.json").write_text(json.dumps(report, indent=1))
+    (args.out / "ddp_throughput.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     lines = ["| processes | s/epoch | samples/s | speed-up |", "|---|---|---|---|"]
     lines += [f"| {r['nproc']} | {r['seconds_per_epoch']:.1f} | {r['samples_per_second']:.2f} | {r['speedup']:.2f}x |"
               for r in rows]
-    (args.out / "ddp_throughput.md").write_text("\n".join(lines) + "\n")
+    (args.out / "ddp_throughput.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

@@ -169,7 +169,7 @@ def main() -> None:
     def child(kind: str, name: str) -> dict:
         cmd = [sys.executable, __file__, "--child", kind, name, "--patch", str(args.patch),
                "--repeats", str(args.repeats), "--device", args.device]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(cmd, check=True, capture_output=True, encoding="utf-8").stdout
         return json.loads(out.strip().splitlines()[-1])
 
     rows = [child("default", backend) for backend in args.default_backends]
@@ -186,7 +186,7 @@ def main() -> None:
     report = {"device": args.device, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
               "patch": args.patch, "matmul_gflops_per_s": peak, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "models.json").write_text(json.dumps(report, indent=1))
+    (args.out / "models.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     lines = [f"fp32 matmul: {peak:.0f} GFLOP/s (best of 3 rounds of 4096^2 matmuls); device {args.device}", "",
              "Default model forward pass (as `volseg infer` runs it, one window):", "",
              "| backend | patch | GFLOP | forward s | GFLOP/s | % of matmul |", "|---|---|---|---|---|---|"]
@@ -208,7 +208,7 @@ def main() -> None:
             f"{r['train_step_vs_monai']:.2f}x" if "train_step_vs_monai" in r else "",
             f"{r['train_time_per_gflop_vs_monai']:.2f}x" if "train_time_per_gflop_vs_monai" in r else "",
         ]) + " |")
-    (args.out / "models.md").write_text("\n".join(lines) + "\n")
+    (args.out / "models.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

@@ -59,13 +59,13 @@ def main() -> None:
     for script in ("models.py", "whole_volume.py"):
         options = quick[script] if args.quick else []
         subprocess.run([sys.executable, str(HERE / script), *options, "--out", str(args.out)], check=True)
-    models = json.loads((args.out / "models.json").read_text())
-    whole = json.loads((args.out / "whole_volume.json").read_text())
+    models = json.loads((args.out / "models.json").read_text(encoding="utf-8"))
+    whole = json.loads((args.out / "whole_volume.json").read_text(encoding="utf-8"))
     results = goals(models, whole)
-    (args.out / "summary.json").write_text(json.dumps(results, indent=1))
+    (args.out / "summary.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     lines = ["| goal | measured | met |", "|---|---|---|"]
     lines += [f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'no'} |" for g in results]
-    (args.out / "summary.md").write_text("\n".join(lines) + "\n")
+    (args.out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

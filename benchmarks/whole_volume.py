@@ -178,8 +178,8 @@ def main() -> None:
         return
     report = benchmark(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1))
-    (args.out / f"{args.name}.md").write_text(markdown(report))
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    (args.out / f"{args.name}.md").write_text(markdown(report), encoding="utf-8")
     print(markdown(report))
 
 
@@ -214,7 +214,7 @@ def benchmark(args) -> dict:
         rows = []
         for kind in ["monai", *args.backends]:
             cmd = [sys.executable, __file__, "--child", kind, str(ct), str(checkpoint), "--overlap", str(args.overlap)]
-            rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]))
+            rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, encoding="utf-8").stdout.splitlines()[-1]))
         base = rows[0]
         baseline_labels = np.asarray(nib.load(work / "labels_monai.nii.gz").dataobj)
         body = io.read_image(ct)[0].numpy() > BODY_HU  # on the same (source) grid as every label map

@@ -120,7 +120,7 @@ def synthesize_contrast(image: np.ndarray, structures: dict[str, np.ndarray], ra
 
 
 def _structure_masks_ts(seg: np.ndarray, shared: Path) -> dict[str, np.ndarray]:
-    names = json.loads((shared / "totalsegmentator_example" / "totalsegmentator_class_maps.json").read_text())["total"]
+    names = json.loads((shared / "totalsegmentator_example" / "totalsegmentator_class_maps.json").read_text(encoding="utf-8"))["total"]
     return {names[str(v)]: seg == v for v in np.unique(seg) if v and str(v) in names}
 
 
@@ -145,7 +145,7 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
 
     done = work / "prepared.json"
     if done.exists():
-        return json.loads(done.read_text())
+        return json.loads(done.read_text(encoding="utf-8"))
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     record: dict = {}
@@ -182,7 +182,7 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     empty = np.zeros_like(on_grid, bool)
     labels, _ = organ_map({"liver": on_grid == 5, "spleen": on_grid == 1, "kidney_right": empty, "kidney_left": empty})
     record["ts_dicom"] = {"image": str(dicom), "label": str(io.write_label(labels, image, work / "ts_dicom_labels.nii.gz"))}
-    done.write_text(json.dumps(record, indent=1))
+    done.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
 
 
@@ -220,8 +220,8 @@ def run_direction(record: dict, train: str, test: str, work: Path, minutes: floa
     volseg("infer", manifest, "--split", "test", "--model", run / "last.pt", "-o", out / "pred", "--resume", "--qc")
     volseg("evaluate", "--pred", out / "pred", "--manifest", manifest, "--split", "test", "--config", plan,
            "-o", out / "test_metrics.csv")
-    summary = json.loads((out / "test_metrics.json").read_text())
-    train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(open(run / "metrics.csv")))
+    summary = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
+    train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))
     return {"train": train, "test": test, "synthetic_contrast": synthetic, "overrides": sets,
             "train_seconds": round(train_seconds, 1), "dice": {k: v["dice"]["mean"] for k, v in summary.items()},
             "hd95_mm": {k: v["hd95"]["median"] for k, v in summary.items()}}
@@ -270,7 +270,7 @@ def main() -> None:
     if args.ship:
         print(f"installed {ship(args.work / f'ts_to_ircadb{args.tag}' / 'train' / 'last.pt')}")
     path = args.work / f"results{args.tag}.json"
-    path.write_text(json.dumps(results, indent=1))
+    path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"wrote {path}")
 
 

@@ -41,9 +41,9 @@ def one_model(name: str, dims: int, manifest: Path, out: Path, minutes: float) -
                "--set", f"train.time_budget_minutes={minutes}", "--set", "train.epochs=200")
     volseg("infer", manifest, "--split", "test", "--model", run, "-o", pred, "--overwrite")
     volseg("evaluate", "--pred", pred, "--manifest", manifest, "--config", config, "-o", pred / "metrics.csv")
-    summary = json.loads((pred / "metrics.json").read_text())
-    history = list(csv.DictReader(open(run / "metrics.csv")))
-    infer_rows = list(csv.DictReader(open(pred / "volseg_run.csv")))
+    summary = json.loads((pred / "metrics.json").read_text(encoding="utf-8"))
+    history = list(csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))
+    infer_rows = list(csv.DictReader(open(pred / "volseg_run.csv", encoding="utf-8")))
     dice = {label: m["dice"]["mean"] for label, m in summary.items()}
     return {
         "model": name, "mode": f"{dims}D", "parameters": parameters(run),
@@ -57,7 +57,7 @@ def one_model(name: str, dims: int, manifest: Path, out: Path, minutes: float) -
 
 
 def write_outputs(rows: list[dict], out: Path) -> None:
-    with open(out / "comparison.csv", "w", newline="") as f:
+    with open(out / "comparison.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -70,7 +70,7 @@ def write_outputs(rows: list[dict], out: Path) -> None:
                  f"**{r['dice_mean']:.4f}**", f"{r['hd95_mm']:.2f}", str(r["epochs"]), f"{r['train_minutes']:.1f}",
                  f"{r['infer_seconds_per_case']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    (out / "comparison.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     import matplotlib
 
@@ -103,7 +103,7 @@ def main() -> None:
     runs = [(m, int(d)) for m, d in (s.split(":") for s in args.only)] if args.only else RUNS
     rows = [one_model(name, dims, manifest, args.out, args.minutes) for name, dims in runs]
     write_outputs(rows, args.out)
-    print((args.out / "comparison.md").read_text())
+    print((args.out / "comparison.md").read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

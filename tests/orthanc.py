@@ -105,7 +105,7 @@ class Orthanc:
 def start(folder: Path) -> Orthanc:
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    (folder / "filter.lua").write_text(FILTER)
+    (folder / "filter.lua").write_text(FILTER, encoding="utf-8")
     config = {
         "Name": "volseg-test-pacs", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
         "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
@@ -114,19 +114,19 @@ def start(folder: Path) -> Orthanc:
         "LuaScripts": [str(folder / "filter.lua")], "HttpThreadsCount": 8, "ConcurrentJobs": 1,
         "StableAge": 1, "SaveJobs": False,
     }
-    (folder / "orthanc.json").write_text(json.dumps(config))
+    (folder / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
     log = folder / "orthanc.log"
-    process = subprocess.Popen(["Orthanc", str(folder / "orthanc.json")], stdout=log.open("w"),
+    process = subprocess.Popen(["Orthanc", str(folder / "orthanc.json")], stdout=log.open("w", encoding="utf-8"),
                                stderr=subprocess.STDOUT, cwd=folder)
     server = Orthanc(process, port, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Orthanc exited with {process.returncode}: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"Orthanc exited with {process.returncode}: {log.read_text(encoding='utf-8')[-2000:]}")
         try:
             server.get("/system")
             return server
         except requests.RequestException:
             time.sleep(0.2)
     server.stop()
-    raise RuntimeError(f"Orthanc did not answer within 60 s: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"Orthanc did not answer within 60 s: {log.read_text(encoding='utf-8')[-2000:]}")

@@ -111,7 +111,7 @@ def test_demo_ct_prints_per_organ_dice(tmp_path):
     for organ in ORGANS.values():
         assert organ in result.output
     assert "mean Dice over 1 test case(s)" in result.output and "mean Dice over 1 train case(s)" in result.output
-    report = (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "| ts_ct_dicom | test |" in report and "| ts_ct | train |" in report
     assert (tmp_path / "ts_ct_qc.png").is_file()
 
@@ -167,6 +167,6 @@ def test_no_ircadb_volume_or_series_is_committed(tmp_path):
 def test_shipped_models_were_not_trained_on_ircadb():
     """The pipeline records each shipped model's training cases in its card; none may be IRCADb's."""
     for card in (REPO / "volseg" / "pretrained").glob("*/MODEL_CARD.md"):
-        trained_on = [line for line in card.read_text().splitlines() if line.startswith("- **Training cases**")]
+        trained_on = [line for line in card.read_text(encoding="utf-8").splitlines() if line.startswith("- **Training cases**")]
         assert trained_on, f"{card}: no '- **Training cases**' line"
         assert "ircad" not in trained_on[0].lower(), trained_on[0]

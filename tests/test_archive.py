@@ -86,7 +86,7 @@ def _case_id(folder: Path) -> str:
 
 
 def _rows(out: Path) -> dict[str, dict]:
-    return {r["case_id"]: r for r in csv.DictReader((out / "volseg_run.csv").open())}
+    return {r["case_id"]: r for r in csv.DictReader((out / "volseg_run.csv").open(encoding="utf-8"))}
 
 
 @pytest.mark.parametrize("kind", ["nested", "flat", "per_patient"])
@@ -126,7 +126,7 @@ def test_series_rules_file_picks_other_series(staged, tmp_path):
     archive = _layout("nested", staged, tmp_path / "ARCHIVE")
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - Modality: MR\n    SliceThickness: '< 3'\n    slices: '>= 12'\n"
-                     "  - Modality: CT\n    SliceThickness: [2.2, 2.6]\none_per_study: false\n")
+                     "  - Modality: CT\n    SliceThickness: [2.2, 2.6]\none_per_study: false\n", encoding="utf-8")
     found, _ = discover_series([archive])
     chosen = select(found, load_rules(rules))
     ids = {name: _case_id(folder) for name, folder in staged.items()}
@@ -136,7 +136,7 @@ def test_series_rules_file_picks_other_series(staged, tmp_path):
     assert reasons[ids["ct_b"]] == "Modality 'CT' does not match 'MR'; SliceThickness 2 not in [2.2, 2.6]"
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rules:\n  - SliceThickness: '<< 3'\n")
+    bad.write_text("rules:\n  - SliceThickness: '<< 3'\n", encoding="utf-8")
     result = runner.invoke(app, ["infer", str(archive), "--series-rules", str(bad), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and result.output.startswith(f"error: {bad}: rule 1, SliceThickness")
 
@@ -161,7 +161,7 @@ def _seg_as_index_array(seg_path: Path, files) -> np.ndarray:
 def _dciodvfy_errors(path: Path) -> list[str]:
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy not installed (Debian package dicom3tools; setup.sh installs it as root)")
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, encoding="utf-8", errors="replace")
     return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
 
 
@@ -235,7 +235,7 @@ def test_infer_writes_seg_and_statistics_for_an_archive(staged, tmp_path):
         assert np.array_equal(seg, np.searchsorted([0, 1, 2, 3, 4], nifti))  # segment n = n-th label value
         row = _rows(out)[case_id]
         assert row["output"] == f"{out / case_id}.dcm;{out / case_id}.nii.gz"
-    stats = list(csv.DictReader((out / "statistics.csv").open()))
+    stats = list(csv.DictReader((out / "statistics.csv").open(encoding="utf-8")))
     assert len(stats) == 2 * 4  # two cases, four labels each (empty ones included)
     case_id = _case_id(staged["ct_a"])
     image = io.read_image(discover_series([staged["ct_a"]])[0][0])[0].numpy()

@@ -12,10 +12,10 @@ STAGES = {"read", "preprocess", "network", "stitching", "postprocess", "invert",
 
 def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, encoding="utf-8", timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
-    models = json.loads((tmp_path / "models.json").read_text())
+    models = json.loads((tmp_path / "models.json").read_text(encoding="utf-8"))
     assert models["matmul_gflops_per_s"] > 0
     kinds = {(r["kind"], r["model"]) for r in models["rows"]}
     assert kinds == {("default", "default model"), ("volseg", "unet"), ("monai", "unet")}
@@ -24,26 +24,26 @@ def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
     assert all(r["gflop"] > 0 and r["patch"] == [40, 56, 40] for r in default)
     unet = next(r for r in models["rows"] if r["kind"] == "volseg")
     assert unet["gflop"] > 0 and unet["forward_s"] > 0 and "train_step_vs_monai" in unet
-    assert "| unet | volseg |" in (tmp_path / "models.md").read_text()
+    assert "| unet | volseg |" in (tmp_path / "models.md").read_text(encoding="utf-8")
 
-    whole = json.loads((tmp_path / "whole_volume.json").read_text())
+    whole = json.loads((tmp_path / "whole_volume.json").read_text(encoding="utf-8"))
     assert [r["kind"] for r in whole["rows"]] == ["monai", "auto"]
     for row in whole["rows"]:
         assert set(row["stages"]) == STAGES and row["total_s"] > 0
     assert whole["rows"][0]["dice_vs_monai"] == 1.0  # the baseline against itself: the comparison is wired
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     goals = " ".join(g["goal"] for g in summary)
     for words in ("2.5x faster", "60% of fp32 matmul", "10% of whole-volume", "peak memory", "unet training step"):
         assert words in goals
-    assert "| goal | measured | met |" in (tmp_path / "summary.md").read_text()
+    assert "| goal | measured | met |" in (tmp_path / "summary.md").read_text(encoding="utf-8")
 
 
 def test_archive_discovery_reads_headers_only(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "archive_discovery.py"), "--files", "250",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                             "--out", str(tmp_path)], capture_output=True, encoding="utf-8", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads((tmp_path / "archive_discovery.json").read_text())
+    found = json.loads((tmp_path / "archive_discovery.json").read_text(encoding="utf-8"))
     assert found["files"] == 250 and found["series"] == 3 and found["files_per_second"] > 0
     assert found["bytes_read_per_file"] < found["file_bytes"] / 4  # 32 KB of pixels per file stay unread
-    assert "| files | series |" in (tmp_path / "archive_discovery.md").read_text()
+    assert "| files | series |" in (tmp_path / "archive_discovery.md").read_text(encoding="utf-8")

@@ -31,7 +31,7 @@ def _label(path, affine=AFFINE, shape=SHAPE, value=2):
 
 
 def _manifest(path, rows):
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["case_id", "image", "label", "split"])
         writer.writerows(rows)
@@ -54,7 +54,7 @@ def test_one_call_reports_every_bad_file_and_nothing_for_good_cases(tmp_path):
 
     blob = _image(tmp_path / "big.nii.gz", shape=(30, 30, 30)).read_bytes()
     (tmp_path / "truncated.nii.gz").write_bytes(blob[: len(blob) // 2])
-    (tmp_path / "text.nii.gz").write_text("this is not a volume\n")
+    (tmp_path / "text.nii.gz").write_text("this is not a volume\n", encoding="utf-8")
     nan = np.zeros(SHAPE, np.float32)
     nan[0, 0, :3] = np.nan
     nan[1, 1, 1] = np.inf

@@ -40,7 +40,7 @@ def test_train_usage_errors_are_one_line(tmp_path, args, message):
 
 def test_train_config_file_with_a_wrong_key(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("train:\n  epochz: 3\n")
+    config.write_text("train:\n  epochz: 3\n", encoding="utf-8")
     result = runner.invoke(app, ["train", "--config", str(config)])
     assert result.exit_code == 2
     assert "unknown config key 'train.epochz'; valid keys:" in result.output

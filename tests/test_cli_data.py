@@ -41,7 +41,7 @@ def test_check_names_every_bad_file_in_one_run(tmp_path):
     root, names = _copy_msd(tmp_path)
     truncated = root / "imagesTr" / names[0]
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
-    (root / "imagesTr" / names[1]).write_text("this is not an image\n")
+    (root / "imagesTr" / names[1]).write_text("this is not an image\n", encoding="utf-8")
     wrong_shape = root / "labelsTr" / names[2]
     nib.save(nib.Nifti1Image(np.zeros((9, 9, 9), np.uint8), np.eye(4)), wrong_shape)
     unknown = root / "labelsTr" / names[3]
@@ -68,11 +68,11 @@ def test_plan_hippocampus_plans_1mm_and_a_patch_covering_a_case(tmp_path):
     result = runner.invoke(app, ["plan", str(manifest), "-o", str(tmp_path / "hip.yaml"),
                                  "--labels", "1=anterior,2=posterior"])
     assert result.exit_code == 0, result.output
-    cfg = yaml.safe_load((tmp_path / "hip.yaml").read_text())
+    cfg = yaml.safe_load((tmp_path / "hip.yaml").read_text(encoding="utf-8"))
     assert cfg["preprocess"]["spacing"] == [1.0, 1.0, 1.0]
     assert cfg["preprocess"]["normalization"] == "zscore" and cfg["data"]["modality"] == "MR"
     assert cfg["data"]["labels"] == {1: "anterior", 2: "posterior"}
-    fingerprint = yaml.safe_load((tmp_path / "hip.fingerprint.json").read_text())
+    fingerprint = yaml.safe_load((tmp_path / "hip.fingerprint.json").read_text(encoding="utf-8"))
     typical = np.median(np.asarray(fingerprint["shapes"]), axis=0)
     assert all(p >= s for p, s in zip(cfg["sampling"]["patch_size_3d"], typical))
     assert fingerprint["label_values"] == [0, 1, 2]
@@ -82,11 +82,11 @@ def test_plan_ct_uses_foreground_percentiles(tmp_path):
     ts = shared_path("data", "totalsegmentator_example")
     manifest = tmp_path / "m.csv"
     manifest.write_text("case_id,image,label,split\n"
-                        f"ct,{ts / 'example_ct.nii.gz'},{ts / 'example_seg_fast_force_split.nii.gz'},train\n")
+                        f"ct,{ts / 'example_ct.nii.gz'},{ts / 'example_seg_fast_force_split.nii.gz'},train\n", encoding="utf-8")
     result = runner.invoke(app, ["plan", str(manifest), "-o", str(tmp_path / "ct.yaml"),
                                  "--set", "data.label_remap={7: 1}", "--labels", "1=pancreas"])
     assert result.exit_code == 0, result.output
-    cfg = yaml.safe_load((tmp_path / "ct.yaml").read_text())
+    cfg = yaml.safe_load((tmp_path / "ct.yaml").read_text(encoding="utf-8"))
     p = cfg["preprocess"]
     assert cfg["data"]["modality"] == "CT" and p["normalization"] == "ct"
     assert p["spacing"] == [3.0, 3.0, 3.0]

@@ -5,7 +5,7 @@ from volseg.config import Config, ConfigError, config_from_dict, load_config, sa
 
 def test_defaults_yaml_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("model:\n  name: attunet\nsampling:\n  patch_size_3d: [32, 32, 32]\n")
+    path.write_text("model:\n  name: attunet\nsampling:\n  patch_size_3d: [32, 32, 32]\n", encoding="utf-8")
     cfg = load_config(path, ["model.dims=2", "preprocess.spacing=[1, 1, 2.5]", "data.labels={1: pancreas}"])
     assert cfg.model.name == "attunet" and cfg.model.dims == 2
     assert cfg.sampling.patch_size_3d == [32, 32, 32]
@@ -35,7 +35,7 @@ def test_bad_keys_and_values_are_named(override, message):
 
 def test_bad_yaml_file_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("model: [unclosed\n")
+    path.write_text("model: [unclosed\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_config(path)
     with pytest.raises(ConfigError, match="missing.yaml: config file not found"):

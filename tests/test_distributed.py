@@ -37,7 +37,7 @@ def _env():
 def test_ddp_training_two_ranks(ddp_config, tmp_path):
     run = tmp_path / "run"
     result = subprocess.run([*TORCHRUN, "train", "--config", str(ddp_config), "--output", str(run), "--device", "cpu"],
-                            capture_output=True, text=True, env=_env(), timeout=300)
+                            capture_output=True, encoding="utf-8", env=_env(), timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     # verify_replicas raised on any step where the ranks' weights differed; the run finished, so they never did
     assert {p.name for p in run.iterdir()} == RUN_FILES  # rank 0 alone wrote, nothing half-written left
@@ -63,7 +63,7 @@ def test_ddp_kill_and_resume(ddp_config, tmp_path):
     killed_at = load_checkpoint(run / "last.pt")["epoch"]
     assert 1 <= killed_at < 8
     result = subprocess.run([*TORCHRUN, "train", "--output", str(run), "--device", "cpu", "--resume"],
-                            capture_output=True, text=True, env=_env(), timeout=300)
+                            capture_output=True, encoding="utf-8", env=_env(), timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert [h["epoch"] for h in load_checkpoint(run / "last.pt")["history"]] == list(range(1, 9))
 
@@ -76,11 +76,11 @@ def test_sharded_inference_six_cases(tmp_path):
         shutil.copyfile(case.image, tmp_path / "in" / case.image.name)
     out = tmp_path / "out"
     result = subprocess.run([*TORCHRUN, "infer", str(tmp_path / "in"), "--model", str(run), "-o", str(out),
-                             "--device", "cpu"], capture_output=True, text=True, env=_env(), timeout=300)
+                             "--device", "cpu"], capture_output=True, encoding="utf-8", env=_env(), timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c.case_id}.nii.gz" for c in cases)
-    merged = list(csv.DictReader(open(out / "volseg_run.csv")))
+    merged = list(csv.DictReader(open(out / "volseg_run.csv", encoding="utf-8")))
     assert sorted(r["case_id"] for r in merged) == sorted(c.case_id for c in cases)
     assert all(r["status"] == "ok" for r in merged)
-    per_rank = [list(csv.DictReader(open(out / f"volseg_run.rank{k}.csv"))) for k in range(2)]
+    per_rank = [list(csv.DictReader(open(out / f"volseg_run.rank{k}.csv", encoding="utf-8"))) for k in range(2)]
     assert all(len(rows) == 3 for rows in per_rank)  # shared out, none done twice

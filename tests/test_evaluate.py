@@ -79,9 +79,9 @@ def test_evaluate_cli_writes_csv_and_summary(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
                                       "-o", str(tmp_path / "m.csv")])
     assert result.exit_code == 0, result.output
-    rows = (tmp_path / "m.csv").read_text().splitlines()
+    rows = (tmp_path / "m.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("case_id,label,value,dice,hd95,msd") and len(rows) == 4
-    summary = (tmp_path / "m.json").read_text()
+    summary = (tmp_path / "m.json").read_text(encoding="utf-8")
     assert '"dice"' in summary and '"median"' in summary
     assert "label_1" in result.output
 

@@ -39,7 +39,7 @@ def _infer(*args):
 
 
 def _rows(path):
-    return list(csv.DictReader(open(path)))
+    return list(csv.DictReader(open(path, encoding="utf-8")))
 
 
 def test_outputs_keep_each_inputs_grid_and_evaluate(run_dir, test_cases, tmp_path):
@@ -91,7 +91,7 @@ def test_orientation_invariance_in_world_space(run_dir, test_cases, tmp_path, tr
 def test_dicom_series_output_lies_on_the_series_grid(run_dir, tmp_path):
     series = shared_path("data", "totalsegmentator_example", "example_ct_dicom")
     rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - Modality: CT\n")  # the test model is an MR model: take the CT anyway
+    rules.write_text("rules:\n  - Modality: CT\n", encoding="utf-8")  # the test model is an MR model: take the CT anyway
     result = _infer(series, "--model", run_dir, "-o", tmp_path / "out", "--series-rules", rules)
     assert result.exit_code == 0, result.output
     (row,) = _rows(tmp_path / "out" / "volseg_run.csv")
@@ -112,7 +112,7 @@ def _bad_inputs(folder, good):
         shutil.copyfile(case.image, folder / case.image.name)
     data = good[0].image.read_bytes()
     (folder / "truncated.nii.gz").write_bytes(data[: len(data) // 2])
-    (folder / "notes.nii.gz").write_text("not an image")
+    (folder / "notes.nii.gz").write_text("not an image", encoding="utf-8")
     img = nib.load(good[0].image)
     nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj)] * 2, -1), img.affine), folder / "fourd.nii.gz")
 
@@ -177,9 +177,9 @@ def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path
     assert 2 <= len(done_before) < 6, "the kill must land mid-batch"
     for p in done_before:
         nib.load(out / p).get_fdata()  # every final-named file is complete
-    with (out / "volseg_run.csv").open("a") as f:
+    with (out / "volseg_run.csv").open("a", encoding="utf-8") as f:
         f.write("hippocampus_torn,/in/x.nii")  # a line torn by the kill: no newline, too few fields
-    result = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    result = subprocess.run([*cmd, "--resume"], capture_output=True, encoding="utf-8")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = _rows(out / "volseg_run.csv")  # append-only: one line per case, whichever run wrote it
     assert sorted(r["case_id"] for r in lines) == sorted(c.case_id for c in test_cases[:6])

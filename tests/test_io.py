@@ -149,9 +149,9 @@ def test_truncated_gzip(tmp_path):
 
 
 def test_not_an_image(tmp_path):
-    (tmp_path / "x.nii.gz").write_text("case_id,image\nnot,a volume\n")
+    (tmp_path / "x.nii.gz").write_text("case_id,image\nnot,a volume\n", encoding="utf-8")
     _one_line_error(tmp_path / "x.nii.gz", "not a NIfTI/NRRD/MHA image or DICOM series")
-    (tmp_path / "x.nrrd").write_text("hello\n")
+    (tmp_path / "x.nrrd").write_text("hello\n", encoding="utf-8")
     _one_line_error(tmp_path / "x.nrrd", "not a NIfTI/NRRD/MHA image or DICOM series")
     (tmp_path / "x.png").write_bytes(b"\x89PNG")
     _one_line_error(tmp_path / "x.png", "unsupported file type")

@@ -42,7 +42,7 @@ def test_only_layers_module_names_dimensional_classes():
         f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
         for path in PACKAGE.rglob("*.py")
         if path.name != "layers.py"
-        for n, line in enumerate(path.read_text().splitlines(), 1)
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if pattern.search(line) and not line.lstrip().startswith("#")
     ]
     assert not offenders, offenders

@@ -33,7 +33,7 @@ def test_msd_dataset_json(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({
         "labels": {"0": "background", "1": "Anterior", "2": "Posterior"},
         "training": [{"image": "./imagesTr/x_1.nii.gz", "label": "./labelsTr/x_1.nii.gz"}],
-    }))
+    }), encoding="utf-8")
     (case,) = discover_cases(tmp_path)
     assert case.case_id == "x_1" and case.label.name == "x_1.nii.gz"
     assert label_names_from_dataset_json(tmp_path) == {1: "Anterior", 2: "Posterior"}
@@ -57,7 +57,7 @@ def test_manifest_round_trip_relative_paths(tmp_path):
         _nifti(tmp_path / "data" / "labels" / f"c{i}.nii.gz")
     cases = assign_splits(discover_cases(tmp_path / "data"), 0.0, 0.0, 0)
     write_manifest(cases, tmp_path / "m.csv")
-    text = (tmp_path / "m.csv").read_text()
+    text = (tmp_path / "m.csv").read_text(encoding="utf-8")
     assert "data/images/c0.nii.gz" in text and str(tmp_path) not in text
     assert read_manifest(tmp_path / "m.csv") == cases
 
@@ -69,7 +69,7 @@ def test_bad_manifest_rows_are_all_reported(tmp_path):
         "ok,b.nii.gz,,train\n"
         "../../x,c.nii.gz,,train\n"
         "d,d.nii.gz,,holdout\n"
-    )
+    , encoding="utf-8")
     with pytest.raises(ManifestError) as err:
         read_manifest(tmp_path / "m.csv")
     message = str(err.value)

@@ -51,7 +51,7 @@ def _upload_ct(pacs, folder, n: int, study: str, series: str, slices: int = 12, 
 
 
 def _record(out):
-    return list(csv.DictReader((out / "volseg_pacs.csv").open()))
+    return list(csv.DictReader((out / "volseg_pacs.csv").open(encoding="utf-8")))
 
 
 def _segs(pacs, study_uid):
@@ -171,7 +171,7 @@ def test_filters_and_limit(empty_pacs, tmp_path):
     for n, (date, accession) in enumerate([("20200105", "A1"), ("20210310", "A2"), ("20210420", "A3")]):
         _upload_ct(pacs, tmp_path, n, f"1.{40 + n}", f"2.{40 + n}", tags={"0008|0020": date, "0008|0050": accession})
     listing = tmp_path / "acc.txt"
-    listing.write_text("A2\nA3\n")
+    listing.write_text("A2\nA3\n", encoding="utf-8")
     out = tmp_path / "out"
     result = _pacs(pacs.dicomweb, out, "--study-date", "20210101-20211231", "--accessions-file", listing,
                    "--limit", 1)
@@ -210,8 +210,8 @@ def test_credentials_come_from_a_file_or_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("VOLSEG_PACS_TOKEN", "tok")
     assert credentials() == {"token": "tok"}
     path = tmp_path / "auth.yaml"
-    path.write_text("user: file-user\npassword: file-pass\n")
+    path.write_text("user: file-user\npassword: file-pass\n", encoding="utf-8")
     assert credentials(path) == {"user": "file-user", "password": "file-pass"}
-    path.write_text("username: x\n")
+    path.write_text("username: x\n", encoding="utf-8")
     with pytest.raises(PacsError, match="expected 'user' and 'password', or 'token'"):
         credentials(path)

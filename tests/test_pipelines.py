@@ -29,18 +29,18 @@ def test_pancreas_recipe_on_the_totalsegmentator_ct(tmp_path):
     cmd = [sys.executable, str(REPO / "pipelines" / "pancreas_ct.py"), str(src), str(run), "--device", "cpu",
            "--val-fraction", "0.5", "--test-fraction", "0", "--test-split", "val",
            "--plan-set", "data.label_remap={7: 1}", *[a for o in tiny for a in ("--set", o)]]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(cmd, capture_output=True, encoding="utf-8", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    plan = (run / "plan.yaml").read_text()
+    plan = (run / "plan.yaml").read_text(encoding="utf-8")
     assert "normalization: ct" in plan and "label_remap:\n    7: 1" in plan
-    (row,) = list(csv.DictReader(open(run / "pred" / "volseg_run.csv")))
+    (row,) = list(csv.DictReader(open(run / "pred" / "volseg_run.csv", encoding="utf-8")))
     assert row["status"] == "ok"
     case = row["case_id"]
     source = nib.load(src / "imagesTr" / f"{case}.nii.gz")
     output = nib.load(run / "pred" / f"{case}.nii.gz")
     assert output.shape == source.shape and np.allclose(output.affine, source.affine, atol=1e-5)
     assert set(np.unique(np.asarray(output.dataobj))) <= {0, 1}
-    metrics = list(csv.DictReader(open(run / "test_metrics.csv")))
+    metrics = list(csv.DictReader(open(run / "test_metrics.csv", encoding="utf-8")))
     assert [m["label"] for m in metrics] == ["pancreas"]
     assert (run / "pred" / f"{case}_qc.png").is_file()

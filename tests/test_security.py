@@ -255,7 +255,7 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
     caplog.set_level(logging.DEBUG)
     out = work / "out"
     rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - Modality: CT\n")  # the test model is an MR model
+    rules.write_text("rules:\n  - Modality: CT\n", encoding="utf-8")  # the test model is an MR model
     result = runner.invoke(app, ["infer", str(inputs), "--model", str(run_dir), "-o", str(out), "--qc",
                                  "--save-probabilities", "--series-rules", str(rules),
                                  "--output-format", "nifti,dicom-seg"])

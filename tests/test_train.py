@@ -63,7 +63,7 @@ def test_run_folder_and_checkpoint_contents(manifest, tmp_path):
     for name in ("config.yaml", "best.pt", "last.pt", "metrics.csv", "curves.png"):
         assert (run / name).is_file(), name
     assert not list(run.glob(".*tmp*"))
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    rows = list(csv.DictReader((run / "metrics.csv").open(encoding="utf-8")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"val_dice_anterior", "val_dice_posterior", "val_dice_mean"} <= set(rows[0])
     assert all(0 <= float(r["loader_wait_share"]) < 1 for r in rows)
@@ -158,7 +158,7 @@ def test_sigkill_mid_epoch_then_resume(manifest, tmp_path):
     proc.wait()
     killed_at = load_checkpoint(run / "last.pt")["epoch"]  # loads: never half-written
     assert 1 <= killed_at < 6, "the kill must land before the run finished"
-    result = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    result = subprocess.run([*cmd, "--resume"], capture_output=True, encoding="utf-8")
     assert result.returncode == 0, result.stdout + result.stderr
     final = load_checkpoint(run / "last.pt")
     assert final["epoch"] == 6
