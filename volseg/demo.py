@@ -123,6 +123,6 @@ def _write_report(out_dir: Path, segmenter: Segmenter, rows: list[dict], summary
     lines += [f"### {case}\n\n![{case}]({case}_qc.png)\n" for case in cases]
     path = out_dir / "report.md"
     tmp = path.with_name(".report.md.tmp")
-    tmp.write_text("\n".join(lines))
+    tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, path)
     return path

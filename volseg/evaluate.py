@@ -85,13 +85,13 @@ def write_results(rows: list[dict], summary: dict, csv_path: Path) -> Path:
     """Per-case CSV at ``csv_path`` and the summary as JSON beside it; both written atomically."""
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    with tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["case_id", "label", "value", *METRICS])
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, csv_path)
     json_path = csv_path.with_suffix(".json")
     tmp = json_path.with_name(f".{json_path.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
     os.replace(tmp, json_path)
     return json_path

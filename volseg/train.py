@@ -138,7 +138,7 @@ def validate(model, dataset, cfg: Config, device: torch.device, ctx: distributed
 def _write_metrics(history: list[EpochRecord], labels: dict[int, str], run_dir: Path) -> None:
     rows = [r.row(labels) for r in history]
     tmp = run_dir / ".metrics.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -47,7 +47,7 @@ def discover_cases(src: str | Path) -> list[Case]:
         raise ManifestError(f"{root}: not a folder")
     cases: list[Case] = []
     dataset_json = root / "dataset.json"
-    training = json.loads(dataset_json.read_text()).get("training") if dataset_json.is_file() else None
+    training = json.loads(dataset_json.read_text(encoding="utf-8")).get("training") if dataset_json.is_file() else None
     if isinstance(training, list) and training and isinstance(training[0], dict) and "image" in training[0]:
         for entry in training:  # MSD: explicit image/label pairs
             image, label = root / entry["image"], root / entry["label"]
@@ -95,7 +95,7 @@ def label_names_from_dataset_json(root: str | Path) -> dict[int, str] | None:
     path = Path(root) / "dataset.json"
     if not path.is_file():
         return None
-    labels = json.loads(path.read_text()).get("labels")
+    labels = json.loads(path.read_text(encoding="utf-8")).get("labels")
     if not isinstance(labels, dict):
         return None
     pairs = ((int(k), str(v)) if str(k).isdigit() else (int(v), str(k)) for k, v in labels.items())

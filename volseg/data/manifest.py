@@ -46,7 +46,7 @@ def read_manifest(path: str | Path) -> list[Case]:
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     root = path.resolve().parent
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("case_id", "image") if c not in (reader.fieldnames or [])]
         if missing:
@@ -86,7 +86,7 @@ def write_manifest(cases: list[Case], path: str | Path) -> None:
         return Path(os.path.relpath(Path(p).resolve(), root)).as_posix()
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         for case in cases:

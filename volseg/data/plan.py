@@ -36,11 +36,11 @@ class Fingerprint:
     n_cases: int
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=1))
+        Path(path).write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> Fingerprint:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
         data["class_voxels"] = {int(k): v for k, v in data["class_voxels"].items()}
         return cls(**data)
 
