@@ -2,15 +2,19 @@
 MONAI ``sliding_window_inference`` in eager fp32 with the same weights and overlap.
 
 Usage: python benchmarks/whole_volume.py [--ct FILE [--label FILE]] [--model NAME_OR_CHECKPOINT]
-                                        [--backends torch auto] [--out benchmarks/results] [--quick]
+                                        [--backends torch auto auto-nocrop int8] [--out benchmarks/results] [--quick]
+Kinds: a volseg backend in fp32, ``int8`` (OpenVINO int8: a built-in model's shipped twin, else quantized on
+windows of the benchmark CT), and either with ``-nocrop`` (the body crop off).
 With --model (e.g. the built-in ``abdomen-ct``) a trained model runs on --ct, and every Dice is per label.
 Stages: read, preprocess, network, stitching (sliding window minus network), postprocess, invert, write.
 The model has the architecture and planned patch of configs/pancreas_ct_3d.yaml. Its weights are fitted
 for a few steps (--fit-steps) to the synthetic CT's dense "organ" so that its labels are not pure noise
 around 0.5; this is far from a trained model (Dice about 0.1 against the organ after 40 steps), so
 label agreement with the body crop on says little about a trained model's. The baseline is the same volume, resampled and normalized the same way
-(without volseg's body crop), through MONAI's sliding_window_inference with the model in eager fp32.
-Each run is its own subprocess, so its peak memory (RSS high-water mark) is its own.
+(without volseg's body crop), through MONAI's sliding_window_inference with the model in eager fp32,
+inverted with MONAI's Invertd and made discrete with MONAI's AsDiscrete (argmax), as a MONAI user would.
+Each run is its own subprocess started by a small parent (Linux keeps the RSS high-water mark across exec,
+so the parent must stay small: int8 calibration runs in a child too), so its peak memory is its own.
 Writes whole_volume.json and whole_volume.md.
 """
 
@@ -106,6 +110,7 @@ def timed(fn, *args):
 def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -> dict:
     """One whole-volume inference, stage by stage. ``kind``: a volseg backend (``auto``, ``torch``, ...),
     ``<backend>-nocrop`` (volseg without the body crop), or ``monai`` (the baseline)."""
+    from monai import transforms as mt
     from monai.inferers import sliding_window_inference
 
     from volseg.data import io
@@ -114,7 +119,9 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
     from volseg.predict import activate, predict_probabilities, probabilities_to_labels
 
     backend = "torch" if kind == "monai" else kind.removesuffix("-nocrop")
-    segmenter = Segmenter(checkpoint, "cpu", overlap=overlap, backend=backend)
+    precision = "int8" if backend == "int8" else "fp32"
+    backend = "openvino" if backend == "int8" else backend
+    segmenter = Segmenter(checkpoint, "cpu", overlap=overlap, backend=backend, precision=precision)
     if kind == "monai" or kind.endswith("-nocrop"):
         segmenter.cfg.preprocess.crop_foreground = False
         segmenter.chain = preprocess(segmenter.cfg)
@@ -142,7 +149,8 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
         stages["stitching"] = 0.0  # not separable inside MONAI: counted in network
         probs, seconds = timed(lambda: activate(logits)[0])
         back, stages["invert"] = timed(to_source_grid, probs, data["image"], segmenter.chain)
-        labels, post = timed(lambda: probabilities_to_labels(torch.as_tensor(back)).numpy().astype(np.uint8))
+        discrete = mt.AsDiscrete(argmax=True) if back.shape[0] > 1 else mt.AsDiscrete(threshold=0.5)
+        labels, post = timed(lambda: discrete(back)[0].numpy().astype(np.uint8))  # MONAI's own post-processing
         stages["postprocess"] = seconds + post
     else:  # the steps of Segmenter.predict, timed one by one
         probs, window = timed(lambda: predict_probabilities(
@@ -153,7 +161,8 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
         labels, stages["postprocess"] = timed(
             lambda: probabilities_to_labels(torch.as_tensor(back)).numpy().astype(np.uint8))
     _, stages["write"] = timed(io.write_label, labels, data["image"], out / f"labels_{kind}.nii.gz")
-    return {"kind": kind, "backend": "monai" if kind == "monai" else segmenter.backend, "stages": stages,
+    return {"kind": kind, "backend": "monai" if kind == "monai" else segmenter.backend,
+            "precision": segmenter.precision, "stages": stages,
             "total_s": sum(stages.values()), "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "preprocessed_shape": list(data["image"].shape[1:])}
 
@@ -164,7 +173,7 @@ def main() -> None:
     parser.add_argument("--label", type=Path, help="its label map, to fit the weights to (with --ct)")
     parser.add_argument("--model", help="a trained model (built-in name, run folder or checkpoint) instead of the "
                                         "fitted pancreas-architecture one")
-    parser.add_argument("--backends", nargs="*", default=["torch", "auto", "auto-nocrop"])
+    parser.add_argument("--backends", nargs="*", default=["torch", "auto", "auto-nocrop", "int8"])
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--fit-steps", type=int, default=40)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -174,7 +183,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, ct, checkpoint = args.child[0], Path(args.child[1]), Path(args.child[2])
-        print(json.dumps(run_case(ct, checkpoint, kind, args.overlap, checkpoint.parent)))
+        if kind == "export-int8":
+            int8_beside(checkpoint, args.model, ct)
+        else:
+            print(json.dumps(run_case(ct, checkpoint, kind, args.overlap, checkpoint.parent)))
         return
     report = benchmark(args)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -208,6 +220,9 @@ def benchmark(args) -> dict:
             checkpoint.symlink_to(resolve_checkpoint(resolve_model(args.model)).resolve())
         else:
             checkpoint = make_run(work, ct, label, args.quick, 2 if args.quick else args.fit_steps)
+        if any(kind.startswith("int8") for kind in args.backends):  # in a child: calibration's memory is its own
+            cmd = [sys.executable, __file__, "--child", "export-int8", str(ct), str(checkpoint)]
+            subprocess.run(cmd + (["--model", args.model] if args.model else []), check=True, capture_output=True)
         config = load_checkpoint(checkpoint)["config"]
         labels = config["data"]["labels"]
         classes = dict(enumerate(labels.values(), start=1))  # class index -> name, as the runs write them
@@ -243,6 +258,24 @@ def benchmark(args) -> dict:
             "rows": rows}
 
 
+def int8_beside(checkpoint: Path, model: str | None, ct: Path) -> None:
+    """Put the int8 model next to ``checkpoint``: a built-in model's shipped twin, else one quantized by
+    volseg's own export, calibrated on windows of the benchmark CT itself (a speed figure, not accuracy)."""
+    from volseg.pretrained import resolve_model
+    from volseg.quantize import IR_NAME, RECORD_NAME, export_int8
+
+    if model:
+        source = Path(resolve_model(model)).resolve()
+        source = source.parent if source.is_file() else source
+        if (source / IR_NAME).is_file():
+            for name in (IR_NAME, Path(IR_NAME).with_suffix(".bin").name, RECORD_NAME):
+                (checkpoint.parent / name).symlink_to(source / name)
+            return
+    manifest = checkpoint.parent / "calibration.csv"
+    manifest.write_text(f"case_id,image,split\nct,{ct.resolve()},train\n", encoding="utf-8")
+    export_int8(checkpoint, checkpoint.parent, manifest)
+
+
 def markdown(report: dict) -> str:
     names = {"monai": "MONAI sliding_window_inference, eager fp32 (baseline)"}
     lines = [f"CT: {report['ct']}; model: {report.get('model', 'fitted')}; resampled to {report['spacing']} mm; "
@@ -251,7 +284,8 @@ def markdown(report: dict) -> str:
              "| run | " + " | ".join(f"{s} s" for s in STAGES) + " | total s | non-network | peak MB | "
              "speed-up vs MONAI | Dice vs MONAI | in body | vs truth |", "|" + "---|" * (len(STAGES) + 8)]
     for r in report["rows"]:
-        name = names.get(r["kind"], f"volseg {r['backend']}" + (", no body crop" if r["kind"].endswith("-nocrop") else ""))
+        name = names.get(r["kind"], f"volseg {r['backend']} {r.get('precision', 'fp32')}"
+                         + (", no body crop" if r["kind"].endswith("-nocrop") else ""))
         lines.append(f"| {name} | " + " | ".join(f"{r['stages'][s]:.2f}" for s in STAGES) +
                      f" | {r['total_s']:.1f} | {100 * r['non_network_share']:.0f}% | {r['peak_memory_mb']:.0f} | "
                      f"{r['speedup_vs_monai']:.2f}x | {r['dice_vs_monai']:.4f} | {r['dice_vs_monai_in_body']:.4f} | "

@@ -27,14 +27,15 @@ def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
     assert "| unet | volseg |" in (tmp_path / "models.md").read_text(encoding="utf-8")
 
     whole = json.loads((tmp_path / "whole_volume.json").read_text(encoding="utf-8"))
-    assert [r["kind"] for r in whole["rows"]] == ["monai", "auto"]
+    assert [r["kind"] for r in whole["rows"]] == ["monai", "auto", "int8"]
+    assert [r["precision"] for r in whole["rows"][1:]] == ["fp32", "int8"]
     for row in whole["rows"]:
         assert set(row["stages"]) == STAGES and row["total_s"] > 0
     assert whole["rows"][0]["dice_vs_monai"] == 1.0  # the baseline against itself: the comparison is wired
 
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     goals = " ".join(g["goal"] for g in summary)
-    for words in ("2.5x faster", "60% of fp32 matmul", "10% of whole-volume", "peak memory", "unet training step"):
+    for words in ("2.5x faster", "8x faster", "60% of fp32 matmul", "10% of whole-volume", "peak memory", "unet training step"):
         assert words in goals
     assert "| goal | measured | met |" in (tmp_path / "summary.md").read_text(encoding="utf-8")
 

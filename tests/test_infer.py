@@ -12,11 +12,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.manifest import read_manifest
-from volseg.infer import collect_inputs, select_part
+from volseg.infer import Segmenter, collect_inputs, select_part
+from volseg.pretrained import resolve_model
 
 from .conftest import shared_path
 from .helpers import REPO, tiny_run
@@ -266,3 +268,20 @@ def test_infer_without_model_uses_the_shipped_default(test_cases, tmp_path, monk
     for value in (1, 2):
         overlap = 2 * np.logical_and(labels == value, truth == value).sum() / ((labels == value).sum() + (truth == value).sum())
         assert overlap > 0.75, (value, overlap)
+
+
+def test_tta_mirrors_only_the_axes_the_model_was_trained_mirrored_on():
+    from volseg.config import load_config
+    from volseg.predict import mirror_axes, probabilities_to_labels
+
+    assert mirror_axes(load_config(None, ["model.dims=3", "augment.flip=true"])) == [0, 1, 2]
+    assert mirror_axes(load_config(None, ["model.dims=3", "augment.flip=[1, 2]"])) == [1, 2]
+    assert mirror_axes(load_config(None, ["model.dims=2", "sampling.slice_axis=1", "augment.flip=true"])) == [0, 2]
+    assert mirror_axes(load_config(None, ["model.dims=3", "augment.flip=false"])) == []
+    # the built-in CT model never saw a mirrored patient (left/right kidneys): --tta is refused, not averaged
+    # into empty labels (8 mirror images, 7 of them nonsense to it, erased every organ before this check)
+    with pytest.raises(ValueError, match="trained without mirroring"):
+        Segmenter(resolve_model("abdomen-ct"), "cpu", tta=True)
+    probs = torch.rand(5, 9, 8, 7)
+    probs[:, :3] = 0.25  # ties go to the first class, as with argmax
+    assert torch.equal(probabilities_to_labels(probs), probs.argmax(0))

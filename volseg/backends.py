@@ -3,7 +3,9 @@
 Every backend maps a batch (B, C, ...) to logits (B, K, ...) on the CPU side of the caller, so the
 predictor's sliding window, blending and inversion are shared. ``auto`` picks the fastest one installed
 for the device: torch (with fp16 autocast) on CUDA; OpenVINO, then ONNX Runtime, then torch on CPU.
-ONNX exports are cached per checkpoint (content hash), so a batch pays the export once.
+ONNX exports are cached per checkpoint (content hash), so a batch pays the export once. Precision:
+fp32 everywhere; int8 through OpenVINO (see :mod:`volseg.quantize`), and under ``auto`` only for a model
+whose int8 agreement with fp32 was measured and recorded.
 """
 
 from __future__ import annotations
@@ -103,13 +105,13 @@ def onnxruntime_backend(onnx_path: Path) -> Backend:
     return lambda x: torch.from_numpy(session.run(None, {name: np.ascontiguousarray(x.cpu().numpy())})[0])
 
 
-def openvino_backend(onnx_path: Path) -> Backend:
+def openvino_backend(model_path: Path) -> Backend:
     """One OpenVINO model compiled per input shape: a sliding window repeats one shape, and a static
     shape lets OpenVINO plan its memory (2.2 GB instead of 3.2 GB for a 96x160x160 pancreas window)."""
     import openvino as ov
 
     core = ov.Core()
-    source = core.read_model(str(onnx_path))  # read once; each shape compiles a reshaped copy
+    source = core.read_model(str(model_path))  # ONNX or IR, read once; each shape compiles a reshaped copy
     compiled: dict[tuple[int, ...], ov.InferRequest] = {}
 
     def request_for(shape: tuple[int, ...]):
@@ -130,10 +132,28 @@ def openvino_backend(onnx_path: Path) -> Backend:
     return run
 
 
-def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device, checkpoint: Path) -> tuple[str, Backend]:
-    """(resolved name, batch -> logits) for the requested backend."""
+def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device, checkpoint: Path,
+                 precision: str = "fp32") -> tuple[str, str, Backend]:
+    """(resolved backend, resolved precision, batch -> logits) for the requested backend and precision."""
+    from volseg import quantize
+
+    if precision not in quantize.PRECISIONS:
+        raise ValueError(f"precision must be one of {list(quantize.PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and name not in ("auto", "openvino"):
+        raise ValueError(f"int8 runs through OpenVINO; use --backend openvino (or auto), not {name!r}")
     name = choose(name, device)
+    int8 = None
+    if name == "openvino" and precision != "fp32":
+        int8 = quantize.beside_checkpoint(checkpoint)
+        if precision == "auto" and not quantize.agrees(int8 and int8.record):
+            int8 = None
+        elif precision == "int8" and int8 is None:
+            int8 = quantize.Int8Model(quantize.cached_int8(model, cfg, checkpoint), None)
+    elif precision == "int8":
+        raise ValueError(f"int8 runs through OpenVINO on the CPU; here the backend is {name!r} on {device.type}")
     if name == "torch":
-        return name, torch_backend(model, device)
+        return name, "fp32", torch_backend(model, device)
+    if int8 is not None:
+        return name, "int8", openvino_backend(int8.path)
     onnx_path = _cached_onnx(model, cfg, checkpoint)
-    return name, (onnxruntime_backend if name == "onnxruntime" else openvino_backend)(onnx_path)
+    return name, "fp32", (onnxruntime_backend if name == "onnxruntime" else openvino_backend)(onnx_path)

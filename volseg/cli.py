@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,7 @@ def _print_builtin_models() -> None:
     """One line per built-in model (names, labels and paths must never be wrapped)."""
     from volseg.checkpoint import load_checkpoint
     from volseg.pretrained import BUILTIN, DEFAULT, model_file
+    from volseg.quantize import MIN_AGREEMENT, agrees, beside_checkpoint
 
     console.print("built-in trained models (volseg infer --model NAME):")
     for name, what in BUILTIN.items():
@@ -85,8 +87,11 @@ def _print_builtin_models() -> None:
             continue
         config = load_checkpoint(path)["config"]
         labels = ", ".join(f"{v} {n}" for v, n in config["data"]["labels"].items())
+        int8 = beside_checkpoint(path)
+        twin = ("; int8 twin (" + ("used on CPU" if agrees(int8.record) else "fp32 kept: agreement below "
+                                   f"{MIN_AGREEMENT}") + ")") if int8 else ""
         console.print(f"  {title}: {what}; {config['model']['name']} {config['model']['dims']}D; labels {labels}; "
-                      f"{path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False)
+                      f"{path} ({path.stat().st_size / 1e6:.1f} MB){twin}", highlight=False)
 
 
 @app.command()
@@ -205,8 +210,9 @@ def infer(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint, or built-in model name (see `volseg models`) [default: hippocampus-mri]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or openvino (auto: fastest installed)."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or int8 (OpenVINO; auto: int8 only for a model whose int8 agreement is recorded, see `volseg export`)."),
     overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=0.95, help="Sliding-window overlap (3D models)."),
-    tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation (2^dims passes)."),
+    tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation along the axes the model was trained mirrored on (2^n passes)."),
     keep_largest: bool = typer.Option(False, "--keep-largest", help="Keep only the largest connected component per label."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write CASE_probabilities.npz (float16)."),
     qc: bool = typer.Option(False, "--qc", help="Write CASE_qc.png: three views with the labels overlaid."),
@@ -245,7 +251,7 @@ def infer(
         rules = load_rules(series_rules) if series_rules else None
         ctx = distributed.setup(device)
         segmenter = Segmenter(_model_path(model), distributed.device_for(ctx, device), overlap=overlap, tta=tta,
-                              keep_largest=keep_largest, backend=backend)
+                              keep_largest=keep_largest, backend=backend, precision=precision)
         rules = rules or default_rules(segmenter.cfg.data.modality)
         cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
         if not cases:
@@ -254,7 +260,8 @@ def infer(
             attention_network(segmenter.model)  # fail now, not once per case
     if ctx.is_main:
         console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
-                      f"labels {segmenter.cfg.data.labels}) on {segmenter.device}, backend {segmenter.backend}")
+                      f"labels {segmenter.cfg.data.labels}) on {segmenter.device}, backend {segmenter.backend} "
+                      f"{segmenter.precision}")
     single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled
     options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
                            qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout,
@@ -306,6 +313,7 @@ def pacs(
     save_nifti: bool = typer.Option(False, "--save-nifti", help="Also keep each label map as OUT/CASE.nii.gz."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or openvino."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or int8 (see `volseg infer`)."),
 ) -> None:
     """Segment the selected series of a PACS and store each DICOM SEG back into its study (DICOMweb).
 
@@ -325,11 +333,11 @@ def pacs(
             dates = (match[1], match[2] or match[1])
         accessions = list(accession)
         if accessions_file:
-            accessions += [line.strip() for line in accessions_file.read_text().splitlines() if line.strip()]
+            accessions += [line.strip() for line in accessions_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         rules = load_rules(series_rules) if series_rules else None
         client = connect(url, credentials(auth_file))
         check_reachable(client, url)  # before the model loads: a wrong URL or password fails at once
-        segmenter = Segmenter(_model_path(model), device, backend=backend)
+        segmenter = Segmenter(_model_path(model), device, backend=backend, precision=precision)
         rules = rules or default_rules(segmenter.cfg.data.modality)
         query = PacsQuery(modality or segmenter.cfg.data.modality, dates, accessions, limit)
         console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.data.modality}, labels "
@@ -350,17 +358,63 @@ def pacs(
 
 @app.command()
 def export(
-    model: Path = typer.Argument(..., help="Run folder or checkpoint."),
-    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write (dynamic batch and spatial sizes)."),
+    model: Path = typer.Argument(..., help="Run folder, checkpoint or built-in model name."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="fp32: the ONNX file to write. int8: the model folder [default: the checkpoint's folder]."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (ONNX, dynamic sizes) or int8 (OpenVINO IR, NNCF post-training quantization)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8: manifest (its train split) or folder of images to calibrate on [default: the model's training manifest]."),
+    check: Optional[Path] = typer.Option(None, "--check", help="int8: manifest whose cases measure int8 against fp32 [default: the calibration manifest]."),
+    check_split: str = typer.Option("val", "--check-split", help="int8: the split of --check to measure on."),
 ) -> None:
-    """Export a trained model to ONNX (for ONNX Runtime, OpenVINO, TensorRT, ...)."""
-    from volseg.backends import export_onnx
+    """Export a trained model: fp32 ONNX (for ONNX Runtime, OpenVINO, TensorRT, ...) or an int8 OpenVINO
+    model with its measured agreement (int8.json), which `volseg infer --precision auto` then uses on CPU."""
     from volseg.checkpoint import load_model
 
     with _user_errors():
-        network, cfg, checkpoint = load_model(model)
-        export_onnx(network, cfg, output)
-    console.print(f"wrote {output} ({cfg.model.name} {cfg.model.dims}D from {checkpoint})")
+        if precision == "fp32":
+            from volseg.backends import export_onnx
+
+            if output is None:
+                raise ValueError("--output FILE.onnx is needed for an fp32 export")
+            network, cfg, checkpoint = load_model(_model_path(model))
+            export_onnx(network, cfg, output)
+            console.print(f"wrote {output} ({cfg.model.name} {cfg.model.dims}D from {checkpoint})")
+            return
+        if precision != "int8":
+            raise ValueError(f"--precision must be fp32 or int8, got {precision!r}")
+        _export_int8(_model_path(model), output, calibration, check, check_split)
+
+
+def _export_int8(model: Path, folder: Optional[Path], calibration: Optional[Path], check: Optional[Path],
+                 check_split: str) -> None:
+    from volseg.data.manifest import read_manifest
+    from volseg.infer import Segmenter
+    from volseg.quantize import (IR_NAME, MIN_AGREEMENT, RECORD_NAME, agrees, export_int8, measure_agreement,
+                                 read_record, write_record)
+
+    checkpoint = export_int8(model, folder, calibration)
+    record = read_record(checkpoint.parent)
+    console.print(f"wrote {checkpoint.parent / IR_NAME} (int8, calibrated on {record['calibration']['windows']} "
+                  f"windows of {record['calibration']['source']})")
+    source = check or (calibration if calibration and calibration.suffix.lower() == ".csv" else None)
+    cases = [c for c in read_manifest(source) if c.split == check_split] if source else []
+    if not cases:
+        console.print(f"[yellow]agreement not measured[/yellow] (no {check_split!r} cases: give --check MANIFEST "
+                      "--check-split SPLIT); --precision auto will keep fp32 for this model")
+        return
+    fp32 = Segmenter(checkpoint, "cpu", backend="openvino", precision="fp32")
+    int8 = Segmenter(checkpoint, "cpu", backend="openvino", precision="int8")
+    record["agreement"] = {"check": f"{source} split {check_split}", **measure_agreement(fp32, int8, cases)}
+    write_record(checkpoint.parent, record)
+    agreement = record["agreement"]
+    for name, worst in agreement["dice_vs_fp32_min"].items():
+        ref = agreement["dice_vs_reference"]
+        against = (f"; vs reference {ref['fp32'][name]:.4f} fp32, {ref['int8'][name]:.4f} int8"
+                   if ref["fp32"][name] is not None else "")
+        console.print(f"  {name}: int8 vs fp32 Dice mean {agreement['dice_vs_fp32_mean'][name]:.4f}, "
+                      f"worst {worst:.4f}{against}")
+    verdict = ("--precision auto uses it on CPU" if agrees(record) else
+               f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)")
+    console.print(f"{agreement['cases']} cases; recorded in {checkpoint.parent / RECORD_NAME}: {verdict}")
 
 
 def _model_path(model: Optional[Path]) -> Path:
@@ -611,6 +665,10 @@ def _fail(message: str) -> int:
 
 
 def main() -> None:
+    # A terminal or log with an ASCII locale must not crash a run over a "±" or a progress bar.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     app()
 
 

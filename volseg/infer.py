@@ -31,7 +31,8 @@ from volseg.data.series_rules import SeriesRules, select
 from volseg.data.manifest import read_manifest, safe_case_id
 from volseg.data.transforms import LoadCased, preprocess, to_source_grid
 from volseg.backends import make_backend
-from volseg.predict import activate, attention_network, predict_probabilities, probabilities_to_labels
+from volseg.predict import (activate, attention_network, mirror_axes, predict_probabilities,
+                            probabilities_to_labels)
 from volseg.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -129,18 +130,22 @@ class Segmenter:
     """A loaded model plus the preprocessing it was trained with; segments one case at a time."""
 
     def __init__(self, model_path: str | Path, device: str = "auto", overlap: float = 0.5, tta: bool = False,
-                 keep_largest: bool = False, backend: str = "torch"):
+                 keep_largest: bool = False, backend: str = "torch", precision: str = "fp32"):
         self.device = resolve_device(device)
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
         path = Path(model_path)
         self.model_name = path.parent.name if path.name in ("model.pt", "best.pt", "last.pt") else path.stem
-        self.backend, forward = make_backend(backend, self.model, self.cfg, self.device, self.checkpoint)
+        self.backend, self.precision, forward = make_backend(backend, self.model, self.cfg, self.device,
+                                                             self.checkpoint, precision)
         self.network = lambda x: activate(forward(x))
         # OpenVINO runs one window at a time fastest (default model: 130 GFLOP/s at batch 1, 88 at batch 4),
         # and one window's activations are all it holds in memory
         self.batch_size = 1 if self.backend == "openvino" and self.cfg.model.dims == 3 else None
         self.reader = LoadCased(self.cfg.data.label_remap)
         self.chain = preprocess(self.cfg, window_overlap=overlap)
+        if tta and not mirror_axes(self.cfg):
+            raise ValueError(f"--tta: {self.checkpoint} was trained without mirroring (augment.flip: false), so "
+                             "it has no mirror images to average; run without --tta")
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
         self.label_values = sorted(self.cfg.data.labels)
 
@@ -373,7 +378,7 @@ def merge_run_csvs(parts: list[Path], merged: Path) -> list[dict]:
     latest = {row["case_id"]: row for part in parts for row in csv.DictReader(part.open(encoding="utf-8"))}
     rows = sorted(latest.values(), key=lambda r: r["case_id"])
     tmp = merged.with_name(f".{merged.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    with tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

@@ -68,12 +68,23 @@ def _slice_wise(network: Network, image: torch.Tensor, cfg: Config, device: torc
     return probs.movedim(0, 1).movedim(1, 1 + axis)
 
 
+def mirror_axes(cfg: Config) -> list[int]:
+    """The volume axes (0-2) the model was trained mirrored along: test-time mirroring uses only those, as
+    nnU-Net does. A model never shown a mirrored patient (e.g. one with left/right labels) answers a
+    mirrored one with nonsense, and averaging it in would wipe out its labels."""
+    in_plane = [0, 1, 2] if cfg.model.dims == 3 else [a for a in range(3) if a != cfg.sampling.slice_axis]
+    flip = cfg.augment.flip
+    trained = range(len(in_plane)) if flip is True else () if flip is False else flip
+    return [in_plane[i] for i in trained]
+
+
 def predict_probabilities(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device,
                           overlap: float = 0.5, tta: bool = False, batch_size: int | None = None,
                           network: Network | None = None) -> torch.Tensor:
     """Class probabilities (K, X, Y, Z) for a preprocessed (C, X, Y, Z) image, on the CPU.
 
     ``network`` replaces the default batch -> probabilities function, e.g. to stitch attention maps.
+    ``tta`` averages the mirror images along :func:`mirror_axes` (2^n passes).
     """
     model.eval()
     network = network or (lambda x: activate(model(x).float()))
@@ -81,8 +92,8 @@ def predict_probabilities(model: nn.Module, image: torch.Tensor, cfg: Config, de
     spatial_dims = cfg.model.dims
     flips = [()]
     if tta:
-        axes = range(1, 4) if spatial_dims == 3 else [a + 1 for a in range(3) if a != cfg.sampling.slice_axis]
-        flips = [f for r in range(len(list(axes)) + 1) for f in itertools.combinations(axes, r)]
+        axes = [a + 1 for a in mirror_axes(cfg)]  # tensor dims: channel first
+        flips = [f for r in range(len(axes) + 1) for f in itertools.combinations(axes, r)]
     total = None
     with torch.inference_mode():
         for flip in flips:
@@ -104,7 +115,15 @@ def attention_network(model: nn.Module) -> Network:
 
 
 def probabilities_to_labels(probs: torch.Tensor) -> torch.Tensor:
-    """(K, ...) probabilities -> (...) integer labels: threshold 0.5 for one sigmoid channel, else argmax."""
+    """(K, ...) probabilities -> (...) integer labels: threshold 0.5 for one sigmoid channel, else argmax
+    (the first class on ties, as ``argmax``). Computed as a running maximum over the K channel planes:
+    ``argmax(0)`` reduces across the outermost, strided axis and took 4.3 s for 5 x 512x512x129 here."""
+    probs = torch.as_tensor(probs)
     if probs.shape[0] == 1:
         return (probs[0] > 0.5).to(torch.int64)
-    return probs.argmax(0)
+    best, labels = probs[0].clone(), torch.zeros(probs.shape[1:], dtype=torch.int64)
+    for k in range(1, probs.shape[0]):
+        higher = probs[k] > best
+        labels[higher] = k
+        torch.maximum(best, probs[k], out=best)
+    return labels
