@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -665,10 +664,9 @@ def _fail(message: str) -> int:
 
 
 def main() -> None:
-    # A terminal or log with an ASCII locale must not crash a run over a "±" or a progress bar.
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="replace")
+    from volseg.textio import tolerate_unencodable_output
+
+    tolerate_unencodable_output()
     app()
 
 

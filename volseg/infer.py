@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from volseg.checkpoint import load_model
-from volseg.config import Config
 from volseg.data import io
 from volseg.data.dicom_archive import DicomSeries, discover_series
 from volseg.data.discover import IMAGE_SUFFIXES

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from volseg.config import Config
+from volseg.textio import tolerate_unencodable_output
 
 log = logging.getLogger(__name__)
 IR_NAME = "model_int8.xml"
@@ -133,6 +134,7 @@ def quantize(source_onnx: Path, windows: list[np.ndarray], destination: Path,
     if unknown:
         raise QuantizeError(f"keep_fp32 takes first_last, got {sorted(unknown)}")
     nncf.set_log_level(logging.WARNING)
+    tolerate_unencodable_output()  # NNCF draws a progress bar
     model = ov.Core().read_model(str(source_onnx))
     scope = nncf.IgnoredScope(names=_first_last_convolutions(model) if keep_fp32 else [])
     quantized = nncf.quantize(model, nncf.Dataset(windows), subset_size=len(windows), ignored_scope=scope)
