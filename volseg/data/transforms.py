@@ -14,6 +14,7 @@ from monai.data import MetaTensor
 
 from volseg.config import Config
 from volseg.data import io
+from volseg.data.resample import SeparableResample
 
 KEYS = ("image", "label")
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # volseg.data.io always returns RAS affines
@@ -127,10 +128,13 @@ def preprocess(cfg: Config, window_overlap: float | None = None) -> mt.Compose:
     if p.spacing is not None:
         if p.image_interp not in _IMAGE_INTERP:
             raise ValueError(f"preprocess.image_interp must be one of {list(_IMAGE_INTERP)}, got {p.image_interp!r}")
-        steps.append(mt.Spacingd(
-            KEYS, pixdim=p.spacing, mode=(_IMAGE_INTERP[p.image_interp], "nearest"),
-            dtype=np.float32, allow_missing_keys=True,
-        ))
+        spacing = mt.Spacingd(KEYS, pixdim=p.spacing, mode=(_IMAGE_INTERP[p.image_interp], "nearest"),
+                              dtype=np.float32, allow_missing_keys=True)
+        resample = spacing.spacing_transform.sp_resample  # its inverse maps predictions back: make it fast
+        spacing.spacing_transform.sp_resample = SeparableResample(
+            mode=resample.mode, padding_mode=resample.padding_mode, align_corners=resample.align_corners,
+            dtype=resample.dtype)
+        steps.append(spacing)
     if p.crop_foreground and window_overlap is not None and cfg.model.dims == 3:
         steps.append(CropBodyd(_foreground_fn(cfg), cfg.sampling.patch_size_3d, window_overlap))
     elif p.crop_foreground:
