@@ -125,6 +125,12 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
     if kind == "monai" or kind.endswith("-nocrop"):
         segmenter.cfg.preprocess.crop_foreground = False
         segmenter.chain = preprocess(segmenter.cfg)
+    if kind == "monai":  # MONAI's own resampling back to the scan's grid (grid_sample), not volseg's
+        for step in segmenter.chain.transforms:
+            if isinstance(step, mt.Spacingd):
+                ours = step.spacing_transform.sp_resample
+                step.spacing_transform.sp_resample = mt.SpatialResample(
+                    mode=ours.mode, padding_mode=ours.padding_mode, align_corners=ours.align_corners, dtype=ours.dtype)
     cfg, network_seconds = segmenter.cfg, 0.0
 
     def network(x):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from volseg.atomic import atomic_path
 from volseg.config import Config
 
 log = logging.getLogger(__name__)
@@ -65,17 +66,12 @@ def export_onnx(model: nn.Module, cfg: Config, path: str | Path) -> Path:
     if missing:
         raise ValueError(f"ONNX export needs {missing}: pip install 'volseg[onnxruntime]' or 'volseg[openvino]'")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     x = example_input(cfg)
     dim = torch.export.Dim
     shapes = {"x": {0: dim("batch"), **{2 + i: dim(f"size{i}") for i in range(x.dim() - 2)}}}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.onnx.export(model.eval().cpu(), (x,), str(tmp), dynamo=True, input_names=["image"],
                           output_names=["logits"], dynamic_shapes=shapes, external_data=False, verbose=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

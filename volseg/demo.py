@@ -7,10 +7,10 @@ DICOM slab it never saw).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from volseg.atomic import write_text_atomic
 from volseg.data.manifest import read_manifest
 from volseg.evaluate import Pair, evaluate, summarize, write_results
 from volseg.infer import RUN_CSV, BatchOptions, CaseInput, Segmenter, run_batch
@@ -122,7 +122,4 @@ def _write_report(out_dir: Path, segmenter: Segmenter, rows: list[dict], summary
     lines += ["## Quality control", ""]
     lines += [f"### {case}\n\n![{case}]({case}_qc.png)\n" for case in cases]
     path = out_dir / "report.md"
-    tmp = path.with_name(".report.md.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "\n".join(lines))

@@ -13,7 +13,6 @@ result a PACS can store.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping
 
@@ -23,6 +22,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from volseg import __version__
+from volseg.atomic import atomic_path
 
 ANATOMY = codes.SCT.AnatomicalStructure
 # label name -> (segmented property category, type, optional laterality/position modifier)
@@ -133,7 +133,6 @@ def write_seg(labels: np.ndarray, files, label_names: Mapping[int, str], model_n
               label_codes: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """Build and write the SEG atomically; returns its SOPInstanceUID."""
     seg = build_seg(labels, read_source_datasets(files), label_names, model_name, label_codes)
-    tmp = path.with_name(f".{path.name}.tmp")
-    seg.save_as(tmp, enforce_file_format=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        seg.save_as(tmp, enforce_file_format=True)
     return str(seg.SOPInstanceUID)

@@ -7,12 +7,12 @@ import csv
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from volseg.atomic import atomic_path, write_text_atomic
 from volseg.data import io
 from volseg.data.manifest import read_manifest
 from volseg.metrics import label_metrics
@@ -83,15 +83,8 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
 
 def write_results(rows: list[dict], summary: dict, csv_path: Path) -> Path:
     """Per-case CSV at ``csv_path`` and the summary as JSON beside it; both written atomically."""
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["case_id", "label", "value", *METRICS])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, csv_path)
-    json_path = csv_path.with_suffix(".json")
-    tmp = json_path.with_name(f".{json_path.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    os.replace(tmp, json_path)
-    return json_path
+    return write_text_atomic(csv_path.with_suffix(".json"), json.dumps(summary, indent=1))

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from volseg.atomic import atomic_path
 from volseg.checkpoint import load_model
 from volseg.data import io
 from volseg.data.dicom_archive import DicomSeries, discover_series
@@ -376,18 +377,15 @@ def merge_run_csvs(parts: list[Path], merged: Path) -> list[dict]:
     """One ``volseg_run.csv`` from the per-rank records (sorted by case id); the parts are kept."""
     latest = {row["case_id"]: row for part in parts for row in csv.DictReader(part.open(encoding="utf-8"))}
     rows = sorted(latest.values(), key=lambda r: r["case_id"])
-    tmp = merged.with_name(f".{merged.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(merged) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, merged)
     return rows
 
 
 def _save_probabilities(probs: torch.Tensor, output: Path) -> None:
     """Class probabilities as float16 .npz beside the label map (atomic)."""
     path = output.with_name(output.name.split(".nii")[0] + "_probabilities.npz")
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, probabilities=probs.numpy().astype(np.float16))
-    os.replace(tmp, path)
+    with atomic_path(path, ".npz") as tmp:
+        np.savez_compressed(tmp, probabilities=probs.numpy().astype(np.float16))

@@ -6,12 +6,13 @@ true proportions, so a 0.6 x 0.6 x 1.6 mm CT does not look squashed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import torch
+
+from volseg.atomic import atomic_path
 
 
 def _centre(labels: np.ndarray) -> tuple[int, ...]:
@@ -75,8 +76,7 @@ def save_qc(image: torch.Tensor, labels: np.ndarray, path: Path, attention: np.n
         for ax in row:
             ax.axis("off")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=72)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=72)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from volseg.atomic import write_text_atomic
 from volseg.config import Config
 from volseg.textio import tolerate_unencodable_output
 
@@ -268,10 +269,7 @@ def export_int8(checkpoint: Path, folder: Path | None = None, calibration: Path 
 
 
 def write_record(folder: Path, record: dict) -> None:
-    path = Path(folder) / RECORD_NAME
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(Path(folder) / RECORD_NAME, json.dumps(record, indent=1) + "\n")
 
 
 def read_record(folder: Path) -> dict:

@@ -15,6 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
+from volseg.atomic import write_text_atomic
+
 STATISTICS_CSV = "statistics.csv"
 STATISTICS_JSON = "statistics.json"
 COLUMNS = ("case_id", "label", "name", "voxels", "volume_ml", "mean_intensity", "median_intensity",
@@ -63,7 +65,5 @@ def write_json(csv_path: Path, json_path: Path) -> dict:
                      "median_intensity": float(row["median_intensity"]) if row["median_intensity"] else None,
                      "touches_border": row["touches_border"] == "True"}
             out.setdefault(row["case_id"], {})[row["name"]] = entry
-    tmp = json_path.with_name(f".{json_path.name}.tmp")
-    tmp.write_text(json.dumps(out, indent=1), encoding="utf-8")
-    os.replace(tmp, json_path)
+    write_text_atomic(json_path, json.dumps(out, indent=1))
     return out

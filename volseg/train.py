@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -22,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from volseg import distributed
+from volseg.atomic import atomic_path
 from volseg.checkpoint import (
     FORMAT, CheckpointError, build_network, load_checkpoint, rng_state, save_atomic, set_rng_state,
 )
@@ -137,12 +137,10 @@ def validate(model, dataset, cfg: Config, device: torch.device, ctx: distributed
 
 def _write_metrics(history: list[EpochRecord], labels: dict[int, str], run_dir: Path) -> None:
     rows = [r.row(labels) for r in history]
-    tmp = run_dir / ".metrics.csv.tmp"
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(run_dir / "metrics.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, run_dir / "metrics.csv")
     _plot_curves(history, labels, run_dir / "curves.png")
 
 
@@ -162,10 +160,9 @@ def _plot_curves(history: list[EpochRecord], labels: dict[int, str], path: Path)
     ax_dice.set(title="validation Dice", xlabel="epoch", ylim=(0, 1))
     ax_dice.legend(loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _tensorboard(run_dir: Path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import logging
 import math
-import os
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from monai.utils import SpaceKeys
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
+from volseg.atomic import atomic_path
 from volseg.data.manifest import Case
 
 logger = logging.getLogger(__name__)
@@ -367,17 +367,11 @@ def write_label(label: Any, reference: MetaTensor | Mapping[str, Any], path: str
     affine = np.asarray(meta["original_affine"], dtype=np.float64)
     image = _nifti_like(data, affine, meta.get("nifti_header"))
 
-    tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp-{os.getpid()}{suffix}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        nib.save(image, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix) as tmp:
+            nib.save(image, tmp)
     except OSError as e:  # full disk, read-only folder, permissions: say which file and why, in one line
-        tmp.unlink(missing_ok=True)
         raise OSError(e.errno, f"{path}: cannot write ({e.strerror or e})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     logger.debug("wrote %s %s label to %s", data.shape, data.dtype, path)
     return path
 
