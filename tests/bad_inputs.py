@@ -125,6 +125,20 @@ def huge_header(path: Path) -> Path:
     return path
 
 
+def resampling_bomb(path: Path) -> Path:
+    """A header-only 64^3 scan of 500 mm voxels (inside the plausible range): resampled to 1 mm it would be
+    32000^3 voxels. Only its header exists, so reading any voxel would fail differently."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((64, 64, 64))
+    header.set_data_dtype(np.int16)
+    header.set_sform(np.diag([500.0, 500.0, 500.0, 1.0]), code=1)
+    header["vox_offset"] = 352
+    with gzip.open(path, "wb") as f:
+        header.write_to(f)
+        f.write(b"\0" * 4)
+    return path
+
+
 # Bad (and the one legal odd) single-file scans: case id -> writer. The file is "<case id>.nii.gz".
 IMAGE_WRITERS = {
     "truncated": truncated,
@@ -245,6 +259,7 @@ class Corpus:
     bad: dict[str, Path] = field(default_factory=dict)  # case id -> bad file or DICOM folder
     all_zero: Path | None = None
     mismatch: tuple[Path, Path] | None = None  # an image and a label of another shape
+    bomb: Path | None = None  # a plausible header whose resampling would need terabytes
     manifests: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -267,6 +282,8 @@ def write_corpus(root: Path) -> Corpus:
         corpus.bad[case_id] = writer(scans / f"{case_id}.nii.gz")
     corpus.bad["dicom_two_series"] = dicom_two_series(dicom / "dicom_two_series")
     corpus.bad["dicom_missing_slice"] = dicom_missing_slice(dicom / "dicom_missing_slice")
+    (root / "bombs").mkdir(exist_ok=True)  # its own folder: refused only where a resampling spacing is known
+    corpus.bomb = resampling_bomb(root / "bombs" / "bomb.nii.gz")
 
     image = write_nifti(root / "mismatch.nii.gz", scan(10))
     corpus.mismatch = (image, write_nifti(labels / "mismatch_seg.nii.gz", mask((20, 24, 15))))
@@ -296,5 +313,6 @@ def _write_manifests(corpus: Corpus) -> None:
         ["nan_inf", rel(corpus.bad["nan_inf"]), rel(corpus.good["good_a"][1]), "train"]])
     m["duplicate"] = write_manifest(root / "duplicate.csv", good + [
         ["good_a", rel(corpus.good["good_b"][0]), "", "test"]])
+    m["bomb"] = write_manifest(root / "bomb.csv", good + [["bomb", rel(corpus.bomb), "", "train"]])
     m["traversal"] = write_manifest(root / "traversal.csv", good + [
         ["../../x", rel(corpus.good["good_a"][0]), "", "test"]])

@@ -100,6 +100,35 @@ def test_huge_header_is_refused_before_allocating(corpus):
     assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB allocated while refusing a header"
 
 
+BOMB = "resampling (64, 64, 64) voxels of (500, 500, 500) mm to (1, 1, 1) mm would make (32000, 32000, 32000)"
+
+
+def test_a_resampling_bomb_is_refused_from_its_header(corpus):
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageReadError, match="more than the limit") as caught:
+            read_image(corpus.bomb, resample_to=(1.0, 1.0, 1.0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value).startswith(f"{corpus.bomb}: {BOMB}") and "\n" not in str(caught.value)
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB allocated while refusing a header"
+
+
+def test_a_resampling_bomb_is_refused_by_check_train_and_infer(corpus, run_dir, tmp_path):
+    checked = runner.invoke(app, ["check", str(corpus.manifests["bomb"])])
+    assert checked.exit_code == 1 and [f"{corpus.bomb}: {BOMB}" in line for line in checked.stdout.splitlines()].count(True) == 1
+    trained = runner.invoke(app, ["train", "--manifest", str(corpus.manifests["bomb"]), "--output",
+                                  str(tmp_path / "run"), *TRAIN_FLAGS])
+    assert trained.exit_code == 2 and BOMB in trained.output and not list((tmp_path / "run").glob("*.pt"))
+    out = tmp_path / "out"
+    inferred = runner.invoke(app, ["infer", str(corpus.bomb), str(corpus.good["good_a"][0]), "-o", str(out),
+                                   "--model", str(run_dir)])
+    assert inferred.exit_code == 1
+    rows = _rows(out / RUN_CSV)
+    assert rows["bomb"]["status"] == "failed" and BOMB in rows["bomb"]["error"] and rows["good_a"]["status"] == "ok"
+
+
 # ------------------------------------------------------------------------------------------------ check
 
 

@@ -127,13 +127,15 @@ def check(
     slices, and "ok", the geometry fault that would fail it, or why the rules would not select it."""
     from volseg.config import load_config
     from volseg.data.check import check_manifest
+    from volseg.data.transforms import resampling_limits
 
     if manifest_path.is_dir():
         _check_archive(manifest_path, series_rules, modality)
         return
     with _user_errors():
-        label_values = {0, *load_config(config).data.labels} if config else None
-        problems = check_manifest(manifest_path, label_values)
+        cfg = load_config(config)  # without -c: the defaults, so their 1 mm resampling is checked too
+        label_values = {0, *cfg.data.labels} if config else None
+        problems = check_manifest(manifest_path, label_values, **resampling_limits(cfg))
     for problem in problems:
         typer.echo(str(problem))
     if problems:

@@ -47,6 +47,7 @@ class PreprocessConfig:
     ct_std: float = 1.0
     hu_window: list[float] | None = None  # [low, high] for "window"
     crop_foreground: bool = False  # crop to the body (CT: HU > -500) or to non-zero voxels (MRI)
+    max_resampled_voxels: int = 2**30  # refuse a scan whose resampled volume would be larger (4 GiB float32)
 
 
 @dataclass

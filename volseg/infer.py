@@ -141,7 +141,7 @@ class Segmenter:
         # OpenVINO runs one window at a time fastest (default model: 130 GFLOP/s at batch 1, 88 at batch 4),
         # and one window's activations are all it holds in memory
         self.batch_size = 1 if self.backend == "openvino" and self.cfg.model.dims == 3 else None
-        self.reader = LoadCased(self.cfg.data.label_remap)
+        self.reader = LoadCased(self.cfg.data.label_remap, self.cfg)
         self.chain = preprocess(self.cfg, window_overlap=overlap)
         if tta and not mirror_axes(self.cfg):
             raise ValueError(f"--tta: {self.checkpoint} was trained without mirroring (augment.flip: false), so "

@@ -72,7 +72,7 @@ def calibration_windows(model: torch.nn.Module, cfg: Config, images: Sequence[Se
     rng = random.Random(seed)
     shuffled = rng.sample(list(images), len(images))
     per_case = -(-count // min(count, len(shuffled)))  # small volumes give fewer: then more cases are read
-    reader, chain = LoadCased(cfg.data.label_remap), preprocess(cfg, window_overlap=overlap)
+    reader, chain = LoadCased(cfg.data.label_remap, cfg), preprocess(cfg, window_overlap=overlap)
     channels = output_channels(len(cfg.data.labels))
     windows: list[np.ndarray] = []
     for case_images in shuffled:

@@ -29,6 +29,7 @@ from volseg.config import Config, config_from_dict, save_config
 from volseg.data.check import check_cases
 from volseg.data.dataset import training_dataset, training_loader, volume_dataset
 from volseg.data.manifest import read_manifest
+from volseg.data.transforms import resampling_limits
 from volseg.losses import DeepSupervisionLoss, SegmentationLoss
 from volseg.metrics import dice_per_label, mean_finite
 from volseg.predict import autocast, predict_probabilities, probabilities_to_labels
@@ -216,7 +217,7 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
     val_cases = [c for c in cases if c.split == "val" and c.label is not None]
     if not train_cases:
         raise ValueError(f"{cfg.data.manifest}: no cases with split 'train'")
-    problems = check_cases(train_cases + val_cases)  # every bad file named before an hour of training
+    problems = check_cases(train_cases + val_cases, **resampling_limits(cfg))  # every bad file named before an hour of training
     if problems:
         raise ValueError("\n".join(map(str, problems)))
 

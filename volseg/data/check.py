@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,32 +30,33 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-def check_manifest(path: str | Path, label_values: set[int] | None = None) -> list[Problem]:
+def check_manifest(path: str | Path, label_values: set[int] | None = None, **limits) -> list[Problem]:
     """Every problem of a manifest: its own (bad rows, missing file) or, when it parses, those of its cases."""
     try:
         cases = read_manifest(path)
     except ManifestError as exc:
         return _manifest_problems(str(Path(path)), exc)
-    return check_cases(cases, label_values)
+    return check_cases(cases, label_values, **limits)
 
 
-def check_cases(cases: Iterable[Case], label_values: set[int] | None = None) -> list[Problem]:
-    """Every problem of every case, in case order."""
+def check_cases(cases: Iterable[Case], label_values: set[int] | None = None, **limits) -> list[Problem]:
+    """Every problem of every case, in case order. ``limits``: ``resample_to`` (the spacing training will
+    resample to) and ``max_resampled_voxels``, to refuse what resampling would blow up (see read_image)."""
     problems = []
     for case in cases:
-        found = check_case(case, label_values)
+        found = check_case(case, label_values, **limits)
         logger.debug("%s: %d problem(s)", case.case_id, len(found))
         problems.extend(found)
     return problems
 
 
-def check_case(case: Case, label_values: set[int] | None = None) -> list[Problem]:
+def check_case(case: Case, label_values: set[int] | None = None, **limits) -> list[Problem]:
     """Problems of one case: unreadable files, NaN/Inf voxels, grids that differ, unexpected label values.
 
     ``label_values`` is the set of allowed label values (e.g. ``{0, 1, 2}``); None accepts any integer.
     """
     problems: list[Problem] = []
-    channels = [_read(path, read_image, problems) for path in case.images]
+    channels = [_read(path, partial(read_image, **limits), problems) for path in case.images]
     for path, channel in zip(case.images, channels):
         if channel is not None:
             problems.extend(_non_finite(path, channel))

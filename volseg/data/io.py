@@ -36,6 +36,7 @@ ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 NOT_AN_IMAGE = "not a NIfTI/NRRD/MHA image or DICOM series"
 GRID_ATOL = 1e-3  # mm for origin and spacing, unitless for direction cosines
 MAX_VOXELS = 2**31
+MAX_RESAMPLED_VOXELS = 2**30  # 4 GiB per float32 channel after resampling, before the model's copies
 SPACING_RANGE_MM = (1e-3, 1e3)  # a voxel edge outside 1 micrometre .. 1 metre is a corrupt header, not a scan
 ORTHOGONALITY_TOL = 1e-3  # largest |cosine| allowed between two voxel axes (~0.06 degrees off square)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -53,13 +54,24 @@ class ImageReadError(ValueError):
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: int = MAX_VOXELS) -> MetaTensor:
+def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: int = MAX_VOXELS,
+               resample_to: Sequence[float] | None = None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS) -> MetaTensor:
     """Read one 3D volume (file or DICOM series folder) as a float32 MetaTensor of shape (1, X, Y, Z), RAS affine.
 
     ``series_uid`` picks one series of a DICOM folder holding several. Volumes whose header claims more than
     ``max_voxels`` voxels are refused before any voxel is read, and so are geometries no resampling can use:
     a non-finite or singular affine, spacing outside ``SPACING_RANGE_MM``, non-orthogonal (sheared) axes.
+    With ``resample_to`` (the spacing preprocessing will resample to), a volume whose resampled size would
+    pass ``max_resampled_voxels`` is refused too: from the header for NIfTI and ITK files, before any voxel
+    is read (500 mm voxels of a corrupt header, resampled to 1 mm, would ask for terabytes).
     """
+    image = _read_image(path, series_uid, max_voxels, resample_to, max_resampled_voxels)
+    if resample_to is not None:  # DICOM series: known once read, still before any resampling
+        check_resampled_size(path, image.shape[1:], image.affine, resample_to, max_resampled_voxels)
+    return image
+
+
+def _read_image(path, series_uid, max_voxels, resample_to, max_resampled_voxels) -> MetaTensor:
     if hasattr(path, "instances"):  # a DicomSeries found in an archive
         return read_series(path, max_voxels)
     path = Path(path)
@@ -71,9 +83,9 @@ def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: i
         raise ImageReadError(path, "file is empty")
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
-        return _read_nifti(path, max_voxels)
+        return _read_nifti(path, max_voxels, resample_to, max_resampled_voxels)
     if name.endswith(ITK_SUFFIXES):
-        return _read_itk_file(path, max_voxels)
+        return _read_itk_file(path, max_voxels, resample_to, max_resampled_voxels)
     raise ImageReadError(
         path, f"unsupported file type; expected {', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)} or a DICOM series folder"
     )
@@ -84,17 +96,18 @@ def read_case_image(case: Case) -> MetaTensor:
     return read_channels(case.images)
 
 
-def read_channels(paths: Sequence[str | Path]) -> MetaTensor:
+def read_channels(paths: Sequence[str | Path], **limits) -> MetaTensor:
     """Read channel files into one (C, X, Y, Z) MetaTensor carrying the first channel's meta: model input.
 
     Channels are stacked voxel by voxel, so each must lie on the first channel's grid (shape and affine).
-    NaN or Inf voxels are refused: no model output computed from them could be trusted.
+    NaN or Inf voxels are refused: no model output computed from them could be trusted. ``limits`` go to
+    :func:`read_image` (``resample_to``, ``max_resampled_voxels``).
     """
     if not paths:
         raise ValueError("no channel to read")
     channels: list[MetaTensor] = []
     for path in paths:
-        channel = read_image(path)
+        channel = read_image(path, **limits)
         if why := non_finite(channel):
             raise ImageReadError(path, f"{why}; replace them (e.g. with the background value) before use")
         if channels and (why := grid_mismatch(channel.affine, channel.shape[1:], channels[0].affine,
@@ -127,11 +140,13 @@ def non_finite(image: torch.Tensor) -> str | None:
     return f"{int(torch.isnan(values).sum())} NaN and {int(torch.isinf(values).sum())} Inf voxel(s)"
 
 
-def _read_nifti(path: Path, max_voxels: int) -> MetaTensor:
+def _read_nifti(path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS) -> MetaTensor:
     try:
         image = nib.load(path)
         shape = _spatial_shape(path, image.shape, max_voxels)
         _check_affine(path, image.affine)
+        if resample_to is not None:
+            check_resampled_size(path, shape, image.affine, resample_to, max_resampled_voxels)
         array = np.asarray(image.get_fdata(dtype=np.float32), order="C").reshape(shape)
     except ImageReadError:
         raise
@@ -146,7 +161,7 @@ def _read_nifti(path: Path, max_voxels: int) -> MetaTensor:
     return _meta_tensor(array, image.affine, path, extra)
 
 
-def _read_itk_file(path: Path, max_voxels: int) -> MetaTensor:
+def _read_itk_file(path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS) -> MetaTensor:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -154,7 +169,9 @@ def _read_itk_file(path: Path, max_voxels: int) -> MetaTensor:
     except RuntimeError as exc:
         raise ImageReadError(path, f"{NOT_AN_IMAGE} ({_itk_reason(exc)})") from exc
     _check_scalar(path, reader.GetNumberOfComponents())
-    _spatial_shape(path, reader.GetSize(), max_voxels)
+    shape = _spatial_shape(path, reader.GetSize(), max_voxels)
+    if resample_to is not None:
+        check_resampled_size(path, shape, np.diag([*reader.GetSpacing()[:3], 1.0]), resample_to, max_resampled_voxels)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -252,6 +269,22 @@ def _spatial_shape(path: Path, shape: Sequence[int], max_voxels: int) -> tuple[i
             path, f"header claims shape {shape} ({gib:.1f} GiB as float32), larger than the limit of {max_voxels} voxels"
         )
     return shape
+
+
+def check_resampled_size(path, shape: Sequence[int], affine: Any, spacing: Sequence[float], limit: int) -> None:
+    """Refuse, naming the file and both sizes, a volume that resampling to ``spacing`` would blow up."""
+    affine = np.asarray(affine, dtype=np.float64)
+    source = np.linalg.norm(affine[:3, :3], axis=0)
+    # preprocessing reorients before resampling: each voxel axis gets the spacing of the world axis it points along
+    world_axis = np.abs(affine[:3, :3]).argmax(axis=0)
+    target = np.asarray(spacing, dtype=np.float64)[world_axis]
+    resampled = [max(1, math.ceil(n * s / t)) for n, s, t in zip(shape, source, target)]
+    voxels = math.prod(resampled)
+    if voxels > limit:
+        raise ImageReadError(path, f"resampling {tuple(int(n) for n in shape)} voxels of {_fmt(source)} mm to "
+                                   f"{_fmt(np.asarray(spacing, dtype=np.float64))} mm would make {tuple(resampled)} "
+                                   f"({voxels * 4 / 2**30:.1f} GiB as float32), more than the limit of {limit} voxels "
+                                   "(preprocess.max_resampled_voxels); check the header's voxel size")
 
 
 def _check_affine(path: Path, affine: Any) -> None:

@@ -25,18 +25,25 @@ class LoadCased(mt.MapTransform):
     """Read ``image`` (a list of channel paths) and optional ``label`` into MetaTensors via volseg.data.io,
     mapping label values through ``label_remap`` (unlisted values become background) when given."""
 
-    def __init__(self, label_remap: dict[int, int] | None = None) -> None:
+    def __init__(self, label_remap: dict[int, int] | None = None, cfg: Config | None = None) -> None:
         super().__init__(KEYS, allow_missing_keys=True)
         self.label_remap = label_remap
+        self.limits = resampling_limits(cfg) if cfg is not None else {}
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
-        d["image"] = io.read_channels(d["image"])
+        d["image"] = io.read_channels(d["image"], **self.limits)
         if d.get("label"):
             d["label"] = remap_labels(io.read_label(d["label"]), self.label_remap)
         else:
             d.pop("label", None)
         return d
+
+
+def resampling_limits(cfg: Config) -> dict:
+    """read_image's arguments that refuse, from the header, a scan this config's resampling would blow up."""
+    p = cfg.preprocess
+    return {"resample_to": p.spacing, "max_resampled_voxels": p.max_resampled_voxels} if p.spacing else {}
 
 
 def remap_labels(label: torch.Tensor, remap: dict[int, int] | None) -> torch.Tensor:
@@ -146,7 +153,7 @@ def preprocess(cfg: Config, window_overlap: float | None = None) -> mt.Compose:
 
 
 def load_and_preprocess(cfg: Config) -> mt.Compose:
-    return mt.Compose([LoadCased(cfg.data.label_remap), preprocess(cfg)])
+    return mt.Compose([LoadCased(cfg.data.label_remap, cfg), preprocess(cfg)])
 
 
 class FoldSlicesToChannelsd(mt.MapTransform):
