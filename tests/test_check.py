@@ -111,12 +111,14 @@ def test_without_label_values_any_integer_label_is_fine(tmp_path):
     assert [p.message for p in check_case(case, {0, 1})] == ["unknown label value(s) [7]; expected a subset of [0, 1]"]
 
 
-def test_manifest_errors_become_problems(tmp_path):
+def test_bad_rows_become_problems_and_every_good_row_is_still_checked(tmp_path):
+    _image(tmp_path / "d.nii.gz")
     manifest = _manifest(tmp_path / "m.csv", [["a", "a.nii.gz", "", "train"], ["a", "b.nii.gz", "", "val"],
-                                              ["c", "c.nii.gz", "", "holdout"]])
+                                              ["c", "c.nii.gz", "", "holdout"], ["d", "d.nii.gz", "", "test"]])
     problems = check_manifest(manifest)
-    assert [p.path for p in problems] == [f"{manifest}:3", f"{manifest}:4"]
+    assert [p.path for p in problems] == [f"{manifest}:3", f"{manifest}:4", str(tmp_path / "a.nii.gz")]
     assert "duplicate case_id 'a'" in problems[0].message and "split 'holdout'" in problems[1].message
+    assert problems[2].message == "no such file or folder"  # case a was checked; d was checked and is clean
     missing = check_manifest(tmp_path / "none.csv")
     assert [str(p) for p in missing] == [f"{tmp_path / 'none.csv'}: manifest not found"]
 

@@ -27,6 +27,15 @@ def _copy_msd(tmp_path, n=6):
     return dst, names
 
 
+def _plant_stray_label(path, value):
+    """One voxel of ``value`` in a label map, header kept."""
+    img = nib.load(path)
+    data = np.asarray(img.dataobj).copy()
+    data[0, 0, 0] = value
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+    return path
+
+
 def test_manifest_and_check_on_the_msd_hippocampus(tmp_path):
     src = shared_path("data", "msd_task04_hippocampus")
     out = tmp_path / "m.csv"
@@ -44,11 +53,7 @@ def test_check_names_every_bad_file_in_one_run(tmp_path):
     (root / "imagesTr" / names[1]).write_text("this is not an image\n", encoding="utf-8")
     wrong_shape = root / "labelsTr" / names[2]
     nib.save(nib.Nifti1Image(np.zeros((9, 9, 9), np.uint8), np.eye(4)), wrong_shape)
-    unknown = root / "labelsTr" / names[3]
-    img = nib.load(unknown)
-    data = np.asarray(img.dataobj).copy()
-    data[0, 0, 0] = 7
-    nib.save(nib.Nifti1Image(data, img.affine, img.header), unknown)
+    unknown = _plant_stray_label(root / "labelsTr" / names[3], 7)
 
     out = tmp_path / "m.csv"
     assert runner.invoke(app, ["manifest", str(root), "-o", str(out)]).exit_code == 0
@@ -102,3 +107,26 @@ def test_manifest_of_a_missing_folder_is_one_line(tmp_path):
     result = runner.invoke(app, ["manifest", str(tmp_path / "nope"), "-o", str(tmp_path / "m.csv")])
     assert result.exit_code == 2
     assert "nope: not a folder" in result.output
+
+
+def test_declared_labels_travel_with_the_manifest_and_check_refuses_a_stray_value(tmp_path):
+    """nnU-Net's verify_dataset_integrity: an MSD folder declaring 0-2 with one voxel of 7 must not pass."""
+    src, root = REPO / "data" / "hippocampus", tmp_path / "msd"
+    names = sorted(p.name for p in (src / "labelsTr").iterdir())[:3]
+    for sub in ("imagesTr", "labelsTr"):
+        (root / sub).mkdir(parents=True)
+        for name in names:
+            shutil.copyfile(src / sub / name, root / sub / name)
+    (root / "dataset.json").write_text('{"labels": {"0": "background", "1": "Anterior", "2": "Posterior"}}',
+                                       encoding="utf-8")
+    stray = _plant_stray_label(root / "labelsTr" / names[1], 7)
+
+    out = tmp_path / "m.csv"
+    made = runner.invoke(app, ["manifest", str(root), "-o", str(out)])
+    assert made.exit_code == 0 and "declared labels {1: 'Anterior', 2: 'Posterior'}" in made.output, made.output
+    result = runner.invoke(app, ["check", str(out)])  # no config: the dataset's own declaration is the rule
+    assert result.exit_code == 1
+    [line] = [line for line in result.stdout.splitlines() if line.strip() and "problem" not in line]
+    assert line.startswith(f"{stray}: unknown label value(s) [7]"), result.stdout
+    (tmp_path / "m.labels.json").unlink()  # without a declaration any integer label is accepted, as before
+    assert runner.invoke(app, ["check", str(out)]).exit_code == 0

@@ -1,6 +1,7 @@
 """torchrun on CPU with gloo and 2 processes: DDP training, kill-and-resume, sharded batch inference."""
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -84,3 +85,8 @@ def test_sharded_inference_six_cases(tmp_path):
     assert all(r["status"] == "ok" for r in merged)
     per_rank = [list(csv.DictReader(open(out / f"volseg_run.rank{k}.csv", encoding="utf-8"))) for k in range(2)]
     assert all(len(rows) == 3 for rows in per_rank)  # shared out, none done twice
+    # each rank appends to its own statistics part (one shared file raced: two headers, rows lost), rank 0 merges
+    stats = list(csv.DictReader(open(out / "statistics.csv", encoding="utf-8")))
+    assert sorted({r["case_id"] for r in stats}) == sorted(c.case_id for c in cases)
+    assert len(stats) == 2 * len(cases) and all(r["label"] in ("1", "2") for r in stats)
+    assert sorted(json.loads((out / "statistics.json").read_text(encoding="utf-8"))) == sorted(c.case_id for c in cases)

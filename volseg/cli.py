@@ -104,14 +104,17 @@ def manifest(
     """Build data_manifest.csv (case_id,image,label,split) from a dataset folder."""
     from collections import Counter
 
-    from volseg.data.discover import assign_splits, discover_cases
-    from volseg.data.manifest import write_manifest
+    from volseg.data.discover import assign_splits, discover_cases, label_names_from_dataset_json
+    from volseg.data.manifest import write_declared_labels, write_manifest
 
     with _user_errors():
         cases = assign_splits(discover_cases(src), val_fraction, test_fraction, seed)
         write_manifest(cases, output)
+        labels = label_names_from_dataset_json(src)
+        declared = write_declared_labels(output, labels, str(src / "dataset.json")) if labels else None
     counts = Counter(c.split for c in cases)
-    console.print(f"wrote {output}: {len(cases)} cases ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
+    console.print(f"wrote {output}: {len(cases)} cases ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
+                  + (f"; declared labels {labels} in {declared}" if declared else ""))
 
 
 @app.command()
@@ -183,14 +186,15 @@ def plan(
     """Fingerprint the labeled cases and write a config planned from them (plus NAME.fingerprint.json)."""
     from volseg.config import load_config, save_config
     from volseg.data.discover import label_names_from_dataset_json
-    from volseg.data.manifest import read_manifest
+    from volseg.data.manifest import declared_labels, read_manifest
     from volseg.data.plan import fingerprint, plan as make_plan
 
     with _user_errors():
         cases = read_manifest(manifest_path)
         base_cfg = load_config(base, overrides)
         fp = fingerprint(cases, label_remap=base_cfg.data.label_remap)
-        names = _parse_label_names(label_names) if label_names else label_names_from_dataset_json(cases[0].image.parent.parent)
+        names = (_parse_label_names(label_names) if label_names else declared_labels(manifest_path)
+                 or label_names_from_dataset_json(cases[0].image.parent.parent))
         cfg = make_plan(fp, base_cfg, memory_budget_gb=memory_gb, modality=modality, label_names=names)
         cfg.data.manifest = str(manifest_path)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +241,7 @@ def infer(
     Under torchrun the cases are shared out across ranks (one device each); every rank writes
     volseg_run.rankK.csv and rank 0 merges them into volseg_run.csv.
     """
-    from volseg import distributed
+    from volseg import distributed, statistics
     from volseg.data.series_rules import default_rules, load_rules
     from volseg.infer import (OUTPUT_FORMATS, RUN_CSV, BatchOptions, Segmenter, collect_inputs, merge_run_csvs,
                               run_batch, select_part)
@@ -286,7 +290,10 @@ def infer(
         counts = distributed.gather(ctx, (n_done, n_failed, n_rejected))
         n_done, n_failed, n_rejected = (sum(c[k] for c in counts) for k in range(3))
         if ctx.is_main:
-            merge_run_csvs([out_dir / f"volseg_run.rank{k}.csv" for k in range(ctx.world_size)], out_dir / RUN_CSV)
+            parts = [out_dir / f"volseg_run.rank{k}.csv" for k in range(ctx.world_size)]
+            merge_run_csvs(parts, out_dir / RUN_CSV)
+            statistics.merge([statistics.csv_beside(p) for p in parts], out_dir / statistics.STATISTICS_CSV,
+                             out_dir / statistics.STATISTICS_JSON)
         distributed.barrier(ctx)
         distributed.teardown(ctx)
     if single and not failed:

@@ -287,7 +287,7 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, optio
     if unknown or not options.output_formats:
         raise ValueError(f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    stats_csv = out_dir / statistics.STATISTICS_CSV if run_csv is not None and options.statistics else None
+    stats_csv = statistics.csv_beside(run_csv) if run_csv is not None and options.statistics else None
     if stats_csv is not None and not options.resume:
         stats_csv.unlink(missing_ok=True)
     record = RunRecord(run_csv, keep=options.resume) if run_csv is not None else None
@@ -352,7 +352,7 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, optio
         results.append(result)
         record and record.add(result)
         on_case and on_case(result)
-    if stats_csv is not None:
+    if stats_csv is not None and stats_csv.name == statistics.STATISTICS_CSV:  # a rank's part: rank 0 merges
         statistics.write_json(stats_csv, out_dir / statistics.STATISTICS_JSON)
     return results
 

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from volseg.atomic import write_text_atomic
+from volseg.atomic import atomic_path, write_text_atomic
 
 STATISTICS_CSV = "statistics.csv"
 STATISTICS_JSON = "statistics.json"
@@ -53,6 +53,22 @@ def append_rows(path: Path, case_id: str, rows: list[dict]) -> None:
                          for row in rows)
         f.flush()
         os.fsync(f.fileno())
+
+
+def csv_beside(run_csv: Path) -> Path:
+    """The statistics file that goes with a run record: statistics.csv, or statistics.rankK.csv beside
+    volseg_run.rankK.csv, so that ranks never append to one file (rank 0 merges them)."""
+    return run_csv.with_name(run_csv.name.replace("volseg_run", Path(STATISTICS_CSV).stem, 1))
+
+
+def merge(parts: list[Path], csv_path: Path, json_path: Path) -> dict:
+    """One statistics.csv (rows in case order) and its JSON from the per-rank files; the parts are kept."""
+    rows = [row for part in parts if part.exists() for row in csv.DictReader(part.open(encoding="utf-8"))]
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: r["case_id"]))
+    return write_json(csv_path, json_path)
 
 
 def write_json(csv_path: Path, json_path: Path) -> dict:

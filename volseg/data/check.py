@@ -16,7 +16,7 @@ import torch
 from monai.data import MetaTensor
 
 from volseg.data.io import ImageReadError, grid_mismatch, non_finite, read_image, read_label
-from volseg.data.manifest import Case, ManifestError, read_manifest
+from volseg.data.manifest import Case, ManifestError, declared_labels, parse_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,17 @@ class Problem:
 
 
 def check_manifest(path: str | Path, label_values: set[int] | None = None, **limits) -> list[Problem]:
-    """Every problem of a manifest: its own (bad rows, missing file) or, when it parses, those of its cases."""
+    """Every problem of a manifest: its bad rows, then those of every case its good rows describe.
+    Without ``label_values``, the labels the dataset declares (``volseg manifest`` keeps them) are the rule."""
     try:
-        cases = read_manifest(path)
+        cases, bad_rows = parse_manifest(path)
+        declared = declared_labels(path)
     except ManifestError as exc:
         return _manifest_problems(str(Path(path)), exc)
-    return check_cases(cases, label_values, **limits)
+    if label_values is None and declared is not None:
+        label_values = {0, *declared}
+    problems = _manifest_problems(str(Path(path)), ManifestError("\n".join(bad_rows))) if bad_rows else []
+    return problems + check_cases(cases, label_values, **limits)
 
 
 def check_cases(cases: Iterable[Case], label_values: set[int] | None = None, **limits) -> list[Problem]:

@@ -8,6 +8,7 @@ empty for unlabeled cases; ``split`` is one of train, val, test.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ def safe_case_id(case_id: str) -> bool:
 
 def read_manifest(path: str | Path) -> list[Case]:
     """Parse and validate a manifest; raises :class:`ManifestError` listing every bad row at once."""
+    cases, problems = parse_manifest(path)
+    if problems:
+        raise ManifestError("\n".join(problems))
+    return cases
+
+
+def parse_manifest(path: str | Path) -> tuple[list[Case], list[str]]:
+    """(the good rows' cases, one ``"<path>:<row>: <problem>"`` line per bad row): ``volseg check`` checks
+    the good cases even when some rows are bad. A manifest that cannot be read at all raises."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
@@ -72,9 +82,32 @@ def read_manifest(path: str | Path) -> list[Case]:
         label = (row.get("label") or "").strip()
         seen.add(case_id)
         cases.append(Case(case_id, images, root / label if label else None, split))
-    if problems:
-        raise ManifestError("\n".join(problems))
-    return cases
+    return cases, problems
+
+
+def labels_path(manifest: str | Path) -> Path:
+    """Where ``volseg manifest`` keeps the label names a dataset declares: ``<manifest stem>.labels.json``."""
+    manifest = Path(manifest)
+    return manifest.with_name(f"{manifest.stem}.labels.json")
+
+
+def declared_labels(manifest: str | Path) -> dict[int, str] | None:
+    """Label value -> name declared for the manifest's dataset (0, background, implied), or None."""
+    path = labels_path(manifest)
+    if not path.is_file():
+        return None
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))["labels"]
+        return {int(value): str(name) for value, name in labels.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ManifestError(f"{path}: not a label declaration ({exc}); expected {{\"labels\": {{\"1\": \"name\"}}}}") from None
+
+
+def write_declared_labels(manifest: str | Path, labels: dict[int, str], source: str) -> Path:
+    from volseg.atomic import write_text_atomic
+
+    text = json.dumps({"labels": {str(v): n for v, n in sorted(labels.items())}, "source": source}, indent=1)
+    return write_text_atomic(labels_path(manifest), text + "\n")
 
 
 def write_manifest(cases: list[Case], path: str | Path) -> None:
