@@ -135,12 +135,10 @@ class Segmenter:
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
         path = Path(model_path)
         self.model_name = path.parent.name if path.name in ("model.pt", "best.pt", "last.pt") else path.stem
-        self.backend, self.precision, forward = make_backend(backend, self.model, self.cfg, self.device,
-                                                             self.checkpoint, precision)
-        self.network = lambda x: activate(forward(x))
-        # OpenVINO runs one window at a time fastest (default model: 130 GFLOP/s at batch 1, 88 at batch 4),
-        # and one window's activations are all it holds in memory
-        self.batch_size = 1 if self.backend == "openvino" and self.cfg.model.dims == 3 else None
+        engine = make_backend(backend, self.model, self.cfg, self.device, self.checkpoint, precision)
+        self.backend, self.precision = engine.name, engine.precision
+        self.network = lambda x: activate(engine.forward(x))
+        self.batch_size = engine.window_batch if self.cfg.model.dims == 3 else None
         self.reader = LoadCased(self.cfg.data.label_remap, self.cfg)
         self.chain = preprocess(self.cfg, window_overlap=overlap)
         if tta and not mirror_axes(self.cfg):
