@@ -47,15 +47,11 @@ def file_digest(path: Path) -> str:
 
 
 def require_nncf() -> None:
-    missing = [m for m in ("nncf", "openvino") if not _installed(m)]
+    from volseg.backends import installed
+
+    missing = [m for m in ("nncf", "openvino") if not installed(m)]
     if missing:
         raise QuantizeError(f"int8 needs {missing}: pip install 'volseg[openvino]'")
-
-
-def _installed(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 def calibration_windows(model: torch.nn.Module, cfg: Config, images: Sequence[Sequence[Path]], count: int = 40,

@@ -65,18 +65,13 @@ def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: i
     pass ``max_resampled_voxels`` is refused too: from the header for NIfTI and ITK files, before any voxel
     is read (500 mm voxels of a corrupt header, resampled to 1 mm, would ask for terabytes).
     """
-    image = _read_image(path, series_uid, max_voxels, resample_to, max_resampled_voxels)
-    if resample_to is not None:  # DICOM series: known once read, still before any resampling
-        check_resampled_size(path, image.shape[1:], image.affine, resample_to, max_resampled_voxels)
-    return image
-
-
-def _read_image(path, series_uid, max_voxels, resample_to, max_resampled_voxels) -> MetaTensor:
-    if hasattr(path, "instances"):  # a DicomSeries found in an archive
-        return read_series(path, max_voxels)
+    if hasattr(path, "instances") or Path(path).is_dir():  # a DicomSeries found in an archive, or a series folder
+        image = read_series(path, max_voxels) if hasattr(path, "instances") else \
+            _read_dicom_series(Path(path), series_uid, max_voxels)
+        if resample_to is not None:  # its geometry is known once read, still before any resampling
+            check_resampled_size(path, image.shape[1:], image.affine, resample_to, max_resampled_voxels)
+        return image
     path = Path(path)
-    if path.is_dir():
-        return _read_dicom_series(path, series_uid, max_voxels)
     if not path.exists():
         raise ImageReadError(path, "no such file or folder")
     if path.stat().st_size == 0:
