@@ -17,13 +17,16 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 pip install -e ".[dev]"
 
-# Debian tools the tests run for real: dciodvfy (dicom3tools) checks every DICOM SEG volseg writes, and
-# Orthanc with its DICOMweb plugin is the PACS of the PACS tests. Installed where this is root with apt;
-# elsewhere those tests skip and say why (install them as the README says).
+# Debian tools the tests run for real: dciodvfy (dicom3tools) checks every DICOM SEG volseg writes,
+# Orthanc with its DICOMweb plugin is the PACS of the PACS tests, chromium opens the review page, npm
+# fetches its viewer. Installed where this is root with apt; elsewhere those tests skip and say why
+# (install them as the README says).
 DEBIAN_PACKAGES=()
 command -v dciodvfy >/dev/null || DEBIAN_PACKAGES+=(dicom3tools)
 command -v Orthanc >/dev/null || DEBIAN_PACKAGES+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || DEBIAN_PACKAGES+=(orthanc-dicomweb)
+command -v chromium >/dev/null || DEBIAN_PACKAGES+=(chromium)
+command -v npm >/dev/null || DEBIAN_PACKAGES+=(npm)
 if [ ${#DEBIAN_PACKAGES[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing ${DEBIAN_PACKAGES[*]} (apt)"
@@ -36,4 +39,6 @@ if [ ${#DEBIAN_PACKAGES[@]} -gt 0 ]; then
         echo "note: ${DEBIAN_PACKAGES[*]} missing and not root with apt; the tests that need them will skip"
     fi
 fi
+# The review page's viewer (NiiVue, pinned, checksum checked) into ~/.cache/volseg; pages without it show pictures
+.venv/bin/python -m volseg.report.viewer
 .venv/bin/python -c "import torch, volseg; print(f'volseg ready: torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}')"

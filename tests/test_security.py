@@ -6,15 +6,17 @@
 - A checkpoint from another model, or with keys missing, says what does not match and names the file.
 - DICOM patient identity (name, ID, birth date, institution, physicians, accession number...) never reaches
   any output of `volseg infer` or `volseg check`: label maps (headers included), run CSV, QC picture,
-  probabilities, console, log records, or anything written to the process's stdout/stderr.
+  probabilities, review page (its volumes decoded), console, log records, or anything written to the process's stdout/stderr.
 """
 
 import ast
+import base64
 import copy
 import gzip
 import io
 import logging
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -209,6 +211,10 @@ def _texts(path: Path) -> list[bytes]:
     if raw[:8] == b"\x89PNG\r\n\x1a\n":
         with Image.open(io.BytesIO(raw)) as image:
             texts.append(repr(image.info).encode())
+    if path.suffix == ".js":  # a review page's case file: base64 NIfTI volumes
+        for blob in re.findall(rb'"([A-Za-z0-9+/=]{64,})"', raw):
+            decoded = base64.b64decode(blob)
+            texts += [decoded, gzip.decompress(decoded) if decoded[:2] == b"\x1f\x8b" else b""]
     return texts
 
 
@@ -258,7 +264,7 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
     rules.write_text("rules:\n  - Modality: CT\n", encoding="utf-8")  # the test model is an MR model
     result = runner.invoke(app, ["infer", str(inputs), "--model", str(run_dir), "-o", str(out), "--qc",
                                  "--save-probabilities", "--series-rules", str(rules),
-                                 "--output-format", "nifti,dicom-seg"])
+                                 "--output-format", "nifti,dicom-seg", "--report"])
     assert result.exit_code == 1, result.output  # the gapped series fails, its message must be clean too
     rows = (out / "volseg_run.csv").read_text(encoding="utf-8")
     assert rows.count(",ok,") == 1 and "missing slice(s)" in rows
@@ -270,7 +276,8 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
     (case_id,) = {p.name.split(".")[0] for p in written if p.name.endswith(".nii.gz")}
     assert case_id.startswith("dcm-")
     assert {p.name for p in written} >= {f"{case_id}.nii.gz", f"{case_id}.dcm", f"{case_id}_qc.png",
-                                         f"{case_id}_probabilities.npz", "volseg_run.csv", "statistics.csv"}
+                                         f"{case_id}_probabilities.npz", "volseg_run.csv", "statistics.csv",
+                                         "index.html", f"{case_id}.js", f"{case_id}.png"}  # the review page
     label = _nifti_text_fields(out / f"{case_id}.nii.gz")
     assert label.pop("extensions") == 0  # no DICOM (or any) header extension rides along
     captured = capfd.readouterr()

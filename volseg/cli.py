@@ -188,6 +188,7 @@ def plan(
     from volseg.data.discover import label_names_from_dataset_json
     from volseg.data.manifest import declared_labels, read_manifest
     from volseg.data.plan import fingerprint, plan as make_plan
+    from volseg.models.registry import default_features
 
     with _user_errors():
         cases = read_manifest(manifest_path)
@@ -195,7 +196,9 @@ def plan(
         fp = fingerprint(cases, label_remap=base_cfg.data.label_remap)
         names = (_parse_label_names(label_names) if label_names else declared_labels(manifest_path)
                  or label_names_from_dataset_json(cases[0].image.parent.parent))
-        cfg = make_plan(fp, base_cfg, memory_budget_gb=memory_gb, modality=modality, label_names=names)
+        widths = {d: tuple(base_cfg.model.features) if base_cfg.model.features and base_cfg.model.dims == d
+                  else default_features(base_cfg.model.name, d) for d in (2, 3)}
+        cfg = make_plan(fp, base_cfg, widths, memory_budget_gb=memory_gb, modality=modality, label_names=names)
         cfg.data.manifest = str(manifest_path)
         output.parent.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output)
@@ -230,6 +233,7 @@ def infer(
     part_id: int = typer.Option(0, "--part-id", help="...and run this one (0-based)."),
     output_format: str = typer.Option("nifti", "--output-format", help="Comma-separated: nifti, dicom-seg (DICOM inputs)."),
     series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML rules picking the DICOM series to segment [default: the model's modality, ORIGINAL/PRIMARY, no localizers, >= 10 slices, axial for CT, one per study]."),
+    report: bool = typer.Option(False, "--report", help="Also write OUTPUT/report/index.html, the review page (see `volseg report`)."),
 ) -> None:
     """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed (or no
     series selected), 2 usage.
@@ -267,7 +271,7 @@ def infer(
         console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
                       f"labels {segmenter.cfg.data.labels}) on {segmenter.device}, backend {segmenter.backend} "
                       f"{segmenter.precision}")
-    single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled
+    single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled and not report
     options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
                            qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout,
                            output_formats=formats)
@@ -303,6 +307,11 @@ def infer(
         console.print(f"{n_done} of {n_done + n_failed} cases done{rejected}; record: {out_dir / RUN_CSV}")
     if ctx.is_main and n_done + n_failed == 0:
         console.print("[red]no series was selected[/red]: see the reasons in the record, or pass --series-rules")
+    if report and ctx.is_main and n_done + n_failed:
+        from volseg.report import build_report
+
+        page = build_report(out_dir, labels=segmenter.cfg.data.labels, colors=segmenter.cfg.data.label_colors)
+        console.print(f"review page: {page}")
     raise typer.Exit(code=1 if n_failed or n_done + n_failed == 0 else 0)
 
 
@@ -493,6 +502,30 @@ def evaluate(
 
 
 @app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A batch output folder (holding volseg_run.csv)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Reference labels: a manifest CSV or a folder (<case_id>[_seg].nii.gz); adds Dice/HD95 and the reference in the viewer."),
+    evaluation: Optional[Path] = typer.Option(None, "--evaluation", help="A `volseg evaluate` CSV [default: RUN_DIR/metrics.csv when present]."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose data.labels and data.label_colors name and colour the labels [default: names from statistics.csv]."),
+) -> None:
+    """Write RUN_DIR/report/index.html: a review page that opens offline with a double click.
+
+    A sortable, filterable table (status, seconds, mL per label, flags: failed, empty label, volume
+    outside the batch's median +- 3 MAD, touching the border; Dice/HD95 with references), a thumbnail per
+    case, a NiiVue viewer (multiplanar + 3D, label overlay) and keyboard review (j/k next/previous, a ok,
+    f flag with a note, u next unreviewed, e export CSV), kept in the browser between openings.
+    """
+    from volseg.config import load_config
+    from volseg.report import build_report
+
+    with _user_errors():
+        cfg = load_config(config) if config else None
+        page = build_report(run_dir, labels=cfg.data.labels if cfg else None,
+                            colors=cfg.data.label_colors if cfg else None, reference=reference, evaluation=evaluation)
+    console.print(f"review page: {page}")
+
+
+@app.command()
 def demo(
     task: str = typer.Option("mri", "--task", help="mri: hippocampus-mri on the 10 bundled MSD test cases; ct: abdomen-ct on the bundled CTs."),
     output: Path = typer.Option(Path("demo_out"), "-o", "--output", help="Folder for label maps, QC pictures and the report."),
@@ -530,7 +563,7 @@ def demo(
             console.print(f"mean Dice over {len({r['case_id'] for r in rows})} {split} case(s): "
                           f"{sum(means.values()) / len(means):.4f} ("
                           + ", ".join(f"{l} {m:.4f}" for l, m in means.items()) + ")")
-    console.print(f"report: {result.report}")
+    console.print(f"report: {result.report}; review page: {result.review_page}")
     raise typer.Exit(code=1 if result.failed else 0)
 
 

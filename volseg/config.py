@@ -7,6 +7,7 @@ The resolved config is saved with every run and inside every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ class DataConfig:
     # SNOMED CT codes for DICOM SEG segments whose label names volseg's table lacks, e.g.
     # {pancreas_duct: {type: "SCT:69930009:Pancreatic duct", category: "SCT:91723000:Anatomical Structure"}}
     label_codes: dict[str, dict[str, str]] | None = None
+    # Label value -> display colour "#rrggbb" on review pages, e.g. {1: "#c83232"}; unlisted labels take
+    # the QC pictures' palette (matplotlib's tab10 by label value).
+    label_colors: dict[int, str] | None = None
     cache: str = "memory"  # "memory", "disk" (cache_dir) or "none"
     cache_dir: str = ".volseg_cache"
 
@@ -242,6 +246,9 @@ def validate(cfg: Config) -> Config:
     if not 0.0 <= cfg.augment.spatial_prob <= 1.0 or not 0.0 <= cfg.augment.scale < 1.0:
         raise ConfigError(f"augment.spatial_prob must be in [0, 1] and augment.scale in [0, 1), got "
                           f"{cfg.augment.spatial_prob} and {cfg.augment.scale}")
+    bad_colors = {k: v for k, v in (cfg.data.label_colors or {}).items() if not re.fullmatch(r"#[0-9a-fA-F]{6}", str(v))}
+    if bad_colors:
+        raise ConfigError(f"data.label_colors: colours must be written #rrggbb, got {bad_colors}")
     if not 0.0 <= cfg.sampling.foreground_fraction <= 1.0:
         raise ConfigError(f"sampling.foreground_fraction must be in [0, 1], got {cfg.sampling.foreground_fraction}")
     return cfg

@@ -14,6 +14,7 @@ from volseg.atomic import write_text_atomic
 from volseg.data.manifest import read_manifest
 from volseg.evaluate import Pair, evaluate, summarize, write_results
 from volseg.infer import RUN_CSV, BatchOptions, CaseInput, Segmenter, run_batch
+from volseg.report import build_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,6 +55,7 @@ class DemoResult:
     summary: dict
     report: Path
     failed: list[str]
+    review_page: Path
 
 
 def demo_cases(manifest: Path, splits: tuple[str, ...] = ("test",)) -> list:
@@ -65,7 +67,8 @@ def demo_cases(manifest: Path, splits: tuple[str, ...] = ("test",)) -> list:
 
 def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, on_case=None,
              splits: tuple[str, ...] = ("test",)) -> DemoResult:
-    """Segment the manifest's labeled cases of ``splits`` with QC pictures, evaluate them, write ``report.md``."""
+    """Segment the manifest's labeled cases of ``splits`` with QC pictures, evaluate them, write ``report.md``
+    and the review page (``report/index.html``, the references beside the predictions)."""
     manifest = manifest or bundled_manifest()
     cases = demo_cases(manifest, splits)
     split_of = {c.case_id: c.split for c in cases}
@@ -80,7 +83,8 @@ def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, 
         row["split"] = split_of[row["case_id"]]
     failed = [f"{r.case_id}: {r.error}" for r in results if r.status == "failed"] + errors
     report = _write_report(out_dir, segmenter, rows, summary, failed)
-    return DemoResult(rows, summary, report, failed)
+    page = build_report(out_dir, segmenter.cfg.data.labels, segmenter.cfg.data.label_colors, reference=manifest)
+    return DemoResult(rows, summary, report, failed, page)
 
 
 def has_reference(row: dict) -> bool:

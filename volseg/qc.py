@@ -15,21 +15,21 @@ import torch
 from volseg.atomic import atomic_path
 
 
-def _centre(labels: np.ndarray) -> tuple[int, ...]:
+def label_centre(labels: np.ndarray) -> tuple[int, ...]:
     """Centre of mass of the foreground, or of the volume when nothing was segmented."""
     if labels.any():
         return tuple(int(round(c)) for c in np.argwhere(labels > 0).mean(0))
     return tuple(s // 2 for s in labels.shape)
 
 
-def _to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
+def to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Flip/permute voxel axes to the closest RAS orientation so every picture reads the same way."""
     ornt = nib.orientations.io_orientation(affine)
     return nib.orientations.apply_orientation(array, ornt)
 
 
-def _ras_spacing(affine: np.ndarray) -> np.ndarray:
-    """Voxel size (mm) along the RAS axes of :func:`_to_ras`'s output."""
+def ras_spacing(affine: np.ndarray) -> np.ndarray:
+    """Voxel size (mm) along the RAS axes of :func:`to_ras`'s output."""
     ornt = nib.orientations.io_orientation(affine)
     sizes = nib.affines.voxel_sizes(affine)
     out = np.empty(3)
@@ -49,12 +49,12 @@ def save_qc(image: torch.Tensor, labels: np.ndarray, path: Path, attention: np.n
     import matplotlib.pyplot as plt
 
     affine = np.asarray(image.affine)
-    volume = _to_ras(np.asarray(torch.as_tensor(image)[0].float()), affine)
-    labels = _to_ras(np.asarray(labels), affine)
+    volume = to_ras(np.asarray(torch.as_tensor(image)[0].float()), affine)
+    labels = to_ras(np.asarray(labels), affine)
     if attention is not None:
-        attention = _to_ras(np.asarray(attention), affine)
-    cx, cy, cz = _centre(labels)
-    sx, sy, sz = _ras_spacing(affine)
+        attention = to_ras(np.asarray(attention), affine)
+    cx, cy, cz = label_centre(labels)
+    sx, sy, sz = ras_spacing(affine)
     views = {"axial": (volume[:, :, cz], labels[:, :, cz], sy / sx), "coronal": (volume[:, cy, :], labels[:, cy, :], sz / sx),
              "sagittal": (volume[cx, :, :], labels[cx, :, :], sz / sy)}
     rows = 2 if attention is not None else 1
