@@ -115,8 +115,8 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
 
     from volseg.data import io
     from volseg.data.transforms import preprocess, to_source_grid
-    from volseg.infer import Segmenter
-    from volseg.predict import activate, predict_probabilities, probabilities_to_labels
+    from volseg.infer import CaseInput, Segmenter
+    from volseg.predict import activate
 
     backend = "torch" if kind == "monai" else kind.removesuffix("-nocrop")
     precision = "int8" if backend == "int8" else "fp32"
@@ -131,22 +131,13 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
                 ours = step.spacing_transform.sp_resample
                 step.spacing_transform.sp_resample = mt.SpatialResample(
                     mode=ours.mode, padding_mode=ours.padding_mode, align_corners=ours.align_corners, dtype=ours.dtype)
-    cfg, network_seconds = segmenter.cfg, 0.0
-
-    def network(x):
-        nonlocal network_seconds
-        start = time.perf_counter()
-        y = segmenter.network(x)
-        network_seconds += time.perf_counter() - start
-        return y
-
+    cfg = segmenter.cfg
     with torch.inference_mode():
-        network(torch.zeros(1, 1, *cfg.sampling.patch_size_3d))  # warm-up (and the cached ONNX export)
-    network_seconds = 0.0
-    stages = {}
-    image, stages["read"] = timed(io.read_channels, [str(ct)])
-    data, stages["preprocess"] = timed(lambda: segmenter.chain({"image": image}))
+        segmenter.network(torch.zeros(1, 1, *cfg.sampling.patch_size_3d))  # warm-up (and the cached ONNX export)
     if kind == "monai":
+        stages = {}
+        image, stages["read"] = timed(io.read_channels, [str(ct)])
+        data, stages["preprocess"] = timed(lambda: segmenter.chain({"image": image}))
         model = segmenter.model.eval()
         with torch.inference_mode():
             logits, stages["network"] = timed(lambda: sliding_window_inference(
@@ -158,14 +149,10 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
         discrete = mt.AsDiscrete(argmax=True) if back.shape[0] > 1 else mt.AsDiscrete(threshold=0.5)
         labels, post = timed(lambda: discrete(back)[0].numpy().astype(np.uint8))  # MONAI's own post-processing
         stages["postprocess"] = seconds + post
-    else:  # the steps of Segmenter.predict, timed one by one
-        probs, window = timed(lambda: predict_probabilities(
-            segmenter.model, data["image"], cfg, segmenter.device, overlap=overlap,
-            batch_size=segmenter.batch_size, network=network))
-        stages["network"], stages["stitching"] = network_seconds, window - network_seconds
-        back, stages["invert"] = timed(to_source_grid, probs, data["image"], segmenter.chain)
-        labels, stages["postprocess"] = timed(
-            lambda: probabilities_to_labels(torch.as_tensor(back)).numpy().astype(np.uint8))
+    else:  # exactly what `volseg infer` runs, timed by Segmenter itself
+        data = segmenter.load(CaseInput(ct.name, (ct,)))
+        labels, _ = segmenter.predict(data)
+        stages = data["timings"]
     _, stages["write"] = timed(io.write_label, labels, data["image"], out / f"labels_{kind}.nii.gz")
     return {"kind": kind, "backend": "monai" if kind == "monai" else segmenter.backend,
             "precision": segmenter.precision, "stages": stages,

@@ -130,3 +130,14 @@ def test_declared_labels_travel_with_the_manifest_and_check_refuses_a_stray_valu
     assert line.startswith(f"{stray}: unknown label value(s) [7]"), result.stdout
     (tmp_path / "m.labels.json").unlink()  # without a declaration any integer label is accepted, as before
     assert runner.invoke(app, ["check", str(out)]).exit_code == 0
+
+
+def test_the_data_layer_never_imports_the_model_zoo():
+    """Planning takes the model's widths from its caller: volseg.data depends on no model code."""
+    import ast
+
+    for path in sorted((REPO / "volseg" / "data").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if m.startswith("volseg.models")], path

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.manifest import read_manifest
-from volseg.infer import Segmenter, collect_inputs, select_part
+from volseg.infer import CaseInput, Segmenter, collect_inputs, select_part
 from volseg.pretrained import resolve_model
 
 from .conftest import shared_path
@@ -161,8 +161,10 @@ def test_parts_split_a_cohort_without_overlap(test_cases):
     assert sorted(ids) == sorted(c.case_id for c in test_cases) and len(ids) == len(set(ids))
 
 
-def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path):
-    """SIGKILL mid-batch, then --resume: every case done once, no partial file under a final name."""
+@pytest.mark.parametrize("done_at_kill, delay", [(1, 0.0), (2, 0.13), (4, 0.31)])
+def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path, done_at_kill, delay):
+    """SIGKILL mid-batch at three different moments (after 1, 2, 4 outputs, plus a delay that lands the kill
+    inside the next case's work), then --resume: every case done once, no partial file under a final name."""
     (tmp_path / "in").mkdir()
     for case in test_cases[:6]:
         shutil.copyfile(case.image, tmp_path / "in" / case.image.name)
@@ -171,12 +173,13 @@ def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path
            "--tta"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("hippocampus_*.nii.gz"))) < 2:
-        time.sleep(0.05)
+    while time.time() < deadline and len(list(out.glob("hippocampus_*.nii.gz"))) < done_at_kill:
+        time.sleep(0.02)
+    time.sleep(delay)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("hippocampus_*.nii.gz")}
-    assert 2 <= len(done_before) < 6, "the kill must land mid-batch"
+    assert done_at_kill <= len(done_before) < 6, "the kill must land mid-batch"
     for p in done_before:
         nib.load(out / p).get_fdata()  # every final-named file is complete
     with (out / "volseg_run.csv").open("a", encoding="utf-8") as f:
@@ -285,3 +288,13 @@ def test_tta_mirrors_only_the_axes_the_model_was_trained_mirrored_on():
     probs = torch.rand(5, 9, 8, 7)
     probs[:, :3] = 0.25  # ties go to the first class, as with argmax
     assert torch.equal(probabilities_to_labels(probs), probs.argmax(0))
+
+
+def test_segmenter_times_each_stage_of_the_case_it_runs(run_dir, test_cases):
+    """The per-stage timings benchmarks/whole_volume.py reports come from the code `volseg infer` runs."""
+    segmenter = Segmenter(run_dir, "cpu")
+    data = segmenter.load(CaseInput(test_cases[0].case_id, test_cases[0].images))
+    labels, _ = segmenter.predict(data)
+    assert set(data["timings"]) == {"read", "preprocess", "network", "stitching", "invert", "postprocess"}
+    assert all(seconds >= 0 for seconds in data["timings"].values()) and data["timings"]["network"] > 0
+    assert labels.shape == tuple(nib.load(test_cases[0].image).shape)

@@ -184,3 +184,39 @@ def test_time_budget_fixes_the_epochs_after_the_first(manifest, tmp_path):
     saved = load_checkpoint(tmp_path / "run" / "last.pt")["config"]["train"]
     assert saved["epochs"] == 1
     assert history[-1].val_dice  # the last epoch is validated
+
+
+def test_start_up_reads_each_case_file_once(manifest, tmp_path, monkeypatch):
+    """The checks before training and the cache share one read of every image and label (issue 19)."""
+    from collections import Counter
+
+    from volseg.data import io
+
+    reads = Counter()
+    original = io._read_nifti
+
+    def counting(path, *args, **kwargs):
+        reads[str(path)] += 1
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "_read_nifti", counting)
+    cfg = tiny_config(manifest, "unet", 3, "train.epochs=2", "train.iterations_per_epoch=1")
+    train(cfg, tmp_path / "run", device="cpu")  # two epochs, validation after each
+    cases = [c for c in read_manifest(manifest) if c.split in ("train", "val")]
+    files = {str(p) for c in cases for p in (*c.images, c.label)}
+    assert set(reads) == files and set(reads.values()) == {1}, reads
+
+
+def test_every_bad_case_is_named_before_training_starts(manifest, tmp_path):
+    from volseg.data.manifest import Case, write_manifest
+
+    cases = read_manifest(manifest)
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti")
+    bad = [Case("bad_image", (broken,), cases[0].label, "train"), Case("bad_label", cases[1].images, broken, "val")]
+    write_manifest([*cases, *bad], tmp_path / "m.csv")
+    with pytest.raises(ValueError) as error:
+        train(tiny_config(tmp_path / "m.csv"), tmp_path / "run", device="cpu")
+    lines = str(error.value).splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"{broken}: ") for line in lines)  # both bad files, one message
+    assert not (tmp_path / "run" / "last.pt").exists()

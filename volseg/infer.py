@@ -149,24 +149,45 @@ class Segmenter:
 
     def load(self, case: CaseInput) -> dict:
         """Read and preprocess (the part that overlaps with the previous case's prediction). ``source_image``
-        keeps the scan as read, for statistics and QC pictures (preprocessing may work in place)."""
+        keeps the scan as read, for statistics and QC pictures (preprocessing may work in place);
+        ``timings`` collects the case's seconds per stage (read, preprocess, then :meth:`predict`'s)."""
+        started = time.perf_counter()
         raw = self.reader({"image": [p if isinstance(p, DicomSeries) else str(p) for p in case.images]})
         source = raw["image"].clone()
+        read = time.perf_counter()
         data = self.chain(raw)
         data["source_image"] = source
+        data["timings"] = {"read": read - started, "preprocess": time.perf_counter() - read}
         return data
 
     def predict(self, data: dict) -> tuple[np.ndarray, torch.Tensor]:
-        """Label map (X, Y, Z) on the source grid, and the class probabilities on that grid."""
+        """Label map (X, Y, Z) on the source grid, and the class probabilities on that grid. Adds network,
+        stitching (the sliding window's own work), invert and postprocess seconds to ``data["timings"]``
+        (on CUDA, network time is launch time: kernels run asynchronously)."""
         image = data["image"]
+        timings = data.setdefault("timings", {})
+        network_seconds = 0.0
+
+        def network(x: torch.Tensor) -> torch.Tensor:
+            nonlocal network_seconds
+            start = time.perf_counter()
+            out = self.network(x)
+            network_seconds += time.perf_counter() - start
+            return out
+
+        started = time.perf_counter()
         probs = predict_probabilities(self.model, image, self.cfg, self.device, overlap=self.overlap, tta=self.tta,
-                                      batch_size=self.batch_size, network=self.network)
+                                      batch_size=self.batch_size, network=network)
+        windows = time.perf_counter()
         probs = to_source_grid(probs, image, self.chain)
+        inverted = time.perf_counter()
         classes = probabilities_to_labels(torch.as_tensor(probs)).numpy()
         lookup = np.array([0, *self.label_values], dtype=np.int64)  # class index -> label value
         labels = lookup[classes] if probs.shape[0] > 1 else np.where(classes > 0, self.label_values[0], 0)
         if self.keep_largest:
             labels = keep_largest_component(labels, self.label_values)
+        timings.update(network=network_seconds, stitching=windows - started - network_seconds,
+                       invert=inverted - windows, postprocess=time.perf_counter() - inverted)
         return labels, torch.as_tensor(probs)
 
     def attention(self, data: dict) -> np.ndarray:

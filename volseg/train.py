@@ -26,10 +26,8 @@ from volseg.checkpoint import (
     FORMAT, CheckpointError, build_network, load_checkpoint, rng_state, save_atomic, set_rng_state,
 )
 from volseg.config import Config, config_from_dict, save_config
-from volseg.data.check import check_cases
-from volseg.data.dataset import training_dataset, training_loader, volume_dataset
+from volseg.data.dataset import checked_datasets, training_loader
 from volseg.data.manifest import read_manifest
-from volseg.data.transforms import resampling_limits
 from volseg.losses import DeepSupervisionLoss, SegmentationLoss
 from volseg.metrics import dice_per_label, mean_finite
 from volseg.predict import autocast, predict_probabilities, probabilities_to_labels
@@ -217,9 +215,8 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
     val_cases = [c for c in cases if c.split == "val" and c.label is not None]
     if not train_cases:
         raise ValueError(f"{cfg.data.manifest}: no cases with split 'train'")
-    problems = check_cases(train_cases + val_cases, **resampling_limits(cfg))  # every bad file named before an hour of training
-    if problems:
-        raise ValueError("\n".join(map(str, problems)))
+    # every bad file named before an hour of training; with the memory cache, each file is read once
+    train_ds, val_ds = checked_datasets(train_cases, val_cases, cfg, dims, num_workers=cfg.train.num_workers)
 
     set_determinism(seed=cfg.train.seed)
     network = build_network(cfg).to(dev)
@@ -231,8 +228,6 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
     use_amp = cfg.train.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    train_ds = training_dataset(train_cases, cfg, dims, num_workers=cfg.train.num_workers)
-    val_ds = volume_dataset(val_cases, cfg) if val_cases else None
     sampler = DistributedSampler(train_ds, ctx.world_size, ctx.rank, seed=cfg.train.seed) if ctx.enabled else None
     loader = training_loader(train_ds, cfg, dims, num_workers=cfg.train.num_workers, sampler=sampler)
     steps_per_epoch = cfg.train.iterations_per_epoch or len(loader)

@@ -60,6 +60,13 @@ def check_case(case: Case, label_values: set[int] | None = None, **limits) -> li
 
     ``label_values`` is the set of allowed label values (e.g. ``{0, 1, 2}``); None accepts any integer.
     """
+    return read_checked(case, label_values, **limits)[1]
+
+
+def read_checked(case: Case, label_values: set[int] | None = None, **limits) -> tuple[dict | None, list[Problem]]:
+    """Read a case once and check what was read (see :func:`check_case`): ``({"image", "label"}, [])`` as
+    :class:`~volseg.data.transforms.LoadCased` would load it (label values not remapped), or ``(None, problems)``.
+    Training reads each case through this once, for the checks and for its cache."""
     problems: list[Problem] = []
     channels = [_read(path, partial(read_image, **limits), problems) for path in case.images]
     for path, channel in zip(case.images, channels):
@@ -70,20 +77,22 @@ def check_case(case: Case, label_values: set[int] | None = None, **limits) -> li
         for path, channel in zip(case.images[1:], channels[1:]):
             if channel is not None and (why := _grid_mismatch(channel, first)):
                 problems.append(Problem(str(path), f"channel grid differs from {case.images[0].name}: {why}"))
-    if case.label is None:
-        return problems
-    label = _read(case.label, read_label, problems)
-    if label is None:
-        return problems
-    if label_values is not None:
+    label = _read(case.label, read_label, problems) if case.label is not None else None
+    if label is not None and label_values is not None:
         unknown = sorted(set(torch.unique(label.as_tensor()).long().tolist()) - set(label_values))
         if unknown:
             problems.append(
                 Problem(str(case.label), f"unknown label value(s) {unknown}; expected a subset of {sorted(label_values)}")
             )
-    if first is not None and (why := _grid_mismatch(label, first)):
+    if label is not None and first is not None and (why := _grid_mismatch(label, first)):
         problems.append(Problem(str(case.label), f"label grid differs from image {case.images[0].name}: {why}"))
-    return problems
+    if problems or None in channels or (case.label is not None and label is None):
+        return None, problems
+    image = first if len(channels) == 1 else MetaTensor(torch.cat([c.as_tensor() for c in channels]), meta=dict(first.meta))
+    loaded = {"image": image}
+    if label is not None:
+        loaded["label"] = label
+    return loaded, []
 
 
 def _read(path: Path, reader: Callable[[Path], MetaTensor], problems: list[Problem]) -> MetaTensor | None:

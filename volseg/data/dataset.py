@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -10,7 +11,8 @@ from monai import transforms as mt
 
 from volseg.config import Config
 from volseg.data.manifest import Case
-from volseg.data.transforms import load_and_preprocess, training_samples
+from volseg.data.check import check_cases, read_checked
+from volseg.data.transforms import load_and_preprocess, preprocess, remap_labels, resampling_limits, training_samples
 
 
 def case_dict(case: Case) -> dict:
@@ -45,6 +47,42 @@ def training_dataset(cases: Sequence[Case], cfg: Config, spatial_dims: int, num_
 def volume_dataset(cases: Sequence[Case], cfg: Config, num_workers: int = 0) -> md.Dataset:
     """Whole preprocessed volumes (validation and inference), cached like the training data."""
     return _cached([case_dict(c) for c in cases], load_and_preprocess(cfg).flatten(), cfg, num_workers)
+
+
+def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg: Config, spatial_dims: int,
+                     num_workers: int = 0) -> tuple[md.Dataset, md.Dataset | None]:
+    """Training and validation datasets, every case checked first; raises ValueError naming every problem.
+
+    With the memory cache each file is read once: the read that is checked (:func:`read_checked`) is the
+    one preprocessed into the cache. Other caches check, then read again as they always do."""
+    if cfg.data.cache != "memory":
+        problems = check_cases([*train_cases, *val_cases], **resampling_limits(cfg))
+        if problems:
+            raise ValueError("\n".join(map(str, problems)))
+        return (training_dataset(train_cases, cfg, spatial_dims, num_workers),
+                volume_dataset(val_cases, cfg, num_workers) if val_cases else None)
+    missing = [c.case_id for c in train_cases if c.label is None]
+    if missing:
+        raise ValueError(f"training cases need labels; unlabeled: {missing[:5]}")
+    prepare = preprocess(cfg)  # load_and_preprocess after LoadCased, whose read read_checked has done
+
+    def read_and_prepare(case: Case) -> tuple[dict | None, list]:
+        loaded, problems = read_checked(case, **resampling_limits(cfg))
+        if loaded is None:
+            return None, problems
+        if "label" in loaded:
+            loaded["label"] = remap_labels(loaded["label"], cfg.data.label_remap)
+        return prepare({"case_id": case.case_id, **loaded}), problems
+
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:  # like CacheDataset's caching threads
+        results = list(pool.map(read_and_prepare, [*train_cases, *val_cases]))
+    problems = [p for _, found in results for p in found]
+    if problems:
+        raise ValueError("\n".join(map(str, problems)))
+    prepared = [item for item, _ in results]
+    train = md.CacheDataset(prepared[:len(train_cases)], training_samples(cfg, spatial_dims), progress=False)
+    val = md.CacheDataset(prepared[len(train_cases):], mt.Compose([]), progress=False) if val_cases else None
+    return train, val
 
 
 def training_loader(dataset: md.Dataset, cfg: Config, spatial_dims: int, num_workers: int = 0,

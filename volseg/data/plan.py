@@ -18,7 +18,6 @@ from monai import transforms as mt
 from volseg.config import Config
 from volseg.data.manifest import Case
 from volseg.data.transforms import RAS_LABELS, LoadCased
-from volseg.models.registry import DEFAULT_FEATURES_3D
 
 ANISOTROPY_RATIO = 3.0  # nnU-Net: an axis this many times coarser than the others is "low resolution"
 FOREGROUND_SAMPLES_PER_CASE = 10_000
@@ -121,18 +120,21 @@ def fit_batch(patch: Sequence[int], features: Sequence[int], budget_bytes: float
     return int(np.clip(min(by_memory, by_data), 2, max_batch))
 
 
-def plan(fp: Fingerprint, base: Config | None = None, memory_budget_gb: float = 4.0,
+def plan(fp: Fingerprint, base: Config, widths: dict[int, Sequence[int]], memory_budget_gb: float = 4.0,
          modality: str = "auto", label_names: dict[int, str] | None = None) -> Config:
-    """Turn a fingerprint into a config (a copy of ``base`` with data, preprocess and sampling filled)."""
-    cfg = base or Config()
+    """Turn a fingerprint into a config (``base`` with data, preprocess and sampling filled).
+
+    ``widths`` gives the channel widths per level of the model ``base`` configures, for 2 and 3 spatial
+    dims: patch and batch are sized for the network that will train on them (the caller resolves the
+    model's defaults, so the data layer never depends on the model zoo)."""
+    cfg = base
     budget = memory_budget_gb * 2**30
     spacings = np.asarray(fp.spacings)
     target = target_spacing(spacings)
     resampled = np.asarray(fp.shapes) * spacings / np.asarray(target)
     median_shape = np.median(resampled, axis=0)
 
-    features_3d = cfg.model.features if (cfg.model.features and cfg.model.dims == 3) else DEFAULT_FEATURES_3D
-    features_2d = cfg.model.features if (cfg.model.features and cfg.model.dims == 2) else (32, 64, 128, 256, 512)
+    features_3d, features_2d = widths[3], widths[2]
     dataset_voxels = float(np.prod(resampled, axis=1).sum())
     s = cfg.sampling
     s.patch_size_3d = fit_patch(median_shape, features_3d, budget)
