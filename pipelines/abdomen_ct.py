@@ -50,6 +50,13 @@ LEVERS = [
     "sampling.batch_size_3d=2",
 ]
 
+# The ROI cascade's locator (`volseg infer --roi kidney_left`): the same organs at 6 mm, small and quick;
+# it only has to find each organ's box, which the fine model then segments at 3 mm.
+LOCATOR_LEVERS = [
+    "preprocess.spacing=[6.0, 6.0, 6.0]", "preprocess.normalization=window", "preprocess.hu_window=[-300, 500]",
+    "sampling.patch_size_3d=[48, 48, 48]", "sampling.batch_size_3d=2", "model.features=[8, 16, 32, 64]",
+]
+
 # Contrast-phase synthesis: HU offset range per structure group, for a non-contrast CT (add enhancement)
 # and for a venous-phase CT (take it away). Groups are matched by name against TotalSegmentator's classes
 # and IRCADb's mask names; unlisted structures (bone, lung, fat) keep their intensity.
@@ -227,6 +234,16 @@ def run_direction(record: dict, train: str, test: str, work: Path, minutes: floa
             "hd95_mm": {k: v["hd95"]["median"] for k, v in summary.items()}}
 
 
+def train_locator(direction: Path, minutes: float) -> Path:
+    """The coarse locator, trained on the fine model's manifest and plan (same organs, same data)."""
+    run = direction / "locator"
+    if not (run / "last.pt").exists():
+        sets = [*LOCATOR_LEVERS, f"train.time_budget_minutes={minutes}"]
+        volseg("train", "--config", direction / "plan.yaml", "--manifest", direction / "manifest.csv",
+               "--output", run, *[item for o in sets for item in ("--set", o)])
+    return run / "last.pt"
+
+
 def ship(run: Path, target: Path = REPO / "volseg" / "pretrained" / "abdomen-ct" / "model.pt") -> Path:
     """Install a run's model as the built-in abdomen-ct model: only one trained on redistributable data."""
     from volseg.checkpoint import load_checkpoint, resolve_checkpoint, slim_checkpoint
@@ -257,6 +274,8 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true",
                         help="install the TotalSegmentator-trained model as the built-in abdomen-ct model")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="train-time config override")
+    parser.add_argument("--locator-minutes", type=float, default=20.0,
+                        help="training budget of the ROI cascade's 6 mm locator (direction ts; 0: none)")
     args = parser.parse_args()
 
     args.work = args.work.resolve()
@@ -267,8 +286,13 @@ def main() -> None:
         results.append(run_direction(record, train, test, args.work, args.minutes, args.synthetic, args.overrides,
                                      args.tag))
         print(json.dumps(results[-1], indent=1), flush=True)
+    ts_run = args.work / f"ts_to_ircadb{args.tag}"
+    locator = train_locator(ts_run, args.locator_minutes) if args.locator_minutes and args.direction != "ircadb" else None
     if args.ship:
-        print(f"installed {ship(args.work / f'ts_to_ircadb{args.tag}' / 'train' / 'last.pt')}")
+        target = ship(ts_run / "train" / "last.pt")
+        print(f"installed {target}")
+        if locator is not None:
+            print(f"installed {ship(locator, target.with_name('locator.pt'))}")
     path = args.work / f"results{args.tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"wrote {path}")

@@ -170,3 +170,5 @@ def test_shipped_models_were_not_trained_on_ircadb():
         trained_on = [line for line in card.read_text(encoding="utf-8").splitlines() if line.startswith("- **Training cases**")]
         assert trained_on, f"{card}: no '- **Training cases**' line"
         assert "ircad" not in trained_on[0].lower(), trained_on[0]
+        for weights in card.parent.glob("*.pt"):  # the locator too: every shipped weight file is accounted for
+            assert weights.name in card.read_text(encoding="utf-8"), f"{card}: says nothing of {weights.name}"

@@ -234,6 +234,8 @@ def infer(
     output_format: str = typer.Option("nifti", "--output-format", help="Comma-separated: nifti, dicom-seg (DICOM inputs)."),
     series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML rules picking the DICOM series to segment [default: the model's modality, ORIGINAL/PRIMARY, no localizers, >= 10 slices, axial for CT, one per study]."),
     report: bool = typer.Option(False, "--report", help="Also write OUTPUT/report/index.html, the review page (see `volseg report`)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Segment one label only, on the box a coarse locator model finds for it (label name, e.g. kidney_left); the run record notes the box."),
+    locator: Optional[Path] = typer.Option(None, "--locator", help="With --roi: the locator model [default: locator.pt beside the model]."),
 ) -> None:
     """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed (or no
     series selected), 2 usage.
@@ -261,6 +263,9 @@ def infer(
         ctx = distributed.setup(device)
         segmenter = Segmenter(_model_path(model), distributed.device_for(ctx, device), overlap=overlap, tta=tta,
                               keep_largest=keep_largest, backend=backend, precision=precision)
+        if roi:
+            segmenter = _roi_segmenter(segmenter, roi, locator, ctx, device, backend, precision,
+                                       save_probabilities or qc_attention)
         rules = rules or default_rules(segmenter.cfg.data.modality)
         cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
         if not cases:
@@ -313,6 +318,21 @@ def infer(
         page = build_report(out_dir, labels=segmenter.cfg.data.labels, colors=segmenter.cfg.data.label_colors)
         console.print(f"review page: {page}")
     raise typer.Exit(code=1 if n_failed or n_done + n_failed == 0 else 0)
+
+
+def _roi_segmenter(fine, roi: str, locator: Optional[Path], ctx, device: str, backend: str, precision: str,
+                   unsupported: bool):
+    from volseg import distributed
+    from volseg.infer import Segmenter
+    from volseg.roi import LOCATOR_FILE, RoiSegmenter, locator_beside
+
+    if unsupported:
+        raise ValueError("--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply")
+    locator = locator or locator_beside(fine.checkpoint)
+    if locator is None:
+        raise FileNotFoundError(f"--roi: no locator model beside {fine.checkpoint} ({LOCATOR_FILE}); pass --locator")
+    coarse = Segmenter(locator, distributed.device_for(ctx, device), backend=backend, precision=precision)
+    return RoiSegmenter(fine, coarse, roi)
 
 
 @app.command()

@@ -37,7 +37,8 @@ from volseg.train import resolve_device
 
 log = logging.getLogger(__name__)
 RUN_CSV = "volseg_run.csv"
-RUN_COLUMNS = ("case_id", "input", "output", "status", "seconds", "error")  # error: why it failed or was rejected
+# error: why it failed or was rejected; note: how an ok case was done when it matters (an ROI cascade's box)
+RUN_COLUMNS = ("case_id", "input", "output", "status", "seconds", "error", "note")
 OUTPUT_FORMATS = ("nifti", "dicom-seg")
 
 
@@ -206,6 +207,7 @@ class CaseResult:
     status: str  # ok, failed, skipped
     seconds: float = 0.0
     error: str = ""
+    note: str = ""
 
 
 @dataclass
@@ -252,7 +254,7 @@ class RunRecord:
             if new:
                 writer.writerow(RUN_COLUMNS)
             writer.writerow([result.case_id, result.input, result.output, result.status, f"{result.seconds:.2f}",
-                             result.error])
+                             result.error, result.note])
             f.flush()
             os.fsync(f.fileno())
 
@@ -364,7 +366,8 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, optio
                 source = data["source_image"]
                 statistics.append_rows(stats_csv, case.case_id, statistics.label_statistics(
                     labels, source[0].numpy(), source.affine, segmenter.cfg.data.labels))
-            result = CaseResult(case.case_id, case.source, _joined(outputs), "ok", time.perf_counter() - started)
+            result = CaseResult(case.case_id, case.source, _joined(outputs), "ok", time.perf_counter() - started,
+                                note=data.get("note", ""))
         except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
             log.debug("case %s failed", case.case_id, exc_info=True)
             result = CaseResult(case.case_id, case.source, "", "failed", time.perf_counter() - started, _one_line(e))
