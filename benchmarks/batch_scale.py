@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.record import provenance, write  # noqa: E402
 SIDE = 24
 
 
@@ -115,10 +115,7 @@ def main() -> None:
                                   capture_output=True, encoding="utf-8", check=True)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
-    result = {"rows": rows, "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
-              "command": "python " + " ".join([Path(__file__).relative_to(REPO).as_posix(), *sys.argv[1:]])}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "batch_scale.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    result = {"rows": rows, **provenance(__file__)}
     lines = [
         "# Batch runs at archive scale", "",
         f"`{result['command']}`: a {SIDE}^3 scan listed N times, tiny 3D U-Net (4-8-16), `run_batch` as "
@@ -129,8 +126,7 @@ def main() -> None:
           f"{r['s_per_case_last_10pct']} | {r['run_record_bytes_per_case']} | {r['rss_after_10pct_mb']} | "
           f"{r['rss_after_100pct_mb']} | {r['peak_rss_mb']} |" for r in rows],
     ]
-    (args.out / "batch_scale.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    print(write(args.out, "batch_scale", result, lines))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ Goals (issue 17): table shown in under 2 s; index.html under 5 MB without the pe
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import statistics
 import sys
@@ -30,6 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.record import provenance, write  # noqa: E402
 
 TABLE_GOAL_S = 2.0
 PAGE_GOAL_MB = 5.0
@@ -120,11 +119,8 @@ def main() -> None:
         "viewer_inlined": viewer_path() is not None, "openings": openings,
         "table_s_median": round(table_s, 3),
         "goals": {"table under 2 s": table_s < TABLE_GOAL_S, "index.html under 5 MB": page_mb < PAGE_GOAL_MB},
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
-        "command": "python " + " ".join([Path(__file__).relative_to(REPO).as_posix(), *sys.argv[1:]]),
+        **provenance(__file__),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report_page.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     lines = [
         "# Review page at batch scale", "",
         f"`{result['command']}`: {args.cases} synthetic cases (64x64x40, two labels), opened "
@@ -141,8 +137,7 @@ def main() -> None:
           f"({o['viewer']}) | {o['rows']} |"
           for i, o in enumerate(openings)],
     ]
-    (args.out / "report_page.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    print(write(args.out, "report_page", result, lines))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Every inference backend gives the labels torch eager fp32 gives (Dice >= 0.999 per label)."""
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch

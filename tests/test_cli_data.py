@@ -1,6 +1,5 @@
 """The data commands as a user runs them: volseg manifest, check and plan."""
 
-import gzip
 import shutil
 
 import nibabel as nib

@@ -11,7 +11,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -192,7 +192,7 @@ def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool =
 
 def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callbacks: Callbacks,
            epochs: int | None, ctx: distributed.Context) -> list[EpochRecord]:
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    last_path = run_dir / "last.pt"
     state = None
     if ctx.is_main:
         for stale in run_dir.glob(".*.tmp*"):  # temporary files of writes a killed run never finished

@@ -93,9 +93,10 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
     names = {v: names.get(v, f"label_{v}") for v in sorted(found_values)}
     metric_rows = _metrics(entries, references, names) if references else \
         _read_evaluation(Path(evaluation)) if evaluation else []
-    for r in metric_rows:
-        entry = next((e for e in entries if e.id == r["case_id"]), None)
-        if entry is not None and entry.status == "ok":
+    by_id = {e.id: e for e in entries}
+    for r in metric_rows:  # a label the reference lacks scores no Dice (both empty would read as a perfect 1)
+        entry = by_id.get(r["case_id"])
+        if entry is not None and entry.status == "ok" and float(r["volume_ref_ml"]) > 0:
             entry.dice[int(r["value"])], entry.hd95[int(r["value"])] = float(r["dice"]), float(r["hd95"])
     ok = [e for e in entries if e.status == "ok"]
     ranges = {v: robust_range([e.volumes.get(v, 0.0) for e in ok]) for v in names}
@@ -131,6 +132,9 @@ def _add_case_files(entry: CaseEntry, row: dict, run_dir: Path, work: Path, name
                     colors: dict[int, str] | None, reference: Path | None, max_side: int) -> set[int]:
     """Volumes, border contact, thumbnail and viewer script of one segmented case; the label values found."""
     label_path = _label_output(row, run_dir)
+    if not label_path.is_file():  # a run that wrote DICOM SEG only, or a folder whose label maps were moved
+        entry.note = "no NIfTI label map beside the run record: nothing to measure or show"
+        return set()
     try:
         label_image = io.read_label(label_path)
     except (io.ImageReadError, ValueError, OSError) as e:

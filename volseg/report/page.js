@@ -282,7 +282,9 @@ window.volsegStartViewer = async function () {
     return;
   }
   try {
-    nv = new niivue.Niivue({backColor: [0, 0, 0, 1], show3Dcrosshair: true, isColorbar: false, loadingText: ""});
+    // radiological convention, as the QC pictures and thumbnails: the patient's right on the viewer's left
+    nv = new niivue.Niivue({backColor: [0, 0, 0, 1], show3Dcrosshair: true, isColorbar: false, loadingText: "",
+                            isRadiologicalConvention: true});
     await nv.attachTo("viewer");
   } catch (e) {
     nv = null;

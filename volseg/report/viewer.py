@@ -16,6 +16,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from volseg.atomic import atomic_path
+
 NIIVUE_PACKAGE = "@niivue/niivue"
 NIIVUE_VERSION = "0.69.0"
 NIIVUE_FILE = "package/dist/niivue.umd.js"  # a plain script defining the global `niivue`, loads no other file
@@ -59,10 +61,8 @@ def install() -> Path:
     if _sha256(data) != NIIVUE_SHA256:
         raise RuntimeError(f"{NIIVUE_PACKAGE}@{NIIVUE_VERSION}: {NIIVUE_FILE} does not match the pinned SHA-256")
     target = cache_dir() / "niivue.umd.js"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.replace(target)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
     return target
 
 
