@@ -525,7 +525,7 @@ def evaluate(
 def report(
     run_dir: Path = typer.Argument(..., help="A batch output folder (holding volseg_run.csv)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Reference labels: a manifest CSV or a folder (<case_id>[_seg].nii.gz); adds Dice/HD95 and the reference in the viewer."),
-    evaluation: Optional[Path] = typer.Option(None, "--evaluation", help="A `volseg evaluate` CSV [default: RUN_DIR/metrics.csv when present]."),
+    evaluation: Optional[Path] = typer.Option(None, "--evaluation", help="A `volseg evaluate` CSV, used instead of scoring --reference again [default: RUN_DIR/metrics.csv when present and no --reference]."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose data.labels and data.label_colors name and colour the labels [default: names from statistics.csv]."),
 ) -> None:
     """Write RUN_DIR/report/index.html: a review page that opens offline with a double click.

@@ -83,7 +83,8 @@ def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, 
         row["split"] = split_of[row["case_id"]]
     failed = [f"{r.case_id}: {r.error}" for r in results if r.status == "failed"] + errors
     report = _write_report(out_dir, segmenter, rows, summary, failed)
-    page = build_report(out_dir, segmenter.cfg.data.labels, segmenter.cfg.data.label_colors, reference=manifest)
+    page = build_report(out_dir, segmenter.cfg.data.labels, segmenter.cfg.data.label_colors, reference=manifest,
+                        evaluation=out_dir / "metrics.csv")  # scored above: not again
     return DemoResult(rows, summary, report, failed, page)
 
 

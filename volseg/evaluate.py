@@ -34,14 +34,16 @@ def pairs_from_manifest(pred_dir: Path, manifest: Path, split: str | None = "tes
             if c.label is not None and (split is None or c.split == split)]
 
 
+def case_key(path: Path) -> str:
+    """The case id a label map's file name stands for: ``<case_id>[_seg].nii[.gz]``."""
+    stem = path.name.split(".nii")[0]
+    return stem[:-4] if stem.endswith("_seg") else stem
+
+
 def pairs_from_folder(pred_dir: Path, ref_dir: Path) -> list[Pair]:
     """Predictions and references matched by file name (``<case_id>.nii.gz``, ``_seg`` suffix ignored)."""
-    def key(p: Path) -> str:
-        stem = p.name.split(".nii")[0]
-        return stem[:-4] if stem.endswith("_seg") else stem
-
-    refs = {key(p): p for p in sorted(ref_dir.glob("*.nii*"))}
-    return [Pair(k, p, refs[k]) for p in sorted(pred_dir.glob("*.nii*")) if (k := key(p)) in refs]
+    refs = {case_key(p): p for p in sorted(ref_dir.glob("*.nii*"))}
+    return [Pair(k, p, refs[k]) for p in sorted(pred_dir.glob("*.nii*")) if (k := case_key(p)) in refs]
 
 
 def evaluate(pairs: list[Pair], labels: dict[int, str] | None = None) -> tuple[list[dict], list[str]]:

@@ -148,12 +148,16 @@ class Segmenter:
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
         self.label_values = sorted(self.cfg.data.labels)
 
+    def read(self, case: CaseInput) -> dict:
+        """The case's scan as read (``{"image": (C, X, Y, Z)}`` on its source grid), nothing preprocessed."""
+        return self.reader({"image": [p if isinstance(p, DicomSeries) else str(p) for p in case.images]})
+
     def load(self, case: CaseInput) -> dict:
         """Read and preprocess (the part that overlaps with the previous case's prediction). ``source_image``
         keeps the scan as read, for statistics and QC pictures (preprocessing may work in place);
         ``timings`` collects the case's seconds per stage (read, preprocess, then :meth:`predict`'s)."""
         started = time.perf_counter()
-        raw = self.reader({"image": [p if isinstance(p, DicomSeries) else str(p) for p in case.images]})
+        raw = self.read(case)
         source = raw["image"].clone()
         read = time.perf_counter()
         data = self.chain(raw)

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from volseg.data.dicom_archive import DicomSeries
 
 MARGIN_MM = 20.0  # around the located box: the locator's 6 mm voxels blur the boundary by a voxel or two
 LOCATOR_FILE = "locator.pt"  # beside a model's checkpoint: the locator its recipe trained
@@ -107,7 +106,7 @@ class RoiSegmenter:
 
     def load(self, case) -> dict:
         started = time.perf_counter()
-        raw = self.fine.reader({"image": [p if isinstance(p, DicomSeries) else str(p) for p in case.images]})
+        raw = self.fine.read(case)
         read = time.perf_counter()
         coarse = self.locator.chain({"image": raw["image"].clone()})
         return {"source_image": raw["image"], "image": raw["image"], "coarse": coarse,

@@ -23,18 +23,28 @@ COLUMNS = ("case_id", "label", "name", "voxels", "volume_ml", "mean_intensity", 
            "touches_border")
 
 
+def voxel_ml(affine: np.ndarray) -> float:
+    """The volume of one voxel in mL, from the voxel-to-world affine."""
+    return abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
+
+
+def touches_border(mask: np.ndarray) -> bool:
+    """Whether the mask reaches a face of the scan (a structure the field of view may have cut)."""
+    return any(mask.take(i, axis=a).any() for a in range(mask.ndim) for i in (0, -1))
+
+
 def label_statistics(labels: np.ndarray, image: np.ndarray, affine: np.ndarray,
                      label_names: Mapping[int, str]) -> list[dict]:
     """One dict per label of ``label_names`` (empty labels included, with zero volume and no intensity)."""
-    voxel_ml = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
+    ml = voxel_ml(affine)
     rows = []
     for value, name in sorted(label_names.items()):
         mask = labels == value
         voxels = int(mask.sum())
         inside = image[mask] if voxels else np.empty(0)
-        border = voxels > 0 and any(mask.take(i, axis=a).any() for a in range(mask.ndim) for i in (0, -1))
+        border = voxels > 0 and touches_border(mask)
         rows.append({
-            "label": int(value), "name": name, "voxels": voxels, "volume_ml": round(voxels * voxel_ml, 3),
+            "label": int(value), "name": name, "voxels": voxels, "volume_ml": round(voxels * ml, 3),
             "mean_intensity": round(float(inside.mean()), 2) if voxels else None,
             "median_intensity": round(float(np.median(inside)), 2) if voxels else None,
             "touches_border": bool(border),

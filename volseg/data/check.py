@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 
-from volseg.data.io import ImageReadError, grid_mismatch, non_finite, read_image, read_label
+from volseg.data.io import ImageReadError, grid_mismatch, non_finite, read_image, read_label, stack_channels
 from volseg.data.manifest import Case, ManifestError, declared_labels, parse_manifest
 
 logger = logging.getLogger(__name__)
@@ -86,10 +86,9 @@ def read_checked(case: Case, label_values: set[int] | None = None, **limits) -> 
             )
     if label is not None and first is not None and (why := _grid_mismatch(label, first)):
         problems.append(Problem(str(case.label), f"label grid differs from image {case.images[0].name}: {why}"))
-    if problems or None in channels or (case.label is not None and label is None):
+    if problems:  # every failed read is one of them
         return None, problems
-    image = first if len(channels) == 1 else MetaTensor(torch.cat([c.as_tensor() for c in channels]), meta=dict(first.meta))
-    loaded = {"image": image}
+    loaded = {"image": stack_channels(channels)}
     if label is not None:
         loaded["label"] = label
     return loaded, []

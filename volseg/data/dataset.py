@@ -36,9 +36,7 @@ def _cached(items: list[dict], transform: mt.Compose, cfg: Config, num_workers: 
 
 def training_dataset(cases: Sequence[Case], cfg: Config, spatial_dims: int, num_workers: int = 0) -> md.Dataset:
     """Each item yields ``samples_per_volume`` augmented patches (3D) or slices (2D) of one case."""
-    missing = [c.case_id for c in cases if c.label is None]
-    if missing:
-        raise ValueError(f"training cases need labels; unlabeled: {missing[:5]}")
+    _require_labels(cases)
     transform = mt.Compose([*load_and_preprocess(cfg).flatten().transforms,
                             *training_samples(cfg, spatial_dims).transforms])
     return _cached([case_dict(c) for c in cases], transform, cfg, num_workers)
@@ -61,9 +59,7 @@ def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg
             raise ValueError("\n".join(map(str, problems)))
         return (training_dataset(train_cases, cfg, spatial_dims, num_workers),
                 volume_dataset(val_cases, cfg, num_workers) if val_cases else None)
-    missing = [c.case_id for c in train_cases if c.label is None]
-    if missing:
-        raise ValueError(f"training cases need labels; unlabeled: {missing[:5]}")
+    _require_labels(train_cases)
     prepare = preprocess(cfg)  # load_and_preprocess after LoadCased, whose read read_checked has done
 
     def read_and_prepare(case: Case) -> tuple[dict | None, list]:
@@ -83,6 +79,12 @@ def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg
     train = md.CacheDataset(prepared[:len(train_cases)], training_samples(cfg, spatial_dims), progress=False)
     val = md.CacheDataset(prepared[len(train_cases):], mt.Compose([]), progress=False) if val_cases else None
     return train, val
+
+
+def _require_labels(cases: Sequence[Case]) -> None:
+    missing = [c.case_id for c in cases if c.label is None]
+    if missing:
+        raise ValueError(f"training cases need labels; unlabeled: {missing[:5]}")
 
 
 def training_loader(dataset: md.Dataset, cfg: Config, spatial_dims: int, num_workers: int = 0,

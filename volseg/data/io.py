@@ -109,6 +109,13 @@ def read_channels(paths: Sequence[str | Path], **limits) -> MetaTensor:
                                               channels[0].shape[1:])):
             raise ImageReadError(path, f"channel grid differs from {Path(paths[0]).name}: {why}")
         channels.append(channel)
+    return stack_channels(channels)
+
+
+def stack_channels(channels: Sequence[MetaTensor]) -> MetaTensor:
+    """Channels on one grid as one (C, X, Y, Z) MetaTensor with the first channel's meta (one channel: itself)."""
+    if len(channels) == 1:
+        return channels[0]
     return MetaTensor(torch.cat([c.as_tensor() for c in channels]), meta=dict(channels[0].meta))
 
 

@@ -26,12 +26,12 @@ import numpy as np
 
 from volseg.data import io
 from volseg.data.manifest import read_manifest
-from volseg.evaluate import Pair, evaluate, summarize
+from volseg import statistics
+from volseg.evaluate import Pair, case_key, evaluate, summarize
 from volseg.infer import RUN_CSV, read_run_csv
 from volseg.report import cases as case_files
 from volseg.report.flags import case_flags, robust_range
 from volseg.report.viewer import NIIVUE_LICENSE, viewer_script
-from volseg.statistics import STATISTICS_CSV
 
 log = logging.getLogger(__name__)
 REPORT_DIR = "report"
@@ -63,8 +63,9 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
     """Write ``run_dir/report/`` (built beside it, then swapped in: never half-written) and return index.html.
 
     ``labels`` names the label values (default: the names in statistics.csv, else ``label_N``); ``reference``
-    is a manifest CSV or a folder of reference label maps; ``evaluation`` a ``volseg evaluate`` CSV
-    (default: ``run_dir/metrics.csv`` when present and no reference is given).
+    is a manifest CSV or a folder of reference label maps (shown in the viewer, and scored unless
+    ``evaluation`` is given); ``evaluation`` a ``volseg evaluate`` CSV (default: ``run_dir/metrics.csv``
+    when present and no reference is given).
     """
     run_dir = Path(run_dir)
     record = run_dir / RUN_CSV
@@ -73,7 +74,7 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
     rows = [r for r in read_run_csv(record).values() if r["status"] != "rejected"]
     if not rows:
         raise ValueError(f"{record}: no case to report (every series was rejected)")
-    names = labels or _statistics_names(run_dir / STATISTICS_CSV)
+    names = labels or _statistics_names(run_dir / statistics.STATISTICS_CSV)
     references = _reference_paths(reference) if reference else {}
     if evaluation is None and reference is None and (run_dir / "metrics.csv").is_file():
         evaluation = run_dir / "metrics.csv"
@@ -91,8 +92,8 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
         entries.append(entry)
         on_case and on_case(entry.id)
     names = {v: names.get(v, f"label_{v}") for v in sorted(found_values)}
-    metric_rows = _metrics(entries, references, names) if references else \
-        _read_evaluation(Path(evaluation)) if evaluation else []
+    metric_rows = _read_evaluation(Path(evaluation)) if evaluation else \
+        _metrics(entries, references, names) if references else []
     by_id = {e.id: e for e in entries}
     for r in metric_rows:  # a label the reference lacks scores no Dice (both empty would read as a perfect 1)
         entry = by_id.get(r["case_id"])
@@ -106,6 +107,7 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
             e.flags.append({"kind": "viewer", "label": None, "text": e.note})
 
     palette = case_files.label_colors(names, colors)
+    viewer = viewer_script()  # 2.3 MB, read and checked once
     report = {
         "id": hashlib.sha256(f"{run_dir.resolve()}|{','.join(e.id for e in entries)}".encode()).hexdigest()[:16],
         "title": run_dir.resolve().name,
@@ -114,9 +116,9 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
         "ranges": {str(v): r for v, r in ranges.items()},
         "cases": [_case_json(e) for e in entries],
         "evaluation": _summary_json(metric_rows, names) if metric_rows else None,
-        "viewer": viewer_script() is not None,
+        "viewer": viewer is not None,
     }
-    (work / "index.html").write_text(_page(report), encoding="utf-8")
+    (work / "index.html").write_text(_page(report, viewer or ""), encoding="utf-8")
     if final.exists():
         old = run_dir / f".{REPORT_DIR}.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -142,12 +144,12 @@ def _add_case_files(entry: CaseEntry, row: dict, run_dir: Path, work: Path, name
         return set()
     entry.label_path = label_path
     labels = case_files.Volume(np.asarray(label_image[0]).astype(np.int64), np.asarray(label_image.affine, float))
-    voxel_ml = abs(float(np.linalg.det(labels.affine[:3, :3]))) / 1000.0
+    ml = statistics.voxel_ml(labels.affine)
     values = {int(v) for v in np.unique(labels.array) if v != 0}
     for value in sorted(values | set(names)):
         mask = labels.array == value
-        entry.volumes[value] = round(float(mask.sum()) * voxel_ml, 3)
-        if mask.any() and any(mask.take(i, axis=a).any() for a in range(3) for i in (0, -1)):
+        entry.volumes[value] = round(float(mask.sum()) * ml, 3)
+        if mask.any() and statistics.touches_border(mask):
             entry.border.add(value)
     image = _source_image(row["input"])
     if image is None:
@@ -214,11 +216,7 @@ def _reference_paths(reference: str | Path) -> dict[str, Path]:
         return {c.case_id: c.label for c in read_manifest(reference) if c.label is not None}
     if not reference.is_dir():
         raise FileNotFoundError(f"{reference}: reference labels must be a manifest CSV or a folder")
-    out = {}
-    for p in sorted(reference.glob("*.nii*")):
-        stem = p.name.split(".nii")[0]
-        out[stem[:-4] if stem.endswith("_seg") else stem] = p
-    return out
+    return {case_key(p): p for p in sorted(reference.glob("*.nii*"))}
 
 
 def _metrics(entries: list[CaseEntry], references: dict[str, Path], names: dict[int, str]) -> list[dict]:
@@ -256,10 +254,9 @@ def _summary_json(rows: list[dict], names: dict[int, str]) -> dict:
             for label, metrics in summary.items()}
 
 
-def _page(report: dict) -> str:
-    """index.html: the template with its style, script, data and the viewer inlined."""
+def _page(report: dict, viewer: str) -> str:
+    """index.html: the template with its style, script, data and the viewer (empty: none) inlined."""
     folder = resources.files("volseg.report")
-    viewer = viewer_script() or ""
     parts = {
         "/*STYLE*/": folder.joinpath("page.css").read_text(encoding="utf-8"),
         "/*REPORT*/": json.dumps(report, separators=(",", ":")).replace("</", "<\\/"),
