@@ -73,25 +73,21 @@ def _sync(device: torch.device) -> None:
 
 def measure(kind: str, name: str, patch: int, repeats: int, device: str) -> dict:
     """One model in this process: forward latency, GFLOP/s, training step, peak memory."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from volseg.models import count_parameters
+    from volseg.models import count_parameters, forward_flops
 
     dev = torch.device(device)
     features = PAIRS[name][0]
     model = build(kind, name, features).to(dev)
     x = torch.randn(1, 1, patch, patch, patch, device=dev)
     model.eval()
+    flops = forward_flops(model, tuple(x.shape))
     with torch.inference_mode():
-        with FlopCounterMode(display=False) as counter:
-            model(x)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             model(x)
             _sync(dev)
             times.append(time.perf_counter() - start)
-    flops = counter.get_total_flops()
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
     target = torch.randint(0, 2, (1, patch, patch, patch), device=dev)

@@ -1,9 +1,17 @@
-"""Train every zoo model on the same hippocampus split with the same wall-clock budget, evaluate each on
-the same held-out test cases, and write a comparison table (Markdown, CSV) and a bar chart.
+"""Train every zoo model on the same hippocampus split, evaluate each on the same held-out test cases, and
+write two comparison tables: at equal wall-clock time and at equal epochs, each model with several seeds.
 
-Usage: python pipelines/compare_models.py [MSD_TASK04_FOLDER] [--out runs/compare] [--minutes 10]
-Every model trains in 3D; unet and attunet also in 2D. All steps are `volseg` commands.
-Run it on an otherwise idle machine: the budget is wall-clock time.
+Usage: python pipelines/compare_models.py [MSD_TASK04_FOLDER] [--minutes 10] [--epochs 4] [--seeds 0 1]
+
+- Equal time: every model gets ``--minutes`` of training, wall clock. The budget rule (``volseg.train.
+  budget_epochs``) fixes the epoch count from a steady-state epoch, not from the first one, which also
+  caches the data: a slow-to-cache model is not cut to one epoch.
+- Equal epochs: every model trains ``--epochs`` epochs, whatever they cost. Read the two together to tell
+  what the budget decides from what the architecture does.
+
+Every model trains in 3D; unet and attunet also in 2D. All steps are `volseg` commands; a run whose
+``last.pt`` exists is reused, so an interrupted comparison picks up where it stopped. Run it on an
+otherwise idle machine: the budget is wall-clock time. Results: ``--out``, docs/comparison.{md,csv,png}.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import argparse
 import csv
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -26,84 +35,137 @@ def volseg(*args) -> None:
     subprocess.run(cmd, check=True)
 
 
-def parameters(run: Path) -> int:
+def network_cost(run: Path) -> tuple[int, float]:
+    """Parameters, and forward FLOPs per voxel of one training patch."""
     from volseg.checkpoint import load_model
-    from volseg.models import count_parameters
+    from volseg.models import count_parameters, forward_flops
 
-    return count_parameters(load_model(run)[0])
+    model, cfg = load_model(run)[:2]
+    s = cfg.sampling
+    patch = s.patch_size_3d if cfg.model.dims == 3 else s.patch_size_2d
+    channels = cfg.data.in_channels * (1 + 2 * s.context_slices if cfg.model.dims == 2 else 1)
+    voxels = 1
+    for size in patch:
+        voxels *= size
+    return count_parameters(model), forward_flops(model, (1, channels, *patch)) / voxels
 
 
-def one_model(name: str, dims: int, manifest: Path, out: Path, minutes: float) -> dict:
-    run, pred = out / f"{name}_{dims}d", out / f"{name}_{dims}d_pred"
+def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, budget: list[str]) -> dict:
+    run, pred = out / f"{name}_{dims}d_s{seed}", out / f"{name}_{dims}d_s{seed}_pred"
     config = REPO / "configs" / f"hippocampus_{dims}d.yaml"
     if not (run / "last.pt").exists():
         volseg("train", "--config", config, "--manifest", manifest, "--model", name, "--output", run,
-               "--set", f"train.time_budget_minutes={minutes}", "--set", "train.epochs=200")
-    volseg("infer", manifest, "--split", "test", "--model", run, "-o", pred, "--overwrite")
-    volseg("evaluate", "--pred", pred, "--manifest", manifest, "--config", config, "-o", pred / "metrics.csv")
+               "--set", f"train.seed={seed}", *[item for o in budget for item in ("--set", o)])
+    if not (pred / "metrics.json").exists():
+        volseg("infer", manifest, "--split", "test", "--model", run, "-o", pred, "--overwrite")
+        volseg("evaluate", "--pred", pred, "--manifest", manifest, "--config", config, "-o", pred / "metrics.csv")
     summary = json.loads((pred / "metrics.json").read_text(encoding="utf-8"))
     history = list(csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))
     infer_rows = list(csv.DictReader(open(pred / "volseg_run.csv", encoding="utf-8")))
     dice = {label: m["dice"]["mean"] for label, m in summary.items()}
+    seconds = [float(r["seconds"]) for r in history]
+    parameters, flops = network_cost(run)
     return {
-        "model": name, "mode": f"{dims}D", "parameters": parameters(run),
+        "model": name, "mode": f"{dims}D", "seed": seed, "parameters": parameters,
+        "mflops_per_voxel": flops / 1e6,
         **{f"dice_{label}": d for label, d in dice.items()},
         "dice_mean": sum(dice.values()) / len(dice),
         "hd95_mm": sum(m["hd95"]["mean"] for m in summary.values()) / len(summary),
         "epochs": len(history),
-        "train_minutes": sum(float(r["seconds"]) for r in history) / 60,
+        "train_minutes": sum(seconds) / 60,
+        "first_epoch_s": seconds[0],
+        "steady_epoch_s": statistics.median(seconds[1:] or seconds),  # epoch 1 also caches the data
         "infer_seconds_per_case": sum(float(r["seconds"]) for r in infer_rows) / len(infer_rows),
     }
 
 
-def write_outputs(rows: list[dict], out: Path) -> None:
-    with open(out / "comparison.csv", "w", newline="", encoding="utf-8") as f:
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per model and mode: the mean over seeds, and the spread (half the range) of the Dice."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["mode"]), []).append(r)
+    out = []
+    for (model, mode), runs in groups.items():
+        row = {"model": model, "mode": mode, "seeds": len(runs)}
+        for key in runs[0]:
+            if key not in row and key != "seed":
+                row[key] = statistics.fmean(r[key] for r in runs)
+        row["dice_mean_spread"] = (max(r["dice_mean"] for r in runs) - min(r["dice_mean"] for r in runs)) / 2
+        out.append(row)
+    return sorted(out, key=lambda r: -r["dice_mean"])
+
+
+def markdown(summary: list[dict]) -> str:
+    labels = [k[5:] for k in summary[0] if k.startswith("dice_") and k not in ("dice_mean", "dice_mean_spread")]
+    head = ["model", "mode", "parameters", "MFLOP/voxel", *[f"Dice {l}" for l in labels], "Dice mean ± spread",
+            "HD95 mm", "epochs", "train min", "s/epoch (first, steady)", "infer s/case"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary:
+        cells = [r["model"], r["mode"], f"{r['parameters']:,.0f}", f"{r['mflops_per_voxel']:.2f}",
+                 *[f"{r['dice_' + l]:.4f}" for l in labels], f"**{r['dice_mean']:.4f}** ± {r['dice_mean_spread']:.4f}",
+                 f"{r['hd95_mm']:.2f}", f"{r['epochs']:g}", f"{r['train_minutes']:.1f}",
+                 f"{r['first_epoch_s']:.0f}, {r['steady_epoch_s']:.0f}", f"{r['infer_seconds_per_case']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(studies: dict[str, list[dict]], docs: Path) -> None:
+    """docs/comparison.md (both tables), comparison.csv (every run) and comparison.png (equal time)."""
+    rows = [{"study": study, **r} for study, runs in studies.items() for r in runs]
+    with open(docs / "comparison.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    labels = [k[5:] for k in rows[0] if k.startswith("dice_") and k != "dice_mean"]
-    head = ["model", "mode", "parameters", *[f"Dice {l}" for l in labels], "Dice mean", "HD95 mm",
-            "epochs", "train min", "infer s/case"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(rows, key=lambda r: -r["dice_mean"]):
-        cells = [r["model"], r["mode"], f"{r['parameters']:,}", *[f"{r['dice_' + l]:.4f}" for l in labels],
-                 f"**{r['dice_mean']:.4f}**", f"{r['hd95_mm']:.2f}", str(r["epochs"]), f"{r['train_minutes']:.1f}",
-                 f"{r['infer_seconds_per_case']:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    (out / "comparison.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    seeds = sorted({r["seed"] for r in rows})
+    text = [f"Written by `pipelines/compare_models.py`: every model with seeds {seeds}, scored on the same "
+            "10 held-out test cases; ± is half the range over the seeds.\n"]
+    for study, runs in studies.items():
+        text += [f"## {study}\n", markdown(summarize(runs))]
+    (docs / "comparison.md").write_text("\n".join(text), encoding="utf-8")
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4))
-    names = [f"{r['model']} {r['mode']}" for r in rows]
-    width = 0.8 / len(labels)
-    for i, label in enumerate(labels):
-        ax.bar([x + i * width for x in range(len(rows))], [r[f"dice_{label}"] for r in rows], width, label=label)
-    ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(rows))], names, rotation=30, ha="right")
-    ax.set(ylabel="test Dice", ylim=(0.5, 1.0), title="hippocampus test Dice, same split and time budget")
-    ax.legend()
+    fig, axes = plt.subplots(1, len(studies), figsize=(6 * len(studies), 4), squeeze=False)
+    for ax, (study, runs) in zip(axes[0], studies.items()):
+        summary = summarize(runs)
+        names = [f"{r['model']} {r['mode']}" for r in summary]
+        ax.bar(range(len(summary)), [r["dice_mean"] for r in summary],
+               yerr=[r["dice_mean_spread"] for r in summary], capsize=3)
+        ax.set_xticks(range(len(summary)), names, rotation=30, ha="right")
+        ax.set(ylabel="test Dice (mean of labels)", ylim=(0.5, 1.0), title=study)
     fig.tight_layout()
-    fig.savefig(out / "comparison.png", dpi=90)
+    fig.savefig(docs / "comparison.png", dpi=90)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, nargs="?", default=REPO.parent / "shared/data/msd_task04_hippocampus")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "compare")
-    parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget per model")
+    parser.add_argument("--minutes", type=float, default=10.0, help="equal time: wall-clock training per model")
+    parser.add_argument("--epochs", type=int, default=4, help="equal epochs: epochs per model (0: skip the study)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--only", nargs="*", help="subset, e.g. unet:3 attunet:2")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs", help="where the tables and the chart go")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = args.out / "manifest.csv"
     subprocess.run([sys.executable, str(REPO / "pipelines" / "hippocampus_manifest.py"), str(args.source),
                     str(manifest)], check=True)
     runs = [(m, int(d)) for m, d in (s.split(":") for s in args.only)] if args.only else RUNS
-    rows = [one_model(name, dims, manifest, args.out, args.minutes) for name, dims in runs]
-    write_outputs(rows, args.out)
-    print((args.out / "comparison.md").read_text(encoding="utf-8"))
+    studies = {f"Equal time: {args.minutes:g} minutes each":
+               (args.out / f"time_{args.minutes:g}min", [f"train.time_budget_minutes={args.minutes}", "train.epochs=200"])}
+    if args.epochs:
+        studies[f"Equal epochs: {args.epochs} each"] = (args.out / f"epochs_{args.epochs}", [f"train.epochs={args.epochs}"])
+    results = {}
+    for study, (out, budget) in studies.items():
+        out.mkdir(parents=True, exist_ok=True)
+        results[study] = [one_run(name, dims, seed, manifest, out, budget) for name, dims in runs for seed in args.seeds]
+    write_outputs(results, args.docs)
+    print((args.docs / "comparison.md").read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -159,3 +159,14 @@ def test_resunet_docstring_cites_its_sources():
 
     doc = resunet.__doc__
     assert "He et al. 2016" in doc and "Zhang" in doc and "seed 002" in doc
+
+
+def test_forward_flops_counts_a_convolution_exactly():
+    """FLOPs per voxel in the model comparison: 2 x in x out x kernel voxels per output voxel."""
+    import torch
+
+    from volseg.models import forward_flops
+
+    conv = torch.nn.Conv3d(1, 2, 3, padding=1, bias=False)
+    assert forward_flops(conv, (1, 1, 4, 4, 4)) == 2 * 1 * 2 * 27 * 64
+    assert conv.training  # left as it was

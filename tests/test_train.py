@@ -177,6 +177,20 @@ def test_early_stop_rule():
     assert not _should_stop(history([0.5, 0.7, 0.6, 0.65]), patience=0)
 
 
+def test_the_time_budget_counts_steady_epochs_not_the_one_that_caches():
+    """Issue 18: a model whose first epoch caches for half the budget still gets the epochs that fit."""
+    from volseg.train import EpochRecord, budget_epochs
+
+    first = EpochRecord(1, 1.0, 0.1, 300.0)  # caching + warm-up
+    second = EpochRecord(2, 0.9, 0.1, 70.0, {1: 0.5}, val_seconds=10.0)  # 60 s of steps + 10 s validation
+    assert budget_epochs([first], 600, cap=200, val_every=2) == 2  # first count, from the slow epoch
+    # 230 s left, a steady epoch is 60 s + half a validation (every 2nd epoch) = 65 s: 3 more
+    assert budget_epochs([first, second], 600, cap=200, val_every=2) == 5
+    assert budget_epochs([first, second], 600, cap=4, val_every=2) == 4  # the configured epochs cap it
+    assert budget_epochs([first], 250, cap=200, val_every=2) == 1  # one slow epoch fills the budget
+    assert budget_epochs([first, second], 360, cap=200, val_every=2) == 2  # overrun: no further epoch
+
+
 def test_time_budget_fixes_the_epochs_after_the_first(manifest, tmp_path):
     cfg = tiny_config(manifest, "unet", 3, "train.epochs=50", "train.time_budget_minutes=0.0001")
     history = train(cfg, tmp_path / "run", device="cpu")

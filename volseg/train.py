@@ -55,6 +55,7 @@ class EpochRecord:
     seconds: float
     val_dice: dict[int, float] = field(default_factory=dict)
     loader_wait_share: float = float("nan")  # share of the training loop spent waiting for a batch
+    val_seconds: float = 0.0  # of ``seconds``, the part spent validating
 
     @property
     def val_mean(self) -> float:
@@ -91,6 +92,20 @@ def learning_rate(cfg: Config, step: int, total_steps: int, steps_per_epoch: int
     if step < warmup:
         return t.lr * (step + 1) / warmup
     return 0.5 * t.lr * (1 + math.cos(math.pi * (step - warmup) / max(total_steps - warmup, 1)))
+
+
+def budget_epochs(history: list[EpochRecord], budget_seconds: float, cap: int, val_every: int) -> int:
+    """The epoch count that fits a wall-clock budget, decided twice. After epoch 1 a first count from it;
+    that epoch also caches the data and warms up, so it is the slowest and the count is low. After epoch 2
+    the count is fixed from the time left and a steady-state epoch (epoch 2's training loop plus its share
+    of validation), so a model that is slow to cache is not also cut to too few epochs."""
+    spent = sum(r.seconds for r in history)
+    if len(history) == 1:
+        return min(cap, max(1, int(budget_seconds // history[0].seconds)))
+    last = history[-1]
+    validation = max(r.val_seconds for r in history) / max(val_every, 1)
+    steady = max(last.seconds - last.val_seconds + validation, 1e-9)
+    return min(cap, len(history) + int(max(0.0, budget_seconds - spent) // steady))
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -179,7 +194,7 @@ def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool =
     Leaves ``run_dir`` with config.yaml, last.pt, best.pt, metrics.csv and curves.png.
     With ``resume`` it continues from ``run_dir/last.pt`` with the config saved there; ``epochs``, when
     given, replaces ``train.epochs`` (to extend a finished run). ``train.time_budget_minutes`` fixes the
-    number of epochs after the first one, from its duration, so the schedule still completes in budget.
+    number of epochs after the second one (:func:`budget_epochs`), so the schedule completes in budget.
     Under ``torchrun`` it trains with DistributedDataParallel; rank 0 alone writes the run folder.
     """
     ctx = distributed.setup(device)
@@ -250,6 +265,7 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
     distributed.barrier(ctx)
     writer = _tensorboard(run_dir) if ctx.is_main else None
 
+    epoch_cap = cfg.train.epochs  # a time budget only ever shortens the run
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         seed_epoch(cfg.train.seed, epoch, train_ds.transform, ctx.rank)
         if sampler is not None:
@@ -282,11 +298,13 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
         record = EpochRecord(epoch, distributed.mean(ctx, float(np.mean(losses))), lr, 0.0,
                              loader_wait_share=distributed.mean(ctx, loader_wait / loop_seconds))
         if val_ds is not None and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
+            validation_started = time.perf_counter()
             record.val_dice = validate(network, val_ds, cfg, dev, ctx)
+            record.val_seconds = max(distributed.gather(ctx, time.perf_counter() - validation_started))
         record.seconds = max(distributed.gather(ctx, time.perf_counter() - started))
         history.append(record)
-        if epoch == 1 and cfg.train.time_budget_minutes > 0:
-            cfg.train.epochs = min(cfg.train.epochs, max(1, int(cfg.train.time_budget_minutes * 60 // record.seconds)))
+        if epoch in (1, 2) and cfg.train.time_budget_minutes > 0 and len(history) == epoch:
+            cfg.train.epochs = budget_epochs(history, cfg.train.time_budget_minutes * 60, epoch_cap, cfg.train.val_every)
             total_steps = steps_per_epoch * cfg.train.epochs
             log.info("time budget %.1f min: %d epochs", cfg.train.time_budget_minutes, cfg.train.epochs)
             if ctx.is_main:
