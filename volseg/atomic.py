@@ -4,10 +4,11 @@ name, and a reader never sees one. Checkpoints add an fsync (volseg.checkpoint.s
 
 from __future__ import annotations
 
+import csv
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 @contextmanager
@@ -27,4 +28,13 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_csv_atomic(path: str | Path, fieldnames: list[str], rows: Iterable[dict]) -> Path:
+    """A whole CSV (header and rows) written atomically."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
     return Path(path)

@@ -3,7 +3,6 @@ against reference label maps, with a summary (mean, std, median) per label and m
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from volseg.atomic import atomic_path, write_text_atomic
+from volseg.atomic import write_csv_atomic, write_text_atomic
 from volseg.data import io
 from volseg.data.manifest import read_manifest
 from volseg.metrics import label_metrics
@@ -85,8 +84,5 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
 
 def write_results(rows: list[dict], summary: dict, csv_path: Path) -> Path:
     """Per-case CSV at ``csv_path`` and the summary as JSON beside it; both written atomically."""
-    with atomic_path(csv_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["case_id", "label", "value", *METRICS])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(csv_path, ["case_id", "label", "value", *METRICS], rows)
     return write_text_atomic(csv_path.with_suffix(".json"), json.dumps(summary, indent=1))

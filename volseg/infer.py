@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from volseg.atomic import atomic_path
+from volseg.atomic import atomic_path, write_csv_atomic
 from volseg.checkpoint import load_model
 from volseg.data import io
 from volseg.data.dicom_archive import DicomSeries, discover_series
@@ -403,10 +403,7 @@ def merge_run_csvs(parts: list[Path], merged: Path) -> list[dict]:
     """One ``volseg_run.csv`` from the per-rank records (sorted by case id); the parts are kept."""
     latest = {row["case_id"]: row for part in parts for row in csv.DictReader(part.open(encoding="utf-8"))}
     rows = sorted(latest.values(), key=lambda r: r["case_id"])
-    with atomic_path(merged) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(merged, RUN_COLUMNS, rows)
     return rows
 
 

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from volseg.atomic import atomic_path, write_text_atomic
+from volseg.atomic import write_csv_atomic, write_text_atomic
 
 STATISTICS_CSV = "statistics.csv"
 STATISTICS_JSON = "statistics.json"
@@ -74,10 +74,7 @@ def csv_beside(run_csv: Path) -> Path:
 def merge(parts: list[Path], csv_path: Path, json_path: Path) -> dict:
     """One statistics.csv (rows in case order) and its JSON from the per-rank files; the parts are kept."""
     rows = [row for part in parts if part.exists() for row in csv.DictReader(part.open(encoding="utf-8"))]
-    with atomic_path(csv_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: r["case_id"]))
+    write_csv_atomic(csv_path, COLUMNS, sorted(rows, key=lambda r: r["case_id"]))
     return write_json(csv_path, json_path)
 
 

@@ -3,7 +3,6 @@ that ``volseg infer`` uses. ``train`` is the one public function; the CLI only p
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
@@ -21,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from volseg import distributed
-from volseg.atomic import atomic_path
+from volseg.atomic import atomic_path, write_csv_atomic
 from volseg.checkpoint import (
     FORMAT, CheckpointError, build_network, load_checkpoint, rng_state, save_atomic, set_rng_state,
 )
@@ -151,10 +150,7 @@ def validate(model, dataset, cfg: Config, device: torch.device, ctx: distributed
 
 def _write_metrics(history: list[EpochRecord], labels: dict[int, str], run_dir: Path) -> None:
     rows = [r.row(labels) for r in history]
-    with atomic_path(run_dir / "metrics.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(run_dir / "metrics.csv", list(rows[0]), rows)
     _plot_curves(history, labels, run_dir / "curves.png")
 
 
