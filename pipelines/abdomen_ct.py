@@ -50,6 +50,10 @@ LEVERS = [
     "sampling.batch_size_3d=2",
 ]
 
+# One kidney class, mirrored across x (both kidneys and their mirror images teach it), split back into
+# right and left at the body's midline after inference (volseg.midline): side is geometry, not appearance.
+MERGED_KIDNEYS = ["data.label_remap={1: 1, 2: 2, 3: 3, 4: 3}", "data.split_at_midline={3: 4}", "augment.flip=[0]"]
+
 # The ROI cascade's locator (`volseg infer --roi kidney_left`): the same organs at 6 mm, small and quick;
 # it only has to find each organ's box, which the fine model then segments at 3 mm.
 LOCATOR_LEVERS = [
@@ -126,55 +130,6 @@ def synthesize_contrast(image: np.ndarray, structures: dict[str, np.ndarray], ra
     return np.clip(out, -1024, 3071)
 
 
-def body_midline_x(image: np.ndarray, affine: np.ndarray, slices: np.ndarray) -> float:
-    """World x (RAS, mm) of the body's centre over the given axial slices: the patient's midline."""
-    i, j, k = np.nonzero(image[:, :, slices] > -500)
-    return float((affine[0, :3] @ np.stack([i, j, slices[k]]) + affine[0, 3]).mean())
-
-
-def split_sides(labels: np.ndarray, image: np.ndarray, affine: np.ndarray, merged: int, right: int,
-                left: int) -> np.ndarray:
-    """The merged label ``merged`` (both kidneys) split at the body's midline: voxels on the patient's
-    right (world x above the midline, RAS) become ``right``, the others ``left``. Side is geometry, not
-    appearance, so the network may learn one kidney from both and from their mirror images."""
-    out = labels.copy()
-    i, j, k = np.nonzero(labels == merged)
-    if not len(i):
-        return out
-    x = affine[0, :3] @ np.stack([i, j, k]) + affine[0, 3]
-    midline = body_midline_x(image, affine, np.unique(k))
-    out[i, j, k] = np.where(x > midline, right, left)
-    return out
-
-
-def _merged_kidney_labels(label_path: str, work: Path) -> Path:
-    import nibabel as nib
-
-    source = nib.load(label_path)
-    labels = np.asarray(source.dataobj).copy()
-    labels[labels == 4] = 3
-    path = work / Path(label_path).name.replace("_labels", "_labels_kidney")
-    if not path.exists():
-        image = nib.Nifti1Image(labels.astype(np.uint8), source.affine, source.header)
-        tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-        nib.save(image, tmp)
-        tmp.replace(path)
-    return path
-
-
-def split_predictions(pred: Path, images: dict[str, Path], out: Path) -> Path:
-    """Every merged-kidney prediction of ``pred`` written to ``out`` with the kidneys split by side."""
-    import nibabel as nib
-
-    out.mkdir(parents=True, exist_ok=True)
-    for case_id, image_path in images.items():
-        label = nib.load(pred / f"{case_id}.nii.gz")
-        image = np.asarray(nib.load(image_path).dataobj)
-        split = split_sides(np.asarray(label.dataobj), image, label.affine, 3, 3, 4)
-        nib.save(nib.Nifti1Image(split.astype(np.uint8), label.affine, label.header), out / f"{case_id}.nii.gz")
-    return out
-
-
 def _structure_masks_ts(seg: np.ndarray, shared: Path) -> dict[str, np.ndarray]:
     names = json.loads((shared / "totalsegmentator_example" / "totalsegmentator_class_maps.json").read_text(encoding="utf-8"))["total"]
     return {names[str(v)]: seg == v for v in np.unique(seg) if v and str(v) in names}
@@ -242,13 +197,10 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     return record
 
 
-def write_manifest(record: dict, train: str, test: str, path: Path, synthetic: bool,
-                   merge_kidneys: bool = False) -> Path:
+def write_manifest(record: dict, train: str, test: str, path: Path, synthetic: bool) -> Path:
     from volseg.data.manifest import Case, write_manifest as write
 
     label = Path(record[train]["label"])
-    if merge_kidneys:
-        label = _merged_kidney_labels(record[train]["label"], path.parent.parent)
     cases = [Case(f"{train}_ct", (Path(record[train]["image"]),), label, "train")]
     if synthetic:
         cases += [Case(f"{train}_synth{k:02d}", (Path(v),), label, "train")
@@ -266,14 +218,11 @@ def run_direction(record: dict, train: str, test: str, work: Path, minutes: floa
                   overrides: list[str], tag: str = "", merge_kidneys: bool = False) -> dict:
     out = work / f"{train}_to_{test}{tag}"
     out.mkdir(parents=True, exist_ok=True)
-    manifest = write_manifest(record, train, test, out / "manifest.csv", synthetic, merge_kidneys)
+    manifest = write_manifest(record, train, test, out / "manifest.csv", synthetic)
     plan = out / "plan.yaml"
-    organs = {1: "liver", 2: "spleen", 3: "kidney"} if merge_kidneys else ORGANS
     volseg("plan", manifest, "-o", plan, "--config", CONFIG, "--modality", "CT",
-           "--labels", ",".join(f"{v}={n}" for v, n in organs.items()))
-    # one kidney class may be mirrored across x: the side comes back from the midline (split_sides)
-    sets = [*LEVERS, *(["augment.flip=[0]"] if merge_kidneys else []), f"train.time_budget_minutes={minutes}",
-            *overrides]
+           "--labels", ",".join(f"{v}={n}" for v, n in ORGANS.items()))
+    sets = [*LEVERS, *(MERGED_KIDNEYS if merge_kidneys else []), f"train.time_budget_minutes={minutes}", *overrides]
     run = out / "train"
     if not (run / "last.pt").exists():
         volseg("train", "--config", plan, "--manifest", manifest, "--output", run,
@@ -281,11 +230,7 @@ def run_direction(record: dict, train: str, test: str, work: Path, minutes: floa
     # the last epoch, not the "best" on the validation slab: a 20-slice slab without kidneys is too thin
     # a view to choose a model by (it is there to watch the contrast gap close, epoch by epoch)
     volseg("infer", manifest, "--split", "test", "--model", run / "last.pt", "-o", out / "pred", "--resume", "--qc")
-    pred = out / "pred"
-    if merge_kidneys:
-        pred = split_predictions(pred, {f"{test}_ct": Path(record[test]["image"])}, out / "pred_sides")
-        manifest = write_manifest(record, train, test, out / "manifest_sides.csv", False)
-    volseg("evaluate", "--pred", pred, "--manifest", manifest, "--split", "test", "--config", CONFIG,
+    volseg("evaluate", "--pred", out / "pred", "--manifest", manifest, "--split", "test", "--config", CONFIG,
            "-o", out / "test_metrics.csv")
     summary = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
     train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))

@@ -30,6 +30,10 @@ class DataConfig:
     # Source label value -> training class, e.g. {7: 1} trains TotalSegmentator's pancreas (7) alone;
     # values not listed become background. None keeps the label values as they are.
     label_remap: dict[int, int] | None = None
+    # Label value -> label value: after inference, voxels of the first on the patient's left of the body's
+    # midline become the second. With label_remap {.., 3: 3, 4: 3} one kidney class is trained (and may
+    # be mirrored across x) and {3: 4} gives the sides back (volseg.midline). None: no split.
+    split_at_midline: dict[int, int] | None = None
     # SNOMED CT codes for DICOM SEG segments whose label names volseg's table lacks, e.g.
     # {pancreas_duct: {type: "SCT:69930009:Pancreatic duct", category: "SCT:91723000:Anatomical Structure"}}
     label_codes: dict[str, dict[str, str]] | None = None
@@ -240,6 +244,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.name: unknown model {cfg.model.name!r}; choose one of {list_models()}")
     if not cfg.data.labels:
         raise ConfigError("data.labels: at least one label is needed, e.g. {1: pancreas}")
+    unknown = {k: v for k, v in (cfg.data.split_at_midline or {}).items()
+               if k not in cfg.data.labels or v not in cfg.data.labels or k == v}
+    if unknown:
+        raise ConfigError(f"data.split_at_midline: both sides must be two different labels of data.labels "
+                          f"{sorted(cfg.data.labels)}, got {unknown}")
     flip = cfg.augment.flip
     if not isinstance(flip, bool) and not set(flip) <= set(range(cfg.model.dims)):
         raise ConfigError(f"augment.flip: axes must lie in {list(range(cfg.model.dims))}, got {flip}")

@@ -29,7 +29,8 @@ from volseg.data.dicom_archive import DicomSeries, discover_series
 from volseg.data.discover import IMAGE_SUFFIXES
 from volseg.data.series_rules import SeriesRules, select
 from volseg.data.manifest import read_manifest, safe_case_id
-from volseg.data.transforms import LoadCased, preprocess, to_source_grid
+from volseg.data.transforms import LoadCased, body_mask_fn, preprocess, to_source_grid
+from volseg.midline import split_at_midline
 from volseg.backends import make_backend
 from volseg.predict import (activate, attention_network, mirror_axes, predict_probabilities,
                             probabilities_to_labels)
@@ -165,10 +166,11 @@ class Segmenter:
         data["timings"] = {"read": read - started, "preprocess": time.perf_counter() - read}
         return data
 
-    def predict(self, data: dict) -> tuple[np.ndarray, torch.Tensor]:
+    def predict(self, data: dict, split_sides: bool = True) -> tuple[np.ndarray, torch.Tensor]:
         """Label map (X, Y, Z) on the source grid, and the class probabilities on that grid. Adds network,
         stitching (the sliding window's own work), invert and postprocess seconds to ``data["timings"]``
-        (on CUDA, network time is launch time: kernels run asynchronously)."""
+        (on CUDA, network time is launch time: kernels run asynchronously). ``split_sides``: apply the
+        config's ``data.split_at_midline`` (off for a part of a scan, whose midline is not the body's)."""
         image = data["image"]
         timings = data.setdefault("timings", {})
         network_seconds = 0.0
@@ -189,11 +191,20 @@ class Segmenter:
         classes = probabilities_to_labels(torch.as_tensor(probs)).numpy()
         lookup = np.array([0, *self.label_values], dtype=np.int64)  # class index -> label value
         labels = lookup[classes] if probs.shape[0] > 1 else np.where(classes > 0, self.label_values[0], 0)
+        if split_sides:
+            labels = self.split_sides(labels, data["source_image"])
         if self.keep_largest:
             labels = keep_largest_component(labels, self.label_values)
         timings.update(network=network_seconds, stitching=windows - started - network_seconds,
                        invert=inverted - windows, postprocess=time.perf_counter() - inverted)
         return labels, torch.as_tensor(probs)
+
+    def split_sides(self, labels: np.ndarray, source) -> np.ndarray:
+        """``data.split_at_midline`` applied to a label map on the grid of ``source`` (the scan as read)."""
+        if not self.cfg.data.split_at_midline:
+            return labels
+        return split_at_midline(labels, source[0].numpy(), np.asarray(source.meta["original_affine"]),
+                                self.cfg.data.split_at_midline, body_mask_fn(self.cfg))
 
     def attention(self, data: dict) -> np.ndarray:
         """The first attention gate's map (X, Y, Z) on the source grid (attention models only)."""

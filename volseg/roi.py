@@ -128,9 +128,11 @@ class RoiSegmenter:
             part = {"image": crop_source(source, box)}
         prepared = self.fine.chain(part)
         prepared["timings"] = timings
-        fine_labels, _ = self.fine.predict(prepared)
+        fine_labels, _ = self.fine.predict(prepared, split_sides=False)  # a box has no midline of its own
         labels = np.zeros(tuple(source.shape[1:]), dtype=np.int64)
         region = box.slices if box is not None else tuple(slice(None) for _ in range(3))
-        labels[region] = np.where(fine_labels == self.value, self.value, 0)
+        labels[region] = fine_labels
+        labels = self.fine.split_sides(labels, source)
+        labels[labels != self.value] = 0
         data["box"] = box
         return labels, None

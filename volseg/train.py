@@ -137,15 +137,18 @@ def _batches(loader, steps: int) -> Iterator[dict]:
 
 def validate(model, dataset, cfg: Config, device: torch.device, ctx: distributed.Context) -> dict[int, float]:
     """Mean Dice per label over whole validation volumes, predicted exactly as ``volseg infer`` does.
-    Under torchrun each rank predicts every world_size-th case and the scores are gathered."""
+    Under torchrun each rank predicts every world_size-th case and the scores are gathered. A label that
+    only ``data.split_at_midline`` makes is not scored: the network's class holds both sides."""
+    split_only = set((cfg.data.split_at_midline or {}).values())
+    labels = [v for v in cfg.data.labels if v not in split_only]
     scores = []
     for index in range(ctx.rank, len(dataset), ctx.world_size):
         item = dataset[index]
         probs = predict_probabilities(model, item["image"], cfg, device, overlap=cfg.train.val_overlap)
-        scores.append(dice_per_label(probabilities_to_labels(probs), item["label"][0].round().long(), cfg.data.labels))
+        scores.append(dice_per_label(probabilities_to_labels(probs), item["label"][0].round().long(), labels))
     model.train()
     scores = [s for rank_scores in distributed.gather(ctx, scores) for s in rank_scores]
-    return {v: float(np.mean([s[v] for s in scores])) for v in cfg.data.labels if scores}
+    return {v: float(np.mean([s[v] for s in scores])) for v in labels if scores}
 
 
 def _write_metrics(history: list[EpochRecord], labels: dict[int, str], run_dir: Path) -> None:

@@ -78,7 +78,7 @@ CROP_MARGIN_VOXELS = 4
 BODY_HU = -500  # above air and lung parenchyma, below every soft tissue
 
 
-def _foreground_fn(cfg: Config):
+def body_mask_fn(cfg: Config):
     """What ``crop_foreground`` keeps: the body (HU above -500) for CT, non-zero voxels otherwise
     (skull-stripped or cropped MRI). For a CT the air around the patient is about half of a 512x512
     field of view; skipping it saves that share of the network's work, and inversion pads it back as
@@ -143,9 +143,9 @@ def preprocess(cfg: Config, window_overlap: float | None = None) -> mt.Compose:
             dtype=resample.dtype)
         steps.append(spacing)
     if p.crop_foreground and window_overlap is not None and cfg.model.dims == 3:
-        steps.append(CropBodyd(_foreground_fn(cfg), cfg.sampling.patch_size_3d, window_overlap))
+        steps.append(CropBodyd(body_mask_fn(cfg), cfg.sampling.patch_size_3d, window_overlap))
     elif p.crop_foreground:
-        steps.append(mt.CropForegroundd(KEYS, source_key="image", select_fn=_foreground_fn(cfg),
+        steps.append(mt.CropForegroundd(KEYS, source_key="image", select_fn=body_mask_fn(cfg),
                                         margin=CROP_MARGIN_VOXELS, allow_smaller=True, allow_missing_keys=True))
     steps.append(_normalization(cfg))
     steps.append(mt.EnsureTyped(KEYS, dtype=torch.float32, allow_missing_keys=True))
