@@ -191,7 +191,7 @@ class Segmenter:
         classes = probabilities_to_labels(torch.as_tensor(probs)).numpy()
         lookup = np.array([0, *self.label_values], dtype=np.int64)  # class index -> label value
         labels = lookup[classes] if probs.shape[0] > 1 else np.where(classes > 0, self.label_values[0], 0)
-        if split_sides:
+        if split_sides and self.cfg.data.split_at_midline:
             labels = self.split_sides(labels, data["source_image"])
         if self.keep_largest:
             labels = keep_largest_component(labels, self.label_values)
