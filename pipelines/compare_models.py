@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import shlex
 import statistics
 import subprocess
@@ -44,10 +45,7 @@ def network_cost(run: Path) -> tuple[int, float]:
     s = cfg.sampling
     patch = s.patch_size_3d if cfg.model.dims == 3 else s.patch_size_2d
     channels = cfg.data.in_channels * (1 + 2 * s.context_slices if cfg.model.dims == 2 else 1)
-    voxels = 1
-    for size in patch:
-        voxels *= size
-    return count_parameters(model), forward_flops(model, (1, channels, *patch)) / voxels
+    return count_parameters(model), forward_flops(model, (1, channels, *patch)) / math.prod(patch)
 
 
 def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, budget: list[str]) -> dict:

@@ -302,7 +302,7 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
             record.val_seconds = max(distributed.gather(ctx, time.perf_counter() - validation_started))
         record.seconds = max(distributed.gather(ctx, time.perf_counter() - started))
         history.append(record)
-        if epoch in (1, 2) and cfg.train.time_budget_minutes > 0 and len(history) == epoch:
+        if epoch in (1, 2) and cfg.train.time_budget_minutes > 0:
             cfg.train.epochs = budget_epochs(history, cfg.train.time_budget_minutes * 60, epoch_cap, cfg.train.val_every)
             total_steps = steps_per_epoch * cfg.train.epochs
             log.info("time budget %.1f min: %d epochs", cfg.train.time_budget_minutes, cfg.train.epochs)
