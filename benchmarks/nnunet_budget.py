@@ -175,9 +175,9 @@ def nnunet(bin_dir: Path, work: Path, manifest: Path, splits: dict, minutes: flo
 
 def volseg_recipe(work: Path, manifest: Path, minutes: float, config: Path, test_cases: int) -> dict:
     train = work / "volseg_train"
-    if not (train / "last.pt").exists():
-        run([sys.executable, "-m", "volseg", "train", "--config", config, "--manifest", manifest, "--output", train,
-             "--set", f"train.time_budget_minutes={minutes}", "--set", "train.epochs=200"])
+    resume = ["--resume"] if (train / "last.pt").exists() else []  # a finished run returns at once
+    run([sys.executable, "-m", "volseg", "train", "--config", config, "--manifest", manifest, "--output", train,
+         "--set", f"train.time_budget_minutes={minutes}", "--set", "train.epochs=200", *resume])
     history = list(csv.DictReader(open(train / "metrics.csv", encoding="utf-8")))
     pred = work / "volseg_test_pred"
     started = time.perf_counter()

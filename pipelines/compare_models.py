@@ -9,9 +9,9 @@ Usage: python pipelines/compare_models.py [MSD_TASK04_FOLDER] [--minutes 10] [--
 - Equal epochs: every model trains ``--epochs`` epochs, whatever they cost. Read the two together to tell
   what the budget decides from what the architecture does.
 
-Every model trains in 3D; unet and attunet also in 2D. All steps are `volseg` commands; a run whose
-``last.pt`` exists is reused, so an interrupted comparison picks up where it stopped. Run it on an
-otherwise idle machine: the budget is wall-clock time. Results: ``--out``, docs/comparison.{md,csv,png}.
+Every model trains in 3D; unet and attunet also in 2D. All steps are `volseg` commands; a run already
+scored is reused and one that was killed resumes from its last epoch, so an interrupted comparison picks
+up where it stopped. Run it on an otherwise idle machine: the budget is wall-clock time. Results: ``--out``, docs/comparison.{md,csv,png}.
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ def network_cost(run: Path) -> tuple[int, float]:
 def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, budget: list[str]) -> dict:
     run, pred = out / f"{name}_{dims}d_s{seed}", out / f"{name}_{dims}d_s{seed}_pred"
     config = REPO / "configs" / f"hippocampus_{dims}d.yaml"
-    if not (run / "last.pt").exists():
-        volseg("train", "--config", config, "--manifest", manifest, "--model", name, "--output", run,
-               "--set", f"train.seed={seed}", *[item for o in budget for item in ("--set", o)])
     if not (pred / "metrics.json").exists():
+        # a run killed mid-way continues from its last epoch (a finished one returns at once), never scored half-trained
+        resume = ["--resume"] if (run / "last.pt").exists() else []
+        volseg("train", "--config", config, "--manifest", manifest, "--model", name, "--output", run,
+               "--set", f"train.seed={seed}", *[item for o in budget for item in ("--set", o)], *resume)
         volseg("infer", manifest, "--split", "test", "--model", run, "-o", pred, "--overwrite")
         volseg("evaluate", "--pred", pred, "--manifest", manifest, "--config", config, "-o", pred / "metrics.csv")
     summary = json.loads((pred / "metrics.json").read_text(encoding="utf-8"))

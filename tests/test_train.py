@@ -200,6 +200,29 @@ def test_time_budget_fixes_the_epochs_after_the_first(manifest, tmp_path):
     assert history[-1].val_dice  # the last epoch is validated
 
 
+def test_a_budgeted_run_interrupted_after_epoch_1_resumes_to_the_fixed_count(manifest, tmp_path, monkeypatch):
+    """Epoch 1 gives a provisional, low count; a run killed right then must still get the count that
+    epoch 2 fixes (a killed model-comparison run resumes this way), not stop at the provisional one."""
+    from volseg import train as training
+
+    counts = []
+
+    def rule(history, budget_seconds, cap, val_every):  # 2 after epoch 1, then 4: as when caching is slow
+        counts.append((len(history), cap, [r.val_seconds > 0 for r in history]))
+        return 2 if len(history) == 1 else min(cap, 4)
+
+    monkeypatch.setattr(training, "budget_epochs", rule)
+    cfg = tiny_config(manifest, "unet", 3, "train.epochs=10", "train.time_budget_minutes=1", "train.val_every=1",
+                      "train.iterations_per_epoch=2")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", device="cpu", callbacks=_InterruptAfter(epoch=1))
+    history = train(cfg, tmp_path / "run", device="cpu", resume=True)
+    assert [r.epoch for r in history] == [1, 2, 3, 4]
+    assert counts == [(1, 10, [True]), (2, 10, [True, True])]  # the cap and epoch 1's validation time survive
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["train"]["epochs"] == 4
+    assert train(cfg, tmp_path / "run", device="cpu", resume=True)[-1].epoch == 4  # a finished run stays finished
+
+
 def test_start_up_reads_each_case_file_once(manifest, tmp_path, monkeypatch):
     """The checks before training and the cache share one read of every image and label (issue 19)."""
     from collections import Counter

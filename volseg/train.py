@@ -3,6 +3,7 @@ that ``volseg infer`` uses. ``train`` is the one public function; the CLI only p
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -256,7 +257,8 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
         set_rng_state(state["rng"])
         start_epoch, best = state["epoch"] + 1, state["best_dice"]
         history = [EpochRecord(h["epoch"], h["train_loss"], h["lr"], h["seconds"], dict(h["val_dice"]),
-                               h.get("loader_wait_share", float("nan"))) for h in state["history"]]
+                               h.get("loader_wait_share", float("nan")), h.get("val_seconds", 0.0))
+                   for h in state["history"]]
         log.info("resuming %s at epoch %d", run_dir, start_epoch)
     elif ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -264,8 +266,11 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
     distributed.barrier(ctx)
     writer = _tensorboard(run_dir) if ctx.is_main else None
 
-    epoch_cap = cfg.train.epochs  # a time budget only ever shortens the run
-    for epoch in range(start_epoch, cfg.train.epochs + 1):
+    # a time budget only ever shortens the run; a run resumed before its count was fixed keeps the first cap
+    epoch_cap = state.get("epoch_cap", cfg.train.epochs) if state is not None and epochs is None else cfg.train.epochs
+    for epoch in itertools.count(start_epoch):
+        if epoch > cfg.train.epochs:  # the time budget may have shortened the run
+            break
         seed_epoch(cfg.train.seed, epoch, train_ds.transform, ctx.rank)
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -312,7 +317,7 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
         best = record.val_mean if improved else best
         if ctx.is_main:
             _save_epoch(run_dir, network, optimizer, scaler if use_amp else None, cfg, history, best,
-                        save_best=improved or val_ds is None)
+                        save_best=improved or val_ds is None, epoch_cap=epoch_cap)
             if writer is not None:
                 writer.add_scalar("loss/train", record.train_loss, epoch)
                 for value, d in record.val_dice.items():
@@ -324,22 +329,22 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
         if _should_stop(history, cfg.train.early_stop_patience):
             log.info("early stop: no validation improvement in %d validations", cfg.train.early_stop_patience)
             break
-        if epoch >= cfg.train.epochs:  # the time budget may have shortened the run
-            break
     if writer is not None:
         writer.close()
     return history
 
 
 def _save_epoch(run_dir: Path, network, optimizer, scaler, cfg: Config, history: list[EpochRecord], best: float,
-                save_best: bool) -> None:
+                save_best: bool, epoch_cap: int) -> None:
     """last.pt every epoch, best.pt on improvement (atomic), then metrics.csv and the curves."""
     payload = {
         "format": FORMAT, "model": network.state_dict(), "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None, "epoch": history[-1].epoch,
         "best_dice": best, "config": cfg.to_dict(), "rng": rng_state(), "label_names": dict(cfg.data.labels),
+        "epoch_cap": epoch_cap,  # the configured epochs, before a time budget shortened them
         "history": [{"epoch": r.epoch, "train_loss": r.train_loss, "lr": r.lr, "seconds": r.seconds,
-                     "val_dice": r.val_dice, "loader_wait_share": r.loader_wait_share} for r in history],
+                     "val_dice": r.val_dice, "loader_wait_share": r.loader_wait_share,
+                     "val_seconds": r.val_seconds} for r in history],
     }
     if save_best:
         save_atomic(payload, run_dir / "best.pt")
