@@ -11,7 +11,8 @@ Usage: python pipelines/compare_models.py [MSD_TASK04_FOLDER] [--minutes 10] [--
 
 Every model trains in 3D; unet and attunet also in 2D. All steps are `volseg` commands; a run already
 scored is reused and one that was killed resumes from its last epoch, so an interrupted comparison picks
-up where it stopped. Run it on an otherwise idle machine: the budget is wall-clock time. Results: ``--out``, docs/comparison.{md,csv,png}.
+up where it stopped. Run it on an otherwise idle machine: the budget is wall-clock time. Results:
+``--out``, docs/comparison.{md,csv,png}.
 """
 
 from __future__ import annotations

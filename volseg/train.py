@@ -9,7 +9,7 @@ import math
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -221,6 +221,9 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
         raise ValueError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output")
     if epochs is not None:
         cfg.train.epochs = epochs
+    if state is not None and state["epoch"] >= cfg.train.epochs:
+        log.info("%s already finished at epoch %d", run_dir, state["epoch"])  # no data to read, nothing to train
+        return [EpochRecord(**h) for h in state["history"]]
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dims = cfg.model.dims
@@ -256,9 +259,7 @@ def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callback
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start_epoch, best = state["epoch"] + 1, state["best_dice"]
-        history = [EpochRecord(h["epoch"], h["train_loss"], h["lr"], h["seconds"], dict(h["val_dice"]),
-                               h.get("loader_wait_share", float("nan")), h.get("val_seconds", 0.0))
-                   for h in state["history"]]
+        history = [EpochRecord(**h) for h in state["history"]]  # older checkpoints lack the newer fields
         log.info("resuming %s at epoch %d", run_dir, start_epoch)
     elif ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -342,9 +343,7 @@ def _save_epoch(run_dir: Path, network, optimizer, scaler, cfg: Config, history:
         "scaler": scaler.state_dict() if scaler is not None else None, "epoch": history[-1].epoch,
         "best_dice": best, "config": cfg.to_dict(), "rng": rng_state(), "label_names": dict(cfg.data.labels),
         "epoch_cap": epoch_cap,  # the configured epochs, before a time budget shortened them
-        "history": [{"epoch": r.epoch, "train_loss": r.train_loss, "lr": r.lr, "seconds": r.seconds,
-                     "val_dice": r.val_dice, "loader_wait_share": r.loader_wait_share,
-                     "val_seconds": r.val_seconds} for r in history],
+        "history": [asdict(r) for r in history],  # every field, so a resume loses none
     }
     if save_best:
         save_atomic(payload, run_dir / "best.pt")
