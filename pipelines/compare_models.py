@@ -164,7 +164,7 @@ def main() -> None:
     for study, (out, budget) in studies.items():
         out.mkdir(parents=True, exist_ok=True)
         results[study] = [one_run(name, dims, seed, manifest, out, budget) for name, dims in runs for seed in args.seeds]
-    write_outputs(results, args.docs)
+        write_outputs(results, args.docs)  # each finished study lands, even if a later one is stopped
     print((args.docs / "comparison.md").read_text(encoding="utf-8"))
 
 
