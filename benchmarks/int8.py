@@ -25,19 +25,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.record import seconds_per_call  # noqa: E402
 
 
 def window_seconds(segmenter, cfg, repeats: int = 5) -> float:
     from volseg.backends import example_input
 
     x = example_input(cfg)
-    segmenter.network(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        segmenter.network(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(seconds_per_call(lambda: segmenter.network(x), repeats))
 
 
 def main() -> None:

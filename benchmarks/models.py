@@ -22,6 +22,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.record import seconds_per_call  # noqa: E402
+
 # volseg model -> (its widths, the MONAI counterpart built at matched widths)
 PAIRS = {
     "unet": ((32, 32, 64, 128, 256), "BasicUNet"),
@@ -82,12 +85,7 @@ def measure(kind: str, name: str, patch: int, repeats: int, device: str) -> dict
     model.eval()
     flops = forward_flops(model, tuple(x.shape))
     with torch.inference_mode():
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            _sync(dev)
-            times.append(time.perf_counter() - start)
+        times = seconds_per_call(lambda: model(x), repeats, lambda: _sync(dev))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
     target = torch.randint(0, 2, (1, patch, patch, patch), device=dev)
@@ -126,13 +124,7 @@ def measure_default_model(backend: str, repeats: int, device: str) -> dict:
     with torch.inference_mode():
         with FlopCounterMode(display=False) as counter:
             segmenter.model(x.to(segmenter.device))
-        segmenter.network(x)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            segmenter.network(x)
-            _sync(segmenter.device)
-            times.append(time.perf_counter() - start)
+        times = seconds_per_call(lambda: segmenter.network(x), repeats, lambda: _sync(segmenter.device))
     forward, flops = min(times), counter.get_total_flops()
     return {"kind": "default", "model": "default model", "counterpart": f"volseg {segmenter.backend}",
             "features": list(segmenter.cfg.model.features), "patch": list(x.shape[2:]),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,3 +26,17 @@ def write(out: Path, name: str, result: dict, markdown_lines: list[str]) -> str:
     text = "\n".join(markdown_lines) + "\n"
     (out / f"{name}.md").write_text(text, encoding="utf-8")
     return text
+
+
+def seconds_per_call(call: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Wall seconds of ``repeats`` calls after one untimed warm-up call; ``sync`` waits for queued device
+    work (CUDA is asynchronous), so each time covers the whole call."""
+    call()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
