@@ -110,7 +110,7 @@ def markdown(summary: list[dict]) -> str:
 
 
 def write_outputs(studies: dict[str, list[dict]], docs: Path) -> None:
-    """docs/comparison.md (both tables), comparison.csv (every run) and comparison.png (equal time)."""
+    """docs/comparison.md (both tables), comparison.csv (every run) and comparison.png (one chart per study)."""
     rows = [{"study": study, **r} for study, runs in studies.items() for r in runs]
     with open(docs / "comparison.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
