@@ -89,23 +89,21 @@ def measure(kind: str, name: str, patch: int, repeats: int, device: str) -> dict
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
     target = torch.randint(0, 2, (1, patch, patch, patch), device=dev)
-    steps = []
-    for _ in range(max(2, repeats // 2) + 1):
-        start = time.perf_counter()
+
+    def train_step() -> None:
         out = model(x)
         out = out[0] if isinstance(out, (list, tuple)) else out
-        loss = torch.nn.functional.cross_entropy(out, target)
         optimizer.zero_grad()
-        loss.backward()
+        torch.nn.functional.cross_entropy(out, target).backward()
         optimizer.step()
-        _sync(dev)
-        steps.append(time.perf_counter() - start)
+
+    steps = seconds_per_call(train_step, max(2, repeats // 2), lambda: _sync(dev))
     forward = statistics.median(times)
     peak_mb = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"kind": kind, "model": name, "counterpart": PAIRS[name][1] if kind == "monai" else name,
             "features": list(features), "parameters": count_parameters(model), "forward_s": forward,
-            "train_step_s": statistics.median(steps[1:]), "gflop": flops / 1e9, "gflops_per_s": flops / forward / 1e9,
+            "train_step_s": statistics.median(steps), "gflop": flops / 1e9, "gflops_per_s": flops / forward / 1e9,
             "peak_memory_mb": peak_mb}
 
 
