@@ -147,7 +147,9 @@ def test_dice(pred: Path, manifest: Path, config: Path) -> dict[str, float]:
 def nnunet(bin_dir: Path, work: Path, manifest: Path, splits: dict, minutes: float, config: Path) -> dict:
     env = {**os.environ, "nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
            "nnUNet_results": str(work / "nnUNet_results"), "VOLSEG_NNUNET_BUDGET_MINUTES": str(minutes)}
-    row: dict = {"recipe": "nnU-Net v2 default (3d_fullres), 25-iteration epochs", "version": NNUNET}
+    timings = work / "nnunet_timings.json"  # measured once; a rerun reuses the steps and keeps their times
+    row: dict = {"recipe": "nnU-Net v2 default (3d_fullres), 25-iteration epochs", "version": NNUNET,
+                 **(json.loads(timings.read_text(encoding="utf-8")) if timings.exists() else {})}
     preprocessed = work / "nnUNet_preprocessed" / DATASET
     if not (preprocessed / "nnUNetPlans.json").exists():
         row["preprocess_s"] = run([bin_dir / "nnUNetv2_plan_and_preprocess", "-d", "4", "-c", "3d_fullres", "-np", "2",
@@ -160,6 +162,8 @@ def nnunet(bin_dir: Path, work: Path, manifest: Path, splits: dict, minutes: flo
         run([bin_dir / "nnUNetv2_train", "4", "3d_fullres", "0", "-tr", "nnUNetTrainerBudget", "-device", "cpu",
              "--npz"], env)
         row["train_and_validation_s"] = time.perf_counter() - started
+    timings.write_text(json.dumps({k: row[k] for k in ("preprocess_s", "train_and_validation_s") if k in row}),
+                       encoding="utf-8")
     log = sorted(results.glob("training_log_*.txt"))[-1].read_text(encoding="utf-8")
     epoch_seconds = [float(line.split("Epoch time:")[1].split()[0]) for line in log.splitlines() if "Epoch time:" in line]
     row.update(epochs=len(epoch_seconds), train_minutes=sum(epoch_seconds) / 60)
