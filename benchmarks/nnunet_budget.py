@@ -22,7 +22,6 @@ Writes nnunet_budget.json and nnunet_budget.md to ``--out``. Run it alone: the b
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -33,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.record import provenance, write  # noqa: E402
+from volseg.checkpoint import load_checkpoint  # noqa: E402
 
 NNUNET = "nnunetv2==2.8.1"
 DATASET = "Dataset004_Hippocampus"
@@ -182,15 +182,13 @@ def volseg_recipe(work: Path, manifest: Path, minutes: float, config: Path, test
     resume = ["--resume"] if (train / "last.pt").exists() else []  # a finished run returns at once
     run([sys.executable, "-m", "volseg", "train", "--config", config, "--manifest", manifest, "--output", train,
          "--set", f"train.time_budget_minutes={minutes}", "--set", "train.epochs=200", *resume])
-    from volseg.checkpoint import load_checkpoint
-
-    history = list(csv.DictReader(open(train / "metrics.csv", encoding="utf-8")))
+    run_record = load_checkpoint(train / "last.pt")  # every epoch's record, and the best validation so far
     pred = work / "volseg_test_pred"
     started = time.perf_counter()
     run([sys.executable, "-m", "volseg", "infer", manifest, "--split", "test", "--model", train, "-o", pred, "--overwrite"])
-    return {"recipe": f"volseg {config.relative_to(REPO).as_posix()}", "epochs": len(history),
-            "train_minutes": sum(float(r["seconds"]) for r in history) / 60,
-            "val_dice": load_checkpoint(train / "best.pt")["best_dice"],  # the checkpoint `volseg infer` uses
+    return {"recipe": f"volseg {config.relative_to(REPO).as_posix()}", "epochs": len(run_record["history"]),
+            "train_minutes": sum(r["seconds"] for r in run_record["history"]) / 60,
+            "val_dice": run_record["best_dice"],  # best.pt's score: the checkpoint `volseg infer` uses
             "predict_s_per_case": (time.perf_counter() - started) / test_cases, "test_dice": test_dice(pred, manifest, config)}
 
 
