@@ -10,8 +10,8 @@ epoch rule, scored by the same `volseg evaluate` on the same 10 held-out test ca
   network, augmentation, loss, SGD with poly decay, mirroring at test time. Its default epoch (250
   iterations) would take over half an hour here, so epochs are 25 iterations (and 5 validation
   iterations, the default's ratio), and the epoch count is fixed like volseg's
-  (``volseg.train.budget_epochs``): from epoch 1, then from a steady-state epoch 2 and the time left.
-- volseg trains ``--config`` (default: the default model's recipe) with ``train.time_budget_minutes``.
+  (``volseg.schedule.budget_epochs``): from epoch 1, then from a steady-state epoch 2 and the time left.
+- volseg trains ``--config`` (default: the default model's recipe) with ``volseg train --minutes``.
 - Budgets are training wall clock (nnU-Net's preprocessing and both final validations are timed apart;
   its "train min" is the sum of its logged epoch times, start-up excluded). Checked end to end with a
   30-second budget of 2-iteration epochs: preprocessing 37 s, the trainer, validation and prediction.
@@ -181,7 +181,7 @@ def volseg_recipe(work: Path, manifest: Path, minutes: float, config: Path, test
     train = work / "volseg_train"
     resume = ["--resume"] if (train / "last.pt").exists() else []  # a finished run returns at once
     run([sys.executable, "-m", "volseg", "train", "--config", config, "--manifest", manifest, "--output", train,
-         "--set", f"train.time_budget_minutes={minutes}", "--set", "train.epochs=200", *resume])
+         "--minutes", f"{minutes:g}", *resume])
     run_record = load_checkpoint(train / "last.pt")  # every epoch's record, and the best validation so far
     pred = work / "volseg_test_pred"
     started = time.perf_counter()

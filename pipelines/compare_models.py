@@ -3,9 +3,9 @@ write two comparison tables: at equal wall-clock time and at equal epochs, each 
 
 Usage: python pipelines/compare_models.py [MSD_TASK04_FOLDER] [--minutes 10] [--epochs 4] [--seeds 0 1]
 
-- Equal time: every model gets ``--minutes`` of training, wall clock. The budget rule (``volseg.train.
-  budget_epochs``) fixes the epoch count from a steady-state epoch, not from the first one, which also
-  caches the data: a slow-to-cache model is not cut to one epoch.
+- Equal time: every model gets ``--minutes`` of training, wall clock (``volseg train --minutes``). The budget
+  rule (``volseg.schedule.budget_epochs``) fixes the epoch count from a steady-state epoch, not from the
+  first one, which also caches the data: a slow-to-cache model is not cut to one epoch.
 - Equal epochs: every model trains ``--epochs`` epochs, whatever they cost. Read the two together to tell
   what the budget decides from what the architecture does.
 
@@ -49,14 +49,15 @@ def network_cost(run: Path) -> tuple[int, float]:
     return count_parameters(model), forward_flops(model, (1, channels, *patch)) / math.prod(patch)
 
 
-def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, budget: list[str]) -> dict:
+def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, length: list[str]) -> dict:
+    """Train (or resume), predict and score one model; ``length`` is ``--minutes M`` or ``--epochs N``."""
     run, pred = out / f"{name}_{dims}d_s{seed}", out / f"{name}_{dims}d_s{seed}_pred"
     config = REPO / "configs" / f"hippocampus_{dims}d.yaml"
     if not (pred / "metrics.json").exists():
         # a run killed mid-way continues from its last epoch (a finished one returns at once), never scored half-trained
         resume = ["--resume"] if (run / "last.pt").exists() else []
         volseg("train", "--config", config, "--manifest", manifest, "--model", name, "--output", run,
-               "--set", f"train.seed={seed}", *[item for o in budget for item in ("--set", o)], *resume)
+               "--set", f"train.seed={seed}", *length, *resume)
         volseg("infer", manifest, "--split", "test", "--model", run, "-o", pred, "--overwrite")
         volseg("evaluate", "--pred", pred, "--manifest", manifest, "--config", config, "-o", pred / "metrics.csv")
     summary = json.loads((pred / "metrics.json").read_text(encoding="utf-8"))
@@ -157,13 +158,13 @@ def main() -> None:
                     str(manifest)], check=True)
     runs = [(m, int(d)) for m, d in (s.split(":") for s in args.only)] if args.only else RUNS
     studies = {f"Equal time: {args.minutes:g} minutes each":
-               (args.out / f"time_{args.minutes:g}min", [f"train.time_budget_minutes={args.minutes}", "train.epochs=200"])}
+               (args.out / f"time_{args.minutes:g}min", ["--minutes", f"{args.minutes:g}"])}
     if args.epochs:
-        studies[f"Equal epochs: {args.epochs} each"] = (args.out / f"epochs_{args.epochs}", [f"train.epochs={args.epochs}"])
+        studies[f"Equal epochs: {args.epochs} each"] = (args.out / f"epochs_{args.epochs}", ["--epochs", str(args.epochs)])
     results = {}
-    for study, (out, budget) in studies.items():
+    for study, (out, length) in studies.items():
         out.mkdir(parents=True, exist_ok=True)
-        results[study] = [one_run(name, dims, seed, manifest, out, budget) for name, dims in runs for seed in args.seeds]
+        results[study] = [one_run(name, dims, seed, manifest, out, length) for name, dims in runs for seed in args.seeds]
         write_outputs(results, args.docs)  # each finished study lands, even if a later one is stopped
     print((args.docs / "comparison.md").read_text(encoding="utf-8"))
 

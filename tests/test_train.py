@@ -167,60 +167,39 @@ def test_sigkill_mid_epoch_then_resume(manifest, tmp_path):
 
 
 def test_early_stop_rule():
-    from volseg.train import EpochRecord, _should_stop
+    from volseg.train import EpochRecord, early_stop_due
 
     def history(dices):
         return [EpochRecord(i, 1.0, 0.1, 1.0, {1: d}) for i, d in enumerate(dices, 1)]
 
-    assert not _should_stop(history([0.5, 0.6, 0.7]), patience=2)
-    assert _should_stop(history([0.5, 0.7, 0.6, 0.65]), patience=2)
-    assert not _should_stop(history([0.5, 0.7, 0.6, 0.65]), patience=0)
+    assert not early_stop_due(history([0.5, 0.6, 0.7]), patience=2)
+    assert early_stop_due(history([0.5, 0.7, 0.6, 0.65]), patience=2)
+    assert not early_stop_due(history([0.5, 0.7, 0.6, 0.65]), patience=0)
 
 
 def test_the_time_budget_counts_steady_epochs_not_the_one_that_caches():
     """Issue 18: a model whose first epoch caches for half the budget still gets the epochs that fit."""
-    from volseg.train import EpochRecord, budget_epochs
+    from volseg.schedule import budget_epochs
+    from volseg.train import EpochRecord
 
     first = EpochRecord(1, 1.0, 0.1, 300.0)  # caching + warm-up
     second = EpochRecord(2, 0.9, 0.1, 70.0, {1: 0.5}, val_seconds=10.0)  # 60 s of steps + 10 s validation
-    assert budget_epochs([first], 600, cap=200, val_every=2) == 2  # first count, from the slow epoch
+    assert budget_epochs([first], 600, val_every=2) == 2  # first count, from the slow epoch
     # 230 s left, a steady epoch is 60 s + half a validation (every 2nd epoch) = 65 s: 3 more
-    assert budget_epochs([first, second], 600, cap=200, val_every=2) == 5
-    assert budget_epochs([first, second], 600, cap=4, val_every=2) == 4  # the configured epochs cap it
-    assert budget_epochs([first], 250, cap=200, val_every=2) == 1  # one slow epoch fills the budget
-    assert budget_epochs([first, second], 360, cap=200, val_every=2) == 2  # overrun: no further epoch
+    assert budget_epochs([first, second], 600, val_every=2) == 5
+    assert budget_epochs([first, second], 6000, val_every=2) == 2 + 5630 // 65  # no epoch cap
+    assert budget_epochs([first], 250, val_every=2) == 1  # one slow epoch fills the budget
+    assert budget_epochs([first, second], 360, val_every=2) == 2  # overrun: no further epoch
 
 
 def test_time_budget_fixes_the_epochs_after_the_first(manifest, tmp_path):
     cfg = tiny_config(manifest, "unet", 3, "train.epochs=50", "train.time_budget_minutes=0.0001")
     history = train(cfg, tmp_path / "run", device="cpu")
     assert [r.epoch for r in history] == [1]
-    saved = load_checkpoint(tmp_path / "run" / "last.pt")["config"]["train"]
-    assert saved["epochs"] == 1
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert saved["schedule"] == {"minutes": 0.0001, "epochs": 1, "lr_epochs": 1}
+    assert saved["config"]["train"]["epochs"] == 50  # the config is the input, never rewritten
     assert history[-1].val_dice  # the last epoch is validated
-
-
-def test_a_budgeted_run_interrupted_after_epoch_1_resumes_to_the_fixed_count(manifest, tmp_path, monkeypatch):
-    """Epoch 1 gives a provisional, low count; a run killed right then must still get the count that
-    epoch 2 fixes (a killed model-comparison run resumes this way), not stop at the provisional one."""
-    from volseg import train as training
-
-    counts = []
-
-    def rule(history, budget_seconds, cap, val_every):  # 2 after epoch 1, then 4: as when caching is slow
-        counts.append((len(history), cap, [r.val_seconds > 0 for r in history]))
-        return 2 if len(history) == 1 else min(cap, 4)
-
-    monkeypatch.setattr(training, "budget_epochs", rule)
-    cfg = tiny_config(manifest, "unet", 3, "train.epochs=10", "train.time_budget_minutes=1", "train.val_every=1",
-                      "train.iterations_per_epoch=2")
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", device="cpu", callbacks=_InterruptAfter(epoch=1))
-    history = train(cfg, tmp_path / "run", device="cpu", resume=True)
-    assert [r.epoch for r in history] == [1, 2, 3, 4]
-    assert counts == [(1, 10, [True]), (2, 10, [True, True])]  # the cap and epoch 1's validation time survive
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["train"]["epochs"] == 4
-    assert train(cfg, tmp_path / "run", device="cpu", resume=True)[-1].epoch == 4  # a finished run stays finished
 
 
 def test_start_up_reads_each_case_file_once(manifest, tmp_path, monkeypatch):

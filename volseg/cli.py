@@ -605,8 +605,10 @@ def train(
     model: Optional[str] = typer.Option(None, "--model", help="Zoo model name (see `volseg models`)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder [default: runs/MODEL_DIMSd]."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (also extends a resumed run)."),
+    minutes: Optional[float] = typer.Option(
+        None, "--minutes", help="Wall-clock training budget instead of --epochs: the epoch count is fixed after epoch 2."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint (and its schedule)."),
     overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. train.lr=0.01 (repeatable)."),
     nproc: int = typer.Option(1, "--nproc", help="Shortcut for `torchrun --nproc_per_node N -m volseg train ...` on this machine."),
 ) -> None:
@@ -620,7 +622,9 @@ def train(
         _relaunch_with_torchrun(nproc)
     is_main = int(os.environ.get("RANK", "0")) == 0
     with _user_errors():
-        cfg = _config_with_flags(config, overrides, manifest_path, dims, model, None)
+        if minutes is not None and (epochs is not None or minutes <= 0):
+            raise ValueError("--minutes takes a budget > 0 and replaces --epochs; give one of them")
+        cfg = _config_with_flags(config, overrides, manifest_path, dims, model, None, minutes)
         resolve_device(device)
         run_dir = output or Path("runs") / f"{cfg.model.name}_{cfg.model.dims}d"
         if is_main:
@@ -649,7 +653,7 @@ def _relaunch_with_torchrun(nproc: int) -> None:
                               f"--nproc_per_node={nproc}", "-m", "volseg", *args])
 
 
-def _config_with_flags(config, overrides, manifest_path, dims, model, epochs=None):
+def _config_with_flags(config, overrides, manifest_path, dims, model, epochs=None, minutes=None):
     """The YAML config, then --set overrides, then the named flags (which win)."""
     from volseg.config import load_config
     from volseg.models import list_models
@@ -667,6 +671,8 @@ def _config_with_flags(config, overrides, manifest_path, dims, model, epochs=Non
         flags.append(f"data.manifest={manifest_path}")
     if epochs is not None:
         flags.append(f"train.epochs={epochs}")
+    if minutes is not None:
+        flags.append(f"train.time_budget_minutes={minutes}")
     return load_config(config, flags)
 
 
@@ -694,7 +700,7 @@ class _TrainingProgress:
 
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.losses = []
-        self.task = self.progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs}", loss=0.0, dice=self.dice,
+        self.task = self.progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs or '?'}", loss=0.0, dice=self.dice,
                                            wait="-")
 
     def on_step(self, loss: float) -> None:

@@ -1,9 +1,9 @@
 """Training: any zoo model, 2D-slice or 3D-patch, CPU or CUDA, resumable, validated with the predictor
-that ``volseg infer`` uses. ``train`` is the one public function; the CLI only parses and reports."""
+that ``volseg infer`` uses. ``train`` runs a :class:`Trainer` (named steps, like nnU-Net's); how long it
+runs and how the learning rate moves is :mod:`volseg.schedule`. The CLI only parses and reports."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import random
@@ -31,6 +31,7 @@ from volseg.data.manifest import read_manifest
 from volseg.losses import DeepSupervisionLoss, SegmentationLoss
 from volseg.metrics import dice_per_label, mean_finite
 from volseg.predict import autocast, predict_probabilities, probabilities_to_labels
+from volseg.schedule import Schedule, learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -82,32 +83,6 @@ class Callbacks:
     def on_epoch_end(self, record: EpochRecord) -> None: ...
 
 
-def learning_rate(cfg: Config, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """AdamW: linear warm-up then cosine to 0. SGD: nnU-Net's poly decay (1 - t)^0.9."""
-    t = cfg.train
-    progress = step / max(total_steps, 1)
-    if t.optimizer == "sgd":
-        return t.lr * (1 - progress) ** 0.9
-    warmup = t.warmup_epochs * steps_per_epoch
-    if step < warmup:
-        return t.lr * (step + 1) / warmup
-    return 0.5 * t.lr * (1 + math.cos(math.pi * (step - warmup) / max(total_steps - warmup, 1)))
-
-
-def budget_epochs(history: list[EpochRecord], budget_seconds: float, cap: int, val_every: int) -> int:
-    """The epoch count that fits a wall-clock budget, decided twice. After epoch 1 a first count from it;
-    that epoch also caches the data and warms up, so it is the slowest and the count is low. After epoch 2
-    the count is fixed from the time left and a steady-state epoch (epoch 2's training loop plus its share
-    of validation), so a model that is slow to cache is not also cut to too few epochs."""
-    spent = sum(r.seconds for r in history)
-    if len(history) == 1:
-        return min(cap, max(1, int(budget_seconds // history[0].seconds)))
-    last = history[-1]
-    validation = max(r.val_seconds for r in history) / max(val_every, 1)
-    steady = max(last.seconds - last.val_seconds + validation, 1e-9)
-    return min(cap, len(history) + int(max(0.0, budget_seconds - spent) // steady))
-
-
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     t = cfg.train
     if t.optimizer == "adamw":
@@ -136,7 +111,7 @@ def _batches(loader, steps: int) -> Iterator[dict]:
                 return
 
 
-def validate(model, dataset, cfg: Config, device: torch.device, ctx: distributed.Context) -> dict[int, float]:
+def validation_dice(model, dataset, cfg: Config, device: torch.device, ctx: distributed.Context) -> dict[int, float]:
     """Mean Dice per label over whole validation volumes, predicted exactly as ``volseg infer`` does.
     Under torchrun each rank predicts every world_size-th case and the scores are gathered. A label that
     only ``data.split_at_midline`` makes is not scored: the network's class holds both sides."""
@@ -189,166 +164,218 @@ def _tensorboard(run_dir: Path):
 
 def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool = False,
           callbacks: Callbacks | None = None, epochs: int | None = None) -> list[EpochRecord]:
-    """Train ``cfg.model`` on the manifest's train split, validating on its val split.
+    """Train ``cfg.model`` on the manifest's train split, validating on its val split (a :class:`Trainer`).
 
     Leaves ``run_dir`` with config.yaml, last.pt, best.pt, metrics.csv and curves.png.
-    With ``resume`` it continues from ``run_dir/last.pt`` with the config saved there; ``epochs``, when
-    given, replaces ``train.epochs`` (to extend a finished run). ``train.time_budget_minutes`` fixes the
-    number of epochs after the second one (:func:`budget_epochs`), so the schedule completes in budget.
+    With ``resume`` it continues from ``run_dir/last.pt`` with the config and schedule saved there;
+    ``epochs``, when given, sets the epoch count (to extend a finished run). ``train.time_budget_minutes``
+    (``volseg train --minutes``) trains for a wall-clock budget instead: the count is fixed after epoch 2
+    (:class:`~volseg.schedule.Schedule`), and ``train.epochs`` is then only the learning rate's first guess.
     Under ``torchrun`` it trains with DistributedDataParallel; rank 0 alone writes the run folder.
     """
     ctx = distributed.setup(device)
     try:
-        return _train(cfg, Path(run_dir), resolve_device(distributed.device_for(ctx, device)), resume,
-                      callbacks or Callbacks(), epochs, ctx)
+        dev = resolve_device(distributed.device_for(ctx, device))
+        return Trainer(cfg, Path(run_dir), dev, ctx, callbacks, resume=resume, epochs=epochs).run()
     finally:
         distributed.teardown(ctx)
 
 
-def _train(cfg: Config, run_dir: Path, dev: torch.device, resume: bool, callbacks: Callbacks,
-           epochs: int | None, ctx: distributed.Context) -> list[EpochRecord]:
-    last_path = run_dir / "last.pt"
-    state = None
-    if ctx.is_main:
-        for stale in run_dir.glob(".*.tmp*"):  # temporary files of writes a killed run never finished
-            stale.unlink()
-    if resume:
-        if not last_path.is_file():
-            raise CheckpointError(f"{last_path}: no checkpoint to resume from")
-        state = load_checkpoint(last_path)
-        cfg = config_from_dict(state["config"])
-    elif last_path.exists():
-        raise ValueError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output")
-    if epochs is not None:
-        cfg.train.epochs = epochs
-    if state is not None and state["epoch"] >= cfg.train.epochs:
-        log.info("%s already finished at epoch %d", run_dir, state["epoch"])  # no data to read, nothing to train
-        return [EpochRecord(**h) for h in state["history"]]
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    dims = cfg.model.dims
+class Trainer:
+    """One training run in named steps, in the shape of nnU-Net's ``run_training``: :meth:`setup` (fresh or
+    resumed), then for each epoch :meth:`train_epoch`, :meth:`validate`, :meth:`end_epoch` and :meth:`save`,
+    until :meth:`should_stop`. Every rank runs the same steps; rank 0 alone writes."""
 
-    cases = read_manifest(cfg.data.manifest)
-    train_cases = [c for c in cases if c.split == "train"]
-    val_cases = [c for c in cases if c.split == "val" and c.label is not None]
-    if not train_cases:
-        raise ValueError(f"{cfg.data.manifest}: no cases with split 'train'")
-    # every bad file named before an hour of training; with the memory cache, each file is read once
-    train_ds, val_ds = checked_datasets(train_cases, val_cases, cfg, dims, num_workers=cfg.train.num_workers)
+    clock = staticmethod(time.perf_counter)  # epoch timing (the budget's input); tests replace it
 
-    set_determinism(seed=cfg.train.seed)
-    network = build_network(cfg).to(dev)
-    if ctx.enabled and cfg.train.sync_batchnorm:
-        network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
-    model = DistributedDataParallel(network, device_ids=[dev.index] if dev.type == "cuda" else None) if ctx.enabled else network
-    optimizer = make_optimizer(cfg, model)
-    loss_fn = DeepSupervisionLoss(SegmentationLoss(len(cfg.data.labels)))
-    use_amp = cfg.train.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    def __init__(self, cfg: Config, run_dir: Path, device: torch.device, ctx: distributed.Context,
+                 callbacks: Callbacks | None = None, resume: bool = False, epochs: int | None = None):
+        self.cfg, self.run_dir, self.device, self.ctx = cfg, Path(run_dir), device, ctx
+        self.callbacks = callbacks or Callbacks()
+        self.resume, self.epochs = resume, epochs
+        self.history: list[EpochRecord] = []
+        self.best = -1.0
+        self.writer = None
 
-    sampler = DistributedSampler(train_ds, ctx.world_size, ctx.rank, seed=cfg.train.seed) if ctx.enabled else None
-    loader = training_loader(train_ds, cfg, dims, num_workers=cfg.train.num_workers, sampler=sampler)
-    steps_per_epoch = cfg.train.iterations_per_epoch or len(loader)
-    total_steps = steps_per_epoch * cfg.train.epochs
+    @property
+    def epoch(self) -> int:
+        """The last finished epoch (0 before the first)."""
+        return self.history[-1].epoch if self.history else 0
 
-    start_epoch, best, history = 1, -1.0, []
-    if state is not None:
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, best = state["epoch"] + 1, state["best_dice"]
-        history = [EpochRecord(**h) for h in state["history"]]  # older checkpoints lack the newer fields
-        log.info("resuming %s at epoch %d", run_dir, start_epoch)
-    elif ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    distributed.barrier(ctx)
-    writer = _tensorboard(run_dir) if ctx.is_main else None
+    def run(self) -> list[EpochRecord]:
+        """Set up, then train, validate, time and save epoch after epoch until the run should stop."""
+        if not self.setup():
+            return self.history
+        try:
+            while not self.should_stop():
+                record = self.train_epoch(self.epoch + 1)
+                self.validate(record)
+                self.end_epoch(record)
+                self.save(record)
+                self.callbacks.on_epoch_end(record)
+                log.info("epoch %d loss %.4f val dice %s loader wait %.0f%%", record.epoch, record.train_loss,
+                         record.val_dice, 100 * record.loader_wait_share)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        return self.history
 
-    # a time budget only ever shortens the run; a run resumed before its count was fixed keeps the first cap
-    epoch_cap = state.get("epoch_cap", cfg.train.epochs) if state is not None and epochs is None else cfg.train.epochs
-    for epoch in itertools.count(start_epoch):
-        if epoch > cfg.train.epochs:  # the time budget may have shortened the run
-            break
-        seed_epoch(cfg.train.seed, epoch, train_ds.transform, ctx.rank)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        model.train()
-        callbacks.on_epoch_start(epoch, cfg.train.epochs, steps_per_epoch)
-        started, losses, loader_wait = time.perf_counter(), [], 0.0
-        fetch_started = started
-        for i, batch in enumerate(_batches(loader, steps_per_epoch)):
-            loader_wait += time.perf_counter() - fetch_started
-            step = (epoch - 1) * steps_per_epoch + i
-            lr = learning_rate(cfg, step, total_steps, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = batch["image"].to(dev), batch["label"].to(dev)
-            with autocast(dev) if use_amp else nullcontext():
-                loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if ctx.enabled and cfg.train.verify_replicas:
-                verify_replicas(network, ctx)
-            losses.append(float(loss.detach()))  # also waits for the device, so loader_wait is honest on CUDA
-            callbacks.on_step(losses[-1])
-            fetch_started = time.perf_counter()
-        loop_seconds = time.perf_counter() - started
-        record = EpochRecord(epoch, distributed.mean(ctx, float(np.mean(losses))), lr, 0.0,
-                             loader_wait_share=distributed.mean(ctx, loader_wait / loop_seconds))
-        if val_ds is not None and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
-            validation_started = time.perf_counter()
-            record.val_dice = validate(network, val_ds, cfg, dev, ctx)
-            record.val_seconds = max(distributed.gather(ctx, time.perf_counter() - validation_started))
-        record.seconds = max(distributed.gather(ctx, time.perf_counter() - started))
-        history.append(record)
-        if epoch in (1, 2) and cfg.train.time_budget_minutes > 0:
-            cfg.train.epochs = budget_epochs(history, cfg.train.time_budget_minutes * 60, epoch_cap, cfg.train.val_every)
-            total_steps = steps_per_epoch * cfg.train.epochs
-            log.info("time budget %.1f min: %d epochs", cfg.train.time_budget_minutes, cfg.train.epochs)
-            if ctx.is_main:
-                save_config(cfg, run_dir / "config.yaml")
-        improved = bool(record.val_dice) and record.val_mean > best
-        best = record.val_mean if improved else best
+    def setup(self) -> bool:
+        """A fresh run folder, or the config, schedule, weights, optimizer and RNG state of ``last.pt``.
+        False when a resumed run has already finished: then no data is read."""
+        cfg, run_dir, ctx, dev = self.cfg, self.run_dir, self.ctx, self.device
+        last_path = run_dir / "last.pt"
+        state = None
         if ctx.is_main:
-            _save_epoch(run_dir, network, optimizer, scaler if use_amp else None, cfg, history, best,
-                        save_best=improved or val_ds is None, epoch_cap=epoch_cap)
-            if writer is not None:
-                writer.add_scalar("loss/train", record.train_loss, epoch)
+            for stale in run_dir.glob(".*.tmp*"):  # temporary files of writes a killed run never finished
+                stale.unlink()
+        if self.resume:
+            if not last_path.is_file():
+                raise CheckpointError(f"{last_path}: no checkpoint to resume from")
+            state = load_checkpoint(last_path)
+            self.cfg = cfg = config_from_dict(state["config"])
+            self.schedule = Schedule.from_checkpoint(state, cfg)
+            self.history = [EpochRecord(**h) for h in state["history"]]  # older checkpoints lack the newer fields
+            self.best = state["best_dice"]
+        elif last_path.exists():
+            raise ValueError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output")
+        else:
+            self.schedule = Schedule.from_config(cfg)
+        if self.epochs is not None:
+            cfg.train.epochs = self.epochs
+            self.schedule.extend_to(self.epochs)
+        if self.schedule.finished(self.epoch):
+            log.info("%s already finished at epoch %d", run_dir, self.epoch)  # no data to read, nothing to train
+            return False
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        dims = cfg.model.dims
+
+        cases = read_manifest(cfg.data.manifest)
+        train_cases = [c for c in cases if c.split == "train"]
+        val_cases = [c for c in cases if c.split == "val" and c.label is not None]
+        if not train_cases:
+            raise ValueError(f"{cfg.data.manifest}: no cases with split 'train'")
+        # every bad file named before an hour of training; with the memory cache, each file is read once
+        self.train_ds, self.val_ds = checked_datasets(train_cases, val_cases, cfg, dims, num_workers=cfg.train.num_workers)
+
+        set_determinism(seed=cfg.train.seed)
+        self.network = build_network(cfg).to(dev)
+        if ctx.enabled and cfg.train.sync_batchnorm:
+            self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.network)
+        self.model = (DistributedDataParallel(self.network, device_ids=[dev.index] if dev.type == "cuda" else None)
+                      if ctx.enabled else self.network)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.loss_fn = DeepSupervisionLoss(SegmentationLoss(len(cfg.data.labels)))
+        self.use_amp = cfg.train.amp and dev.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.sampler = DistributedSampler(self.train_ds, ctx.world_size, ctx.rank, seed=cfg.train.seed) if ctx.enabled else None
+        self.loader = training_loader(self.train_ds, cfg, dims, num_workers=cfg.train.num_workers, sampler=self.sampler)
+        self.steps_per_epoch = cfg.train.iterations_per_epoch or len(self.loader)
+
+        if state is not None:
+            self.network.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            log.info("resuming %s at epoch %d", run_dir, self.epoch + 1)
+        elif ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        distributed.barrier(ctx)
+        self.writer = _tensorboard(run_dir) if ctx.is_main else None
+        return True
+
+    def train_epoch(self, epoch: int) -> EpochRecord:
+        """One epoch of optimizer steps, re-seeded from (seed, epoch), so a resumed run replays it exactly."""
+        cfg, ctx = self.cfg, self.ctx
+        seed_epoch(cfg.train.seed, epoch, self.train_ds.transform, ctx.rank)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        self.model.train()
+        self.callbacks.on_epoch_start(epoch, self.schedule.epochs or 0, self.steps_per_epoch)
+        total_steps = self.steps_per_epoch * self.schedule.lr_epochs
+        self.epoch_started = fetch_started = self.clock()
+        losses, loader_wait = [], 0.0
+        for i, batch in enumerate(_batches(self.loader, self.steps_per_epoch)):
+            loader_wait += self.clock() - fetch_started
+            lr = learning_rate(cfg, (epoch - 1) * self.steps_per_epoch + i, total_steps, self.steps_per_epoch)
+            losses.append(self.train_step(batch, lr))
+            self.callbacks.on_step(losses[-1])
+            fetch_started = self.clock()
+        loop_seconds = max(self.clock() - self.epoch_started, 1e-9)
+        return EpochRecord(epoch, distributed.mean(ctx, float(np.mean(losses))), lr, 0.0,
+                           loader_wait_share=distributed.mean(ctx, loader_wait / loop_seconds))
+
+    def train_step(self, batch: dict, lr: float) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = batch["image"].to(self.device), batch["label"].to(self.device)
+        with autocast(self.device) if self.use_amp else nullcontext():
+            loss = self.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ctx.enabled and self.cfg.train.verify_replicas:
+            verify_replicas(self.network, self.ctx)
+        return float(loss.detach())  # also waits for the device, so loader_wait is honest on CUDA
+
+    def validate(self, record: EpochRecord) -> None:
+        """Whole-volume Dice every ``train.val_every`` epochs and on the epoch the schedule plans last."""
+        epoch = record.epoch
+        if self.val_ds is None or not (epoch % self.cfg.train.val_every == 0 or epoch == self.schedule.lr_epochs):
+            return
+        started = self.clock()
+        record.val_dice = validation_dice(self.network, self.val_ds, self.cfg, self.device, self.ctx)
+        record.val_seconds = max(distributed.gather(self.ctx, self.clock() - started))
+
+    def end_epoch(self, record: EpochRecord) -> None:
+        """Stop the epoch's clock (slowest rank) and let a time budget count the epochs from it."""
+        record.seconds = max(distributed.gather(self.ctx, self.clock() - self.epoch_started))
+        self.history.append(record)
+        counting = self.schedule.epochs is None
+        self.schedule.after_epoch(self.history, self.cfg.train.val_every)
+        if counting:
+            log.info("time budget %.1f min: %d epochs%s", self.schedule.minutes, self.schedule.lr_epochs,
+                     "" if self.schedule.epochs else " (first count; fixed after epoch 2)")
+
+    def save(self, record: EpochRecord) -> None:
+        """last.pt every epoch, best.pt on improvement (atomic), then metrics.csv, the curves and TensorBoard.
+        Every rank waits for it, so none runs ahead of a checkpoint."""
+        improved = bool(record.val_dice) and record.val_mean > self.best
+        self.best = record.val_mean if improved else self.best
+        if self.ctx.is_main:
+            cfg = self.cfg
+            payload = {
+                "format": FORMAT, "model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.use_amp else None, "epoch": record.epoch,
+                "best_dice": self.best, "config": cfg.to_dict(), "rng": rng_state(),
+                "label_names": dict(cfg.data.labels),
+                "schedule": self.schedule.to_dict(),  # whole, so a resumed run keeps its epoch count
+                "history": [asdict(r) for r in self.history],  # every field, so a resume loses none
+            }
+            if improved or self.val_ds is None:
+                save_atomic(payload, self.run_dir / "best.pt")
+            save_atomic(payload, self.run_dir / "last.pt")
+            _write_metrics(self.history, cfg.data.labels, self.run_dir)
+            if self.writer is not None:
+                self.writer.add_scalar("loss/train", record.train_loss, record.epoch)
                 for value, d in record.val_dice.items():
-                    writer.add_scalar(f"dice/{cfg.data.labels[value]}", d, epoch)
-        distributed.barrier(ctx)  # no rank runs ahead of a checkpoint
-        callbacks.on_epoch_end(record)
-        log.info("epoch %d loss %.4f val dice %s loader wait %.0f%%", epoch, record.train_loss, record.val_dice,
-                 100 * record.loader_wait_share)
-        if _should_stop(history, cfg.train.early_stop_patience):
-            log.info("early stop: no validation improvement in %d validations", cfg.train.early_stop_patience)
-            break
-    if writer is not None:
-        writer.close()
-    return history
+                    self.writer.add_scalar(f"dice/{cfg.data.labels[value]}", d, record.epoch)
+        distributed.barrier(self.ctx)
 
-
-def _save_epoch(run_dir: Path, network, optimizer, scaler, cfg: Config, history: list[EpochRecord], best: float,
-                save_best: bool, epoch_cap: int) -> None:
-    """last.pt every epoch, best.pt on improvement (atomic), then metrics.csv and the curves."""
-    payload = {
-        "format": FORMAT, "model": network.state_dict(), "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None, "epoch": history[-1].epoch,
-        "best_dice": best, "config": cfg.to_dict(), "rng": rng_state(), "label_names": dict(cfg.data.labels),
-        "epoch_cap": epoch_cap,  # the configured epochs, before a time budget shortened them
-        "history": [asdict(r) for r in history],  # every field, so a resume loses none
-    }
-    if save_best:
-        save_atomic(payload, run_dir / "best.pt")
-    save_atomic(payload, run_dir / "last.pt")
-    _write_metrics(history, cfg.data.labels, run_dir)
+    def should_stop(self) -> bool:
+        """The schedule's epoch count is reached, or validation stopped improving (early stop)."""
+        if self.schedule.finished(self.epoch):
+            return True
+        if early_stop_due(self.history, self.cfg.train.early_stop_patience):
+            log.info("early stop: no validation improvement in %d validations", self.cfg.train.early_stop_patience)
+            return True
+        return False
 
 
 def verify_replicas(network: torch.nn.Module, ctx: distributed.Context) -> None:
@@ -359,7 +386,8 @@ def verify_replicas(network: torch.nn.Module, ctx: distributed.Context) -> None:
         raise RuntimeError("DDP replicas diverged: parameter checksums differ between ranks")
 
 
-def _should_stop(history: list[EpochRecord], patience: int) -> bool:
+def early_stop_due(history: list[EpochRecord], patience: int) -> bool:
+    """True when the last ``patience`` validations beat none before them (0 disables)."""
     validated = [r.val_mean for r in history if r.val_dice]
     if not patience or len(validated) <= patience:
         return False
