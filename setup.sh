@@ -16,11 +16,16 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip install "$TORCH_SPEC"
 fi
 pip install -e ".[dev]"
+# nnU-Net model folders are built with dynamic_network_architectures, as nnU-Net builds them. Its U-Nets need
+# only torch; its declared timm dependency (for vision transformers volseg does not build) would pull torchvision
+# and with it a different torch build, so it is installed without dependencies.
+.venv/bin/python -c "import dynamic_network_architectures" 2>/dev/null \
+    || pip install --no-deps "dynamic-network-architectures==0.4.4"
 
 # Debian tools the tests run for real: dciodvfy (dicom3tools) checks every DICOM SEG volseg writes,
 # Orthanc with its DICOMweb plugin is the PACS of the PACS tests, chromium opens the review page, npm
 # fetches its viewer. Installed where this is root with apt; elsewhere those tests skip and say why
-# (install them as the README says).
+# (install them as the README says), and under CI=true they fail, naming the tool (tests/conftest.py).
 DEBIAN_PACKAGES=()
 command -v dciodvfy >/dev/null || DEBIAN_PACKAGES+=(dicom3tools)
 command -v Orthanc >/dev/null || DEBIAN_PACKAGES+=(orthanc)
@@ -32,11 +37,11 @@ if [ ${#DEBIAN_PACKAGES[@]} -gt 0 ]; then
         echo "installing ${DEBIAN_PACKAGES[*]} (apt)"
         apt-get install -y -q "${DEBIAN_PACKAGES[@]}" >/dev/null 2>&1 \
             || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${DEBIAN_PACKAGES[@]}" >/dev/null; } \
-            || echo "warning: could not install ${DEBIAN_PACKAGES[*]}; the tests that need them will skip"
+            || echo "warning: could not install ${DEBIAN_PACKAGES[*]}; the tests that need them will skip (under CI=true: fail, naming the tool)"
         # the package may start a system Orthanc on the default ports; the tests start their own elsewhere
         { systemctl disable --now orthanc || service orthanc stop; } >/dev/null 2>&1 || true
     else
-        echo "note: ${DEBIAN_PACKAGES[*]} missing and not root with apt; the tests that need them will skip"
+        echo "note: ${DEBIAN_PACKAGES[*]} missing and not root with apt; the tests that need them will skip (under CI=true: fail, naming the tool)"
     fi
 fi
 # The review page's viewer (NiiVue, pinned, checksum checked) into ~/.cache/volseg; pages without it show pictures

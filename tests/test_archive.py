@@ -27,6 +27,7 @@ from volseg.data.series_rules import default_rules, load_rules, select
 from volseg.dicom_seg import SegError, build_seg, write_seg
 
 from .bad_inputs import dicom_series
+from .conftest import missing_tool
 from .helpers import REPO
 
 runner = CliRunner()
@@ -160,7 +161,7 @@ def _seg_as_index_array(seg_path: Path, files) -> np.ndarray:
 
 def _dciodvfy_errors(path: Path) -> list[str]:
     if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy not installed (Debian package dicom3tools; setup.sh installs it as root)")
+        missing_tool("dciodvfy", "not installed (Debian package dicom3tools; setup.sh installs it as root)")
     run = subprocess.run(["dciodvfy", str(path)], capture_output=True, encoding="utf-8", errors="replace")
     return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
 

@@ -1,7 +1,8 @@
 """`volseg pacs` against a real Orthanc (tests/orthanc.py): pull, segment, push the SEG, resume, faults.
 
-One Orthanc is started for the whole test session on a free loopback port and stopped at the end; each
-test empties it first. Where Orthanc or its DICOMweb plugin is missing the tests skip and say why.
+One Orthanc is started for the whole test session on a free loopback port and stopped at the end (the
+``pacs`` and ``empty_pacs`` fixtures of conftest.py); each test empties it first. Where Orthanc or its
+DICOMweb plugin is missing the tests skip and say why, and fail under CI=true.
 """
 
 import csv
@@ -24,23 +25,6 @@ runner = CliRunner()
 UID = "1.2.826.0.1.3680043.2.1125.4."
 PLANTED = {"0010|0010": "Doe^Planted", "0010|0020": "PLANTED123", "0010|0030": "19010101",
            "0008|0080": "Planted General Hospital", "0008|0050": "ACCPLANTED77"}
-
-
-@pytest.fixture(scope="session")
-def pacs(tmp_path_factory):
-    if why := orthanc.missing():
-        pytest.skip(why)
-    server = orthanc.start(tmp_path_factory.mktemp("orthanc"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def empty_pacs(pacs, monkeypatch):
-    pacs.clear()
-    monkeypatch.setenv("VOLSEG_PACS_USER", orthanc.USER)
-    monkeypatch.setenv("VOLSEG_PACS_PASSWORD", orthanc.PASSWORD)
-    return pacs
 
 
 def _upload_ct(pacs, folder, n: int, study: str, series: str, slices: int = 12, tags=None):

@@ -248,7 +248,7 @@ def infer(
     volseg_run.rankK.csv and rank 0 merges them into volseg_run.csv.
     """
     from volseg import distributed, statistics
-    from volseg.data.series_rules import default_rules, load_rules
+    from volseg.data.series_rules import default_rules, load_rules, why_none_selected
     from volseg.infer import (OUTPUT_FORMATS, RUN_CSV, BatchOptions, Segmenter, collect_inputs, merge_run_csvs,
                               run_batch, select_part)
     from volseg.predict import attention_network
@@ -311,7 +311,7 @@ def infer(
         rejected = f", {n_rejected} series not selected ({rules.source})" if n_rejected else ""
         console.print(f"{n_done} of {n_done + n_failed} cases done{rejected}; record: {out_dir / RUN_CSV}")
     if ctx.is_main and n_done + n_failed == 0:
-        console.print("[red]no series was selected[/red]: see the reasons in the record, or pass --series-rules")
+        console.print(why_none_selected(r.error for r in results if r.status == "rejected"), style="red", markup=False, highlight=False)
     if report and ctx.is_main and n_done + n_failed:
         from volseg.report import build_report
 

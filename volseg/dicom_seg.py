@@ -9,6 +9,12 @@ Empty labels: a label the model did not find keeps its segment description and h
 viewer lists it as looked for and absent. When every label is empty the SEG still holds every segment
 description and every frame, encoded empty (a SEG cannot have no frame), so "no finding" is also a
 result a PACS can store.
+
+Patient data: the SEG copies the source's Patient and General Study modules, as DICOM requires. highdicom
+warns with the value when a PatientName has one component ("The string "<name>" is unlikely to represent
+the intended person name"), and pydicom quotes invalid values; every highdicom and pydicom call here runs
+under :func:`~volseg.data.dicom_archive.withhold_header_messages`, so none of that reaches the console or a
+log, and an error highdicom raises is reported by its type and origin, not its text.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pydicom.sr.codedict import codes
 
 from volseg import __version__
 from volseg.atomic import atomic_path
+from volseg.data.dicom_archive import safe_reason, withhold_header_messages
 
 ANATOMY = codes.SCT.AnatomicalStructure
 # label name -> (segmented property category, type, optional laterality/position modifier)
@@ -85,12 +92,24 @@ def segment_codes(name: str, overrides: Mapping[str, Mapping[str, str]] | None =
 
 def read_source_datasets(files) -> list[pydicom.Dataset]:
     """Headers of the source instances (no pixel data), in the series' slice order."""
-    return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    with withhold_header_messages():
+        return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
 
 
 def build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: Mapping[int, str], model_name: str,
               label_codes: Mapping[str, Mapping[str, str]] | None = None) -> hd.seg.Segmentation:
     """A SEG of ``labels`` (X=column, Y=row, Z=slice in the source order, as volseg reads a series)."""
+    with withhold_header_messages():
+        try:
+            return _build_seg(labels, sources, label_names, model_name, label_codes)
+        except SegError:
+            raise
+        except Exception as e:  # noqa: BLE001  (highdicom's and pydicom's texts may quote header values)
+            raise SegError(f"highdicom could not build the SEG: {safe_reason(e)}") from None
+
+
+def _build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: Mapping[int, str], model_name: str,
+               label_codes: Mapping[str, Mapping[str, str]] | None = None) -> hd.seg.Segmentation:
     if any(not str(ds.get("SeriesInstanceUID", "")).strip() for ds in sources[:1]):
         raise SegError("the source series has an empty SeriesInstanceUID, so a SEG cannot reference it "
                        "(write NIfTI only, or fix the series' UIDs)")
@@ -133,6 +152,6 @@ def write_seg(labels: np.ndarray, files, label_names: Mapping[int, str], model_n
               label_codes: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """Build and write the SEG atomically; returns its SOPInstanceUID."""
     seg = build_seg(labels, read_source_datasets(files), label_names, model_name, label_codes)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, withhold_header_messages():
         seg.save_as(tmp, enforce_file_format=True)
     return str(seg.SOPInstanceUID)

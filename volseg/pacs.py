@@ -6,6 +6,13 @@ decided): ok (with the SEG's SOPInstanceUID), rejected (the rule that refused it
 or failed (one line). A series is done when the PACS holds a volseg SEG that references it, so a run
 killed at any moment and started again stores no second SEG: the record is a fast path, the PACS is the
 truth. Credentials come from the environment or a file and are never printed or recorded.
+
+The series rules judge a PACS series on the same normalised tag view as files (``tag_view``: the DICOMweb
+JSON is parsed by pydicom, its bulk data left out, then normalised as a file's header is), so a value the
+PACS returns padded (``ImageType ORIGINAL\\PRIMARY `` of a real CT) gets the verdict its files get. Warnings
+and log records of the DICOM libraries, which may quote header values, are withheld for the whole run
+(``withhold_header_messages``), and a failure that a third-party library raised is recorded by its type
+and origin, not its text.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import re
 import shutil
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +33,8 @@ import pydicom
 import requests
 import yaml
 
-from volseg.data.dicom_archive import DicomSeries, discover_series, group_series, is_image
+from volseg.data.dicom_archive import (DicomSeries, discover_series, group_series, is_image, safe_reason,
+                                       withhold_header_messages)
 from volseg.data.series_rules import SeriesRules, select
 
 log = logging.getLogger(__name__)
@@ -84,7 +93,8 @@ def connect(url: str, auth: dict, timeout: float = 60):
 def check_reachable(client, url: str) -> None:
     """One cheap QIDO-RS query; PacsError (one line, no credentials) when the PACS cannot be used."""
     try:
-        client.search_for_studies(limit=1)
+        with withhold_header_messages():
+            client.search_for_studies(limit=1)
     except Exception as e:  # noqa: BLE001
         raise PacsError(f"{re.sub(r'//[^/@]+@', '//', url)}: {_http_reason(e)}") from None
 
@@ -92,6 +102,17 @@ def check_reachable(client, url: str) -> None:
 def _value(item: dict, tag: str, default=""):
     values = item.get(tag, {}).get("Value") or [default]
     return values[0]
+
+
+def dataset_from_json(meta: dict) -> pydicom.Dataset:
+    """A DICOMweb JSON instance as a pydicom dataset, its bulk data (pixel data: a URI to fetch) left out."""
+    return pydicom.Dataset.from_json(meta, bulk_data_uri_handler=lambda tag, vr, uri: None)
+
+
+def failure_reason(error: Exception) -> str:
+    """One line for a series' failure. volseg's own messages are kept; a third-party library's message may
+    quote a header value (a patient's name), so it is given by type and where it was raised instead."""
+    return _http_reason(error) if isinstance(error, requests.RequestException) else safe_reason(error)
 
 
 def _http_reason(error: Exception) -> str:
@@ -137,7 +158,7 @@ def volseg_segs(client, study_uid: str) -> set[str]:
     done: set[str] = set()
     for item in client.search_for_series(study_uid, search_filters={"Modality": "SEG"}):
         for meta in client.retrieve_series_metadata(study_uid, str(_value(item, "0020000E"))):
-            ds = pydicom.Dataset.from_json(meta)
+            ds = dataset_from_json(meta)
             if str(ds.get("Manufacturer", "")) != MANUFACTURER:
                 continue
             for ref in ds.get("ReferencedSeriesSequence", []):
@@ -145,8 +166,10 @@ def volseg_segs(client, study_uid: str) -> set[str]:
     return done
 
 
-def _headers_from_metadata(client, study_uid: str, series_uid: str) -> list[DicomSeries]:
-    datasets = [pydicom.Dataset.from_json(m) for m in client.retrieve_series_metadata(study_uid, series_uid)]
+def series_from_metadata(client, study_uid: str, series_uid: str) -> list[DicomSeries]:
+    """The image series of one PACS series from its WADO-RS metadata (no pixel data), grouped and normalised
+    exactly as :func:`~volseg.data.dicom_archive.discover_series` does files, so the rules judge it alike."""
+    datasets = [dataset_from_json(m) for m in client.retrieve_series_metadata(study_uid, series_uid)]
     return group_series([(None, ds) for ds in datasets if is_image(ds)])
 
 
@@ -178,6 +201,10 @@ class PacsRun:
     on_row: Callable[[dict], None] | None = None
 
     def run(self) -> list[dict]:
+        with withhold_header_messages():
+            return self._run()
+
+    def _run(self) -> list[dict]:
         try:
             found = find_series(self.client, self.query)
         except Exception as e:  # noqa: BLE001  (nothing done yet: the whole run stops with one line)
@@ -193,9 +220,8 @@ class PacsRun:
             try:
                 row.update(self._one(item, record, done_on_pacs, attempted))
             except Exception as e:  # noqa: BLE001  (a series fails alone)
-                log.debug("series failed", exc_info=True)
-                row.update(status="failed", reason=_http_reason(e) if isinstance(e, requests.RequestException)
-                           else " ".join(str(e).split()) or type(e).__name__)
+                row.update(status="failed", reason=failure_reason(e))
+                log.debug("series failed: %s\n%s", row["reason"], "".join(traceback.format_tb(e.__traceback__)))
             attempted += row["status"] in ("ok", "failed")
             row["seconds"] = f"{time.perf_counter() - started:.2f}"
             if row["status"] != "skipped" or item["series_uid"] not in record:
@@ -212,7 +238,7 @@ class PacsRun:
                     "earlier run", "seg_uid": previous.get("seg_uid", "")}
         if study_uid not in done_on_pacs:
             done_on_pacs[study_uid] = volseg_segs(self.client, study_uid)
-        groups = _headers_from_metadata(self.client, study_uid, series_uid)
+        groups = series_from_metadata(self.client, study_uid, series_uid)
         if not groups:
             return {"status": "rejected", "reason": "no image instances in the series"}
         chosen = select(groups, SeriesRules(self.rules.alternatives, one_per_study=False))

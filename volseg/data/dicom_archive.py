@@ -11,21 +11,36 @@ files in that order.
 Case ids carry no identity: ``dcm-`` plus 12 hex digits of a SHA-256 over the Study and Series Instance
 UIDs and the group's orientation and size, stable across runs and machines. Folder names, which in
 exports often hold patient names, never become case ids.
+
+The series rules read one normalised view of a series' tags (:func:`tag_view`), built the same way from a
+file's header and from a PACS's DICOMweb JSON (parsed by pydicom, bulk data left out): padding stripped,
+multi-valued tags as lists, numbers as numbers. So a series gets the same verdict whichever way it arrives.
+
+DICOM libraries quote header values in their warnings and log records (highdicom a one-component
+PatientName, pydicom an invalid value); :func:`withhold_header_messages` keeps those off the console and
+out of the logs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import traceback
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VM
 from pydicom.errors import InvalidDicomError
 
 from volseg.data.discover import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
 
 # The header elements discovery reads: identity-free selection tags plus geometry.
 HEADER_TAGS = [
@@ -61,6 +76,11 @@ NOT_IMAGES = {  # storage classes that hold no image volume (they are skipped wi
     "1.2.840.10008.5.1.4.1.1.11.1": "Grayscale Softcopy Presentation State",
     "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
 }
+# The series-level part of HEADER_TAGS, the view the selection rules test (per-slice geometry is read apart).
+SELECTION_TAGS = [t for t in HEADER_TAGS if t not in ("SharedFunctionalGroupsSequence", "ImagePositionPatient")]
+NUMERIC_VRS = {"DS": float, "FL": float, "FD": float, "IS": int, "US": int, "SS": int, "UL": int, "SL": int,
+               "SV": int, "UV": int}
+DICOM_LIBRARIES = ("pydicom", "highdicom", "dicomweb_client")  # their messages may quote header values
 SLICE_GAP_TOLERANCE = 0.1  # relative difference of a slice step from the median step
 TILT_TOLERANCE_DEG = 0.5  # slices stacked at more than this angle to their normal: gantry tilt
 
@@ -86,7 +106,7 @@ class DicomSeries:
     orientation: tuple[float, ...] | None  # ImageOrientationPatient rounded to 4 decimals (a grouping key)
     rows: int
     columns: int
-    tags: dict[str, str]  # text/number tags the selection rules may test
+    tags: dict[str, Any]  # the selection rules' view of the first instance's tags (see :func:`tag_view`)
     instances: list[Instance] = field(default_factory=list)
     siblings: int = 0  # other groups (orientation/size) under the same SeriesInstanceUID
 
@@ -152,6 +172,105 @@ def _text(value) -> str:
     return str(value).strip()
 
 
+def _strip(text: str) -> str:
+    return str(text).strip().strip("\x00").strip()
+
+
+def _normal_value(element: pydicom.DataElement) -> Any:
+    """One element's value, normalised (see :func:`tag_view`); None when absent or empty."""
+    value = element.value
+    if element.VR == "SQ" or value is None or isinstance(value, (bytes, bytearray)):
+        return None
+    items = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+    values: list[Any] = []
+    for item in items:
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            values.append(item)
+        else:  # text; a value that arrives as one backslash-joined string is split as a file's would be
+            values += [part for part in (_strip(p) for p in str(item).split("\\")) if part]
+    convert = NUMERIC_VRS.get(str(element.VR))
+    if convert is not None:
+        numbers = []
+        for v in values:
+            try:
+                numbers.append(convert(float(v)) if convert is int else float(v))
+            except (TypeError, ValueError):
+                numbers.append(_strip(v))  # a malformed number stays text (the rules then say "not a number")
+        values = numbers
+    if not values:
+        return None
+    try:
+        multi = dictionary_VM(element.tag) != "1"
+    except KeyError:  # a private or unknown tag: as many values as it has
+        multi = False
+    return values if multi or len(values) > 1 else values[0]
+
+
+def tag_view(ds: pydicom.Dataset, names: Iterable[str] = SELECTION_TAGS) -> dict[str, Any]:
+    """The normalised view of ``ds``'s tags that the series rules test, the same for a dataset read from a
+    file and one parsed from DICOMweb JSON: text with its padding (spaces, NULs) stripped, multi-valued tags
+    (by the DICOM dictionary's VM, e.g. ImageType, PixelSpacing) as lists of their values, numbers (DS, IS,
+    US, FL, ...) as int or float. Absent and empty tags and sequences are left out."""
+    view: dict[str, Any] = {}
+    for name in names:
+        element = ds.data_element(name) if name in ds else None
+        if element is None:
+            continue
+        value = _normal_value(element)
+        if value is not None:
+            view[name] = value
+    return view
+
+
+def as_list(value: Any) -> list:
+    """A view value as a list of values (an absent tag: [])."""
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def safe_reason(error: BaseException) -> str:
+    """One line for an exception: its message when volseg raised it; when a third-party library did, its type
+    and the module that raised it, as the message may quote a header value (a patient's name)."""
+    frames = [frame for frame, _ in traceback.walk_tb(error.__traceback__)]
+    module = str(frames[-1].f_globals.get("__name__", "")) if frames else "volseg"
+    if module.split(".")[0] == "volseg":
+        return " ".join(str(error).split()) or type(error).__name__
+    return f"{type(error).__name__} raised in {module} (its message is withheld: it may quote a header value)"
+
+
+class _Withheld(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.debug("withheld a %s log record of %s (DICOM libraries may quote header values)",
+                  record.levelname, record.name)
+        return False
+
+
+@contextmanager
+def withhold_header_messages():
+    """Keep third-party warnings and DICOM libraries' log records raised inside off the console and out of
+    the logs: pydicom, highdicom and dicomweb-client quote header values in them (highdicom's "The string
+    "<PatientName>" is unlikely to represent the intended person name", pydicom's invalid-value warnings),
+    and a header value may identify a patient. Each is logged at DEBUG by its category and origin only,
+    never its text."""
+    names = [name for name in logging.root.manager.loggerDict
+             if name.split(".")[0] in DICOM_LIBRARIES] + list(DICOM_LIBRARIES)
+    loggers = {logging.getLogger(name) for name in names}
+    withheld = _Withheld()
+    for logger in loggers:
+        logger.addFilter(withheld)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(withheld)
+    for w in caught:
+        log.debug("withheld a %s from %s:%s (its text may quote a header value)", w.category.__name__,
+                  Path(w.filename).name, w.lineno)
+
+
 def _header(path: Path) -> pydicom.Dataset | None:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
@@ -174,13 +293,14 @@ def discover_series(roots: Iterable[str | Path]) -> tuple[list[DicomSeries], int
     """Every image series under ``roots`` (files or folders, any depth) and the number of files that are
     not DICOM images (other files, DICOMDIR, SEG, SR, ...). Reads headers only."""
     headers, skipped = [], 0
-    for path in _iter_files(Path(r) for r in roots):
-        ds = _header(path)
-        if ds is None or not is_image(ds):
-            skipped += 1
-        else:
-            headers.append((path, ds))
-    return group_series(headers), skipped
+    with withhold_header_messages():
+        for path in _iter_files(Path(r) for r in roots):
+            ds = _header(path)
+            if ds is None or not is_image(ds):
+                skipped += 1
+            else:
+                headers.append((path, ds))
+        return group_series(headers), skipped
 
 
 def is_image(ds: pydicom.Dataset) -> bool:
@@ -193,22 +313,21 @@ def group_series(headers: Iterable[tuple[Path | None, pydicom.Dataset]]) -> list
     groups: dict[tuple, DicomSeries] = {}
     for path, ds in headers:
         orientation = _orientation(ds)
-        key = (_text(ds.get("StudyInstanceUID")), _text(ds.get("SeriesInstanceUID")), orientation,
+        key = (_strip(_text(ds.get("StudyInstanceUID"))), _strip(_text(ds.get("SeriesInstanceUID"))), orientation,
                int(ds.Rows), int(ds.Columns))
         series = groups.get(key)
         if series is None:
+            view = tag_view(ds)
             series = groups[key] = DicomSeries(
-                study_uid=key[0], series_uid=key[1], modality=_text(ds.get("Modality")).upper(),
-                image_type=tuple(v.upper() for v in _text(ds.get("ImageType")).split("\\") if v),
-                orientation=orientation, rows=key[3], columns=key[4],
-                tags={name: _text(ds.get(name)) for name in HEADER_TAGS
-                      if name in ds and name not in ("SharedFunctionalGroupsSequence", "ImagePositionPatient")},
+                study_uid=key[0], series_uid=key[1], modality=str(view.get("Modality", "")).upper(),
+                image_type=tuple(str(v).upper() for v in as_list(view.get("ImageType"))),
+                orientation=orientation, rows=key[3], columns=key[4], tags=view,
             )
         position = ds.get("ImagePositionPatient")
         number = ds.get("InstanceNumber")
         meta = getattr(ds, "file_meta", None)
         series.instances.append(Instance(
-            path=path, sop_uid=_text(ds.get("SOPInstanceUID")),
+            path=path, sop_uid=_strip(_text(ds.get("SOPInstanceUID"))),
             position=tuple(float(v) for v in position) if position is not None and len(position) == 3 else None,
             instance_number=int(number) if number not in (None, "") else None,
             transfer_syntax=str(getattr(meta, "TransferSyntaxUID", "")) if meta is not None else "",
@@ -219,7 +338,7 @@ def group_series(headers: Iterable[tuple[Path | None, pydicom.Dataset]]) -> list
         series.siblings = sum(1 for s in found if s.series_uid == series.series_uid
                               and s.study_uid == series.study_uid) - 1
         _sort_along_normal(series)
-    found.sort(key=lambda s: (str(s.folder), s.tags.get("SeriesNumber", ""), s.case_id))
+    found.sort(key=lambda s: (str(s.folder), str(s.tags.get("SeriesNumber", "")), s.case_id))
     return found
 
 
@@ -260,6 +379,7 @@ def geometry_fault(series: DicomSeries, all_series: Iterable[DicomSeries] = ()) 
     tilt = np.degrees(np.arccos(np.clip(np.abs(along) / np.maximum(lengths, 1e-9), 0, 1)))
     if float(np.median(tilt)) > TILT_TOLERANCE_DEG:
         stated = series.tags.get("GantryDetectorTilt", "")
+        stated = f"{stated:g}" if isinstance(stated, float) else stated
         return (f"gantry tilt: slices are stacked {float(np.median(tilt)):.1f} degrees off their normal"
                 f"{f' (GantryDetectorTilt {stated})' if stated else ''}; resample it to an orthogonal grid first")
     bad = np.flatnonzero(np.abs(along - median) > SLICE_GAP_TOLERANCE * abs(median))

@@ -38,6 +38,7 @@ _COMPARISON = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+(?:[eE]-?\d+)?)\s*$
 DERIVED = ("plane", "slices")
 NUMERIC = {"slices", "SliceThickness", "SeriesNumber", "Rows", "Columns", "NumberOfFrames", "InstanceNumber",
            "PixelSpacing"}  # conditions on these must be comparisons, ranges or numbers
+IDENTIFYING = {"AccessionNumber", "StudyDate"}  # tags a rule may test whose values a reason never quotes
 
 
 class RulesError(ValueError):
@@ -155,6 +156,8 @@ def _check_condition(tag: str, want: Any) -> None:
 
 
 def _value(series: DicomSeries, tag: str) -> Any:
+    """What a condition on ``tag`` tests: the derived values, or the series' normalised tag view
+    (:func:`volseg.data.dicom_archive.tag_view`), the same whether the series came from files or a PACS."""
     if tag == "plane":
         return series.plane
     if tag == "slices":
@@ -167,10 +170,22 @@ def _value(series: DicomSeries, tag: str) -> Any:
 
 
 def _number(value: Any) -> float | None:
+    """A view value as one number (a multi-valued tag: its first value); None when it is not a number."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
     try:
         return float(str(value).split("\\")[0])
     except ValueError:
         return None
+
+
+def _text(value: Any) -> str:
+    """A view value as the text a regular expression is matched against: values joined by a backslash as
+    DICOM writes them, numbers written shortest (``2.5``, ``12``)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return "\\".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def _fails(series: DicomSeries, tag: str, want: Any) -> str | None:
@@ -192,7 +207,7 @@ def _fails(series: DicomSeries, tag: str, want: Any) -> str | None:
             isinstance(want, (int, float)) and not isinstance(want, bool)):
         number = _number(have)
         if number is None:
-            return f"{tag} missing or not a number ({have!r})"
+            return f"{tag} missing or not a number" + ("" if tag in IDENTIFYING else f" ({_text(have)!r})")
         if isinstance(want, list):
             ok, wanted = want[0] <= number <= want[1], f"in [{want[0]}, {want[1]}]"
         elif isinstance(want, str):
@@ -201,6 +216,75 @@ def _fails(series: DicomSeries, tag: str, want: Any) -> str | None:
         else:
             ok, wanted = number == want, f"== {want}"
         return None if ok else f"{tag} {number:g} not {wanted}"
-    if re.fullmatch(str(want), str(have), flags=re.IGNORECASE) is None:
-        return f"{tag} {str(have) or '<empty>'!r} does not match {str(want)!r}"
+    text = _text(have)
+    if re.fullmatch(str(want), text, flags=re.IGNORECASE) is None:
+        shown = "" if tag in IDENTIFYING else f" {text or '<empty>'!r}"  # an accession number is not printed
+        return f"{tag}{shown} does not match {str(want)!r}"
     return None
+
+
+_MODALITY = re.compile(r"^Modality '([^']*)' does not match '([^']*)'$")
+_IMAGE_TYPE = re.compile(r"^ImageType \S+ (lacks|has) (\S+)$")
+_SLICES = re.compile(r"^slices (\d+) not (.+)$")
+_PLANE = re.compile(r"^plane '([^']*)' does not match '([^']*)'$")
+
+
+def _series(n: int, verb: str = "") -> str:
+    """'1 series is' / '3 series are' (verb 'is'), '2 series have' (verb 'have')."""
+    if not verb:
+        return f"{n} series"
+    plural = {"is": "are", "has": "have", "lacks": "lack"}
+    return f"{n} series {verb if n == 1 else plural.get(verb, verb)}"
+
+
+def _them(n: int) -> str:
+    return "it" if n == 1 else "them"
+
+
+def _reason_group(reason: str) -> tuple[tuple, Any]:
+    """(grouping key, phrase maker given the count) for one series' rejection reason."""
+    first = reason.split("; ")[0]  # several alternatives: the first one's refusal stands for the series
+    if m := _MODALITY.match(first):
+        have, want = m.groups()
+        have = have or "of no modality"
+        model = f"a {have} model" if m[1] else "a model of its modality"
+        return ("modality", have, want), lambda n: (f"{_series(n, 'is')} {have} but the model expects {want} "
+                                                    f"(pass --series-rules or {model})")
+    if m := _IMAGE_TYPE.match(first):
+        how, values = m.groups()
+        if how == "has":
+            return ("imagetype", how, values), lambda n: (f"{_series(n, 'is')} marked {values.replace('/', ' and ')}"
+                                                          f" in ImageType (pass --series-rules to take {_them(n)})")
+        return ("imagetype", how, values), lambda n: (f"{_series(n, 'lacks')} {values.replace('/', ' and ')} "
+                                                      f"in ImageType (pass --series-rules to take {_them(n)})")
+    if m := _SLICES.match(first):
+        return ("slices", m[2]), lambda n: f"{_series(n, 'has')} too few slices (the rules want {m[2]})"
+    if m := _PLANE.match(first):
+        have, want = m.groups()
+        return ("plane", have, want), lambda n: (f"{_series(n, 'is')} {have}, not {want} (pass --series-rules "
+                                                 f"to take {_them(n)})")
+    if first.startswith("mixed image sizes"):
+        return ("mixed",), lambda n: f"{_series(n, 'mixes')} image sizes in one series (a localizer mixed in?)"
+    return ("other", first), lambda n: f"{_series(n)}: {first}"
+
+
+def why_none_selected(reasons, shown: int = 3) -> str:
+    """The last line of a run that selected no series: the commonest rejection reasons with their counts,
+    in words a user acts on, e.g. "no series selected: 1 series is CT but the model expects MR (pass
+    --series-rules or a CT model)". ``reasons`` holds one rejection reason per series, as
+    :meth:`SeriesRules.reject_reason` and :func:`select` give them (volseg's own words, no header value that
+    identifies a patient)."""
+    counts: dict[tuple, list] = {}
+    for reason in reasons:
+        if not reason:
+            continue
+        key, phrase = _reason_group(str(reason))
+        counts.setdefault(key, [0, phrase])[0] += 1
+    if not counts:
+        return "no series selected"
+    ranked = sorted(counts.values(), key=lambda c: -c[0])  # stable: ties keep the archive's order
+    text = "; ".join(phrase(n) for n, phrase in ranked[:shown])
+    rest = sum(n for n, _ in ranked[shown:])
+    if rest:
+        text += f"; {_series(rest)} for other reasons (see the record)"
+    return f"no series selected: {text}"
