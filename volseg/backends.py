@@ -65,27 +65,36 @@ def example_input(cfg: Config) -> torch.Tensor:
 
 def export_onnx(model: nn.Module, cfg: Config, path: str | Path) -> Path:
     """ONNX with dynamic batch and spatial sizes (the zoo takes any size), written atomically."""
+    x = example_input(cfg)
+    dim = torch.export.Dim
+    return export_onnx_for(model, x, path, {"x": {0: dim("batch"), **{2 + i: dim(f"size{i}") for i in range(x.dim() - 2)}}})
+
+
+def export_onnx_for(model: nn.Module, example: torch.Tensor, path: str | Path, dynamic_shapes=None) -> Path:
+    """ONNX of ``model`` traced on ``example`` (its shape fixed unless ``dynamic_shapes`` frees axes), atomically."""
     missing = [m for m in ("onnx", "onnxscript") if not installed(m)]
     if missing:
         raise ValueError(f"ONNX export needs {missing}: pip install 'volseg[onnxruntime]' or 'volseg[openvino]'")
     path = Path(path)
-    x = example_input(cfg)
-    dim = torch.export.Dim
-    shapes = {"x": {0: dim("batch"), **{2 + i: dim(f"size{i}") for i in range(x.dim() - 2)}}}
     with atomic_path(path) as tmp:
-        torch.onnx.export(model.eval().cpu(), (x,), str(tmp), dynamo=True, input_names=["image"],
-                          output_names=["logits"], dynamic_shapes=shapes, external_data=False, verbose=False)
+        torch.onnx.export(model.eval().cpu(), (example,), str(tmp), dynamo=True, input_names=["image"],
+                          output_names=["logits"], dynamic_shapes=dynamic_shapes, external_data=False, verbose=False)
+    return path
+
+
+def cached_onnx(weights: Path, tag: str, export: Callable[[Path], Path]) -> Path:
+    """The ONNX file of a weights file (content hash) and ``tag`` in volseg's cache, exported once."""
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volseg" / "onnx"
+    path = cache / f"{digest}{tag}-torch{torch.__version__.split('+')[0]}.onnx"
+    if not path.is_file():
+        log.info("exporting %s to ONNX (%s), once", weights, path)
+        export(path)
     return path
 
 
 def _cached_onnx(model: nn.Module, cfg: Config, checkpoint: Path) -> Path:
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volseg" / "onnx"
-    path = cache / f"{digest}-torch{torch.__version__.split('+')[0]}.onnx"
-    if not path.is_file():
-        log.info("exporting %s to ONNX (%s), once", checkpoint, path)
-        export_onnx(model, cfg, path)
-    return path
+    return cached_onnx(checkpoint, "", lambda path: export_onnx(model, cfg, path))
 
 
 def torch_backend(model: nn.Module, device: torch.device) -> Backend:

@@ -236,9 +236,14 @@ def infer(
     report: bool = typer.Option(False, "--report", help="Also write OUTPUT/report/index.html, the review page (see `volseg report`)."),
     roi: Optional[str] = typer.Option(None, "--roi", help="Segment one label only, on the box a coarse locator model finds for it (label name, e.g. kidney_left); the run record notes the box."),
     locator: Optional[Path] = typer.Option(None, "--locator", help="With --roi: the locator model [default: locator.pt beside the model]."),
+    folds: Optional[str] = typer.Option(None, "--folds", help="nnU-Net model folder: the folds to ensemble, e.g. 0,1 or all [default: every fold present]."),
+    checkpoint: str = typer.Option("final", "--checkpoint", help="nnU-Net model folder: final (checkpoint_final.pth) or best."),
 ) -> None:
     """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed (or no
     series selected), 2 usage.
+
+    --model takes a volseg run folder, checkpoint or built-in name, or a trained nnU-Net v2 model folder
+    (TRAINER__PLANS__CONFIGURATION, its folds ensembled as nnU-Net's predictor does).
 
     A folder of DICOM files is an archive of any layout: every series is found from its headers and
     segmented or rejected by the series rules, with the reason in the run record. Case ids of DICOM
@@ -251,6 +256,7 @@ def infer(
     from volseg.data.series_rules import default_rules, load_rules, why_none_selected
     from volseg.infer import (OUTPUT_FORMATS, RUN_CSV, BatchOptions, Segmenter, collect_inputs, merge_run_csvs,
                               run_batch, select_part)
+    from volseg.open_model import InferenceOptions, open_segmenter
     from volseg.predict import attention_network
 
     with _user_errors():
@@ -261,21 +267,25 @@ def infer(
             raise ValueError(f"--output-format: expected some of {','.join(OUTPUT_FORMATS)}, got {output_format!r}")
         rules = load_rules(series_rules) if series_rules else None
         ctx = distributed.setup(device)
-        segmenter = Segmenter(_model_path(model), distributed.device_for(ctx, device), overlap=overlap, tta=tta,
-                              keep_largest=keep_largest, backend=backend, precision=precision)
+        options = InferenceOptions(device, backend, precision, overlap, tta, keep_largest,
+                                   tuple(f.strip() for f in folds.split(",")) if folds else None, checkpoint)
+        segmenter = open_segmenter(model, options, distributed.device_for(ctx, device))
+        if not isinstance(segmenter, Segmenter) and (roi or save_probabilities or qc_attention):
+            raise ValueError("--roi, --save-probabilities and --qc-attention work with volseg models only, "
+                             f"not with {segmenter.info.summary}")
         if roi:
             segmenter = _roi_segmenter(segmenter, roi, locator, ctx, device, backend, precision,
                                        save_probabilities or qc_attention)
-        rules = rules or default_rules(segmenter.cfg.data.modality)
+        rules = rules or default_rules(segmenter.info.modality)
         cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
         if not cases:
             raise ValueError("no input cases found")
         if qc_attention:
             attention_network(segmenter.model)  # fail now, not once per case
     if ctx.is_main:
-        console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D, "
-                      f"labels {segmenter.cfg.data.labels}) on {segmenter.device}, backend {segmenter.backend} "
-                      f"{segmenter.precision}")
+        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}, labels "
+                      f"{dict(segmenter.info.labels)}) on {segmenter.device}, backend {segmenter.backend} "
+                      f"{segmenter.precision}", highlight=False)
     single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled and not report
     options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
                            qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout,
@@ -315,7 +325,7 @@ def infer(
     if report and ctx.is_main and n_done + n_failed:
         from volseg.report import build_report
 
-        page = build_report(out_dir, labels=segmenter.cfg.data.labels, colors=segmenter.cfg.data.label_colors)
+        page = build_report(out_dir, labels=segmenter.info.labels, colors=segmenter.info.label_colors)
         console.print(f"review page: {page}")
     raise typer.Exit(code=1 if n_failed or n_done + n_failed == 0 else 0)
 
@@ -358,7 +368,7 @@ def pacs(
     again finishes the rest and stores no SEG twice. Exit 0 all done, 1 any series failed, 2 when the
     PACS cannot be used (unreachable, credentials refused) or a usage error."""
     from volseg.data.series_rules import default_rules, load_rules
-    from volseg.infer import Segmenter
+    from volseg.open_model import InferenceOptions, open_segmenter
     from volseg.pacs import PacsQuery, PacsRun, check_reachable, connect, credentials
 
     with _user_errors():
@@ -374,11 +384,11 @@ def pacs(
         rules = load_rules(series_rules) if series_rules else None
         client = connect(url, credentials(auth_file))
         check_reachable(client, url)  # before the model loads: a wrong URL or password fails at once
-        segmenter = Segmenter(_model_path(model), device, backend=backend, precision=precision)
-        rules = rules or default_rules(segmenter.cfg.data.modality)
-        query = PacsQuery(modality or segmenter.cfg.data.modality, dates, accessions, limit)
-        console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.data.modality}, labels "
-                      f"{segmenter.cfg.data.labels}); PACS {url}; {rules.source}")
+        segmenter = open_segmenter(model, InferenceOptions(device, backend, precision))
+        rules = rules or default_rules(segmenter.info.modality)
+        query = PacsQuery(modality or segmenter.info.modality, dates, accessions, limit)
+        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}, {segmenter.info.modality}, labels "
+                      f"{dict(segmenter.info.labels)}); PACS {url}; {rules.source}", highlight=False)
 
         def show(row: dict) -> None:
             colour = {"ok": "green", "failed": "red"}.get(row["status"], "dim")

@@ -34,6 +34,7 @@ from volseg.midline import split_at_midline
 from volseg.backends import make_backend
 from volseg.predict import (activate, attention_network, mirror_axes, predict_probabilities,
                             probabilities_to_labels)
+from volseg.segmenting import CaseSegmenter, ModelInfo
 from volseg.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,12 @@ class Segmenter:
                              "it has no mirror images to average; run without --tta")
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
         self.label_values = sorted(self.cfg.data.labels)
+
+    @property
+    def info(self) -> ModelInfo:
+        data = self.cfg.data
+        return ModelInfo(self.model_name, Path(self.checkpoint), f"{self.cfg.model.name} {self.cfg.model.dims}D",
+                         dict(data.labels), data.modality, data.label_colors, data.label_codes)
 
     def read(self, case: CaseInput) -> dict:
         """The case's scan as read (``{"image": (C, X, Y, Z)}`` on its source grid), nothing preprocessed."""
@@ -309,7 +316,7 @@ def _in_background(fn: Callable, *args) -> Future:
     return future
 
 
-def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, options: BatchOptions,
+def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, options: BatchOptions,
               on_case: Callable[[CaseResult], None] | None = None, run_csv: Path | None = None) -> list[CaseResult]:
     """Segment every case into ``out_dir``; never stop on a bad case. Returns one result per case.
 
@@ -373,14 +380,14 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: Segmenter, optio
             if series is not None:
                 from volseg.dicom_seg import write_seg
 
-                write_seg(labels, series.files, segmenter.cfg.data.labels, segmenter.model_name,
-                          outputs["dicom-seg"], segmenter.cfg.data.label_codes)
+                info = segmenter.info
+                write_seg(labels, series.files, info.labels, info.name, outputs["dicom-seg"], info.label_codes)
             if "nifti" in outputs:
                 io.write_label(labels, data["image"], outputs["nifti"])  # last: its presence means the case is done
             if stats_csv is not None:  # after the outputs: a failed case has no statistics
                 source = data["source_image"]
                 statistics.append_rows(stats_csv, case.case_id, statistics.label_statistics(
-                    labels, source[0].numpy(), source.affine, segmenter.cfg.data.labels))
+                    labels, source[0].numpy(), source.affine, segmenter.info.labels))
             result = CaseResult(case.case_id, case.source, _joined(outputs), "ok", time.perf_counter() - started,
                                 note=data.get("note", ""))
         except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)

@@ -193,7 +193,7 @@ def _append(path: Path, row: dict) -> None:
 @dataclass
 class PacsRun:
     client: object
-    segmenter: object  # volseg.infer.Segmenter
+    segmenter: object  # a volseg.segmenting.CaseSegmenter
     rules: SeriesRules
     out_dir: Path
     query: PacsQuery
@@ -274,9 +274,9 @@ class PacsRun:
                 raise ValueError("the retrieved instances do not form the series the metadata described")
             data = self.segmenter.load(CaseInput(series.case_id, (series,)))
             labels, _ = self.segmenter.predict(data)
-            cfg = self.segmenter.cfg
-            seg = build_seg(labels, read_source_datasets(series.files), cfg.data.labels, self.segmenter.model_name,
-                            cfg.data.label_codes)
+            info = self.segmenter.info
+            seg = build_seg(labels, read_source_datasets(series.files), info.labels, info.name,
+                            info.label_codes)
             if self.save_nifti:
                 io.write_label(labels, data["image"], self.out_dir / f"{series.case_id}.nii.gz")
             response = self.client.store_instances([seg], study_instance_uid=study_uid)

@@ -103,6 +103,7 @@ class RoiSegmenter:
         self.cfg, self.checkpoint, self.device = fine.cfg, fine.checkpoint, fine.device
         self.backend, self.precision, self.model_name = fine.backend, fine.precision, fine.model_name
         self.model = fine.model
+        self.info = fine.info
 
     def load(self, case) -> dict:
         started = time.perf_counter()

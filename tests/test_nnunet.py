@@ -1,0 +1,207 @@
+"""nnU-Net v2 model folders run by volseg: the same labels as nnU-Net's own predictor, voxel for voxel.
+
+The golden labels in tests/data/nnunet_tiny were made by ``nnUNetv2_predict_from_modelfolder`` (nnU-Net 2.8.1,
+``benchmarks/nnunet_golden.py``) on tiny model folders and five synthetic CTs chosen to exercise every step
+(anisotropic spacing and separate-z resampling, a rotated direction, an image smaller than a patch, a zero
+border cropped away, a transposed plan, torch resampling, two folds, mirroring).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from volseg.cli import app
+from volseg.infer import CaseInput
+from volseg.nnunet.checkpoint import load_nnunet_checkpoint
+from volseg.nnunet.model_folder import Labels, ModelFolder, NnunetFolderError
+from volseg.nnunet.segmenter import NnunetSegmenter
+
+from .helpers import REPO
+from .nnunet_folder import write_model_folder
+
+GOLDEN = REPO / "tests" / "data" / "nnunet_tiny"
+VARIANTS = ("plain", "torch_resampling", "transposed")
+IMAGES = sorted((GOLDEN / "images").glob("*_0000.nii.gz"))
+runner = CliRunner()
+
+
+def model(variant: str = "plain") -> Path:
+    return GOLDEN / "models" / variant / "Dataset900_Tiny" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+
+
+def case_of(image: Path) -> CaseInput:
+    return CaseInput(image.name[: -len("_0000.nii.gz")], (image,))
+
+
+def golden(variant: str, tta: bool, case: str) -> np.ndarray:
+    return np.asarray(nib.load(GOLDEN / "nnunet" / variant / ("tta" if tta else "no_tta") / f"{case}.nii.gz").dataobj)
+
+
+@pytest.mark.parametrize("tta", [False, True], ids=["no_tta", "tta"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_labels_equal_nnunet_predict_voxel_for_voxel(variant, tta):
+    segmenter = NnunetSegmenter(model(variant), tta=tta)
+    assert len(IMAGES) == 5
+    for image in IMAGES:
+        case = case_of(image)
+        labels, _ = segmenter.predict(segmenter.load(case))
+        expected = golden(variant, tta, case.case_id)
+        assert labels.shape == expected.shape
+        assert np.array_equal(labels, expected), f"{case.case_id}: {(labels != expected).sum()} voxels differ"
+        assert set(np.unique(labels)) <= {0, 1, 2}
+
+
+def test_cli_writes_nnunet_labels_on_the_scans_grid(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["infer", str(GOLDEN / "images"), "--model", str(model()), "-o", str(out),
+                                 "--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    assert "nnU-Net 3d_fullres, folds 0,1" in result.output
+    for image in IMAGES:
+        case = case_of(image).case_id
+        written, source = nib.load(out / f"{case}.nii.gz"), nib.load(image)
+        assert np.array_equal(np.asarray(written.dataobj), golden("plain", False, case))
+        assert np.allclose(written.affine, source.affine) and written.shape == source.shape
+    rows = (out / "volseg_run.csv").read_text().splitlines()
+    assert len(rows) == 6 and all(",ok," in r for r in rows[1:])
+    stats = (out / "statistics.csv").read_text()
+    assert "liver" in stats and "spleen" in stats
+
+
+def test_dataset_folder_and_fold_choice(tmp_path):
+    """The dataset folder holding one model folder is accepted; --folds 0 is fold 0 alone."""
+    image = GOLDEN / "images" / "iso_0000.nii.gz"
+    both = NnunetSegmenter(model())
+    alone = NnunetSegmenter(model(), folds=["0"])
+    labels_both, _ = both.predict(both.load(case_of(image)))
+    labels_alone, _ = alone.predict(alone.load(case_of(image)))
+    assert np.array_equal(labels_both, golden("plain", False, "iso"))
+    assert not np.array_equal(labels_alone, labels_both)  # the second fold changes the ensemble
+    result = runner.invoke(app, ["infer", str(image), "--model", str(model().parent), "--folds", "0",
+                                 "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "o" / "iso.nii.gz").dataobj), labels_alone)
+
+
+def test_missing_checkpoint_and_cascade_are_one_line_errors(tmp_path):
+    result = runner.invoke(app, ["infer", str(IMAGES[0]), "--model", str(model()), "--checkpoint", "best"])
+    assert result.exit_code == 2
+    assert "no checkpoint_best.pth for fold(s) any (present: none)" in result.output.replace("\n", " ")
+    folder = shutil.copytree(model(), tmp_path / "nnUNetTrainer__nnUNetPlans__3d_cascade_fullres")
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    (folder / "plans.json").write_text(json.dumps(plans))
+    for fold in ("0", "1"):
+        checkpoint = torch.load(folder / f"fold_{fold}" / "checkpoint_final.pth", weights_only=False)
+        checkpoint["init_args"]["configuration"] = "3d_cascade_fullres"
+        torch.save(checkpoint, folder / f"fold_{fold}" / "checkpoint_final.pth")
+    with pytest.raises(NnunetFolderError, match="cascade"):
+        ModelFolder.open(folder)
+
+
+class _Planted:
+    """What a malicious checkpoint carries: unpickling it would run a shell command."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_checkpoint_loads_without_running_code(tmp_path):
+    real = load_nnunet_checkpoint(model() / "fold_0" / "checkpoint_final.pth")
+    assert isinstance(real["_best_ema"], np.float64) and real["init_args"]["device"] == torch.device("cpu")
+    folder = shutil.copytree(model(), tmp_path / "Dataset900_Tiny" / model().name)
+    marker = tmp_path / "pwned"
+    checkpoint = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=False)
+    checkpoint["logging"]["extra"] = _Planted(marker)
+    torch.save(checkpoint, folder / "fold_0" / "checkpoint_final.pth")
+    result = runner.invoke(app, ["infer", str(IMAGES[0]), "--model", str(folder), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    line = result.output.strip().replace("\n", " ")
+    assert "fold_0/checkpoint_final.pth: refused, it holds posix.system" in line
+    assert not marker.exists()
+    checkpoint["logging"]["extra"] = pickle.PickleError("an unexpected class")  # not code, still not allowed
+    torch.save(checkpoint, folder / "fold_0" / "checkpoint_final.pth")
+    with pytest.raises(ValueError, match="refused, it holds pickle.PickleError"):
+        load_nnunet_checkpoint(folder / "fold_0" / "checkpoint_final.pth")
+
+
+def test_plans_may_only_name_torch_layers(tmp_path):
+    folder = shutil.copytree(model(), tmp_path / "m" / model().name)
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["nonlin"] = "os.system"
+    (folder / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(NnunetFolderError, match="'os.system' is not a torch.nn layer"):
+        NnunetSegmenter(folder)
+
+
+def test_plans_from_before_nnunet_2_4_build_the_same_network(tmp_path):
+    """Old plans name the UNet class and widths instead of an 'architecture' entry (TotalSegmentator's do)."""
+    folder = shutil.copytree(model(), tmp_path / "m" / model().name)
+    plans = json.loads((folder / "plans.json").read_text())
+    cfg = plans["configurations"]["3d_fullres"]
+    kwargs = cfg.pop("architecture")["arch_kwargs"]
+    cfg.update(UNet_class_name="PlainConvUNet", UNet_base_num_features=kwargs["features_per_stage"][0],
+               unet_max_num_features=kwargs["features_per_stage"][-1], conv_kernel_sizes=kwargs["kernel_sizes"],
+               pool_op_kernel_sizes=kwargs["strides"], n_conv_per_stage_encoder=kwargs["n_conv_per_stage"],
+               n_conv_per_stage_decoder=kwargs["n_conv_per_stage_decoder"], num_pool_per_axis=[1, 1, 1])
+    (folder / "plans.json").write_text(json.dumps(plans))
+    segmenter = NnunetSegmenter(folder)
+    image = GOLDEN / "images" / "aniso_0000.nii.gz"
+    labels, _ = segmenter.predict(segmenter.load(case_of(image)))
+    assert np.array_equal(labels, golden("plain", False, "aniso"))
+
+
+def test_region_labels_follow_regions_class_order():
+    dataset = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing": 3,
+                          "ignore": 4}, "regions_class_order": [1, 2, 3]}
+    labels = Labels.from_dataset(dataset, Path("dataset.json"))
+    assert labels.regions == [(1, 2, 3), (2, 3), (3,)] and labels.heads == 3
+    assert labels.names == {1: "whole tumor", 2: "tumor core", 3: "enhancing"} and labels.ignore == 4
+    plain = Labels.from_dataset({"labels": {"background": 0, "liver": 1, "spleen": 2}}, Path("d.json"))
+    assert plain.values == [0, 1, 2] and plain.heads == 3 and plain.regions is None
+
+
+def test_nibabel_reorienting_reader_matches_a_canonical_input(tmp_path):
+    """NibabelIOWithReorient plans see every scan in RAS: the labels of a flipped, permuted scan are the labels
+    of its RAS-canonical copy, mapped back onto the scan's own grid."""
+    folder = write_model_folder(tmp_path / "m", folds=("0",))
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["image_reader_writer"] = "NibabelIOWithReorient"
+    (folder / "plans.json").write_text(json.dumps(plans))
+    source = nib.load(GOLDEN / "images" / "rotated_0000.nii.gz")
+    canonical = nib.as_closest_canonical(source)
+    nib.save(canonical, tmp_path / "canonical_0000.nii.gz")
+    segmenter = NnunetSegmenter(folder)
+    labels, _ = segmenter.predict(segmenter.load(CaseInput("rotated", (GOLDEN / "images" / "rotated_0000.nii.gz",))))
+    plans["image_reader_writer"] = "SimpleITKIO"
+    (folder / "plans.json").write_text(json.dumps(plans))
+    plain = NnunetSegmenter(folder)
+    on_canonical, _ = plain.predict(plain.load(CaseInput("canonical", (tmp_path / "canonical_0000.nii.gz",))))
+    back = nib.orientations.apply_orientation(on_canonical, nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(canonical.affine), nib.orientations.io_orientation(source.affine)))
+    assert labels.shape == source.shape and np.array_equal(labels, back)
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_cpu_backends_give_nnunets_labels(backend):
+    """The network exported once to ONNX (fp32) and run by OpenVINO or ONNX Runtime: still nnU-Net's labels."""
+    pytest.importorskip(backend, reason=f"{backend} is not installed (pip install 'volseg[{backend}]')")
+    segmenter = NnunetSegmenter(model(), backend=backend, tta=True)
+    assert segmenter.backend == backend
+    for image in IMAGES[:3]:
+        case = case_of(image)
+        labels, _ = segmenter.predict(segmenter.load(case))
+        assert np.array_equal(labels, golden("plain", True, case.case_id))

@@ -1,0 +1,242 @@
+"""nnU-Net's preprocessing and its inverse, step for step (``DefaultPreprocessor.run_case_npy`` and
+``convert_predicted_logits_to_segmentation_with_correct_shape``): transpose, crop to the non-zero box,
+normalise per channel, resample to the configuration's spacing; and back.
+
+Arrays are in nnU-Net's axis order, (C, z, y, x) as SimpleITK returns them, with spacing in the same order.
+The resampling reproduces ``resample_data_or_seg_to_shape`` (skimage ``resize``, order 3 for data, a separate
+low-order pass along an anisotropic axis) and ``resample_torch_fornnunet``, chosen by the plans' names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import binary_fill_holes, map_coordinates
+
+from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
+
+ANISO_THRESHOLD = 3  # nnunetv2.configuration.ANISO_THRESHOLD
+
+
+@dataclass
+class Prepared:
+    """A case ready for the sliding window, and what export needs to undo its preprocessing."""
+
+    data: torch.Tensor  # (C, z', y', x') float32, preprocessed
+    spacing: list[float]  # the source spacing, transposed
+    shape_before_cropping: tuple[int, ...]
+    bbox: list[list[int]]
+    shape_after_cropping: tuple[int, ...]
+
+
+# --------------------------------------------------------------------------------------------- cropping
+
+
+def nonzero_bbox(data: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+    """``crop_to_nonzero``: the box of voxels non-zero in any channel (holes filled), half-open per axis,
+    and that mask; the whole image when every voxel is zero."""
+    mask = data[0] != 0
+    for c in range(1, data.shape[0]):
+        mask |= data[c] != 0
+    mask = binary_fill_holes(mask)
+    bbox = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        bbox.append([int(hit[0]), int(hit[-1]) + 1] if hit.size else [0, mask.shape[axis]])
+    return bbox, mask
+
+
+# ----------------------------------------------------------------------------------------- normalisation
+
+
+def normalize(data: np.ndarray, nonzero: np.ndarray, model: ModelFolder) -> np.ndarray:
+    """Per channel, the configuration's scheme with nnU-Net's float32 arithmetic (in place)."""
+    cfg = model.configuration
+    properties = model.plans.get("foreground_intensity_properties_per_channel", {})
+    for c in range(data.shape[0]):
+        scheme = cfg["normalization_schemes"][c]
+        use_mask = bool(cfg.get("use_mask_for_norm", [False] * data.shape[0])[c])
+        image = data[c]
+        if scheme == "CTNormalization":
+            p = properties.get(str(c))
+            if p is None:
+                raise NnunetFolderError(f"{model.path / 'plans.json'}: CTNormalization of channel {c} needs "
+                                        "foreground_intensity_properties_per_channel")
+            np.clip(image, p["percentile_00_5"], p["percentile_99_5"], out=image)
+            image -= p["mean"]
+            image /= max(p["std"], 1e-8)
+        elif scheme == "ZScoreNormalization":
+            if use_mask:
+                mean, std = image[nonzero].mean(), image[nonzero].std()
+                image[nonzero] = (image[nonzero] - mean) / max(std, 1e-8)
+            else:
+                mean, std = image.mean(), image.std()
+                image -= mean
+                image /= max(std, 1e-8)
+        elif scheme == "RescaleTo01Normalization":
+            image -= image.min()
+            image /= np.clip(image.max(), a_min=1e-8, a_max=None)
+        elif scheme == "RGBTo01Normalization":
+            image /= 255.0
+        elif scheme != "NoNormalization":
+            raise NnunetFolderError(f"{model.path / 'plans.json'}: normalization {scheme!r} is not supported")
+    return data
+
+
+# ------------------------------------------------------------------------------------------- resampling
+
+
+def new_shape(shape, spacing, target) -> np.ndarray:
+    """``compute_new_shape``."""
+    return np.array([int(round(s / t * n)) for s, t, n in zip(spacing, target, shape)])
+
+
+def _lowres_axis(spacing) -> np.ndarray:
+    return np.where(max(spacing) / np.array(spacing) == 1)[0]
+
+
+def separate_z(current, new, force: bool | None = None) -> tuple[bool, int | None]:
+    """``determine_do_sep_z_and_axis``: whether one axis is resampled on its own, and which."""
+    if force is not None:
+        do, axis = force, (_lowres_axis(current) if force else None)
+    elif max(current) / min(current) > ANISO_THRESHOLD:
+        do, axis = True, _lowres_axis(current)
+    elif max(new) / min(new) > ANISO_THRESHOLD:
+        do, axis = True, _lowres_axis(new)
+    else:
+        do, axis = False, None
+    if axis is not None:
+        if len(axis) != 1:
+            return False, None
+        axis = int(axis[0])
+    return do, axis
+
+
+def _skimage_resize(image: np.ndarray, shape, order: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    return resize(image, shape, order, mode="edge", anti_aliasing=False)
+
+
+def resample_skimage(data: np.ndarray, shape, current, new, order: int = 3, order_z: int = 0,
+                     force_separate_z: bool | None = False, dtype_out=None) -> np.ndarray:
+    """``resample_data_or_seg_to_shape`` for images and logits (not label maps)."""
+    do_separate, axis = separate_z(current, new, force_separate_z)
+    shape, old = np.array(shape), np.array(data[0].shape)
+    dtype_out = dtype_out or data.dtype
+    if np.all(old == shape):
+        return data
+    data = data.astype(float, copy=False)
+    out = np.zeros((data.shape[0], *shape), dtype=dtype_out)
+    if not do_separate:
+        for c in range(data.shape[0]):
+            out[c] = _skimage_resize(data[c], shape, order)
+        return out
+    in_plane = np.delete(shape, axis)
+    for c in range(data.shape[0]):
+        partial_shape = shape.copy()
+        partial_shape[axis] = old[axis]
+        partial = np.zeros(partial_shape)
+        for i in range(old[axis]):
+            index = [slice(None)] * 3
+            index[axis] = i
+            partial[tuple(index)] = _skimage_resize(data[c][tuple(index)], in_plane, order)
+        if old[axis] == shape[axis]:
+            out[c] = partial
+            continue
+        scale = np.array(partial.shape, float) / shape
+        grid = np.mgrid[: shape[0], : shape[1], : shape[2]].astype(float)
+        coords = scale[:, None, None, None] * (grid + 0.5) - 0.5
+        out[c] = map_coordinates(partial, coords, order=order_z, mode="nearest")
+    return out
+
+
+def resample_torch(data, shape, current, new, force_separate_z: bool | None = None, mode: str = "linear",
+                   aniso_axis_mode: str = "nearest-exact") -> np.ndarray:
+    """``resample_torch_fornnunet`` for images and logits."""
+    shape = [int(s) for s in shape]
+    tensor = torch.as_tensor(data)
+    if list(tensor.shape[1:]) == shape:
+        return np.asarray(data)
+    do_separate, axis = separate_z(current, new, force_separate_z)
+    linear = {2: "bilinear", 3: "trilinear"}
+
+    def interpolate(x: torch.Tensor, size, how: str) -> torch.Tensor:
+        if list(x.shape[1:]) == list(size):
+            return x
+        how = linear[x.dim() - 1] if how == "linear" else how
+        return F.interpolate(x[None].float(), tuple(size), mode=how, antialias=False)[0]
+
+    if not do_separate:
+        return interpolate(tensor, shape, mode).numpy()
+    others = [a for a in range(3) if a != axis]
+    moved = tensor.movedim(1 + axis, 1)  # (c, axis, a, b)
+    c, n = moved.shape[:2]
+    flat = interpolate(moved.reshape(c * n, *moved.shape[2:]), [shape[a] for a in others], mode)
+    back = flat.reshape(c, n, *flat.shape[1:]).movedim(1, 1 + axis)
+    return interpolate(back, shape, aniso_axis_mode).numpy()
+
+
+def resample(data: np.ndarray, shape, current, new, fn_name: str, kwargs: dict, source) -> np.ndarray:
+    """The plans' resampling function by name, with the plans' arguments."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "is_seg"}
+    if fn_name in ("resample_data_or_seg_to_shape", "resample_data_or_seg_to_spacing"):
+        allowed = {"order", "order_z", "force_separate_z"}
+        return resample_skimage(data, shape, current, new, **{k: v for k, v in kwargs.items() if k in allowed})
+    if fn_name == "resample_torch_fornnunet":
+        allowed = {"force_separate_z", "mode", "aniso_axis_mode"}
+        return resample_torch(data, shape, current, new, **{k: v for k, v in kwargs.items() if k in allowed})
+    if fn_name == "no_resampling_hack":
+        return data
+    raise NnunetFolderError(f"{source}: resampling function {fn_name!r} is not supported")
+
+
+# ---------------------------------------------------------------------------------------------- the case
+
+
+def preprocess(image: np.ndarray, spacing, model: ModelFolder) -> Prepared:
+    """``run_case_npy`` on a (C, z, y, x) image with spacing (z, y, x)."""
+    cfg, plans = model.configuration, model.plans
+    forward = plans["transpose_forward"]
+    data = image.astype(np.float32).transpose([0, *[i + 1 for i in forward]])
+    spacing = [float(spacing[i]) for i in forward]
+    before = tuple(data.shape[1:])
+    bbox, mask = nonzero_bbox(data)
+    box = tuple(slice(a, b) for a, b in bbox)
+    data, mask = data[(slice(None), *box)], mask[box]
+    after = tuple(data.shape[1:])
+    target = list(cfg["spacing"])
+    if len(target) < data.ndim - 1:  # a 2d configuration keeps the spacing between slices
+        target = [spacing[0], *target]
+    shape = new_shape(after, spacing, target)
+    data = normalize(np.ascontiguousarray(data), mask, model)
+    data = resample(data, shape, spacing, target, cfg["resampling_fn_data"], cfg.get("resampling_fn_data_kwargs", {}),
+                    model.path / "plans.json")
+    return Prepared(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), spacing, before, bbox, after)
+
+
+def logits_to_labels(logits: torch.Tensor, prepared: Prepared, model: ModelFolder) -> np.ndarray:
+    """``convert_predicted_logits_to_segmentation_with_correct_shape``: logits resampled to the cropped shape,
+    to labels (argmax, or regions painted in ``regions_class_order``), un-cropped, transposed back. Returns
+    the label values of dataset.json on the (z, y, x) grid of the image as read."""
+    cfg, plans = model.configuration, model.plans
+    current = list(cfg["spacing"])
+    if len(current) < len(prepared.shape_after_cropping):
+        current = [prepared.spacing[0], *current]
+    resampled = resample(logits.numpy(), prepared.shape_after_cropping, current, prepared.spacing,
+                         cfg["resampling_fn_probabilities"], cfg.get("resampling_fn_probabilities_kwargs", {}),
+                         model.path / "plans.json")
+    labels = model.labels
+    if labels.regions is not None:
+        probabilities = torch.sigmoid(torch.as_tensor(resampled).float()).numpy()
+        segmentation = np.zeros(probabilities.shape[1:], dtype=np.uint16)
+        for i, value in enumerate(labels.values):
+            segmentation[probabilities[i] > 0.5] = value
+    else:
+        segmentation = np.asarray(labels.values, dtype=np.uint16)[np.asarray(resampled).argmax(0)]
+    full = np.zeros(prepared.shape_before_cropping, dtype=np.uint16)
+    full[tuple(slice(a, b) for a, b in prepared.bbox)] = segmentation
+    return full.transpose(plans["transpose_backward"])

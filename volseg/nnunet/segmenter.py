@@ -1,0 +1,130 @@
+"""An nnU-Net v2 model folder as a volseg segmenter (:class:`~volseg.segmenting.CaseSegmenter`).
+
+The scan is read by volseg (NIfTI, NRRD/MHA, DICOM series), presented to the model as nnU-Net's reader would
+present it ((C, z, y, x) with SimpleITK's axis order and spacing), preprocessed, predicted with every fold,
+exported, and its labels written on the scan's own grid.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from volseg import backends
+from volseg.data.transforms import LoadCased
+from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
+from volseg.nnunet.network import build_network, load_weights
+from volseg.nnunet.preprocess import logits_to_labels, preprocess
+from volseg.nnunet.sliding_window import mirrored, predict_logits
+from volseg.segmenting import ModelInfo
+
+READERS = ("SimpleITKIO", "NibabelIO", "NibabelIOWithReorient")
+
+
+def source_spacing(image) -> list[float]:
+    """The voxel spacing nnU-Net's readers report, (x, y, z): a NIfTI's pixdim, else the affine's columns."""
+    header = image.meta.get("nifti_header")
+    if header is not None:
+        header_class = nib.Nifti2Header if len(header) == 540 else nib.Nifti1Header
+        return [float(z) for z in header_class(binaryblock=bytes(header)).get_zooms()[:3]]
+    return [float(v) for v in np.linalg.norm(np.asarray(image.meta["original_affine"], float)[:3, :3], axis=0)]
+
+
+class NnunetSegmenter:
+    """Every fold of a model folder (``folds`` to choose), nnU-Net's preprocessing and export around them."""
+
+    def __init__(self, folder: str | Path, device: torch.device | str = "cpu", tta: bool = False,
+                 folds: list[str] | None = None, checkpoint: str = "final", keep_largest: bool = False,
+                 overlap: float = 0.5, backend: str = "torch", precision: str = "fp32"):
+        self.model = ModelFolder.open(folder, folds, checkpoint)
+        reader = str(self.model.plans.get("image_reader_writer", "SimpleITKIO"))
+        if reader not in READERS:
+            raise NnunetFolderError(f"{self.model.path / 'plans.json'}: image reader {reader!r} is not supported "
+                                    f"(supported: {', '.join(READERS)})")
+        self.reorient = reader == "NibabelIOWithReorient"
+        self.device = torch.device(device)
+        first = build_network(self.model).to(self.device)
+        self.networks = [first]
+        for weights, source in zip(self.model.weights[1:], self.model.checkpoints[1:]):
+            network = copy.deepcopy(first)
+            load_weights(network, weights, source)
+            self.networks.append(network.eval())
+        self.model.weights = []  # loaded into the networks; not kept twice
+        self.tta, self.keep_largest, self.step = tta, keep_largest, 1.0 - overlap
+        if not 0.0 < self.step <= 1.0:
+            raise ValueError(f"--overlap must be in [0, 1), got {overlap}")
+        if precision not in ("auto", "fp32"):
+            raise ValueError(f"nnU-Net models run at fp32 for now, not {precision}")
+        self.backend, self.precision = backends.choose(backend, self.device), "fp32"
+        self.forwards = [self._engine(n, f) for n, f in zip(self.networks, self.model.checkpoints)]
+        self.reader = LoadCased()
+        folds = ",".join(self.model.folds)
+        self.info = ModelInfo(
+            name=self.model.name, source=self.model.path,
+            summary=f"nnU-Net {self.model.configuration_name}, fold{'s' if len(self.model.folds) > 1 else ''} "
+                    f"{folds}{', mirroring TTA' if tta and self.mirror_axes else ''}",
+            labels=dict(self.model.labels.names), modality=self.model.modality)
+
+    @property
+    def mirror_axes(self) -> tuple[int, ...] | None:
+        return self.model.mirror_axes
+
+    def _engine(self, network: torch.nn.Module, checkpoint: Path):
+        """One fold's window -> logits function on the chosen backend (ONNX exported once per checkpoint)."""
+        if self.backend == "torch":
+            return lambda x: network(x.to(self.device)).float().cpu()
+        patch = tuple(self.model.configuration["patch_size"])
+        example = torch.zeros(1, self.model.channels, *patch)
+        onnx = backends.cached_onnx(checkpoint, "-nnunet-" + "x".join(map(str, patch)),
+                                    lambda path: backends.export_onnx_for(network, example, path))
+        if self.backend == "onnxruntime":
+            return backends.onnxruntime_backend(onnx)
+        return backends.openvino_backend(onnx)
+
+    def read(self, case):
+        from volseg.data.dicom_archive import DicomSeries
+
+        return self.reader({"image": [p if isinstance(p, DicomSeries) else str(p) for p in case.images]})["image"]
+
+    def load(self, case) -> dict:
+        started = time.perf_counter()
+        image = self.read(case)
+        if image.shape[0] != self.model.channels:
+            raise ValueError(f"{case.source}: the model takes {self.model.channels} channel(s) "
+                             f"({self.model.dataset.get('channel_names')}), the case has {image.shape[0]}")
+        read = time.perf_counter()
+        array, spacing = image.numpy(), source_spacing(image)
+        ornt = None
+        if self.reorient:
+            ornt = nib.orientations.io_orientation(np.asarray(image.meta["original_affine"], float))
+            array = np.stack([nib.orientations.apply_orientation(c, ornt) for c in array])
+            spacing = [spacing[int(axis)] for axis in ornt[:, 0]]
+        prepared = preprocess(array.transpose(0, 3, 2, 1), spacing[::-1], self.model)
+        return {"image": image, "source_image": image, "prepared": prepared, "orientation": ornt,
+                "timings": {"read": read - started, "preprocess": time.perf_counter() - read}}
+
+    def predict(self, data: dict, split_sides: bool = True) -> tuple[np.ndarray, None]:
+        timings = data.setdefault("timings", {})
+        prepared = data["prepared"]
+        started = time.perf_counter()
+        axes = self.mirror_axes if self.tta else None
+        with torch.inference_mode():
+            logits = predict_logits(prepared.data, [mirrored(f, axes) for f in self.forwards],
+                                    self.model.configuration["patch_size"], self.model.labels.heads, self.step)
+        predicted = time.perf_counter()
+        labels = logits_to_labels(logits, prepared, self.model).transpose(2, 1, 0)
+        if data.get("orientation") is not None:
+            back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), data["orientation"])
+            labels = nib.orientations.apply_orientation(labels, back)
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        if self.keep_largest:
+            from volseg.infer import keep_largest_component
+
+            labels = keep_largest_component(labels, list(self.model.labels.names))
+        timings.update(network=predicted - started, export=time.perf_counter() - predicted)
+        return labels, None

@@ -1,0 +1,50 @@
+"""From what a user types after ``--model`` to a loaded :class:`~volseg.segmenting.CaseSegmenter`.
+
+A trained nnU-Net v2 folder (``TRAINER__PLANS__CONFIGURATION/`` or the dataset folder holding one) becomes an
+:class:`~volseg.nnunet.segmenter.NnunetSegmenter`; anything else is a volseg run folder, checkpoint or built-in
+model name. :class:`InferenceOptions` holds the one set of defaults that ``infer``, ``pacs`` and ``demo`` use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    backend: str = "auto"  # auto (the fastest installed), torch, onnxruntime, openvino
+    precision: str = "auto"  # auto (int8 only where its agreement was measured), fp32, int8
+    overlap: float = 0.5  # sliding-window overlap (nnU-Net's tile step is 1 - overlap)
+    tta: bool = False  # mirroring test-time augmentation
+    keep_largest: bool = False  # keep the largest connected component per label
+    folds: tuple[str, ...] | None = None  # nnU-Net: the folds to ensemble (default: every fold present)
+    checkpoint: str = "final"  # nnU-Net: checkpoint_final.pth or checkpoint_best.pth
+
+
+def open_segmenter(model: str | Path | None, options: InferenceOptions = InferenceOptions(),
+                   device: torch.device | str | None = None):
+    """The segmenter for ``model`` (None: the default built-in model); ``device`` overrides options.device
+    (a torchrun rank's own device)."""
+    from volseg.nnunet.model_folder import find_model_folder
+
+    folder = find_model_folder(model) if model is not None and Path(model).is_dir() else None
+    device = device if device is not None else options.device
+    if folder is not None:
+        from volseg.nnunet.segmenter import NnunetSegmenter
+        from volseg.train import resolve_device
+
+        return NnunetSegmenter(folder, resolve_device(str(device)), tta=options.tta, folds=options.folds,
+                               checkpoint=options.checkpoint, keep_largest=options.keep_largest,
+                               overlap=options.overlap, backend=options.backend, precision=options.precision)
+    if options.folds or options.checkpoint != "final":
+        raise ValueError("--folds and --checkpoint choose among an nnU-Net model folder's checkpoints; "
+                         f"{model or 'the default model'} is a volseg model")
+    from volseg.infer import Segmenter
+    from volseg.pretrained import resolve_model
+
+    return Segmenter(resolve_model(model), device, overlap=options.overlap, tta=options.tta,
+                     keep_largest=options.keep_largest, backend=options.backend, precision=options.precision)
