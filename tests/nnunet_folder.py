@@ -66,14 +66,15 @@ def dataset(labels=None, channels=None) -> dict:
             "file_ending": ".nii.gz"}
 
 
-def write_model_folder(root: Path, folds=("0",), seed: int = 0, mirror_axes=(0, 1, 2), **plan_args) -> Path:
-    """``root/Dataset900_Tiny/nnUNetTrainer__nnUNetPlans__3d_fullres`` with one checkpoint per fold."""
+def write_model_folder(root: Path, folds=("0",), seed: int = 0, mirror_axes=(0, 1, 2), labels=None,
+                       dataset_name: str = "Dataset900_Tiny", trainer: str = "nnUNetTrainer", **plan_args) -> Path:
+    """``root/DATASET/TRAINER__nnUNetPlans__3d_fullres`` with one checkpoint per fold."""
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
     from torch import nn
 
     the_plans = plans(**plan_args)
-    the_dataset = dataset()
-    folder = Path(root) / "Dataset900_Tiny" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    the_dataset = dataset(labels)
+    folder = Path(root) / dataset_name / f"{trainer}__nnUNetPlans__3d_fullres"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "plans.json").write_text(json.dumps(the_plans, indent=2))
     (folder / "dataset.json").write_text(json.dumps(the_dataset, indent=2))
@@ -98,7 +99,7 @@ def write_model_folder(root: Path, folds=("0",), seed: int = 0, mirror_axes=(0, 
             "current_epoch": 1,
             "init_args": {"plans": the_plans, "configuration": "3d_fullres", "fold": int(fold) if fold != "all" else "all",
                           "dataset_json": the_dataset, "device": torch.device("cpu")},
-            "trainer_name": "nnUNetTrainer",
+            "trainer_name": trainer,
             "inference_allowed_mirroring_axes": tuple(mirror_axes) if mirror_axes is not None else None,
         }
         (folder / f"fold_{fold}").mkdir(exist_ok=True)

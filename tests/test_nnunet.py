@@ -205,3 +205,36 @@ def test_cpu_backends_give_nnunets_labels(backend):
         case = case_of(image)
         labels, _ = segmenter.predict(segmenter.load(case))
         assert np.array_equal(labels, golden("plain", True, case.case_id))
+
+
+def _totalsegmentator_home(home: Path, parts: dict[int, dict], spacing: float, trainer: str) -> Path:
+    """TotalSegmentator 2.x's weights layout with tiny part models (their labels named as TotalSegmentator's)."""
+    root = home / "nnunet" / "results"
+    for i, (dataset_id, labels) in enumerate(parts.items()):
+        write_model_folder(root, seed=10 + i, labels={"background": 0, **labels}, mirror_axes=None,
+                           dataset_name=f"Dataset{dataset_id}_TotalSegmentator_part{i + 1}", trainer=trainer,
+                           spacing=(spacing,) * 3)
+    return home
+
+
+def test_totalsegmentator_task_runs_and_merges_its_parts(tmp_path, monkeypatch):
+    from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
+
+    parts = {291: {"spleen": 1, "liver": 2}, 292: {"vertebrae_L1": 1}, 293: {"heart": 1},
+             294: {"gluteus_maximus_left": 1}, 295: {"rib_left_1": 1, "liver": 2}}
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(_totalsegmentator_home(tmp_path / "ts", parts, 1.5,
+                                                                        "nnUNetTrainerNoMirroring")))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    segmenter = TotalSegmentatorSegmenter("total", backend="torch")
+    if segmenter.task.names is None:  # no totalsegmentator package: numbered in part order by dataset.json names
+        assert dict(segmenter.info.labels) == {1: "spleen", 2: "liver", 3: "vertebrae_L1", 4: "heart",
+                                               5: "gluteus_maximus_left", 6: "rib_left_1"}
+    assert segmenter.step == 0.8 and len(segmenter.parts) == 5
+    image = GOLDEN / "images" / "rotated_0000.nii.gz"
+    labels, _ = segmenter.predict(segmenter.load(case_of(image)))
+    assert labels.shape == nib.load(image).shape
+    assert set(np.unique(labels)) <= {0, *segmenter.info.labels}
+    assert len(np.unique(labels)) > 2
+    result = runner.invoke(app, ["infer", str(image), "--model", "totalsegmentator:total_fast", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "totalseg_download_weights -t total_fast" in result.output.replace("\n", " ")

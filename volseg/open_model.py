@@ -1,6 +1,6 @@
 """From what a user types after ``--model`` to a loaded :class:`~volseg.segmenting.CaseSegmenter`.
 
-A trained nnU-Net v2 folder (``TRAINER__PLANS__CONFIGURATION/`` or the dataset folder holding one) becomes an
+``totalsegmentator:TASK`` runs a local TotalSegmentator install's part models; a trained nnU-Net v2 folder (``TRAINER__PLANS__CONFIGURATION/`` or the dataset folder holding one) becomes an
 :class:`~volseg.nnunet.segmenter.NnunetSegmenter`; anything else is a volseg run folder, checkpoint or built-in
 model name. :class:`InferenceOptions` holds the one set of defaults that ``infer``, ``pacs`` and ``demo`` use.
 """
@@ -30,9 +30,15 @@ def open_segmenter(model: str | Path | None, options: InferenceOptions = Inferen
     """The segmenter for ``model`` (None: the default built-in model); ``device`` overrides options.device
     (a torchrun rank's own device)."""
     from volseg.nnunet.model_folder import find_model_folder
+    from volseg.nnunet.totalseg import PREFIX
 
-    folder = find_model_folder(model) if model is not None and Path(model).is_dir() else None
     device = device if device is not None else options.device
+    if model is not None and str(model).startswith(PREFIX):
+        from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
+        from volseg.train import resolve_device
+
+        return TotalSegmentatorSegmenter(str(model)[len(PREFIX):], resolve_device(str(device)), options.backend)
+    folder = find_model_folder(model) if model is not None and Path(model).is_dir() else None
     if folder is not None:
         from volseg.nnunet.segmenter import NnunetSegmenter
         from volseg.train import resolve_device
