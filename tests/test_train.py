@@ -10,7 +10,8 @@ from volseg.checkpoint import build_network, load_checkpoint
 from volseg.data.dataset import training_dataset, training_loader
 from volseg.data.manifest import read_manifest
 from volseg.losses import DeepSupervisionLoss, SegmentationLoss, deep_supervision_weights
-from volseg.train import Callbacks, make_optimizer, resolve_device, train
+from volseg.distributed import resolve_device
+from volseg.train import Callbacks, make_optimizer, train
 
 from .helpers import tiny_config, tiny_manifest
 

@@ -626,7 +626,8 @@ def train(
 
     Multi-GPU / multi-node: `torchrun --nproc_per_node N [--nnodes M --rdzv-endpoint HOST:PORT] -m volseg train ...`.
     """
-    from volseg.train import resolve_device, train as run_training
+    from volseg.distributed import resolve_device
+    from volseg.train import train as run_training
 
     if nproc > 1:
         _relaunch_with_torchrun(nproc)

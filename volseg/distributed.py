@@ -1,4 +1,5 @@
-"""torch.distributed plumbing for ``torchrun``: one process per device, NCCL on GPUs, gloo on CPU.
+"""torch.distributed plumbing for ``torchrun``: one process per device, NCCL on GPUs, gloo on CPU; and the
+device a ``--device`` string names (:func:`resolve_device`).
 
 Outside torchrun (no WORLD_SIZE in the environment) everything here is a no-op, so the same code path
 serves one process and many.
@@ -42,6 +43,18 @@ def setup(device: str = "auto") -> Context:
             torch.cuda.set_device(ctx.local_rank)
         dist.init_process_group("nccl" if use_nccl else "gloo", timeout=timedelta(minutes=30))
     return ctx
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as given."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu" or spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        device = torch.device(spec)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
+        return device
+    raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N; got {spec!r}")
 
 
 def device_for(ctx: Context, device: str) -> str:

@@ -35,7 +35,7 @@ from volseg.backends import make_backend
 from volseg.predict import (activate, attention_network, mirror_axes, predict_probabilities,
                             probabilities_to_labels)
 from volseg.segmenting import CaseSegmenter, ModelInfo
-from volseg.train import resolve_device
+from volseg.distributed import resolve_device
 
 log = logging.getLogger(__name__)
 RUN_CSV = "volseg_run.csv"

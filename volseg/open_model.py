@@ -35,13 +35,13 @@ def open_segmenter(model: str | Path | None, options: InferenceOptions = Inferen
     device = device if device is not None else options.device
     if model is not None and str(model).startswith(PREFIX):
         from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
-        from volseg.train import resolve_device
+        from volseg.distributed import resolve_device
 
         return TotalSegmentatorSegmenter(str(model)[len(PREFIX):], resolve_device(str(device)), options.backend)
     folder = find_model_folder(model) if model is not None and Path(model).is_dir() else None
     if folder is not None:
         from volseg.nnunet.segmenter import NnunetSegmenter
-        from volseg.train import resolve_device
+        from volseg.distributed import resolve_device
 
         return NnunetSegmenter(folder, resolve_device(str(device)), tta=options.tta, folds=options.folds,
                                checkpoint=options.checkpoint, keep_largest=options.keep_largest,

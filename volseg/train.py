@@ -36,18 +36,6 @@ from volseg.schedule import Schedule, learning_rate
 log = logging.getLogger(__name__)
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as given."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec == "cpu" or spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
-        device = torch.device(spec)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
-        return device
-    raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N; got {spec!r}")
-
-
 @dataclass
 class EpochRecord:
     epoch: int
@@ -175,7 +163,7 @@ def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool =
     """
     ctx = distributed.setup(device)
     try:
-        dev = resolve_device(distributed.device_for(ctx, device))
+        dev = distributed.resolve_device(distributed.device_for(ctx, device))
         return Trainer(cfg, Path(run_dir), dev, ctx, callbacks, resume=resume, epochs=epochs).run()
     finally:
         distributed.teardown(ctx)
