@@ -2,7 +2,8 @@
 
 Frames are aligned to the source slices (SpatialLocationsPreserved), and each frame references its
 source instance; segments are numbered 1..N in label-value order, each with its label and SNOMED CT
-category and type codes (:data:`CODES` by label name, or ``data.label_codes`` in the model config), and
+category and type codes (:data:`CODES` by label name, then TotalSegmentator's own table for its structure
+names, or ``data.label_codes`` in the model config), and
 algorithm type AUTOMATIC naming volseg's version and the model.
 
 Empty labels: a label the model did not find keeps its segment description and has no frames, so a
@@ -30,6 +31,7 @@ from pydicom.sr.codedict import codes
 from volseg import __version__
 from volseg.atomic import atomic_path
 from volseg.data.dicom_archive import safe_reason, withhold_header_messages
+from volseg.nnunet.anatomy_codes import totalsegmentator_codes
 
 ANATOMY = codes.SCT.AnatomicalStructure
 # label name -> (segmented property category, type, optional laterality/position modifier)
@@ -86,6 +88,9 @@ def segment_codes(name: str, overrides: Mapping[str, Mapping[str, str]] | None =
     key = name.strip().lower().replace(" ", "_").replace("-", "_")
     if key in CODES:
         return CODES[key]
+    extended = totalsegmentator_codes()
+    if name.strip() in extended or key in extended:
+        return extended.get(name.strip()) or extended[key]
     raise SegError(f"label {name!r} has no SNOMED CT code in volseg's table; give one in the model config's "
                    f"data.label_codes, e.g. {{{name}: {{type: 'SCT:<code>:<meaning>'}}}}")
 
