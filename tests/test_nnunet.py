@@ -21,7 +21,7 @@ import torch
 from typer.testing import CliRunner
 
 from volseg.cli import app
-from volseg.infer import CaseInput
+from volseg.inputs import CaseInput
 from volseg.nnunet.checkpoint import load_nnunet_checkpoint
 from volseg.nnunet.model_folder import Labels, ModelFolder, NnunetFolderError
 from volseg.nnunet.segmenter import NnunetSegmenter
@@ -238,3 +238,24 @@ def test_totalsegmentator_task_runs_and_merges_its_parts(tmp_path, monkeypatch):
     result = runner.invoke(app, ["infer", str(image), "--model", "totalsegmentator:total_fast", "-o", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "totalseg_download_weights -t total_fast" in result.output.replace("\n", " ")
+
+
+@pytest.mark.parametrize("current,new,shape", [
+    ([0.8, 0.8, 3.0], [0.4, 0.4, 1.0], (60, 80, 27)),  # separate z: in-plane linear, nearest along z
+    ([3.0, 0.8, 0.8], [3.0, 1.6, 1.6], (9, 20, 15)),  # separate along the first axis, z unchanged
+    ([1.0, 1.0, 1.0], [0.5, 0.6, 0.4], (60, 67, 23)),  # one trilinear pass
+    ([1.0, 1.0, 1.0], [1.9, 2.2, 1.7], (16, 18, 5)),  # downsampling
+])
+def test_fast_logit_resampling_matches_nnunets_skimage_path(current, new, shape):
+    """Logits go back to the scan's shape through torch in float64; nnU-Net uses skimage and scipy. The float16
+    results may differ by one unit in the last place, never in which class is largest."""
+    from volseg.nnunet.preprocess import resample_exact, resample_skimage, separate_z
+
+    logits = np.random.default_rng(3).normal(size=(4, 30, 40, 9) if shape[0] != 9 else (4, 9, 40, 30)).astype(np.float16)
+    fast = resample_skimage(logits, shape, current, new, order=1, order_z=0, force_separate_z=None)
+    do_separate, axis = separate_z(current, new)
+    exact = resample_exact(logits, np.array(shape), do_separate, axis, 1, 0, np.float16)
+    assert fast.shape == exact.shape == (4, *shape) and fast.dtype == np.float16
+    assert np.abs(fast.astype(float) - exact.astype(float)).max() <= 2e-3
+    assert (fast != exact).mean() < 1e-3
+    assert np.array_equal(fast.argmax(0), exact.argmax(0))

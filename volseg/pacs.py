@@ -257,7 +257,7 @@ class PacsRun:
     def _segment_and_store(self, wanted: DicomSeries, study_uid: str, series_uid: str) -> str:
         from volseg.data import io
         from volseg.dicom_seg import build_seg, read_source_datasets
-        from volseg.infer import CaseInput
+        from volseg.inputs import CaseInput
 
         work = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.out_dir))
         try:

@@ -121,14 +121,50 @@ def _skimage_resize(image: np.ndarray, shape, order: int) -> np.ndarray:
     return resize(image, shape, order, mode="edge", anti_aliasing=False)
 
 
+def _linear(data: np.ndarray, shape) -> np.ndarray:
+    """skimage's order-1 ``resize`` (edge mode, no anti-aliasing) of every leading slice at once, in float64:
+    torch's (bi/tri)linear with align_corners=False is the same interpolation, 5x faster on logits here
+    (5x80x100x60 to 2x: 0.25 s vs 1.3 s; 135 of 19 M float16 values one unit apart, argmax identical)."""
+    mode = {2: "bilinear", 3: "trilinear"}[len(shape)]
+    tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float64))
+    return F.interpolate(tensor[None], tuple(int(s) for s in shape), mode=mode, align_corners=False)[0].numpy()
+
+
+def _nearest_along(data: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """``map_coordinates(order=0, mode='nearest')`` along one axis of (C, ...) data on nnU-Net's grid."""
+    old = data.shape[1 + axis]
+    coords = (old / size) * (np.arange(size) + 0.5) - 0.5
+    index = np.clip(np.floor(coords + 0.5).astype(int), 0, old - 1)
+    return np.take(data, index, axis=1 + axis)
+
+
 def resample_skimage(data: np.ndarray, shape, current, new, order: int = 3, order_z: int = 0,
                      force_separate_z: bool | None = False, dtype_out=None) -> np.ndarray:
-    """``resample_data_or_seg_to_shape`` for images and logits (not label maps)."""
+    """``resample_data_or_seg_to_shape`` for images and logits (not label maps). Order 1 (logits) takes the
+    float64 torch path of :func:`_linear`; other orders run skimage and scipy as nnU-Net does."""
     do_separate, axis = separate_z(current, new, force_separate_z)
     shape, old = np.array(shape), np.array(data[0].shape)
     dtype_out = dtype_out or data.dtype
     if np.all(old == shape):
         return data
+    if order != 1 or (do_separate and order_z != 0):
+        return resample_exact(data, shape, do_separate, axis, order, order_z, dtype_out)
+    if not do_separate:
+        return _linear(data, shape).astype(dtype_out)
+    moved = np.moveaxis(np.asarray(data), 1 + axis, 1)
+    plane = np.delete(shape, axis)
+    in_plane = _linear(moved.reshape(-1, *moved.shape[2:]), plane).reshape(*moved.shape[:2], *plane)
+    partial = np.moveaxis(in_plane, 1, 1 + axis)
+    if old[axis] != shape[axis]:
+        partial = _nearest_along(partial, axis, int(shape[axis]))
+    return partial.astype(dtype_out)
+
+
+def resample_exact(data: np.ndarray, shape, do_separate: bool, axis: int | None, order: int, order_z: int,
+                   dtype_out) -> np.ndarray:
+    """``resample_data_or_seg`` line for line: skimage ``resize`` (per slice when one axis is resampled on its
+    own, then ``map_coordinates`` of ``order_z`` along it)."""
+    shape, old = np.array(shape), np.array(data[0].shape)
     data = data.astype(float, copy=False)
     out = np.zeros((data.shape[0], *shape), dtype=dtype_out)
     if not do_separate:
