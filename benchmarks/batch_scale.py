@@ -64,7 +64,8 @@ def make_inputs(folder: Path, cases: int) -> tuple[Path, Path]:
 
 def run_size(cases: int, folder: Path) -> dict:
     """One batch of ``cases`` in this process (call it in a fresh one)."""
-    from volseg.infer import RUN_CSV, BatchOptions, Segmenter, collect_inputs, run_batch
+    from volseg.infer import RUN_CSV, BatchOptions, Segmenter, run_batch
+    from volseg.inputs import collect_inputs
     from volseg.statistics import STATISTICS_CSV
 
     model, manifest = make_inputs(folder, cases)

@@ -37,7 +37,8 @@ def main() -> None:
 
     from volseg.data.io import read_label
     from volseg.data.manifest import read_manifest
-    from volseg.infer import CaseInput, Segmenter
+    from volseg.infer import Segmenter
+    from volseg.inputs import CaseInput
     from volseg.metrics import dice_per_label
     from volseg.pretrained import resolve_model
 

@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
-    from volseg.infer import CaseInput, Segmenter
+    from volseg.infer import Segmenter
+    from volseg.inputs import CaseInput
     from volseg.metrics import dice
     from volseg.pretrained import resolve_model
     from volseg.roi import RoiSegmenter, locator_beside

@@ -115,7 +115,8 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
 
     from volseg.data import io
     from volseg.data.transforms import preprocess, to_source_grid
-    from volseg.infer import CaseInput, Segmenter
+    from volseg.infer import Segmenter
+    from volseg.inputs import CaseInput
     from volseg.predict import activate
 
     backend = "torch" if kind == "monai" else kind.removesuffix("-nocrop")

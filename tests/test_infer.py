@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.manifest import read_manifest
-from volseg.infer import CaseInput, Segmenter, collect_inputs, select_part
+from volseg.infer import Segmenter
+from volseg.inputs import CaseInput, collect_inputs, select_part
 from volseg.pretrained import resolve_model
 
 from .conftest import shared_path
@@ -215,7 +216,8 @@ def test_attention_qc_refused_for_models_without_gates(run_dir, test_cases, tmp_
 def test_a_hung_read_times_out_and_the_batch_goes_on(run_dir, test_cases, tmp_path):
     import threading
 
-    from volseg.infer import BatchOptions, CaseInput, Segmenter, run_batch
+    from volseg.infer import BatchOptions, Segmenter, run_batch
+    from volseg.inputs import CaseInput
 
     segmenter = Segmenter(run_dir, "cpu")
     release = threading.Event()

@@ -13,7 +13,8 @@ from pathlib import Path
 from volseg.atomic import write_text_atomic
 from volseg.data.manifest import read_manifest
 from volseg.evaluate import Pair, evaluate, summarize, write_results
-from volseg.infer import RUN_CSV, BatchOptions, CaseInput, Segmenter, run_batch
+from volseg.infer import RUN_CSV, BatchOptions, Segmenter, run_batch
+from volseg.inputs import CaseInput
 from volseg.report import build_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,14 +77,14 @@ def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, 
                         BatchOptions(overwrite=True, qc=True), on_case=on_case, run_csv=out_dir / RUN_CSV)
     done = {r.case_id for r in results if r.status == "ok"}
     pairs = [Pair(c.case_id, out_dir / f"{c.case_id}.nii.gz", c.label) for c in cases if c.case_id in done]
-    rows, errors = evaluate(pairs, segmenter.cfg.data.labels)
+    rows, errors = evaluate(pairs, segmenter.info.labels)
     summary = summarize([r for r in rows if has_reference(r)])
     write_results(rows, summary, out_dir / "metrics.csv")
     for row in rows:
         row["split"] = split_of[row["case_id"]]
     failed = [f"{r.case_id}: {r.error}" for r in results if r.status == "failed"] + errors
     report = _write_report(out_dir, segmenter, rows, summary, failed)
-    page = build_report(out_dir, segmenter.cfg.data.labels, segmenter.cfg.data.label_colors, reference=manifest,
+    page = build_report(out_dir, segmenter.info.labels, segmenter.info.label_colors, reference=manifest,
                         evaluation=out_dir / "metrics.csv")  # scored above: not again
     return DemoResult(rows, summary, report, failed, page)
 
@@ -111,7 +112,7 @@ def _write_report(out_dir: Path, segmenter: Segmenter, rows: list[dict], summary
     lines = [
         "# volseg demo",
         "",
-        f"Model: `{segmenter.checkpoint}` ({segmenter.cfg.model.name}, {segmenter.cfg.model.dims}D), "
+        f"Model: `{segmenter.info.source}` ({segmenter.info.summary}), backend {segmenter.backend} {segmenter.precision}, "
         f"device {segmenter.device}. Labels: {', '.join(labels)}.",
         "",
         "Split `train` marks a case the model was trained on: its Dice shows the fit, not generalisation. "

@@ -185,7 +185,7 @@ def cached_path(checkpoint: Path, calibration_digest: str) -> Path:
 def training_images(cfg: Config, calibration: Path | None) -> tuple[list[tuple[Path, ...]], str]:
     """(channel-path tuples, a digest naming them): the train split of ``calibration`` (a manifest) or of
     the model's own manifest, or every image of a folder."""
-    from volseg.infer import collect_inputs
+    from volseg.inputs import collect_inputs
 
     source = Path(calibration) if calibration else Path(cfg.data.manifest)
     if not source.exists():
