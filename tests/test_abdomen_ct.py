@@ -67,6 +67,7 @@ def test_infer_by_name_on_a_dicom_series_and_its_nifti_gives_the_same_labels_on_
                                      "--backend", "torch"])
         assert result.exit_code == 0, result.output
         assert "abdomen-ct/model.pt" in result.output
+        assert "abdomen-ct is a demonstration trained on one patient's CT, not for use on patients" in result.output
         (output,) = (tmp_path / name).glob("*.nii.gz")
         outputs[name] = nib.load(output)
         assert outputs[name].shape == tuple(image.shape[1:])

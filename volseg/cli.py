@@ -270,6 +270,7 @@ def infer(
         options = InferenceOptions(device, backend, precision, overlap, tta, keep_largest,
                                    tuple(f.strip() for f in folds.split(",")) if folds else None, checkpoint)
         segmenter = open_segmenter(model, options, distributed.device_for(ctx, device))
+        _warn_about(model)
         if not isinstance(segmenter, Segmenter) and (roi or save_probabilities or qc_attention):
             raise ValueError("--roi, --save-probabilities and --qc-attention work with volseg models only, "
                              f"not with {segmenter.info.summary}")
@@ -385,6 +386,7 @@ def pacs(
         client = connect(url, credentials(auth_file))
         check_reachable(client, url)  # before the model loads: a wrong URL or password fails at once
         segmenter = open_segmenter(model, InferenceOptions(device, backend, precision))
+        _warn_about(model)
         rules = rules or default_rules(segmenter.info.modality)
         query = PacsQuery(modality or segmenter.info.modality, dates, accessions, limit)
         console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}, {segmenter.info.modality}, labels "
@@ -462,6 +464,14 @@ def _export_int8(model: Path, folder: Optional[Path], calibration: Optional[Path
     verdict = ("--precision auto uses it on CPU" if agrees(record) else
                f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)")
     console.print(f"{agreement['cases']} cases; recorded in {checkpoint.parent / RECORD_NAME}: {verdict}")
+
+
+def _warn_about(model) -> None:
+    """The one-line caution of a built-in model that is a demonstration only."""
+    from volseg.pretrained import WARNINGS
+
+    if str(model) in WARNINGS:
+        console.print(f"[yellow]note:[/yellow] {WARNINGS[str(model)]}", highlight=False)
 
 
 def _model_path(model: Optional[Path]) -> Path:
@@ -564,19 +574,21 @@ def demo(
 ) -> None:
     """Segment a task's bundled cases with its built-in model, score them, and write a report."""
     from volseg.demo import TASKS, case_table, demo_cases, run_demo, task_manifest
-    from volseg.infer import Segmenter
+    from volseg.open_model import InferenceOptions, open_segmenter
 
     with _user_errors():
         if task not in TASKS:
             raise ValueError(f"--task must be one of {list(TASKS)}, got {task!r}")
         spec = TASKS[task]
         manifest = task_manifest(spec)
-        segmenter = Segmenter(_model_path(model or spec.model), device)
-        console.print(f"model: {segmenter.checkpoint} ({segmenter.cfg.model.name} {segmenter.cfg.model.dims}D) "
-                      f"on {segmenter.device}; cases: {'/'.join(spec.splits)} split of {manifest}")
+        segmenter = open_segmenter(model or spec.model, InferenceOptions(device))
+        _warn_about(model or spec.model)
+        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}) on {segmenter.device}, backend "
+                      f"{segmenter.backend} {segmenter.precision}; cases: {'/'.join(spec.splits)} split of {manifest}",
+                      highlight=False)
         with _CaseProgress(len(demo_cases(manifest, spec.splits))) as progress:
             result = run_demo(segmenter, output, manifest, on_case=progress.update, splits=spec.splits)
-    labels = list(segmenter.cfg.data.labels.values())
+    labels = list(segmenter.info.labels.values())
     table = Table(title="Dice per case ('-': not in the reference; split train: seen in training)")
     for column in ("case", "split", *labels, "mean"):
         table.add_column(column)

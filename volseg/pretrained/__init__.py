@@ -15,7 +15,12 @@ FOLDER = Path(__file__).parent
 DEFAULT = "hippocampus-mri"
 BUILTIN = {
     "hippocampus-mri": "anterior and posterior hippocampus, T1 MRI crops (MSD Task04, manual labels)",
-    "abdomen-ct": "liver, spleen, right and left kidney, abdominal CT at 3 mm (one training CT)",
+    "abdomen-ct": "DEMONSTRATION ONLY, not for use on patients (learned from one CT): liver, spleen, kidneys at 3 mm",
+}
+# One line printed when a run starts with a model that must not be mistaken for a clinical one
+WARNINGS = {
+    "abdomen-ct": "abdomen-ct is a demonstration trained on one patient's CT, not for use on patients; for CT organs "
+                  "use an nnU-Net or TotalSegmentator model (--model NNUNET_FOLDER or totalsegmentator:total)",
 }
 
 
