@@ -1,0 +1,571 @@
+"""Reference labels from nnU-Net v2 itself, for checking volseg's runner of trained nnU-Net model folders.
+
+    python benchmarks/nnunet_reference.py [--work runs/nnunet_reference] [--venv ../nnunet_venv] [--force]
+
+Everything is tiny and synthetic, so the whole chain runs on a CPU in minutes; the models are barely trained
+(2 epochs of 10 iterations), which keeps their logits' class margins small: label agreement with
+``nnUNetv2_predict`` on them is a sharp test of the pre/post-processing, not of the models' quality.
+
+1. Two raw datasets (NIfTI written with nibabel, realistic non-identity affines, seeded):
+   - ``Dataset901_TinyCT``: 8 CT-like training cases about 48x56x20 voxels, anisotropic spacing (about
+     0.8x0.8x3 mm, varying per case, so resampling and nnU-Net's separate-z path run), air -1000 HU around a
+     body, labels liver=1 / spleen=2 (blobs of different HU); two cases have a zero-padded border (crop to
+     non-zero matters), the others have none (the crop does nothing); flipped and rotated directions.
+   - ``Dataset902_TinyRegions``: 6 MR-like cases about 40^3 (one z-scored channel, exact-zero background
+     around a head, so nnU-Net crops and normalises inside the non-zero mask), region-based labels
+     ``{"background": 0, "whole": [1, 2], "core": 2}`` with ``regions_class_order`` [1, 2].
+   Three test images per dataset in ``imagesTs`` (labels in ``labelsTs``, which nnU-Net ignores), each with
+   another spacing and/or orientation than the training cases (rotated, flipped, axes permuted, zero border).
+2. ``nnUNetv2_plan_and_preprocess -d 901 902 -c 3d_fullres 2d --verify_dataset_integrity``, then training
+   with ``nnUNetTrainerTiny`` (written into nnU-Net's package, nnU-Net's documented way to add a trainer; its
+   final validation is skipped): 901 3d_fullres folds 0 and 1, 901 2d fold 0, 902 3d_fullres fold 0.
+3. ``nnUNetv2_predict -device cpu`` on each ``imagesTs``: 901 3d_fullres folds 0+1 with and without mirroring
+   TTA, 901 fold 0 alone (with ``--save_probabilities``), 901 2d, 902 3d_fullres with and without TTA (with
+   ``--save_probabilities``).
+4. ``reference.json`` in the work folder: per prediction run its model folder, folds, checkpoint, TTA,
+   inputs, outputs (with label voxel counts), command and wall seconds; the trainings and preprocessing with
+   their times; and the type listing of a real ``checkpoint_final.pth`` (what ``torch.load(...,
+   weights_only=True)`` says about it, and the globals it needs).
+
+nnU-Net runs in its own virtual environment (``--venv``; created with ``nnunetv2==2.8.1`` when missing), with
+nnUNet_raw / nnUNet_preprocessed / nnUNet_results inside the work folder. Idempotent: datasets, preprocessing,
+trainings and predictions already present are reused (``--force`` deletes this script's folders and redoes
+all). Logs of every nnU-Net command are in ``<work>/logs``. Run it alone on a small machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+NNUNET = "nnunetv2==2.8.1"
+TRAINER_NAME = "nnUNetTrainerTiny"
+PLANS = "nnUNetPlans"
+CT, REGIONS = "Dataset901_TinyCT", "Dataset902_TinyRegions"
+
+# nnU-Net finds trainers by class name inside its own package (also at prediction time, for
+# build_network_architecture), so the trainer is written there.
+TRAINER = '''
+import os
+
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class nnUNetTrainerTiny(nnUNetTrainer):
+    """nnU-Net's default recipe, a few iterations long (volseg's reference models: benchmarks/nnunet_reference.py).
+    The final validation (nnU-Net's sliding-window prediction of the validation cases) is skipped."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(os.environ.get("VOLSEG_NNUNET_TINY_EPOCHS", "2"))
+        self.num_iterations_per_epoch = int(os.environ.get("VOLSEG_NNUNET_TINY_ITERATIONS", "10"))
+        self.num_val_iterations_per_epoch = int(os.environ.get("VOLSEG_NNUNET_TINY_VAL_ITERATIONS", "2"))
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self.print_to_log_file("nnUNetTrainerTiny: final validation skipped")
+'''
+
+# Run in nnU-Net's venv: every type inside a checkpoint, and what weights_only=True makes of it.
+CHECKPOINT_PROBE = r'''
+import importlib, io, json, pickle, re, sys, zipfile
+import torch
+
+path = sys.argv[1]
+ck = torch.load(path, map_location="cpu", weights_only=False)
+types, outline = {}, []
+
+def name(t):
+    return f"{t.__module__}.{t.__qualname__}"
+
+def note(o, p):
+    t = type(o)
+    if t.__module__ != "builtins":
+        paths = types.setdefault(name(t), [])
+        if len(paths) < 5:
+            paths.append(p)
+
+def walk(o, p):
+    note(o, p)
+    if isinstance(o, torch.Tensor):
+        return
+    if isinstance(o, dict):
+        for k, v in o.items():
+            note(k, p + "<key>")
+            walk(v, f"{p}[{k!r}]")
+    elif isinstance(o, (list, tuple, set, frozenset)):
+        for i, v in enumerate(o):
+            walk(v, f"{p}[{i}]")
+    elif hasattr(o, "__dict__") and not isinstance(o, type):
+        for k, v in vars(o).items():
+            walk(v, f"{p}.{k}")
+
+def leaf(o):
+    if isinstance(o, torch.Tensor):
+        return f"torch.Tensor {str(o.dtype)} {tuple(o.shape)}"
+    text = repr(o)
+    return f"{name(type(o))} = {text if len(text) <= 70 else text[:67] + '...'}"
+
+def show(o, p, depth=0):
+    if isinstance(o, dict) and o:
+        values = list(o.values())
+        if len(o) > 6 and all(isinstance(v, torch.Tensor) for v in values):
+            dtypes = sorted({str(v.dtype) for v in values})
+            keys = sorted({name(type(k)) for k in o})
+            outline.append(f"{p}: {name(type(o))} of {len(o)} tensors (keys {keys}, dtypes {dtypes})")
+            return
+        outline.append(f"{p}: {name(type(o))} with {len(o)} keys")
+        items = list(o.items())
+        shown = items if len(items) <= 12 or depth < 1 else items[:2]
+        for k, v in shown:
+            show(v, f"{p}[{k!r}]", depth + 1)
+        if len(shown) < len(items):
+            kinds = sorted({name(type(v)) for _, v in items})
+            outline.append(f"{p}[...]: {len(items) - len(shown)} more entries like these ({kinds})")
+        return
+    if isinstance(o, (list, tuple)) and o:
+        kinds = sorted({name(type(v)) for v in o})
+        if all(not isinstance(v, (dict, list, tuple)) for v in o) and len(o) > 4:
+            outline.append(f"{p}: {name(type(o))}[{len(o)}] of {kinds}")
+            return
+        outline.append(f"{p}: {name(type(o))}[{len(o)}]")
+        for i, v in enumerate(o[:6]):
+            show(v, f"{p}[{i}]", depth + 1)
+        if len(o) > 6:
+            outline.append(f"{p}[6:]: {len(o) - 6} more of {kinds}")
+        return
+    outline.append(f"{p}: {leaf(o)}")
+
+walk(ck, "ck")
+show(ck, "ck")
+result = {"path": path, "torch": torch.__version__, "top_level_keys": list(ck),
+          "non_builtin_types": types, "outline": outline}
+try:
+    torch.load(path, map_location="cpu", weights_only=True)
+    result["weights_only_true"] = "loads"
+except Exception as e:
+    result["weights_only_true"] = f"{type(e).__name__}: {e}"
+result["get_unsafe_globals_in_checkpoint"] = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+
+# every global the pickle names (what a restricted unpickler has to resolve), read without building anything;
+# numpy.dtypes.Float32DType is no global of the pickle: torch's weights_only check meets it as the type of the
+# numpy.dtype it builds
+class Stub:
+    def __init__(self, *args, **kwargs): pass
+    def __setitem__(self, key, value): pass
+    def __setstate__(self, state): pass
+
+class Lister(pickle.Unpickler):
+    seen = {}
+    def find_class(self, module, name):
+        self.seen[f"{module}.{name}"] = self.seen.get(f"{module}.{name}", 0) + 1
+        return Stub
+    def persistent_load(self, pid):
+        return None
+
+with zipfile.ZipFile(path) as archive:
+    member = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+    Lister(io.BytesIO(archive.read(member))).load()
+result["pickle_globals"] = sorted(Lister.seen)  # each named once (the pickle memoizes them)
+
+def resolve(qualified):
+    module, _, attr = qualified.rpartition(".")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+# the smallest allow-list that loads it: add what each failure names, until it loads
+allow, names = [], []
+for _ in range(20):
+    try:
+        with torch.serialization.safe_globals(allow):
+            again = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        found = re.search(r"GLOBAL ([\w.]+) was not an allowed global", str(e)) or \
+            re.search(r"but got <class '([\w.]+)'>", str(e))
+        if not found or found.group(1) in names:
+            result["weights_only_true_allow_list"] = {"globals": names, "fails": f"{type(e).__name__}: {e}"}
+            break
+        names.append(found.group(1))
+        allow.append(resolve(found.group(1)))
+        continue
+    same = all(torch.equal(again["network_weights"][k], v) for k, v in ck["network_weights"].items())
+    result["weights_only_true_allow_list"] = {"globals": names, "loads": True, "same_network_weights": same,
+                                              "loaded_types": sorted({name(type(v)) for v in (
+                                                  again["_best_ema"], again["init_args"]["device"])})}
+    break
+print(json.dumps(result))
+'''
+
+
+# ---------------------------------------------------------------- synthetic data
+
+def rotation(axis: int, degrees: float) -> np.ndarray:
+    a = np.deg2rad(degrees)
+    c, s = np.cos(a), np.sin(a)
+    i, j = [k for k in range(3) if k != axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def affine(direction: np.ndarray, spacing, origin) -> np.ndarray:
+    a = np.eye(4)
+    a[:3, :3] = direction @ np.diag(spacing)
+    a[:3, 3] = origin
+    return a
+
+
+def grid(shape) -> list[np.ndarray]:
+    """Voxel centres in [-0.5, 0.5] per axis (the synthetic anatomy lives in this normalised frame)."""
+    return np.meshgrid(*[(np.arange(n) + 0.5) / n - 0.5 for n in shape], indexing="ij")
+
+
+def ellipsoid(coords, centre, radii) -> np.ndarray:
+    return sum(((c - m) / r) ** 2 for c, m, r in zip(coords, centre, radii)) <= 1.0
+
+
+def save(path: Path, data: np.ndarray, aff: np.ndarray) -> None:
+    img = nib.Nifti1Image(data, aff)
+    img.set_qform(aff, code=1)
+    img.set_sform(aff, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, str(path))
+
+
+def ct_case(rng, shape, zero_border: bool):
+    """CT-like: air around a body (no zero anywhere), liver and spleen blobs, an unlabelled spine."""
+    x, y, z = grid(shape)
+    body = ((x / 0.42) ** 2 + (y / 0.36) ** 2) <= 1.0
+    j = lambda s: rng.uniform(-s, s)  # noqa: E731
+    liver = ellipsoid((x, y, z), (-0.13 + j(0.03), 0.03 + j(0.03), j(0.05)), (0.24 + j(0.02), 0.20 + j(0.02), 0.45))
+    spleen = ellipsoid((x, y, z), (0.23 + j(0.02), -0.06 + j(0.03), 0.05 + j(0.05)), (0.11, 0.11 + j(0.01), 0.3))
+    spine = ((x / 0.06) ** 2 + ((y + 0.26) / 0.06) ** 2) <= 1.0
+    hu = np.full(shape, -1000.0)
+    hu[body] = 40.0
+    hu[spine & body] = 450.0
+    hu[liver & body] = 70.0
+    hu[spleen & body] = 115.0
+    hu += rng.normal(0.0, 12.0, shape) + 8.0 * x  # noise and a mild gradient
+    label = np.zeros(shape, np.uint8)
+    label[liver & body] = 1
+    label[spleen & body & ~liver] = 2
+    image = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
+    image[image == 0] = 1  # no exact zero, so cropping to non-zero can only come from a padded border
+    if zero_border:  # a scanner's padded field of view: the crop to non-zero has to remove it
+        b0, b1, b2 = int(rng.integers(2, 5)), int(rng.integers(3, 6)), 1
+        pad = np.ones(shape, bool)
+        pad[b0:shape[0] - b0 - 1, b1:shape[1] - b1, b2:] = False
+        image[pad] = 0
+        label[pad] = 0
+    return image, label
+
+
+def mr_case(rng, shape):
+    """MR-like, skull-stripped: exact zero outside a head, a tumour whose core sits inside its whole extent."""
+    x, y, z = grid(shape)
+    j = lambda s: rng.uniform(-s, s)  # noqa: E731
+    head = ellipsoid((x, y, z), (0, 0, 0), (0.40, 0.43, 0.36))
+    ventricles = ellipsoid((x, y, z), (0, 0.02, 0.03), (0.07, 0.12, 0.06))
+    centre = (j(0.1), j(0.1), j(0.06))
+    radii = (0.21 + j(0.03), 0.22 + j(0.03), 0.19 + j(0.03))
+    whole = ellipsoid((x, y, z), centre, radii) & head
+    core = ellipsoid((x, y, z), centre, tuple(r * 0.6 for r in radii)) & head
+    mr = 300.0 * (1.0 + 0.15 * x - 0.1 * z)  # bias field
+    mr[ventricles] = 110.0
+    mr[whole] = 440.0
+    mr[core] = 590.0
+    mr = mr + rng.normal(0.0, 18.0, shape)
+    image = np.where(head, np.maximum(mr, 1.0), 0.0).astype(np.float32)
+    label = np.zeros(shape, np.uint8)
+    label[whole] = 1
+    label[core] = 2
+    return image, label
+
+
+FLIP_XY = np.diag([-1.0, -1.0, 1.0])  # LPS-style directions, common in NIfTI converted from DICOM
+
+
+def ct_dataset(folder: Path, rng) -> dict:
+    cases = []
+    directions = [np.eye(3), FLIP_XY, rotation(2, 12) @ np.diag([-1.0, 1.0, 1.0]), np.eye(3),
+                  FLIP_XY, rotation(0, 8), np.diag([1.0, -1.0, 1.0]), FLIP_XY]
+    for i in range(8):
+        shape = (48 + int(rng.integers(-2, 3)), 56 + int(rng.integers(-2, 3)), 20 + int(rng.integers(-2, 3)))
+        inplane = rng.uniform(0.74, 0.86)
+        spacing = (inplane, inplane if i != 5 else inplane * 1.05, rng.uniform(2.8, 3.2))
+        cases.append(dict(case=f"tinyct_{i:03d}", split="train", shape=shape, spacing=spacing,
+                          direction=directions[i], zero_border=i in (3, 6)))
+    # test cases: one like training; one rotated and flipped at another spacing (still anisotropic beyond 3, and
+    # larger); one with a zero border whose own spacing is below nnU-Net's anisotropy threshold (2:1) while the
+    # target spacing is beyond it (separate z decided by the target)
+    cases += [dict(case="tinyct_ts000", split="test", shape=(48, 56, 20), spacing=(0.8, 0.8, 3.0),
+                   direction=np.eye(3), zero_border=False),
+              dict(case="tinyct_ts001", split="test", shape=(60, 64, 24), spacing=(0.65, 0.7, 2.5),
+                   direction=rotation(2, 25) @ rotation(0, 10) @ np.diag([-1.0, 1.0, 1.0]), zero_border=False),
+              dict(case="tinyct_ts002", split="test", shape=(40, 46, 30), spacing=(1.0, 1.0, 2.0),
+                   direction=FLIP_XY, zero_border=True)]
+    for c in cases:
+        origin = [-c["shape"][k] * c["spacing"][k] / 2 + rng.uniform(-20, 20) for k in range(3)]
+        c["affine"] = affine(c["direction"], c["spacing"], origin)
+    return write_dataset(folder, cases, {
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2},
+        "file_ending": ".nii.gz", "name": "TinyCT",
+        "description": "volseg's synthetic CT reference (benchmarks/nnunet_reference.py)"}, rng, "ct")
+
+
+def regions_dataset(folder: Path, rng) -> dict:
+    cases = []
+    directions = [np.eye(3), FLIP_XY, rotation(1, 15), np.diag([1.0, -1.0, 1.0]), rotation(2, -20) @ FLIP_XY,
+                  np.eye(3)]
+    for i in range(6):
+        shape = tuple(40 + int(rng.integers(-2, 3)) for _ in range(3))
+        spacing = tuple(rng.uniform(0.9, 1.15) for _ in range(3))
+        cases.append(dict(case=f"tinyreg_{i:03d}", split="train", shape=shape, spacing=spacing,
+                          direction=directions[i], permute=None))
+    # test cases: one like training; one stored with permuted axes (a sagittal acquisition of the same frame, at
+    # another spacing); one rotated and flipped, larger
+    cases += [dict(case="tinyreg_ts000", split="test", shape=(40, 40, 40), spacing=(1.0, 1.0, 1.0),
+                   direction=np.eye(3), permute=None),
+              dict(case="tinyreg_ts001", split="test", shape=(44, 34, 40), spacing=(0.9, 1.3, 1.0),
+                   direction=np.eye(3), permute=(1, 2, 0)),
+              dict(case="tinyreg_ts002", split="test", shape=(46, 42, 38), spacing=(1.0, 1.0, 1.0),
+                   direction=rotation(1, 20) @ np.diag([1.0, -1.0, 1.0]), permute=None)]
+    for c in cases:
+        origin = [-c["shape"][k] * c["spacing"][k] / 2 + rng.uniform(-10, 10) for k in range(3)]
+        c["affine"] = affine(c["direction"], c["spacing"], origin)
+    return write_dataset(folder, cases, {
+        "channel_names": {"0": "T2"}, "labels": {"background": 0, "whole": [1, 2], "core": 2},
+        "regions_class_order": [1, 2], "file_ending": ".nii.gz", "name": "TinyRegions",
+        "description": "volseg's synthetic region-based reference (benchmarks/nnunet_reference.py)"}, rng, "mr")
+
+
+def write_dataset(folder: Path, cases: list, dataset: dict, rng, kind: str) -> dict:
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    described = []
+    for c in cases:
+        if kind == "ct":
+            image, label = ct_case(rng, c["shape"], c["zero_border"])
+        else:
+            image, label = mr_case(rng, c["shape"])
+        aff = c["affine"]
+        if c.get("permute"):  # same content and world geometry, the array's axes stored in another order
+            p = c["permute"]
+            image, label = image.transpose(p), label.transpose(p)
+            aff = aff[:, [*p, 3]]
+        images, labels = ("imagesTr", "labelsTr") if c["split"] == "train" else ("imagesTs", "labelsTs")
+        save(folder / images / f"{c['case']}_0000.nii.gz", image, aff)
+        save(folder / labels / f"{c['case']}.nii.gz", label, aff)
+        described.append({"case": c["case"], "split": c["split"], "shape": list(image.shape),
+                          "spacing": [float(s) for s in np.linalg.norm(aff[:3, :3], axis=0)],
+                          "affine": np.round(aff, 6).tolist(), "zero_border": bool(c.get("zero_border", False)),
+                          "labels_present": sorted(int(v) for v in np.unique(label))})
+    dataset["numTraining"] = sum(c["split"] == "train" for c in cases)
+    (folder / "cases.json").write_text(json.dumps(described, indent=1), encoding="utf-8")
+    (folder / "dataset.json").write_text(json.dumps(dataset, indent=1), encoding="utf-8")  # last: marks it done
+    return dataset
+
+
+# ---------------------------------------------------------------- nnU-Net steps
+
+def run(cmd: list, env: dict, log: Path) -> float:
+    """Run a command, its output into ``log``; returns wall seconds. On failure prints the log's tail."""
+    cmd = [str(c) for c in cmd]
+    print("+ " + " ".join(cmd), flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as out:
+        out.write("+ " + " ".join(cmd) + "\n")
+        out.flush()
+        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if proc.returncode:
+        print(log.read_text(encoding="utf-8", errors="replace")[-6000:], file=sys.stderr)
+        raise SystemExit(f"failed ({proc.returncode}) after {seconds:.0f} s: see {log}")
+    print(f"  {seconds:.1f} s", flush=True)
+    return seconds
+
+
+def ensure_venv(venv: Path, work: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        env = dict(os.environ)
+        run([sys.executable, "-m", "venv", venv], env, work / "logs" / "venv.log")
+        run([python, "-m", "pip", "install", "-q", NNUNET], env, work / "logs" / "pip.log")
+    site = subprocess.run([python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    trainer = Path(site) / "training" / "nnUNetTrainer" / "variants" / "volseg_reference" / f"{TRAINER_NAME}.py"
+    if not trainer.exists() or trainer.read_text(encoding="utf-8") != TRAINER:
+        trainer.parent.mkdir(parents=True, exist_ok=True)
+        (trainer.parent / "__init__.py").touch()
+        trainer.write_text(TRAINER, encoding="utf-8")
+    return venv / "bin"
+
+
+def versions(python: Path) -> dict:
+    code = ("import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
+            "('nnunetv2', 'torch', 'numpy', 'SimpleITK', 'dynamic_network_architectures', 'batchgeneratorsv2')}))")
+    return json.loads(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout)
+
+
+def label_counts(path: Path) -> dict:
+    data = np.asarray(nib.load(str(path)).dataobj)
+    values, counts = np.unique(data, return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(values, counts)}
+
+
+TRAININGS = [  # (dataset id, dataset, configuration, fold)
+    (901, CT, "3d_fullres", 0), (901, CT, "3d_fullres", 1), (901, CT, "2d", 0), (902, REGIONS, "3d_fullres", 0)]
+
+PREDICTIONS = [  # (name, dataset id, dataset, configuration, folds, tta, save_probabilities)
+    ("901_3d_fullres_f01_tta", 901, CT, "3d_fullres", (0, 1), True, False),
+    ("901_3d_fullres_f01_notta", 901, CT, "3d_fullres", (0, 1), False, False),
+    ("901_3d_fullres_f0_tta_probs", 901, CT, "3d_fullres", (0,), True, True),
+    ("901_2d_f0_tta", 901, CT, "2d", (0,), True, False),
+    ("902_3d_fullres_f0_tta_probs", 902, REGIONS, "3d_fullres", (0,), True, True),
+    ("902_3d_fullres_f0_notta", 902, REGIONS, "3d_fullres", (0,), False, False),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "nnunet_reference")
+    parser.add_argument("--venv", type=Path, default=REPO.parent / "nnunet_venv", help="nnU-Net's own venv")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=10, help="training iterations per epoch")
+    parser.add_argument("--val-iterations", type=int, default=2, help="validation iterations per epoch")
+    parser.add_argument("--processes", type=int, default=2, help="nnU-Net's worker processes (preprocessing)")
+    parser.add_argument("--force", action="store_true", help="delete this script's outputs and redo everything")
+    args = parser.parse_args()
+    work = args.work.resolve()
+    raw, pre, results, predictions = (work / "nnUNet_raw", work / "nnUNet_preprocessed", work / "nnUNet_results",
+                                      work / "predictions")
+    if args.force:
+        for folder in (raw, pre, results, predictions, work / "logs", work / "timings.json",
+                       work / "checkpoint_types.json", work / "reference.json"):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+            elif folder.exists():
+                folder.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    bin_dir = ensure_venv(args.venv.absolute(), work)
+    env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(pre), "nnUNet_results": str(results),
+           "nnUNet_compile": "false", "PYTHONHASHSEED": "0",
+           "VOLSEG_NNUNET_TINY_EPOCHS": str(args.epochs), "VOLSEG_NNUNET_TINY_ITERATIONS": str(args.iterations),
+           "VOLSEG_NNUNET_TINY_VAL_ITERATIONS": str(args.val_iterations)}
+    timings_path = work / "timings.json"  # measured once; a rerun that reuses a step keeps its time
+    timings = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.exists() else {}
+
+    def save_timings():
+        timings_path.write_text(json.dumps(timings, indent=1), encoding="utf-8")
+
+    # 1. raw datasets
+    for name, make, seed in ((CT, ct_dataset, 901), (REGIONS, regions_dataset, 902)):
+        if not (raw / name / "dataset.json").exists():
+            print(f"writing {raw / name}", flush=True)
+            make(raw / name, np.random.default_rng(seed))
+
+    # 2. plans, preprocessing, trainings
+    if not all((pre / name / f"{PLANS}_{cfg}").is_dir() for name in (CT, REGIONS) for cfg in ("3d_fullres", "2d")):
+        timings["plan_and_preprocess_s"] = run(
+            [bin_dir / "nnUNetv2_plan_and_preprocess", "-d", "901", "902", "-c", "3d_fullres", "2d",
+             "--verify_dataset_integrity", "-np", args.processes, "-npfp", args.processes],
+            env, work / "logs" / "plan_and_preprocess.log")
+        save_timings()
+    # augmentation in the trainer's own process (nnU-Net's planner needs this unset: it sets torch's threads to it)
+    train_env = {**env, "nnUNet_n_proc_DA": "0"}
+    trainings = []
+    for did, name, cfg, fold in TRAININGS:
+        model = results / name / f"{TRAINER_NAME}__{PLANS}__{cfg}"
+        key = f"train_{did}_{cfg}_fold{fold}"
+        if not (model / f"fold_{fold}" / "checkpoint_final.pth").exists():
+            timings[key] = {"seconds": run([bin_dir / "nnUNetv2_train", did, cfg, fold, "-tr", TRAINER_NAME,
+                                            "-p", PLANS, "-device", "cpu"], train_env, work / "logs" / f"{key}.log"),
+                            "epochs": args.epochs, "iterations_per_epoch": args.iterations,
+                            "val_iterations_per_epoch": args.val_iterations}
+            save_timings()
+        trainings.append({"dataset": name, "configuration": cfg, "fold": fold, "model_folder": str(model),
+                          "checkpoints": sorted(p.name for p in (model / f"fold_{fold}").glob("checkpoint_*.pth")),
+                          **timings.get(key, {})})
+
+    # 3. predictions
+    runs = []
+    for name, did, dataset, cfg, folds, tta, probs in PREDICTIONS:
+        out = predictions / name
+        images = raw / dataset / "imagesTs"
+        inputs = sorted(p.name for p in images.glob("*.nii.gz"))
+        record_path = out / "volseg_reference_run.json"
+        if not record_path.exists():
+            if out.exists():
+                shutil.rmtree(out)  # an interrupted run: nnU-Net would skip its finished cases otherwise
+            cmd = [bin_dir / "nnUNetv2_predict", "-i", images, "-o", out, "-d", did, "-c", cfg, "-tr", TRAINER_NAME,
+                   "-p", PLANS, "-f", *folds, "-chk", "checkpoint_final.pth", "-device", "cpu", "-npp", "1",
+                   "-nps", "1", "--disable_progress_bar"]
+            cmd += [] if tta else ["--disable_tta"]
+            cmd += ["--save_probabilities"] if probs else []
+            seconds = run(cmd, env, work / "logs" / f"predict_{name}.log")
+            record = {"name": name, "dataset": dataset, "configuration": cfg,
+                      "model_folder": str(results / dataset / f"{TRAINER_NAME}__{PLANS}__{cfg}"),
+                      "trainer": TRAINER_NAME, "plans": PLANS, "folds": list(folds),
+                      "checkpoint": "checkpoint_final.pth", "tta": tta, "step_size": 0.5,
+                      "save_probabilities": probs, "input_folder": str(images), "input_images": inputs,
+                      "output_folder": str(out), "wall_seconds": round(seconds, 2),
+                      "command": " ".join(str(c) for c in cmd)}
+            outputs = {}
+            for case in inputs:
+                seg = out / case.replace("_0000.nii.gz", ".nii.gz")
+                entry = {"segmentation": seg.name, "label_voxels": label_counts(seg)}
+                if probs:
+                    entry.update(probabilities=seg.name.replace(".nii.gz", ".npz"),
+                                 properties=seg.name.replace(".nii.gz", ".pkl"))
+                outputs[case] = entry
+            record["outputs"] = outputs
+            record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        runs.append(json.loads(record_path.read_text(encoding="utf-8")))
+
+    # 4. the reference, with a real checkpoint's types
+    python = bin_dir / "python"
+    probe_path = work / "checkpoint_types.json"
+    checkpoint = results / CT / f"{TRAINER_NAME}__{PLANS}__3d_fullres" / "fold_0" / "checkpoint_final.pth"
+    if not probe_path.exists() or json.loads(probe_path.read_text(encoding="utf-8"))["path"] != str(checkpoint):
+        probe = subprocess.run([python, "-c", CHECKPOINT_PROBE, checkpoint], check=True, capture_output=True,
+                               text=True, env=env)
+        probe_path.write_text(json.dumps(json.loads(probe.stdout.strip().splitlines()[-1]), indent=1),
+                              encoding="utf-8")
+    reference = {
+        "script": "benchmarks/nnunet_reference.py", "command": "python " + " ".join(
+            [Path(__file__).resolve().relative_to(REPO).as_posix(), *sys.argv[1:]]),
+        "nnunet_venv": str(args.venv.absolute()), "versions": versions(python),
+        "environment": {**{k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},
+                        "nnUNet_n_proc_DA (training)": train_env["nnUNet_n_proc_DA"]},
+        "datasets": {name: {"raw": str(raw / name), "preprocessed": str(pre / name),
+                            "cases": json.loads((raw / name / "cases.json").read_text(encoding="utf-8"))}
+                     for name in (CT, REGIONS)},
+        "plan_and_preprocess_s": timings.get("plan_and_preprocess_s"),
+        "trainings": trainings, "predictions": runs,
+        "checkpoint_types": json.loads(probe_path.read_text(encoding="utf-8")),
+        "steps_s": round((timings.get("plan_and_preprocess_s") or 0) + sum(t.get("seconds", 0) for t in trainings)
+                         + sum(r["wall_seconds"] for r in runs), 1),  # as measured when each step ran
+        "this_invocation_s": round(time.perf_counter() - started, 1),
+    }
+    (work / "reference.json").write_text(json.dumps(reference, indent=1), encoding="utf-8")
+    print(f"{work / 'reference.json'}: {len(runs)} prediction runs, {len(trainings)} trainings, "
+          f"this call {reference['this_invocation_s']} s (steps as measured: {reference['steps_s']} s)")
+
+
+if __name__ == "__main__":
+    main()
