@@ -29,7 +29,7 @@ from benchmarks.record import seconds_per_call  # noqa: E402
 
 
 def window_seconds(segmenter, cfg, repeats: int = 5) -> float:
-    from volseg.backends import example_input
+    from volseg.onnx_export import example_input
 
     x = example_input(cfg)
     return statistics.median(seconds_per_call(lambda: segmenter.network(x), repeats))

@@ -112,7 +112,7 @@ def measure_default_model(backend: str, repeats: int, device: str) -> dict:
     through a volseg inference backend (batch 1, the fastest on CPU for OpenVINO)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from volseg.backends import example_input
+    from volseg.onnx_export import example_input
     from volseg.pretrained import DEFAULT, model_file
     from volseg.infer import Segmenter
     from volseg.models import count_parameters

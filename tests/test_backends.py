@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from volseg.backends import choose, export_onnx
+from volseg.backends import choose
+from volseg.onnx_export import export_onnx
 from volseg.checkpoint import load_model
 from volseg.data.manifest import read_manifest
 from volseg.pretrained import model_file

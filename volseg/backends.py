@@ -3,18 +3,15 @@
 Every backend maps a batch (B, C, ...) to logits (B, K, ...) on the CPU side of the caller, so the
 predictor's sliding window, blending and inversion are shared. ``auto`` picks the fastest one installed
 for the device: torch (with fp16 autocast) on CUDA; OpenVINO, then ONNX Runtime, then torch on CPU.
-ONNX exports are cached per checkpoint (content hash), so a batch pays the export once. Precision:
-fp32 everywhere; int8 through OpenVINO (see :mod:`volseg.quantize`), and under ``auto`` only for a model
-whose int8 agreement with fp32 was measured and recorded.
+ONNX exports are cached per checkpoint (content hash, :mod:`volseg.onnx_export`), so a batch pays the export
+once. Precision: fp32 everywhere; int8 through OpenVINO (see :mod:`volseg.quantize`), and under ``auto`` only
+for a model whose int8 agreement with fp32 was measured and recorded.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,17 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from volseg.atomic import atomic_path
+from volseg import quantize
 from volseg.config import Config
+from volseg.onnx_export import checkpoint_onnx, installed
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 LARGE_WINDOW_VOXELS = 1_000_000  # eager torch on the CPU runs a window this large alone (see make_backend)
 Backend = Callable[[torch.Tensor], torch.Tensor]
-
-
-def installed(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
 
 
 def choose(name: str, device: torch.device) -> str:
@@ -53,48 +47,6 @@ def choose(name: str, device: torch.device) -> str:
     if name != "torch" and not installed(name):
         raise ValueError(f"backend {name!r} is not installed; pip install 'volseg[{name}]' or use --backend torch")
     return name
-
-
-def example_input(cfg: Config) -> torch.Tensor:
-    """A (1, C, patch) input of the shape the model was trained on (for export and warm-up)."""
-    dims = cfg.model.dims
-    channels = cfg.data.in_channels * (2 * cfg.sampling.context_slices + 1 if dims == 2 else 1)
-    patch = cfg.sampling.patch_size_3d if dims == 3 else cfg.sampling.patch_size_2d
-    return torch.randn(1, channels, *patch)
-
-
-def export_onnx(model: nn.Module, cfg: Config, path: str | Path) -> Path:
-    """ONNX with dynamic batch and spatial sizes (the zoo takes any size), written atomically."""
-    x = example_input(cfg)
-    dim = torch.export.Dim
-    return export_onnx_for(model, x, path, {"x": {0: dim("batch"), **{2 + i: dim(f"size{i}") for i in range(x.dim() - 2)}}})
-
-
-def export_onnx_for(model: nn.Module, example: torch.Tensor, path: str | Path, dynamic_shapes=None) -> Path:
-    """ONNX of ``model`` traced on ``example`` (its shape fixed unless ``dynamic_shapes`` frees axes), atomically."""
-    missing = [m for m in ("onnx", "onnxscript") if not installed(m)]
-    if missing:
-        raise ValueError(f"ONNX export needs {missing}: pip install 'volseg[onnxruntime]' or 'volseg[openvino]'")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.onnx.export(model.eval().cpu(), (example,), str(tmp), dynamo=True, input_names=["image"],
-                          output_names=["logits"], dynamic_shapes=dynamic_shapes, external_data=False, verbose=False)
-    return path
-
-
-def cached_onnx(weights: Path, tag: str, export: Callable[[Path], Path]) -> Path:
-    """The ONNX file of a weights file (content hash) and ``tag`` in volseg's cache, exported once."""
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volseg" / "onnx"
-    path = cache / f"{digest}{tag}-torch{torch.__version__.split('+')[0]}.onnx"
-    if not path.is_file():
-        log.info("exporting %s to ONNX (%s), once", weights, path)
-        export(path)
-    return path
-
-
-def _cached_onnx(model: nn.Module, cfg: Config, checkpoint: Path) -> Path:
-    return cached_onnx(checkpoint, "", lambda path: export_onnx(model, cfg, path))
 
 
 def torch_backend(model: nn.Module, device: torch.device) -> Backend:
@@ -153,8 +105,6 @@ class Engine:
 def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device, checkpoint: Path,
                  precision: str = "fp32") -> Engine:
     """The engine for the requested backend and precision."""
-    from volseg import quantize
-
     if precision not in quantize.PRECISIONS:
         raise ValueError(f"precision must be one of {list(quantize.PRECISIONS)}, got {precision!r}")
     if precision == "int8" and name not in ("auto", "openvino"):
@@ -175,7 +125,7 @@ def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device,
         # better (hippocampus 40x56x40: 118 ms per window at batch 2 vs 180 at batch 1).
         large = cfg.model.dims == 3 and math.prod(cfg.sampling.patch_size_3d) >= LARGE_WINDOW_VOXELS
         return Engine(name, "fp32", torch_backend(model, device), window_batch=1 if large and device.type == "cpu" else None)
-    onnx_path = _cached_onnx(model, cfg, checkpoint) if int8 is None else None
+    onnx_path = checkpoint_onnx(model, cfg, checkpoint) if int8 is None else None
     if name == "onnxruntime":
         return Engine(name, "fp32", onnxruntime_backend(onnx_path))
     # OpenVINO runs one window at a time fastest (default model: 130 GFLOP/s at batch 1, 88 at batch 4), and

@@ -420,7 +420,7 @@ def export(
 
     with _user_errors():
         if precision == "fp32":
-            from volseg.backends import export_onnx
+            from volseg.onnx_export import export_onnx
 
             if output is None:
                 raise ValueError("--output FILE.onnx is needed for an fp32 export")

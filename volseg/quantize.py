@@ -28,6 +28,7 @@ import torch
 
 from volseg.atomic import write_text_atomic
 from volseg.config import Config
+from volseg.onnx_export import checkpoint_onnx, installed
 from volseg.textio import tolerate_unencodable_output
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ def file_digest(path: Path) -> str:
 
 
 def require_nncf() -> None:
-    from volseg.backends import installed
-
     missing = [m for m in ("nncf", "openvino") if not installed(m)]
     if missing:
         raise QuantizeError(f"int8 needs {missing}: pip install 'volseg[openvino]'")
@@ -97,8 +96,6 @@ def calibration_windows(model: torch.nn.Module, cfg: Config, images: Sequence[Se
 def cached_int8(model: torch.nn.Module, cfg: Config, checkpoint: Path, calibration: Path | None = None,
                 count: int = 40) -> Path:
     """The int8 model of ``checkpoint`` in the user's cache, quantized (once) on its training images."""
-    from volseg.backends import _cached_onnx
-
     require_nncf()
     images, digest = training_images(cfg, calibration)
     path = cached_path(checkpoint, digest)
@@ -106,7 +103,7 @@ def cached_int8(model: torch.nn.Module, cfg: Config, checkpoint: Path, calibrati
         log.warning("quantizing %s to int8 on %d windows of its training images (once; cached at %s)",
                     checkpoint, count, path)
         windows = calibration_windows(model, cfg, images, count)
-        quantize(_cached_onnx(model, cfg, checkpoint), windows, path)
+        quantize(checkpoint_onnx(model, cfg, checkpoint), windows, path)
     return path
 
 
@@ -239,7 +236,6 @@ def export_int8(checkpoint: Path, folder: Path | None = None, calibration: Path 
     """Quantize ``checkpoint`` and write ``model_int8.xml``/``.bin`` and ``int8.json`` (no agreement yet) into
     ``folder`` (default: beside the checkpoint; another folder gets a copy of the checkpoint, so it is a
     complete model folder). Returns the checkpoint that the int8 model belongs to."""
-    from volseg.backends import _cached_onnx
     from volseg.checkpoint import load_model
 
     require_nncf()
@@ -254,7 +250,7 @@ def export_int8(checkpoint: Path, folder: Path | None = None, calibration: Path 
     images, _ = training_images(cfg, calibration)
     (folder / RECORD_NAME).unlink(missing_ok=True)  # the old record must never describe the new model
     windows = calibration_windows(model, cfg, images, count)
-    quantize(_cached_onnx(model, cfg, checkpoint), windows, folder / IR_NAME, keep_fp32)
+    quantize(checkpoint_onnx(model, cfg, checkpoint), windows, folder / IR_NAME, keep_fp32)
     write_record(folder, {
         "checkpoint": checkpoint.name, "checkpoint_sha256": file_digest(checkpoint),
         "calibration": {"source": str(calibration or cfg.data.manifest), "images": len(images),

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from volseg import backends
+from volseg import backends, onnx_export
 from volseg.data.transforms import LoadCased
 from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
 from volseg.nnunet.network import build_network, load_weights
@@ -80,8 +80,8 @@ class NnunetSegmenter:
             return lambda x: network(x.to(self.device)).float().cpu()
         patch = tuple(self.model.configuration["patch_size"])
         example = torch.zeros(1, self.model.channels, *patch)
-        onnx = backends.cached_onnx(checkpoint, "-nnunet-" + "x".join(map(str, patch)),
-                                    lambda path: backends.export_onnx_for(network, example, path))
+        onnx = onnx_export.cached_onnx(checkpoint, "-nnunet-" + "x".join(map(str, patch)),
+                                       lambda path: onnx_export.export_onnx_for(network, example, path))
         if self.backend == "onnxruntime":
             return backends.onnxruntime_backend(onnx)
         return backends.openvino_backend(onnx)
