@@ -64,8 +64,9 @@ def make_inputs(folder: Path, cases: int) -> tuple[Path, Path]:
 
 def run_size(cases: int, folder: Path) -> dict:
     """One batch of ``cases`` in this process (call it in a fresh one)."""
-    from volseg.infer import RUN_CSV, BatchOptions, Segmenter, run_batch
+    from volseg.infer import BatchOptions, Segmenter, run_batch
     from volseg.inputs import collect_inputs
+    from volseg.run_record import RUN_CSV
     from volseg.statistics import STATISTICS_CSV
 
     model, manifest = make_inputs(folder, cases)

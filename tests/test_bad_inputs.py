@@ -28,8 +28,9 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.io import ImageReadError, read_channels, read_image
-from volseg.infer import RUN_CSV, BatchOptions, Segmenter, run_batch
+from volseg.infer import BatchOptions, Segmenter, run_batch
 from volseg.inputs import CaseInput
+from volseg.run_record import RUN_CSV
 
 from .bad_inputs import HUGE_SHAPE, IMAGE_WRITERS, SHAPE, write_corpus
 from .helpers import tiny_run

@@ -254,7 +254,8 @@ def infer(
     """
     from volseg import distributed, statistics
     from volseg.data.series_rules import default_rules, load_rules, why_none_selected
-    from volseg.infer import OUTPUT_FORMATS, RUN_CSV, BatchOptions, Segmenter, merge_run_csvs, run_batch
+    from volseg.infer import OUTPUT_FORMATS, BatchOptions, Segmenter, run_batch
+    from volseg.run_record import RUN_CSV, merge_run_csvs
     from volseg.inputs import collect_inputs, select_part
     from volseg.open_model import InferenceOptions, open_segmenter
     from volseg.predict import attention_network

@@ -13,9 +13,10 @@ from pathlib import Path
 from volseg.atomic import write_text_atomic
 from volseg.data.manifest import read_manifest
 from volseg.evaluate import Pair, evaluate, summarize, write_results
-from volseg.infer import RUN_CSV, BatchOptions, Segmenter, run_batch
+from volseg.infer import BatchOptions, Segmenter, run_batch
 from volseg.inputs import CaseInput
 from volseg.report import build_report
+from volseg.run_record import RUN_CSV
 
 REPO = Path(__file__).resolve().parents[1]
 

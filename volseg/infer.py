@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from volseg.atomic import atomic_path, write_csv_atomic
+from volseg.atomic import atomic_path
 from volseg.checkpoint import load_model
 from volseg.data import io
 from volseg.data.dicom_archive import DicomSeries, discover_series
@@ -31,15 +31,13 @@ from volseg.data.transforms import LoadCased, body_mask_fn, preprocess, to_sourc
 from volseg.inputs import CaseInput
 from volseg.midline import split_at_midline
 from volseg.backends import make_backend
+from volseg.run_record import RUN_COLUMNS
 from volseg.predict import (activate, attention_network, mirror_axes, predict_probabilities,
                             probabilities_to_labels)
 from volseg.segmenting import CaseSegmenter, ModelInfo
 from volseg.distributed import resolve_device
 
 log = logging.getLogger(__name__)
-RUN_CSV = "volseg_run.csv"
-# error: why it failed or was rejected; note: how an ok case was done when it matters (an ROI cascade's box)
-RUN_COLUMNS = ("case_id", "input", "output", "status", "seconds", "error", "note")
 OUTPUT_FORMATS = ("nifti", "dicom-seg")
 
 
@@ -215,11 +213,6 @@ def _cut_torn_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-def read_run_csv(path: Path) -> dict[str, dict]:
-    """The state of each case: its last row."""
-    return {row["case_id"]: row for row in csv.DictReader(path.open(encoding="utf-8"))}
-
-
 def _one_line(error: BaseException) -> str:
     """The user-facing reason: MONAI wraps a transform's error in RuntimeError("applying transform ...")."""
     while isinstance(error, RuntimeError) and "applying transform" in str(error) and error.__cause__ is not None:
@@ -342,14 +335,6 @@ def _series_for_seg(case: CaseInput) -> DicomSeries:
         if len(found) == 1:
             return found[0]
     raise ValueError(f"{case.source}: dicom-seg output needs a DICOM series input (this case is not one)")
-
-
-def merge_run_csvs(parts: list[Path], merged: Path) -> list[dict]:
-    """One ``volseg_run.csv`` from the per-rank records (sorted by case id); the parts are kept."""
-    latest = {row["case_id"]: row for part in parts for row in csv.DictReader(part.open(encoding="utf-8"))}
-    rows = sorted(latest.values(), key=lambda r: r["case_id"])
-    write_csv_atomic(merged, RUN_COLUMNS, rows)
-    return rows
 
 
 def _save_probabilities(probs: torch.Tensor, output: Path) -> None:

@@ -28,10 +28,10 @@ from volseg.data import io
 from volseg.data.manifest import read_manifest
 from volseg import statistics
 from volseg.evaluate import Pair, case_key, evaluate, summarize
-from volseg.infer import RUN_CSV, read_run_csv
 from volseg.report import cases as case_files
 from volseg.report.flags import case_flags, robust_range
 from volseg.report.viewer import NIIVUE_LICENSE, viewer_script
+from volseg.run_record import RUN_CSV, read_run_csv
 
 log = logging.getLogger(__name__)
 REPORT_DIR = "report"
