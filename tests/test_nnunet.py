@@ -259,3 +259,38 @@ def test_fast_logit_resampling_matches_nnunets_skimage_path(current, new, shape)
     assert np.abs(fast.astype(float) - exact.astype(float)).max() <= 2e-3
     assert (fast != exact).mean() < 1e-3
     assert np.array_equal(fast.argmax(0), exact.argmax(0))
+
+
+def test_int8_twin_lives_in_the_cache_and_auto_takes_it_only_when_it_agrees(tmp_path, monkeypatch):
+    """`volseg export NNUNET_FOLDER --precision int8`: the nnU-Net folder is not written to; the twin holds
+    copies of the plans and dataset.json, one int8 model per fold and its measured agreement."""
+    pytest.importorskip("nncf", reason="nncf is not installed (pip install 'volseg[openvino]')")
+    from volseg.nnunet.int8 import RECORD, twin_folder, write_record
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    folder = shutil.copytree(model(), tmp_path / "Dataset900_Tiny" / model().name)
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    manifest = tmp_path / "m.csv"
+    rows = [f"{case_of(i).case_id},{i},,{'train' if n < 2 else 'val'}" for n, i in enumerate(IMAGES[:3])]
+    manifest.write_text("case_id,image,label,split\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(app, ["export", str(folder), "--precision", "int8", "--calibration", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before  # the user's folder is untouched
+    segmenter = NnunetSegmenter(folder, backend="openvino", precision="auto")
+    twin = twin_folder(segmenter.model)
+    assert twin.parent.parent == tmp_path / "cache"
+    assert {p.name for p in twin.iterdir()} == {"plans.json", "dataset.json", RECORD, "fold_0", "fold_1"}
+    record = json.loads((twin / RECORD).read_text())
+    assert record["agreement"]["cases"] == 1 and set(record["agreement"]["dice_vs_fp32_min"]) == {"liver", "spleen"}
+    worst = min(record["agreement"]["dice_vs_fp32_min"].values())
+    assert segmenter.precision == ("int8" if worst >= 0.99 else "fp32")
+    record["agreement"]["dice_vs_fp32_min"] = {"liver": 0.995, "spleen": 0.993}  # as a well-trained model measures
+    write_record(twin, record)
+    int8 = NnunetSegmenter(folder, backend="openvino", precision="auto")
+    assert int8.precision == "int8"
+    labels, _ = int8.predict(int8.load(case_of(IMAGES[0])))
+    expected = golden("plain", False, case_of(IMAGES[0]).case_id)
+    for value in (1, 2):
+        both = ((labels == value) & (expected == value)).sum()
+        assert 2 * both / ((labels == value).sum() + (expected == value).sum()) > 0.8
+    assert NnunetSegmenter(folder, backend="torch", precision="auto").precision == "fp32"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -431,7 +432,48 @@ def export(
             return
         if precision != "int8":
             raise ValueError(f"--precision must be fp32 or int8, got {precision!r}")
+        from volseg.nnunet.model_folder import find_model_folder
+
+        folder = find_model_folder(model) if model.is_dir() else None
+        if folder is not None:
+            _export_nnunet_int8(folder, output, calibration, check, check_split)
+            return
         _export_int8(_model_path(model), output, calibration, check, check_split)
+
+
+def _export_nnunet_int8(folder: Path, output: Optional[Path], calibration: Optional[Path], check: Optional[Path],
+                        check_split: str) -> None:
+    """An nnU-Net folder's int8 twin in volseg's cache (the nnU-Net folder is never written to)."""
+    from volseg.data.manifest import read_manifest
+    from volseg.inputs import collect_inputs
+    from volseg.nnunet.int8 import RECORD, export_twin, write_record
+    from volseg.nnunet.segmenter import NnunetSegmenter
+    from volseg.quantize import MIN_AGREEMENT, agrees, measure_agreement
+
+    if output is not None:
+        raise ValueError("an nnU-Net model's int8 twin goes to volseg's cache ($VOLSEG_CACHE); -o does not apply")
+    if calibration is None:
+        raise ValueError("--calibration FOLDER_OR_MANIFEST: scans of the kind the model is for (a manifest's train split)")
+    cases = collect_inputs([calibration], split="train" if calibration.suffix.lower() == ".csv" else None)
+    twin = export_twin(NnunetSegmenter(folder, backend="torch"), cases)
+    record = json.loads((twin / RECORD).read_text(encoding="utf-8"))
+    console.print(f"wrote {twin} (int8, calibrated on {record['calibration']['windows']} windows of {calibration})")
+    source = check or (calibration if calibration.suffix.lower() == ".csv" else None)
+    checked = [c for c in read_manifest(source) if c.split == check_split] if source else []
+    if not checked:
+        console.print(f"[yellow]agreement not measured[/yellow] (no {check_split!r} cases: give --check MANIFEST "
+                      "--check-split SPLIT); --precision auto will keep fp32 for this model")
+        return
+    fp32 = NnunetSegmenter(folder, backend="openvino", precision="fp32")
+    int8 = NnunetSegmenter(folder, backend="openvino", precision="int8")
+    record["agreement"] = {"check": f"{source} split {check_split}", **measure_agreement(fp32, int8, checked)}
+    write_record(twin, record)
+    for name, worst in record["agreement"]["dice_vs_fp32_min"].items():
+        console.print(f"  {name}: int8 vs fp32 Dice mean {record['agreement']['dice_vs_fp32_mean'][name]:.4f}, "
+                      f"worst {worst:.4f}")
+    verdict = ("--precision auto uses it on CPU" if agrees(record) else
+               f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)")
+    console.print(f"{record['agreement']['cases']} cases; recorded in {twin / RECORD}: {verdict}")
 
 
 def _export_int8(model: Path, folder: Optional[Path], calibration: Optional[Path], check: Optional[Path],

@@ -198,29 +198,31 @@ def training_images(cfg: Config, calibration: Path | None) -> tuple[list[tuple[P
 
 def measure_agreement(fp32, int8, cases) -> dict:
     """Per label: Dice of the int8 labels against the fp32 labels (mean and worst case), and the mean Dice
-    of each against the reference labels where the cases have them. ``fp32``/``int8`` are Segmenters of
-    the same checkpoint; ``cases`` are manifest cases (volseg.data.manifest.Case)."""
+    of each against the reference labels where the cases have them. ``fp32``/``int8`` are segmenters of
+    the same model (any :class:`~volseg.segmenting.CaseSegmenter`); ``cases`` are manifest cases
+    (volseg.data.manifest.Case, with labels) or inputs (volseg.inputs.CaseInput)."""
     from volseg.data.io import grid_mismatch, read_label
     from volseg.metrics import dice_per_label
 
-    names = fp32.cfg.data.labels
-    vs_fp32: dict[str, list[float]] = {names[v]: [] for v in fp32.label_values}
+    names = dict(fp32.info.labels)
+    values = sorted(names)
+    vs_fp32: dict[str, list[float]] = {names[v]: [] for v in values}
     vs_reference: dict[str, dict[str, list[float]]] = {"fp32": {n: [] for n in vs_fp32},
                                                        "int8": {n: [] for n in vs_fp32}}
     for case in cases:
         data = fp32.load(case)  # loaded for each: inverting the preprocessing consumes its record of transforms
         source = data["source_image"]
         labels = {"fp32": fp32.predict(data)[0], "int8": int8.predict(int8.load(case))[0]}
-        for value, d in dice_per_label(labels["int8"], labels["fp32"], fp32.label_values).items():
+        for value, d in dice_per_label(labels["int8"], labels["fp32"], values).items():
             vs_fp32[names[value]].append(d)
-        if case.label is not None:
+        if getattr(case, "label", None) is not None:
             reference = read_label(case.label)
             why = grid_mismatch(reference.affine, reference.shape[1:], source.affine, source.shape[1:])
             if why:
                 raise QuantizeError(f"{case.label}: not on the grid of {case.image} ({why})")
             reference = reference[0].numpy()
             for precision, predicted in labels.items():
-                for value, d in dice_per_label(predicted, reference, fp32.label_values).items():
+                for value, d in dice_per_label(predicted, reference, values).items():
                     vs_reference[precision][names[value]].append(d)
     mean = lambda values: float(np.mean(values)) if values else None  # noqa: E731
     return {

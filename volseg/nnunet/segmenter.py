@@ -58,10 +58,10 @@ class NnunetSegmenter:
         self.tta, self.keep_largest, self.step = tta, keep_largest, 1.0 - overlap
         if not 0.0 < self.step <= 1.0:
             raise ValueError(f"--overlap must be in [0, 1), got {overlap}")
-        if precision not in ("auto", "fp32"):
-            raise ValueError(f"nnU-Net models run at fp32 for now, not {precision}")
-        self.backend, self.precision = backends.choose(backend, self.device), "fp32"
-        self.forwards = [self._engine(n, f) for n, f in zip(self.networks, self.model.checkpoints)]
+        self.backend = backends.choose(backend, self.device)
+        self.precision, self.int8 = self._precision(precision)
+        self.forwards = [self._engine(n, f, fold) for n, f, fold in
+                         zip(self.networks, self.model.checkpoints, self.model.folds)]
         self.reader = LoadCased()
         folds = ",".join(self.model.folds)
         self.info = ModelInfo(
@@ -74,8 +74,32 @@ class NnunetSegmenter:
     def mirror_axes(self) -> tuple[int, ...] | None:
         return self.model.mirror_axes
 
-    def _engine(self, network: torch.nn.Module, checkpoint: Path):
+    def _precision(self, precision: str) -> tuple[str, Path | None]:
+        """fp32, or int8 with the twin's folder: ``auto`` takes the twin only where its measured agreement
+        holds (see :mod:`volseg.nnunet.int8`)."""
+        from volseg.nnunet.int8 import read_twin, twin_folder
+        from volseg.quantize import PRECISIONS, agrees
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if precision == "fp32" or (precision == "auto" and self.backend != "openvino"):
+            return "fp32", None
+        if self.backend != "openvino":
+            raise ValueError(f"int8 runs through OpenVINO on the CPU; here the backend is {self.backend!r}")
+        record = read_twin(self.model)
+        if precision == "int8" and record is None:
+            raise ValueError(f"{self.model.path}: no int8 twin for these folds; make it with `volseg export "
+                             f"{self.model.path} --precision int8 --calibration CASES`")
+        if precision == "auto" and not agrees(record):
+            return "fp32", None
+        return "int8", twin_folder(self.model)
+
+    def _engine(self, network: torch.nn.Module, checkpoint: Path, fold: str):
         """One fold's window -> logits function on the chosen backend (ONNX exported once per checkpoint)."""
+        if self.int8 is not None:
+            from volseg.nnunet.int8 import IR_NAME
+
+            return backends.openvino_backend(self.int8 / f"fold_{fold}" / IR_NAME)
         if self.backend == "torch":
             return lambda x: network(x.to(self.device)).float().cpu()
         patch = tuple(self.model.configuration["patch_size"])

@@ -1,0 +1,106 @@
+"""The OpenVINO int8 twin of an nnU-Net model folder: ``volseg export NNUNET_FOLDER --precision int8``.
+
+The user's nnU-Net folder is never written to. The twin lives in volseg's cache, named by the digest of the
+fold checkpoints it was made from, and holds a copy of ``plans.json`` and ``dataset.json``, one int8
+OpenVINO model per fold (NNCF post-training quantization, calibrated on windows the model's own sliding
+window cuts from given cases) and ``int8.json``: where it came from and, once measured, the agreement of its
+labels with fp32's. ``--precision auto`` runs it only where that worst per-label agreement is at least
+:data:`volseg.quantize.MIN_AGREEMENT`, as for volseg's own models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from volseg.atomic import write_text_atomic
+from volseg.cache import cache_folder
+from volseg.nnunet.model_folder import ModelFolder
+from volseg.nnunet.sliding_window import predict_logits
+
+RECORD = "int8.json"
+IR_NAME = "model_int8.xml"
+
+
+def twin_folder(model: ModelFolder) -> Path:
+    """The cache folder of this model's folds (their checkpoints' content, not their path)."""
+    from volseg.quantize import file_digest
+
+    digest = hashlib.sha256("".join(file_digest(c) for c in model.checkpoints).encode()).hexdigest()[:16]
+    return cache_folder() / "nnunet_int8" / digest
+
+
+def read_twin(model: ModelFolder) -> dict | None:
+    """The twin's record, or None when this model's folds have no int8 twin."""
+    path = twin_folder(model) / RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    complete = all((twin_folder(model) / f"fold_{f}" / IR_NAME).is_file() for f in model.folds)
+    return record if complete and record.get("folds") == model.folds else None
+
+
+def calibration_windows(segmenter, cases, count: int = 40, seed: int = 0) -> list[np.ndarray]:
+    """``count`` network inputs recorded from the model's own preprocessing and sliding window over ``cases``
+    (at most ceil(count / cases) from each, chosen at random within it)."""
+    rng = random.Random(seed)
+    cases = rng.sample(list(cases), len(cases))
+    per_case = -(-count // max(1, min(count, len(cases))))
+    windows: list[np.ndarray] = []
+    model = segmenter.model
+    for case in cases:
+        if len(windows) >= count:
+            break
+        kept, seen = [], 0
+
+        def record(x: torch.Tensor) -> torch.Tensor:
+            nonlocal seen
+            seen += 1
+            if len(kept) < per_case:
+                kept.append(x.numpy().copy())
+            elif (slot := rng.randrange(seen)) < per_case:
+                kept[slot] = x.numpy().copy()
+            return torch.zeros(x.shape[0], model.labels.heads, *x.shape[2:])
+
+        prepared = segmenter.load(case)["prepared"]
+        predict_logits(prepared.data, [record], model.configuration["patch_size"], model.labels.heads)
+        windows += kept
+    return windows[:count]
+
+
+def export_twin(segmenter, calibration_cases, count: int = 40) -> Path:
+    """Quantize every fold of ``segmenter`` (an fp32 NnunetSegmenter) and write the twin; returns its folder.
+    Any earlier record is removed first: a record must never describe other int8 models."""
+    from volseg.onnx_export import export_onnx_for
+    from volseg.quantize import QuantizeError, file_digest, quantize
+
+    model = segmenter.model
+    folder = twin_folder(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RECORD).unlink(missing_ok=True)
+    if not calibration_cases:
+        raise QuantizeError("no calibration cases: give --calibration FOLDER_OR_MANIFEST with scans the model is for")
+    windows = calibration_windows(segmenter, calibration_cases, count)
+    patch = tuple(model.configuration["patch_size"])
+    for fold, network in zip(model.folds, segmenter.networks):
+        onnx = folder / f"fold_{fold}" / "model_fp32.onnx"
+        onnx.parent.mkdir(exist_ok=True)
+        export_onnx_for(network, torch.zeros(1, model.channels, *patch), onnx)
+        quantize(onnx, windows, folder / f"fold_{fold}" / IR_NAME)
+        onnx.unlink()
+    for name in ("plans.json", "dataset.json"):
+        shutil.copy2(model.path / name, folder / name)
+    write_record(folder, {"source": str(model.path), "folds": model.folds,
+                          "checkpoints_sha256": [file_digest(c) for c in model.checkpoints],
+                          "calibration": {"cases": len(calibration_cases), "windows": len(windows)}})
+    return folder
+
+
+def write_record(folder: Path, record: dict) -> None:
+    write_text_atomic(Path(folder) / RECORD, json.dumps(record, indent=1) + "\n")
