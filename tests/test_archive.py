@@ -280,8 +280,7 @@ def test_bad_series_each_fail_alone_with_one_line(tmp_path):
                                                  tags=_study(13, "J")),
         "unsupported transfer syntax 1.2.840.10008.1.2.4.201": dicom_series(
             archive / "htj2k", series_uid=f"{UID}2.84", slices=12, tags=_study(14, "K")),
-        "empty SeriesInstanceUID": dicom_series(archive / "no_uid", series_uid="", slices=12, tags=_study(15, "L")),
-    }
+    }  # a series with an empty SeriesInstanceUID is not bad: NIfTI works, it ends partial (test_partial_outputs.py)
     _truncate(bad["cannot read DICOM series"])
     _unsupported_syntax(bad["unsupported transfer syntax 1.2.840.10008.1.2.4.201"])
     out = tmp_path / "out"
@@ -295,10 +294,6 @@ def test_bad_series_each_fail_alone_with_one_line(tmp_path):
         row = rows[case_id]
         assert row["status"] == "failed" and reason in row["error"] and "\n" not in row["error"], (reason, row)
         assert not list(out.glob(f"{case_id}*")) and not list(out.glob(f".{case_id}*"))
-    # NIfTI alone works for the series without a SeriesInstanceUID
-    again = runner.invoke(app, ["infer", str(bad["empty SeriesInstanceUID"]), "--model", "abdomen-ct",
-                                "-o", str(tmp_path / "out2")])
-    assert again.exit_code == 0, again.output
 
 
 def _compress_with_gdcm(file: Path, target: Path) -> None:

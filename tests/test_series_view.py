@@ -206,6 +206,9 @@ def test_reasons_never_quote_an_accession_number_or_a_study_date(tmp_path):
      "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model)"),
     (["SliceThickness 5 not < 3"], "no series selected: 1 series: SliceThickness 5 not < 3"),
     ([], "no series selected"),
+    (["not an image series (RT Structure Set, 1 file): nothing to segment"] * 2 + ["Modality 'CT' does not match 'MR'"],
+     "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model); "
+     "2 series hold no image (nothing to segment)"),  # what a user acts on first, an RTSTRUCT's row last
 ])
 def test_why_none_selected_gives_the_commonest_reasons_with_counts(reasons, expected):
     assert why_none_selected(reasons) == expected

@@ -241,7 +241,7 @@ def infer(
     checkpoint: str = typer.Option("final", "--checkpoint", help="nnU-Net model folder: final (checkpoint_final.pth) or best."),
 ) -> None:
     """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed (or no
-    series selected), 2 usage.
+    series selected), 2 usage, 3 none failed but some partial (an output could not be made: see the note).
 
     --model takes a volseg run folder, checkpoint or built-in name, or a trained nnU-Net v2 model folder
     (TRAINER__PLANS__CONFIGURATION, its folds ensembled as nnU-Net's predictor does).
@@ -305,12 +305,16 @@ def infer(
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         console.print(f"[red]failed[/red] {r.case_id}: {r.error}", highlight=False)
+    for r in results:
+        if r.status == "partial":
+            console.print(f"[yellow]partial[/yellow] {r.case_id}: {r.note}", highlight=False)
     n_rejected = sum(r.status == "rejected" for r in results)
+    n_partial = sum(r.status == "partial" for r in results)
     n_failed = len(failed)
-    n_done = len(results) - n_failed - n_rejected
+    n_done = len(results) - n_failed - n_rejected  # partial cases included
     if ctx.enabled:
-        counts = distributed.gather(ctx, (n_done, n_failed, n_rejected))
-        n_done, n_failed, n_rejected = (sum(c[k] for c in counts) for k in range(3))
+        counts = distributed.gather(ctx, (n_done, n_failed, n_rejected, n_partial))
+        n_done, n_failed, n_rejected, n_partial = (sum(c[k] for c in counts) for k in range(4))
         if ctx.is_main:
             parts = [out_dir / f"volseg_run.rank{k}.csv" for k in range(ctx.world_size)]
             merge_run_csvs(parts, out_dir / RUN_CSV)
@@ -322,7 +326,8 @@ def infer(
         typer.echo(results[0].output)
     elif not single and ctx.is_main:
         rejected = f", {n_rejected} series not selected ({rules.source})" if n_rejected else ""
-        console.print(f"{n_done} of {n_done + n_failed} cases done{rejected}; record: {out_dir / RUN_CSV}")
+        partial = f", {n_partial} partial (an output could not be made: the record's note says why)" if n_partial else ""
+        console.print(f"{n_done} of {n_done + n_failed} cases done{partial}{rejected}; record: {out_dir / RUN_CSV}")
     if ctx.is_main and n_done + n_failed == 0:
         console.print(why_none_selected(r.error for r in results if r.status == "rejected"), style="red", markup=False, highlight=False)
     if report and ctx.is_main and n_done + n_failed:
@@ -330,7 +335,7 @@ def infer(
 
         page = build_report(out_dir, labels=segmenter.info.labels, colors=segmenter.info.label_colors)
         console.print(f"review page: {page}")
-    raise typer.Exit(code=1 if n_failed or n_done + n_failed == 0 else 0)
+    raise typer.Exit(code=1 if n_failed or n_done + n_failed == 0 else 3 if n_partial else 0)
 
 
 def _roi_segmenter(fine, roi: str, locator: Optional[Path], ctx, device: str, backend: str, precision: str,

@@ -11,6 +11,12 @@ viewer lists it as looked for and absent. When every label is empty the SEG stil
 description and every frame, encoded empty (a SEG cannot have no frame), so "no finding" is also a
 result a PACS can store.
 
+A source series without a FrameOfReferenceUID (3D-IRCADb's CT, many research exports) still gets a SEG:
+its frames reference the source instances as usual, and the SEG has a new frame of reference of its own,
+derived from the series' Study and Series Instance UIDs (so every SEG volseg writes for that series shares
+it). :func:`write_seg` returns a note saying so, which the run record keeps. A series with an empty
+StudyInstanceUID or SeriesInstanceUID cannot be referenced at all: :class:`SegError`.
+
 Patient data: the SEG copies the source's Patient and General Study modules, as DICOM requires. highdicom
 warns with the value when a PatientName has one component ("The string "<name>" is unlikely to represent
 the intended person name"), and pydicom quotes invalid values; every highdicom and pydicom call here runs
@@ -20,8 +26,9 @@ log, and an error highdicom raises is reported by its type and origin, not its t
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import highdicom as hd
 import numpy as np
@@ -65,8 +72,33 @@ CODES: dict[str, tuple] = {
 ALGORITHM_FAMILY = codes.cid7162.ArtificialIntelligence
 
 
+NEW_FRAME_OF_REFERENCE = ("the source series has no FrameOfReferenceUID: the SEG was written with a new frame "
+                          "of reference, its frames referencing the source's instances")
+
+
 class SegError(ValueError):
     """Why no SEG can be written for a case (one line)."""
+
+
+class WrittenSeg(NamedTuple):
+    sop_instance_uid: str
+    note: str  # how the SEG was made where it matters (a new frame of reference), else ""
+
+
+def _has(ds: pydicom.Dataset, keyword: str) -> bool:
+    return bool(str(ds.get(keyword, "") or "").strip())
+
+
+def seg_note(sources: list[pydicom.Dataset]) -> str:
+    """What :func:`build_seg` does beyond the usual for these sources: a note for the run record, or ""."""
+    return NEW_FRAME_OF_REFERENCE if sources and not _has(sources[0], "FrameOfReferenceUID") else ""
+
+
+def new_frame_of_reference(sources: list[pydicom.Dataset]) -> str:
+    """The frame of reference a SEG gets when its source has none: a UID derived from the series' UIDs."""
+    first = sources[0]
+    return str(pydicom.uid.generate_uid(entropy_srcs=["volseg frame of reference", str(first.StudyInstanceUID),
+                                                      str(first.SeriesInstanceUID)]))
 
 
 def _code(text: str) -> hd.sr.CodedConcept:
@@ -115,11 +147,15 @@ def build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: M
 
 def _build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: Mapping[int, str], model_name: str,
                label_codes: Mapping[str, Mapping[str, str]] | None = None) -> hd.seg.Segmentation:
-    if any(not str(ds.get("SeriesInstanceUID", "")).strip() for ds in sources[:1]):
-        raise SegError("the source series has an empty SeriesInstanceUID, so a SEG cannot reference it "
-                       "(write NIfTI only, or fix the series' UIDs)")
-    if not str(sources[0].get("FrameOfReferenceUID", "")).strip():
-        raise SegError("the source series has no FrameOfReferenceUID, which a SEG must share with it")
+    for keyword in ("SeriesInstanceUID", "StudyInstanceUID"):
+        if not _has(sources[0], keyword):
+            raise SegError(f"the source series has an empty {keyword}, so a SEG cannot reference it "
+                           "(NIfTI output works; or fix the series' UIDs)")
+    if seg_note(sources):  # a SEG of its own frame of reference, on copies: the caller's headers stay as read
+        uid = new_frame_of_reference(sources)
+        sources = [copy.deepcopy(ds) for ds in sources]
+        for ds in sources:
+            ds.FrameOfReferenceUID = uid
     values = sorted(label_names)
     frames = len(sources) if len(sources) > 1 else int(sources[0].get("NumberOfFrames", 1))
     if labels.shape != (int(sources[0].Columns), int(sources[0].Rows), frames):
@@ -154,9 +190,10 @@ def _build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: 
 
 
 def write_seg(labels: np.ndarray, files, label_names: Mapping[int, str], model_name: str, path: Path,
-              label_codes: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """Build and write the SEG atomically; returns its SOPInstanceUID."""
-    seg = build_seg(labels, read_source_datasets(files), label_names, model_name, label_codes)
+              label_codes: Mapping[str, Mapping[str, str]] | None = None) -> WrittenSeg:
+    """Build and write the SEG atomically; returns its SOPInstanceUID and the note of :func:`seg_note`."""
+    sources = read_source_datasets(files)
+    seg = build_seg(labels, sources, label_names, model_name, label_codes)
     with atomic_path(path) as tmp, withhold_header_messages():
         seg.save_as(tmp, enforce_file_format=True)
-    return str(seg.SOPInstanceUID)
+    return WrittenSeg(str(seg.SOPInstanceUID), seg_note(sources))

@@ -151,7 +151,7 @@ class CaseResult:
     case_id: str
     input: str
     output: str
-    status: str  # ok, failed, skipped
+    status: str  # ok, partial (some requested outputs written, the note says why not the rest), failed, skipped
     seconds: float = 0.0
     error: str = ""
     note: str = ""
@@ -188,7 +188,7 @@ class RunRecord:
         if keep and path.exists():
             _cut_torn_line(path)
             self.done = {row["case_id"] for row in csv.DictReader(path.open(encoding="utf-8"))
-                         if row.get("status") in ("ok", "skipped")}
+                         if row.get("status") in ("ok", "partial", "skipped")}
         else:
             path.unlink(missing_ok=True)
 
@@ -243,6 +243,11 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
     ``run_csv`` (e.g. ``out_dir / RUN_CSV``) gets a line per case as it ends (:class:`RunRecord`); None
     keeps no record. Series
     that the selection rules rejected get a row (status ``rejected``, the reason in ``error``).
+
+    A requested output that cannot be made from the case's input (a DICOM SEG of a series with an empty
+    SeriesInstanceUID, or of a NIfTI input) does not stop the others: the case is ``partial``, with every
+    other output and its statistics written and ``<format> not written: <why>`` in ``note``. When no
+    requested output can be made the case is ``failed``.
     """
     from volseg import statistics
 
@@ -286,7 +291,15 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
             except FutureTimeout:
                 raise TimeoutError(f"{case.source}: reading and preprocessing did not finish within "
                                    f"{options.case_timeout:g} s (--case-timeout)") from None
-            series = _series_for_seg(case) if "dicom-seg" in outputs else None
+            missing: dict[str, str] = {}  # requested format -> why it cannot be made from this input
+            series = None
+            if "dicom-seg" in outputs:
+                try:
+                    series = _series_for_seg(case)
+                except ValueError as e:
+                    missing["dicom-seg"] = _one_line(e)
+            if len(missing) == len(outputs):  # nothing requested can be made: fail before predicting
+                raise ValueError("; ".join(missing.values()))
             labels, probs = segmenter.predict(data)
             named = out_dir / options.output_name(case.case_id)  # side files are named after the NIfTI's name
             if options.save_probabilities:
@@ -297,19 +310,29 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
                 attention = segmenter.attention(data) if options.qc_attention else None
                 save_qc(data["source_image"], labels, named.with_name(named.name.split(".nii")[0] + "_qc.png"),
                         attention)
+            notes = [data.get("note", "")]
             if series is not None:
-                from volseg.dicom_seg import write_seg
+                from volseg.dicom_seg import SegError, write_seg
 
                 info = segmenter.info
-                write_seg(labels, series.files, info.labels, info.name, outputs["dicom-seg"], info.label_codes)
+                try:
+                    written = write_seg(labels, series.files, info.labels, info.name, outputs["dicom-seg"],
+                                        info.label_codes)
+                    notes.append(written.note and f"dicom-seg: {written.note}")
+                except SegError as e:  # this output only: the others are still written
+                    missing["dicom-seg"] = str(e)
+            if len(missing) == len(outputs):
+                raise ValueError("; ".join(missing.values()))
             if "nifti" in outputs:
                 io.write_label(labels, data["image"], outputs["nifti"])  # last: its presence means the case is done
             if stats_csv is not None:  # after the outputs: a failed case has no statistics
                 source = data["source_image"]
                 statistics.append_rows(stats_csv, case.case_id, statistics.label_statistics(
                     labels, source[0].numpy(), source.affine, segmenter.info.labels))
-            result = CaseResult(case.case_id, case.source, _joined(outputs), "ok", time.perf_counter() - started,
-                                note=data.get("note", ""))
+            notes += [f"{fmt} not written: {why}" for fmt, why in missing.items()]
+            made = {fmt: path for fmt, path in outputs.items() if fmt not in missing}
+            result = CaseResult(case.case_id, case.source, _joined(made), "partial" if missing else "ok",
+                                time.perf_counter() - started, note="; ".join(n for n in notes if n))
         except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
             log.debug("case %s failed", case.case_id, exc_info=True)
             result = CaseResult(case.case_id, case.source, "", "failed", time.perf_counter() - started, _one_line(e))

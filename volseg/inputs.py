@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from volseg.data.dicom_archive import discover_series
+from volseg.data.dicom_archive import NonImageSeries, discover_series
 from volseg.data.discover import IMAGE_SUFFIXES
 from volseg.data.manifest import read_manifest, safe_case_id
 from volseg.data.series_rules import SeriesRules, select
@@ -43,17 +43,21 @@ def _is_dicom_folder(folder: Path) -> bool:
 
 def archive_cases(root: Path, rules: SeriesRules | None) -> list[CaseInput]:
     """One case per image series found under ``root`` (any layout), selected or rejected by ``rules``
-    (None: every series is selected). Case ids come from the UIDs, never from folder names."""
-    found, _ = discover_series([root])
+    (None: every series is selected), and a rejected one per series of DICOM objects that hold no image (an
+    RTSTRUCT, a SEG: "not an image series", never a failure). Case ids come from the UIDs, never from folder
+    names."""
+    others: list[NonImageSeries] = []
+    found, _ = discover_series([root], non_images=others)
     if not found:  # fails as one case with the reader's message
         return [CaseInput(root.name if safe_case_id(root.name) else "dicom", (root,))]
+    not_images = [CaseInput(o.case_id, (o,), rejected=o.reason) for o in others]
     if rules is None:
-        return [CaseInput(s.case_id, (s,)) for s in found]
+        return [CaseInput(s.case_id, (s,)) for s in found] + not_images
     chosen = select(found, rules)
     picked = {id(s) for s in chosen.selected}
     reasons = {id(s): why for s, why in chosen.rejected}
     return [CaseInput(s.case_id, (s,)) if id(s) in picked else CaseInput(s.case_id, (s,), rejected=reasons[id(s)])
-            for s in found]
+            for s in found] + not_images
 
 
 def collect_inputs(inputs: Sequence[str | Path], split: str | None = None,

@@ -2,7 +2,8 @@
 segment, and store the DICOM SEG into the same study (STOW-RS). Resumable and auditable.
 
 Every series the query finds gets one row in ``OUT/volseg_pacs.csv`` (appended and fsync'd as it is
-decided): ok (with the SEG's SOPInstanceUID), rejected (the rule that refused it), skipped (done before),
+decided): ok (with the SEG's SOPInstanceUID, and in ``reason`` a note when the SEG got a new frame of
+reference because the series has none), rejected (the rule that refused it), skipped (done before),
 or failed (one line). A series is done when the PACS holds a volseg SEG that references it, so a run
 killed at any moment and started again stores no second SEG: the record is a fast path, the PACS is the
 truth. Credentials come from the environment or a file and are never printed or recorded.
@@ -250,13 +251,14 @@ class PacsRun:
             return {"case_id": series.case_id, "status": "skipped", "reason": "the PACS already holds its volseg SEG"}
         if self.query.limit is not None and attempted >= self.query.limit:
             return {"case_id": series.case_id, "status": "deferred", "reason": f"over --limit {self.query.limit}"}
-        seg_uid = self._segment_and_store(series, study_uid, series_uid)
+        seg_uid, note = self._segment_and_store(series, study_uid, series_uid)
         done_on_pacs[study_uid].add(series_uid)
-        return {"case_id": series.case_id, "status": "ok", "seg_uid": seg_uid}
+        return {"case_id": series.case_id, "status": "ok", "seg_uid": seg_uid, "reason": note}
 
-    def _segment_and_store(self, wanted: DicomSeries, study_uid: str, series_uid: str) -> str:
+    def _segment_and_store(self, wanted: DicomSeries, study_uid: str, series_uid: str) -> tuple[str, str]:
+        """The stored SEG's SOPInstanceUID, and a note when it was made unusually (a new frame of reference)."""
         from volseg.data import io
-        from volseg.dicom_seg import build_seg, read_source_datasets
+        from volseg.dicom_seg import build_seg, read_source_datasets, seg_note
         from volseg.inputs import CaseInput
 
         work = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.out_dir))
@@ -275,8 +277,8 @@ class PacsRun:
             data = self.segmenter.load(CaseInput(series.case_id, (series,)))
             labels, _ = self.segmenter.predict(data)
             info = self.segmenter.info
-            seg = build_seg(labels, read_source_datasets(series.files), info.labels, info.name,
-                            info.label_codes)
+            sources = read_source_datasets(series.files)
+            seg = build_seg(labels, sources, info.labels, info.name, info.label_codes)
             if self.save_nifti:
                 io.write_label(labels, data["image"], self.out_dir / f"{series.case_id}.nii.gz")
             response = self.client.store_instances([seg], study_instance_uid=study_uid)
@@ -284,7 +286,7 @@ class PacsRun:
             if failed:
                 reason = failed[0].get("FailureReason", "")
                 raise ValueError(f"the PACS rejected the SEG (STOW-RS failure reason {reason})")
-            return str(seg.SOPInstanceUID)
+            return str(seg.SOPInstanceUID), seg_note(sources)
         except requests.HTTPError as e:
             raise ValueError(f"{_http_reason(e)} during {_step(e)}") from None
         finally:

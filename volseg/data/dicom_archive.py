@@ -66,7 +66,7 @@ TRANSFER_SYNTAXES = {
     "1.2.840.10008.1.2.4.91": "JPEG 2000",
     "1.2.840.10008.1.2.5": "RLE Lossless",
 }
-NOT_IMAGES = {  # storage classes that hold no image volume (they are skipped without a row)
+NOT_IMAGES = {  # storage classes that hold no image volume (never segmented; NonImageSeries records them)
     "1.2.840.10008.1.3.10": "DICOMDIR",
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation",
     "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
@@ -150,6 +150,44 @@ class DicomSeries:
     def __str__(self) -> str:
         """How the run record's input column points back at the source (path and UID, no case id)."""
         return f"{self.folder} (SeriesInstanceUID {self.series_uid or '<empty>'}, {len(self.instances)} files)"
+
+
+@dataclass
+class NonImageSeries:
+    """The DICOM objects of one series that hold no image volume (an RTSTRUCT, a SEG, an SR, a PDF): found
+    beside the images of an archive, never segmented, recorded as such (:attr:`reason`), never a failure."""
+
+    study_uid: str
+    series_uid: str
+    kind: str  # the storage class's name (NOT_IMAGES), else the Modality
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def case_id(self) -> str:
+        key = "|".join([self.study_uid, self.series_uid, "non-image", self.kind])
+        return "dcm-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    @property
+    def reason(self) -> str:
+        n = len(self.files)
+        return f"not an image series ({self.kind}, {n} file{'s' if n != 1 else ''}): nothing to segment"
+
+    def __str__(self) -> str:
+        folder = os.path.commonpath([str(p.parent) for p in self.files])
+        return f"{folder} (SeriesInstanceUID {self.series_uid or '<empty>'}, {len(self.files)} files)"
+
+
+def non_image_series(headers: Iterable[tuple[Path, pydicom.Dataset]]) -> list[NonImageSeries]:
+    """Non-image DICOM objects grouped by Study and Series Instance UID and kind (DICOMDIR left out: an index)."""
+    groups: dict[tuple, NonImageSeries] = {}
+    for path, ds in headers:
+        sop_class = str(ds.get("SOPClassUID", ""))
+        if sop_class == "1.2.840.10008.1.3.10":
+            continue
+        kind = NOT_IMAGES.get(sop_class) or _strip(_text(ds.get("Modality"))) or "no image"
+        key = (_strip(_text(ds.get("StudyInstanceUID"))), _strip(_text(ds.get("SeriesInstanceUID"))), kind)
+        groups.setdefault(key, NonImageSeries(*key)).files.append(path)
+    return list(groups.values())
 
 
 def _iter_files(roots: Iterable[Path]) -> Iterator[Path]:
@@ -289,17 +327,23 @@ def _orientation(ds: pydicom.Dataset) -> tuple[float, ...] | None:
     return tuple(round(float(v), 4) + 0.0 for v in value)
 
 
-def discover_series(roots: Iterable[str | Path]) -> tuple[list[DicomSeries], int]:
+def discover_series(roots: Iterable[str | Path], non_images: list[NonImageSeries] | None = None
+                    ) -> tuple[list[DicomSeries], int]:
     """Every image series under ``roots`` (files or folders, any depth) and the number of files that are
-    not DICOM images (other files, DICOMDIR, SEG, SR, ...). Reads headers only."""
-    headers, skipped = [], 0
+    not DICOM images (other files, DICOMDIR, SEG, SR, ...). Reads headers only. ``non_images``, when given,
+    receives the DICOM objects that hold no image, as series (:func:`non_image_series`)."""
+    headers, others, skipped = [], [], 0
     with withhold_header_messages():
         for path in _iter_files(Path(r) for r in roots):
             ds = _header(path)
             if ds is None or not is_image(ds):
                 skipped += 1
+                if ds is not None:
+                    others.append((path, ds))
             else:
                 headers.append((path, ds))
+        if non_images is not None:
+            non_images += non_image_series(others)
         return group_series(headers), skipped
 
 

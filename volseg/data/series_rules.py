@@ -233,7 +233,7 @@ def _series(n: int, verb: str = "") -> str:
     """'1 series is' / '3 series are' (verb 'is'), '2 series have' (verb 'have')."""
     if not verb:
         return f"{n} series"
-    plural = {"is": "are", "has": "have", "lacks": "lack"}
+    plural = {"is": "are", "has": "have", "lacks": "lack", "holds": "hold"}
     return f"{n} series {verb if n == 1 else plural.get(verb, verb)}"
 
 
@@ -263,6 +263,8 @@ def _reason_group(reason: str) -> tuple[tuple, Any]:
         have, want = m.groups()
         return ("plane", have, want), lambda n: (f"{_series(n, 'is')} {have}, not {want} (pass --series-rules "
                                                  f"to take {_them(n)})")
+    if first.startswith("not an image series"):  # an RTSTRUCT, SEG, SR beside the images: listed last
+        return ("not-image",), lambda n: f"{_series(n, 'holds')} no image (nothing to segment)"
     if first.startswith("mixed image sizes"):
         return ("mixed",), lambda n: f"{_series(n, 'mixes')} image sizes in one series (a localizer mixed in?)"
     return ("other", first), lambda n: f"{_series(n)}: {first}"
@@ -282,7 +284,8 @@ def why_none_selected(reasons, shown: int = 3) -> str:
         counts.setdefault(key, [0, phrase])[0] += 1
     if not counts:
         return "no series selected"
-    ranked = sorted(counts.values(), key=lambda c: -c[0])  # stable: ties keep the archive's order
+    ranked = sorted(counts.items(), key=lambda kc: (kc[0] == ("not-image",), -kc[1][0]))  # ties: archive order
+    ranked = [c for _, c in ranked]
     text = "; ".join(phrase(n) for n, phrase in ranked[:shown])
     rest = sum(n for n, _ in ranked[shown:])
     if rest:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 REPORT_DIR = "report"
 MAX_SIDE = 160  # voxels per axis of the viewer's copies: 512 x 512 x 300 CT -> 128 x 128 x 150
 _DICOM_SOURCE = re.compile(r"(.*) \(SeriesInstanceUID (.*), \d+ files\)")
+SEGMENTED = ("ok", "partial")  # statuses with a label map to show (partial: another requested output is missing)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class CaseEntry:
     qc: str | None = None
     label_path: Path | None = None
     note: str = ""  # why the viewer copy is missing or partial
+    missing: str = ""  # a partial case: the run record's note (which requested output was not written, why)
 
 
 def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colors: dict[int, str] | None = None,
@@ -87,7 +89,9 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
     for row in sorted(rows, key=lambda r: r["case_id"]):
         entry = CaseEntry(row["case_id"], "ok" if row["status"] == "skipped" else row["status"],
                           float(row["seconds"] or 0), _without_paths(row["error"], row["input"]))
-        if entry.status == "ok":
+        if entry.status == "partial":
+            entry.missing = _without_paths(row.get("note", ""), row["input"])
+        if entry.status in SEGMENTED:
             found_values |= _add_case_files(entry, row, run_dir, work, names, colors, references.get(entry.id), max_side)
         entries.append(entry)
         on_case and on_case(entry.id)
@@ -97,13 +101,15 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
     by_id = {e.id: e for e in entries}
     for r in metric_rows:  # a label the reference lacks scores no Dice (both empty would read as a perfect 1)
         entry = by_id.get(r["case_id"])
-        if entry is not None and entry.status == "ok" and float(r["volume_ref_ml"]) > 0:
+        if entry is not None and entry.status in SEGMENTED and float(r["volume_ref_ml"]) > 0:
             entry.dice[int(r["value"])], entry.hd95[int(r["value"])] = float(r["dice"]), float(r["hd95"])
-    ok = [e for e in entries if e.status == "ok"]
+    ok = [e for e in entries if e.status in SEGMENTED]
     ranges = {v: robust_range([e.volumes.get(v, 0.0) for e in ok]) for v in names}
     for e in entries:
         e.flags = case_flags(e.status, e.error, e.volumes, e.border, ranges, names)
-        if e.status == "ok" and e.note:
+        if e.status == "partial":
+            e.flags.insert(0, {"kind": "partial", "label": None, "text": f"partial: {e.missing}"})
+        if e.status in SEGMENTED and e.note:
             e.flags.append({"kind": "viewer", "label": None, "text": e.note})
 
     palette = case_files.label_colors(names, colors)
@@ -221,7 +227,7 @@ def _reference_paths(reference: str | Path) -> dict[str, Path]:
 
 def _metrics(entries: list[CaseEntry], references: dict[str, Path], names: dict[int, str]) -> list[dict]:
     pairs = [Pair(e.id, e.label_path, references[e.id]) for e in entries
-             if e.status == "ok" and e.label_path is not None and e.id in references]
+             if e.status in SEGMENTED and e.label_path is not None and e.id in references]
     rows, errors = evaluate(pairs, names)
     for error in errors:
         log.warning("report: %s", error)

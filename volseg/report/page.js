@@ -84,8 +84,9 @@ function renderTable() {
 
 function renderSummary() {
   const n = R.cases.length, failed = R.cases.filter((c) => c.status === "failed").length;
+  const partial = R.cases.filter((c) => c.status === "partial").length;
   const flagged = R.cases.filter((c) => c.flags.length).length, reviewed = R.cases.filter((c) => reviews[c.id]).length;
-  $("summary").textContent = `${n} cases: ${n - failed} segmented, ${failed} failed, ${flagged} flagged; ` +
+  $("summary").textContent = `${n} cases: ${n - failed} segmented${partial ? ` (${partial} partial)` : ""}, ${failed} failed, ${flagged} flagged; ` +
     `${reviewed} reviewed, ${order.length} shown. Built ${R.created}.`;
 }
 
@@ -131,7 +132,7 @@ function select(id) {
   const tr = document.querySelector(`#cases tr[data-id="${CSS.escape(id)}"]`);
   if (tr) tr.scrollIntoView({block: "nearest"});
   const c = byId[id];
-  $("case-title").textContent = `${c.id} (${c.status}${c.status === "ok" ? ", " + fmt(c.seconds, 1) + " s" : ""})`;
+  $("case-title").textContent = `${c.id} (${c.status}${c.status !== "failed" ? ", " + fmt(c.seconds, 1) + " s" : ""})`;
   $("case-flags").innerHTML = c.flags.map((f) => `<span class="flag ${f.kind}">${esc(f.text)}</span>`).join("") || "no flags";
   const r = reviews[id];
   $("note").value = r ? r.note || "" : "";
