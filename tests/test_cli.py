@@ -59,3 +59,43 @@ def test_infer_with_an_unknown_model_name_lists_the_built_in_ones(tmp_path):
     result = runner.invoke(app, ["infer", str(tmp_path / "scan.nii.gz"), "--model", "abdomen-mri"])
     assert result.exit_code == 2
     assert "abdomen-mri: no such run folder or checkpoint, and not a built-in model (built-in: hippocampus-mri, abdomen-ct)" in result.output
+
+
+def test_volseg_errors_are_one_line_other_errors_keep_their_traceback(tmp_path, monkeypatch):
+    import volseg.train
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug inside training, not the user's doing")
+
+    monkeypatch.setattr(volseg.train, "train", broken)
+    result = runner.invoke(app, ["train", "--output", str(tmp_path / "run"), "--epochs", "1"])
+    assert result.exit_code != 2  # not a usage error: the exception propagates with its traceback
+    assert isinstance(result.exception, ValueError) and "a bug inside training" in str(result.exception)
+    assert "error:" not in result.output
+
+
+def test_debug_shows_the_traceback_of_volseg_errors_too(tmp_path):
+    args = ["train", "--output", str(tmp_path / "run"), "--epochs", "1", "--device", "gpu"]
+    plain = runner.invoke(app, args)
+    assert plain.exit_code == 2 and "Traceback" not in plain.output
+    debug = runner.invoke(app, ["--debug", *args])
+    assert debug.exit_code == 2
+    assert "Traceback" in debug.output and "VolsegError" in debug.output
+    assert "error: device must be one of auto, cpu, cuda, cuda:N; got 'gpu'" in debug.output
+
+
+def test_every_user_facing_error_is_a_volseg_error_and_still_a_value_error():
+    from volseg.checkpoint import CheckpointError
+    from volseg.config import ConfigError
+    from volseg.data.io import ImageReadError
+    from volseg.data.manifest import ManifestError
+    from volseg.data.series_rules import RulesError
+    from volseg.dicom_seg import SegError
+    from volseg.errors import VolsegError
+    from volseg.nnunet.model_folder import NnunetFolderError
+    from volseg.pacs import PacsError
+    from volseg.quantize import QuantizeError
+
+    for error in (CheckpointError, ConfigError, ImageReadError, ManifestError, RulesError, SegError,
+                  NnunetFolderError, PacsError, QuantizeError):
+        assert issubclass(error, VolsegError) and issubclass(error, ValueError), error

@@ -22,6 +22,7 @@ from torch import nn
 
 from volseg import quantize
 from volseg.config import Config
+from volseg.errors import VolsegError
 from volseg.onnx_export import checkpoint_onnx, installed
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ Backend = Callable[[torch.Tensor], torch.Tensor]
 def choose(name: str, device: torch.device) -> str:
     """Resolve ``auto`` (and refuse what cannot run) with a note when falling back."""
     if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
+        raise VolsegError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
     if name == "auto":
         if device.type == "cuda":
             return "torch"
@@ -43,9 +44,9 @@ def choose(name: str, device: torch.device) -> str:
         log.info("backend auto: neither openvino nor onnxruntime is installed; using torch")
         return "torch"
     if name != "torch" and device.type == "cuda":
-        raise ValueError(f"backend {name!r} runs on the CPU here; use --backend torch (or auto) with CUDA")
+        raise VolsegError(f"backend {name!r} runs on the CPU here; use --backend torch (or auto) with CUDA")
     if name != "torch" and not installed(name):
-        raise ValueError(f"backend {name!r} is not installed; pip install 'volseg[{name}]' or use --backend torch")
+        raise VolsegError(f"backend {name!r} is not installed; pip install 'volseg[{name}]' or use --backend torch")
     return name
 
 
@@ -106,9 +107,9 @@ def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device,
                  precision: str = "fp32") -> Engine:
     """The engine for the requested backend and precision."""
     if precision not in quantize.PRECISIONS:
-        raise ValueError(f"precision must be one of {list(quantize.PRECISIONS)}, got {precision!r}")
+        raise VolsegError(f"precision must be one of {list(quantize.PRECISIONS)}, got {precision!r}")
     if precision == "int8" and name not in ("auto", "openvino"):
-        raise ValueError(f"int8 runs through OpenVINO; use --backend openvino (or auto), not {name!r}")
+        raise VolsegError(f"int8 runs through OpenVINO; use --backend openvino (or auto), not {name!r}")
     name = choose(name, device)
     int8 = None
     if name == "openvino" and precision != "fp32":
@@ -118,7 +119,7 @@ def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device,
         elif precision == "int8" and int8 is None:
             int8 = quantize.Int8Model(quantize.cached_int8(model, cfg, checkpoint), None)
     elif precision == "int8":
-        raise ValueError(f"int8 runs through OpenVINO on the CPU; here the backend is {name!r} on {device.type}")
+        raise VolsegError(f"int8 runs through OpenVINO on the CPU; here the backend is {name!r} on {device.type}")
     if name == "torch":
         # On the CPU a large window runs alone: pancreas 3D model at 96x160x160, 12.6 s per window at batch 1
         # vs 14.5 at batch 2, and one window's activations held (3.3 vs 5.8 GB peak). Small windows batch

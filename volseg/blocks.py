@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from volseg import layers
+from volseg.errors import VolsegError
 
 
 class ConvNormAct(nn.Sequential):
@@ -48,7 +49,7 @@ class UpConv(nn.Module):
     ):
         super().__init__()
         if mode not in ("interp", "transpose"):
-            raise ValueError(f"upsample must be one of ['interp', 'transpose'], got {mode!r}")
+            raise VolsegError(f"upsample must be one of ['interp', 'transpose'], got {mode!r}")
         self.mode = mode
         self.out_channels = out_channels or in_channels
         if mode == "transpose":
@@ -105,7 +106,7 @@ class RecurrentBlock(nn.Module):
     def __init__(self, spatial_dims: int, channels: int, norm: str | None, steps: int = 2):
         super().__init__()
         if steps < 1:
-            raise ValueError(f"recurrent_steps must be >= 1, got {steps!r}")
+            raise VolsegError(f"recurrent_steps must be >= 1, got {steps!r}")
         self.steps = steps
         self.conv = ConvNormAct(spatial_dims, channels, channels, norm)
 

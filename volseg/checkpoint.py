@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from volseg.config import Config, config_from_dict
+from volseg.errors import VolsegError
 from volseg.losses import output_channels
 
 FORMAT = "volseg-checkpoint-v1"
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VolsegError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 

@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from volseg.errors import VolsegError
+
 app = typer.Typer(
     name="volseg",
     help="3D volumetric segmentation of CT and MRI with a dimension-generic U-Net model zoo.",
@@ -24,11 +26,16 @@ app = typer.Typer(
 console = Console(soft_wrap=True)  # never break a path or a number across lines
 
 
+_DEBUG = {"on": False}  # volseg --debug: tracebacks for volseg's own errors too
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of volseg's own errors too (one line otherwise)."),
 ) -> None:
+    _DEBUG["on"] = debug
     if version:
         from volseg import __version__
 
@@ -263,10 +270,10 @@ def infer(
 
     with _user_errors():
         if resume and overwrite:
-            raise ValueError("--resume and --overwrite contradict each other; pass one")
+            raise VolsegError("--resume and --overwrite contradict each other; pass one")
         formats = tuple(f.strip() for f in output_format.split(",") if f.strip())
         if not formats or set(formats) - set(OUTPUT_FORMATS):
-            raise ValueError(f"--output-format: expected some of {','.join(OUTPUT_FORMATS)}, got {output_format!r}")
+            raise VolsegError(f"--output-format: expected some of {','.join(OUTPUT_FORMATS)}, got {output_format!r}")
         rules = load_rules(series_rules) if series_rules else None
         ctx = distributed.setup(device)
         options = InferenceOptions(device, backend, precision, overlap, tta, keep_largest,
@@ -274,7 +281,7 @@ def infer(
         segmenter = open_segmenter(model, options, distributed.device_for(ctx, device))
         _warn_about(model)
         if not isinstance(segmenter, Segmenter) and (roi or save_probabilities or qc_attention):
-            raise ValueError("--roi, --save-probabilities and --qc-attention work with volseg models only, "
+            raise VolsegError("--roi, --save-probabilities and --qc-attention work with volseg models only, "
                              f"not with {segmenter.info.summary}")
         if roi:
             segmenter = _roi_segmenter(segmenter, roi, locator, ctx, device, backend, precision,
@@ -282,7 +289,7 @@ def infer(
         rules = rules or default_rules(segmenter.info.modality)
         cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
         if not cases:
-            raise ValueError("no input cases found")
+            raise VolsegError("no input cases found")
         if qc_attention:
             attention_network(segmenter.model)  # fail now, not once per case
     if ctx.is_main:
@@ -345,7 +352,7 @@ def _roi_segmenter(fine, roi: str, locator: Optional[Path], ctx, device: str, ba
     from volseg.roi import LOCATOR_FILE, RoiSegmenter, locator_beside
 
     if unsupported:
-        raise ValueError("--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply")
+        raise VolsegError("--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply")
     locator = locator or locator_beside(fine.checkpoint)
     if locator is None:
         raise FileNotFoundError(f"--roi: no locator model beside {fine.checkpoint} ({LOCATOR_FILE}); pass --locator")
@@ -384,7 +391,7 @@ def pacs(
         if study_date:
             match = re.fullmatch(r"(\d{8})(?:-(\d{8}))?", study_date.strip())
             if not match:
-                raise ValueError(f"--study-date: expected YYYYMMDD or YYYYMMDD-YYYYMMDD, got {study_date!r}")
+                raise VolsegError(f"--study-date: expected YYYYMMDD or YYYYMMDD-YYYYMMDD, got {study_date!r}")
             dates = (match[1], match[2] or match[1])
         accessions = list(accession)
         if accessions_file:
@@ -430,13 +437,13 @@ def export(
             from volseg.onnx_export import export_onnx
 
             if output is None:
-                raise ValueError("--output FILE.onnx is needed for an fp32 export")
+                raise VolsegError("--output FILE.onnx is needed for an fp32 export")
             network, cfg, checkpoint = load_model(_model_path(model))
             export_onnx(network, cfg, output)
             console.print(f"wrote {output} ({cfg.model.name} {cfg.model.dims}D from {checkpoint})")
             return
         if precision != "int8":
-            raise ValueError(f"--precision must be fp32 or int8, got {precision!r}")
+            raise VolsegError(f"--precision must be fp32 or int8, got {precision!r}")
         from volseg.nnunet.model_folder import find_model_folder
 
         folder = find_model_folder(model) if model.is_dir() else None
@@ -456,9 +463,9 @@ def _export_nnunet_int8(folder: Path, output: Optional[Path], calibration: Optio
     from volseg.quantize import MIN_AGREEMENT, agrees, measure_agreement
 
     if output is not None:
-        raise ValueError("an nnU-Net model's int8 twin goes to volseg's cache ($VOLSEG_CACHE); -o does not apply")
+        raise VolsegError("an nnU-Net model's int8 twin goes to volseg's cache ($VOLSEG_CACHE); -o does not apply")
     if calibration is None:
-        raise ValueError("--calibration FOLDER_OR_MANIFEST: scans of the kind the model is for (a manifest's train split)")
+        raise VolsegError("--calibration FOLDER_OR_MANIFEST: scans of the kind the model is for (a manifest's train split)")
     cases = collect_inputs([calibration], split="train" if calibration.suffix.lower() == ".csv" else None)
     twin = export_twin(NnunetSegmenter(folder, backend="torch"), cases)
     record = json.loads((twin / RECORD).read_text(encoding="utf-8"))
@@ -567,11 +574,11 @@ def evaluate(
 
     with _user_errors():
         if (manifest_path is None) == (ref is None):
-            raise ValueError("pass exactly one of --manifest or --ref")
+            raise VolsegError("pass exactly one of --manifest or --ref")
         pairs = (pairs_from_manifest(pred, manifest_path, None if split == "all" else split) if manifest_path
                  else pairs_from_folder(pred, ref))
         if not pairs:
-            raise ValueError(f"no prediction/reference pairs found for {pred}")
+            raise VolsegError(f"no prediction/reference pairs found for {pred}")
         labels = load_config(config).data.labels if config else None
         rows, errors = run_evaluation(pairs, labels)
         summary = summarize(rows)
@@ -626,7 +633,7 @@ def demo(
 
     with _user_errors():
         if task not in TASKS:
-            raise ValueError(f"--task must be one of {list(TASKS)}, got {task!r}")
+            raise VolsegError(f"--task must be one of {list(TASKS)}, got {task!r}")
         spec = TASKS[task]
         manifest = task_manifest(spec)
         segmenter = open_segmenter(model or spec.model, InferenceOptions(device))
@@ -662,7 +669,7 @@ def _parse_label_names(text: str) -> dict[int, str]:
     for item in text.split(","):
         value, sep, name = item.partition("=")
         if not sep or not value.strip().isdigit() or not name.strip():
-            raise ValueError(f"--labels {text!r}: expected VALUE=NAME pairs, e.g. 1=anterior,2=posterior")
+            raise VolsegError(f"--labels {text!r}: expected VALUE=NAME pairs, e.g. 1=anterior,2=posterior")
         names[int(value)] = name.strip()
     return names
 
@@ -694,7 +701,7 @@ def train(
     is_main = int(os.environ.get("RANK", "0")) == 0
     with _user_errors():
         if minutes is not None and (epochs is not None or minutes <= 0):
-            raise ValueError("--minutes takes a budget > 0 and replaces --epochs; give one of them")
+            raise VolsegError("--minutes takes a budget > 0 and replaces --epochs; give one of them")
         cfg = _config_with_flags(config, overrides, manifest_path, dims, model, None, minutes)
         resolve_device(device)
         run_dir = output or Path("runs") / f"{cfg.model.name}_{cfg.model.dims}d"
@@ -732,11 +739,11 @@ def _config_with_flags(config, overrides, manifest_path, dims, model, epochs=Non
     flags = list(overrides)
     if dims is not None:
         if dims not in (2, 3):
-            raise ValueError(f"--dims must be 2 or 3, got {dims}")
+            raise VolsegError(f"--dims must be 2 or 3, got {dims}")
         flags.append(f"model.dims={dims}")
     if model is not None:
         if model not in list_models():
-            raise ValueError(f"unknown model {model!r}; choose one of {list_models()}")
+            raise VolsegError(f"unknown model {model!r}; choose one of {list_models()}")
         flags.append(f"model.name={model}")
     if manifest_path is not None:
         flags.append(f"data.manifest={manifest_path}")
@@ -786,13 +793,16 @@ class _TrainingProgress:
 
 @contextmanager
 def _user_errors():
-    """Turn expected user-facing errors into one red line and exit code 2, not a traceback."""
-    from volseg.config import ConfigError
-    from volseg.data.manifest import ManifestError
-
+    """volseg's own errors (:class:`~volseg.errors.VolsegError`) and a missing file become one red line and
+    exit code 2; with ``volseg --debug`` the traceback comes first. Any other exception is not the user's
+    doing: it propagates with its traceback."""
     try:
         yield
-    except (ConfigError, ManifestError, ValueError, FileNotFoundError) as e:
+    except (VolsegError, FileNotFoundError) as e:
+        if _DEBUG["on"]:
+            import traceback
+
+            traceback.print_exception(e)
         console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
 

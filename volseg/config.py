@@ -16,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from volseg.errors import VolsegError
 
-class ConfigError(ValueError):
+
+class ConfigError(VolsegError):
     """A config key or value that does not fit; the message names it and the valid choices."""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from volseg.atomic import write_text_atomic
 from volseg.data.manifest import read_manifest
+from volseg.errors import VolsegError
 from volseg.evaluate import Pair, evaluate, summarize, write_results
 from volseg.infer import BatchOptions, Segmenter, run_batch
 from volseg.inputs import CaseInput
@@ -63,7 +64,7 @@ class DemoResult:
 def demo_cases(manifest: Path, splits: tuple[str, ...] = ("test",)) -> list:
     cases = [c for c in read_manifest(manifest) if c.split in splits and c.label is not None]
     if not cases:
-        raise ValueError(f"{manifest}: no labeled cases of split {'/'.join(splits)} to demonstrate on")
+        raise VolsegError(f"{manifest}: no labeled cases of split {'/'.join(splits)} to demonstrate on")
     return cases
 
 

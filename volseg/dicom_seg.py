@@ -38,6 +38,7 @@ from pydicom.sr.codedict import codes
 from volseg import __version__
 from volseg.atomic import atomic_path
 from volseg.data.dicom_archive import safe_reason, withhold_header_messages
+from volseg.errors import VolsegError
 from volseg.nnunet.anatomy_codes import totalsegmentator_codes
 
 ANATOMY = codes.SCT.AnatomicalStructure
@@ -76,7 +77,7 @@ NEW_FRAME_OF_REFERENCE = ("the source series has no FrameOfReferenceUID: the SEG
                           "of reference, its frames referencing the source's instances")
 
 
-class SegError(ValueError):
+class SegError(VolsegError):
     """Why no SEG can be written for a case (one line)."""
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from volseg.errors import VolsegError
+
 
 @dataclass(frozen=True)
 class Context:
@@ -52,9 +54,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec == "cpu" or spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
         device = torch.device(spec)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
+            raise VolsegError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
         return device
-    raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N; got {spec!r}")
+    raise VolsegError(f"device must be one of auto, cpu, cuda, cuda:N; got {spec!r}")
 
 
 def device_for(ctx: Context, device: str) -> str:

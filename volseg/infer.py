@@ -28,6 +28,7 @@ from volseg.data import io
 from volseg.data.dicom_archive import DicomSeries, discover_series
 from volseg.data.manifest import safe_case_id
 from volseg.data.transforms import LoadCased, body_mask_fn, preprocess, to_source_grid
+from volseg.errors import VolsegError
 from volseg.inputs import CaseInput
 from volseg.midline import split_at_midline
 from volseg.backends import make_backend
@@ -70,7 +71,7 @@ class Segmenter:
         self.reader = LoadCased(self.cfg.data.label_remap, self.cfg)
         self.chain = preprocess(self.cfg, window_overlap=overlap)
         if tta and not mirror_axes(self.cfg):
-            raise ValueError(f"--tta: {self.checkpoint} was trained without mirroring (augment.flip: false), so "
+            raise VolsegError(f"--tta: {self.checkpoint} was trained without mirroring (augment.flip: false), so "
                              "it has no mirror images to average; run without --tta")
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
         self.label_values = sorted(self.cfg.data.labels)
@@ -253,7 +254,7 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
 
     unknown = set(options.output_formats) - set(OUTPUT_FORMATS)
     if unknown or not options.output_formats:
-        raise ValueError(f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}")
+        raise VolsegError(f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     stats_csv = statistics.csv_beside(run_csv) if run_csv is not None and options.statistics else None
     if stats_csv is not None and not options.resume:

@@ -14,6 +14,7 @@ from volseg.data.dicom_archive import NonImageSeries, discover_series
 from volseg.data.discover import IMAGE_SUFFIXES
 from volseg.data.manifest import read_manifest, safe_case_id
 from volseg.data.series_rules import SeriesRules, select
+from volseg.errors import VolsegError
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def collect_inputs(inputs: Sequence[str | Path], split: str | None = None,
     seen: set[str] = set()
     for case in cases:
         if case.case_id in seen:
-            raise ValueError(f"two inputs share the case id {case.case_id!r}; outputs would collide")
+            raise VolsegError(f"two inputs share the case id {case.case_id!r}; outputs would collide")
         seen.add(case.case_id)
     return cases
 
@@ -88,5 +89,5 @@ def collect_inputs(inputs: Sequence[str | Path], split: str | None = None,
 def select_part(cases: list[CaseInput], num_parts: int, part_id: int) -> list[CaseInput]:
     """Deterministic share of a cohort for one of ``num_parts`` independent jobs (sorted by case id)."""
     if num_parts < 1 or not 0 <= part_id < num_parts:
-        raise ValueError(f"--part-id must be in [0, {num_parts}) with --num-parts >= 1, got {part_id} of {num_parts}")
+        raise VolsegError(f"--part-id must be in [0, {num_parts}) with --num-parts >= 1, got {part_id} of {num_parts}")
     return [c for i, c in enumerate(sorted(cases, key=lambda c: c.case_id)) if i % num_parts == part_id]

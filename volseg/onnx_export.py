@@ -19,6 +19,7 @@ from torch import nn
 
 from volseg.atomic import atomic_path
 from volseg.config import Config
+from volseg.errors import VolsegError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def export_onnx_for(model: nn.Module, example: torch.Tensor, path: str | Path, d
     """ONNX of ``model`` traced on ``example`` (its shape fixed unless ``dynamic_shapes`` frees axes), atomically."""
     missing = [m for m in ("onnx", "onnxscript") if not installed(m)]
     if missing:
-        raise ValueError(f"ONNX export needs {missing}: pip install 'volseg[onnxruntime]' or 'volseg[openvino]'")
+        raise VolsegError(f"ONNX export needs {missing}: pip install 'volseg[onnxruntime]' or 'volseg[openvino]'")
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.onnx.export(model.eval().cpu(), (example,), str(tmp), dynamo=True, input_names=["image"],

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from volseg.errors import VolsegError
+
 
 @dataclass(frozen=True)
 class InferenceOptions:
@@ -47,7 +49,7 @@ def open_segmenter(model: str | Path | None, options: InferenceOptions = Inferen
                                checkpoint=options.checkpoint, keep_largest=options.keep_largest,
                                overlap=options.overlap, backend=options.backend, precision=options.precision)
     if options.folds or options.checkpoint != "final":
-        raise ValueError("--folds and --checkpoint choose among an nnU-Net model folder's checkpoints; "
+        raise VolsegError("--folds and --checkpoint choose among an nnU-Net model folder's checkpoints; "
                          f"{model or 'the default model'} is a volseg model")
     from volseg.infer import Segmenter
     from volseg.pretrained import resolve_model

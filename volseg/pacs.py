@@ -37,6 +37,7 @@ import yaml
 from volseg.data.dicom_archive import (DicomSeries, discover_series, group_series, is_image, safe_reason,
                                        withhold_header_messages)
 from volseg.data.series_rules import SeriesRules, select
+from volseg.errors import VolsegError
 
 log = logging.getLogger(__name__)
 RECORD = "volseg_pacs.csv"
@@ -44,7 +45,7 @@ COLUMNS = ("case_id", "study_uid", "series_uid", "modality", "instances", "statu
 MANUFACTURER = "volseg"
 
 
-class PacsError(ValueError):
+class PacsError(VolsegError):
     """The PACS cannot be used at all (unreachable, credentials refused): one line, the run stops."""
 
 

@@ -18,6 +18,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from volseg.config import Config
+from volseg.errors import VolsegError
 
 log = logging.getLogger(__name__)
 Network = Callable[[torch.Tensor], torch.Tensor]  # a batch (B, C, ...) -> per-voxel maps (B, K, ...)
@@ -110,7 +111,7 @@ def predict_probabilities(model: nn.Module, image: torch.Tensor, cfg: Config, de
 def attention_network(model: nn.Module) -> Network:
     """The full-resolution attention gate's map, for models that expose ``forward_with_attention``."""
     if not getattr(model, "has_attention", False):
-        raise ValueError(f"{type(model).__name__} has no attention gates; attention maps need attunet or r2attunet")
+        raise VolsegError(f"{type(model).__name__} has no attention gates; attention maps need attunet or r2attunet")
     return lambda x: model.forward_with_attention(x)[1][0].float()
 
 

@@ -28,6 +28,7 @@ import torch
 
 from volseg.atomic import write_text_atomic
 from volseg.config import Config
+from volseg.errors import VolsegError
 from volseg.onnx_export import checkpoint_onnx, installed
 from volseg.textio import tolerate_unencodable_output
 
@@ -39,7 +40,7 @@ PRECISIONS = ("auto", "fp32", "int8")
 DEFAULT_KEEP_FP32: tuple[str, ...] = ()  # measured: benchmarks/results/int8.md
 
 
-class QuantizeError(ValueError):
+class QuantizeError(VolsegError):
     """Quantization that cannot run; the message names the problem."""
 
 

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from volseg.errors import VolsegError
+
 
 MARGIN_MM = 20.0  # around the located box: the locator's 6 mm voxels blur the boundary by a voxel or two
 LOCATOR_FILE = "locator.pt"  # beside a model's checkpoint: the locator its recipe trained
@@ -90,10 +92,10 @@ class RoiSegmenter:
     def __init__(self, fine, locator, label: str, margin_mm: float = MARGIN_MM):
         names = {name: value for value, name in fine.cfg.data.labels.items()}
         if label not in names:
-            raise ValueError(f"--roi {label!r}: the model has no such label; it has {', '.join(names)}")
+            raise VolsegError(f"--roi {label!r}: the model has no such label; it has {', '.join(names)}")
         located = {name: value for value, name in locator.cfg.data.labels.items()}
         if label not in located:
-            raise ValueError(f"--roi {label!r}: the locator has no such label; it has {', '.join(located)}")
+            raise VolsegError(f"--roi {label!r}: the locator has no such label; it has {', '.join(located)}")
         self.fine, self.locator, self.label, self.margin_mm = fine, locator, label, margin_mm
         self.value, self.locator_value = names[label], located[label]
         # the fine network never sees less than one window of context (a padded window is not what it learnt)

@@ -28,6 +28,7 @@ from volseg.checkpoint import (
 from volseg.config import Config, config_from_dict, save_config
 from volseg.data.dataset import checked_datasets, training_loader
 from volseg.data.manifest import read_manifest
+from volseg.errors import VolsegError
 from volseg.losses import DeepSupervisionLoss, SegmentationLoss
 from volseg.metrics import dice_per_label, mean_finite
 from volseg.predict import autocast, predict_probabilities, probabilities_to_labels
@@ -77,7 +78,7 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
         return torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.99, nesterov=True, weight_decay=t.weight_decay)
-    raise ValueError(f"train.optimizer must be one of ['adamw', 'sgd'], got {t.optimizer!r}")
+    raise VolsegError(f"train.optimizer must be one of ['adamw', 'sgd'], got {t.optimizer!r}")
 
 
 def seed_epoch(seed: int, epoch: int, transform, rank: int = 0) -> None:
@@ -226,7 +227,7 @@ class Trainer:
             self.history = [EpochRecord(**h) for h in state["history"]]  # older checkpoints lack the newer fields
             self.best = state["best_dice"]
         elif last_path.exists():
-            raise ValueError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output")
+            raise VolsegError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output")
         else:
             self.schedule = Schedule.from_config(cfg)
         if self.epochs is not None:
@@ -243,7 +244,7 @@ class Trainer:
         train_cases = [c for c in cases if c.split == "train"]
         val_cases = [c for c in cases if c.split == "val" and c.label is not None]
         if not train_cases:
-            raise ValueError(f"{cfg.data.manifest}: no cases with split 'train'")
+            raise VolsegError(f"{cfg.data.manifest}: no cases with split 'train'")
         # every bad file named before an hour of training; with the memory cache, each file is read once
         self.train_ds, self.val_ds = checked_datasets(train_cases, val_cases, cfg, dims, num_workers=cfg.train.num_workers)
 

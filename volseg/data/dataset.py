@@ -13,6 +13,7 @@ from volseg.config import Config
 from volseg.data.manifest import Case
 from volseg.data.check import check_cases, read_checked
 from volseg.data.transforms import load_and_preprocess, preprocess, remap_labels, resampling_limits, training_samples
+from volseg.errors import VolsegError
 
 
 def case_dict(case: Case) -> dict:
@@ -31,7 +32,7 @@ def _cached(items: list[dict], transform: mt.Compose, cfg: Config, num_workers: 
         return md.PersistentDataset(items, transform, cache_dir=cfg.data.cache_dir)
     if cfg.data.cache == "none":
         return md.Dataset(items, transform)
-    raise ValueError(f"data.cache must be one of ['memory', 'disk', 'none'], got {cfg.data.cache!r}")
+    raise VolsegError(f"data.cache must be one of ['memory', 'disk', 'none'], got {cfg.data.cache!r}")
 
 
 def training_dataset(cases: Sequence[Case], cfg: Config, spatial_dims: int, num_workers: int = 0) -> md.Dataset:
@@ -56,7 +57,7 @@ def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg
     if cfg.data.cache != "memory":
         problems = check_cases([*train_cases, *val_cases], **resampling_limits(cfg))
         if problems:
-            raise ValueError("\n".join(map(str, problems)))
+            raise VolsegError("\n".join(map(str, problems)))
         return (training_dataset(train_cases, cfg, spatial_dims, num_workers),
                 volume_dataset(val_cases, cfg, num_workers) if val_cases else None)
     _require_labels(train_cases)
@@ -74,7 +75,7 @@ def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg
         results = list(pool.map(read_and_prepare, [*train_cases, *val_cases]))
     problems = [p for _, found in results for p in found]
     if problems:
-        raise ValueError("\n".join(map(str, problems)))
+        raise VolsegError("\n".join(map(str, problems)))
     prepared = [item for item, _ in results]
     train = md.CacheDataset(prepared[:len(train_cases)], training_samples(cfg, spatial_dims), progress=False)
     val = md.CacheDataset(prepared[len(train_cases):], mt.Compose([]), progress=False) if val_cases else None
@@ -84,7 +85,7 @@ def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg
 def _require_labels(cases: Sequence[Case]) -> None:
     missing = [c.case_id for c in cases if c.label is None]
     if missing:
-        raise ValueError(f"training cases need labels; unlabeled: {missing[:5]}")
+        raise VolsegError(f"training cases need labels; unlabeled: {missing[:5]}")
 
 
 def training_loader(dataset: md.Dataset, cfg: Config, spatial_dims: int, num_workers: int = 0,

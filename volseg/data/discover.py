@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from volseg.data.manifest import Case, ManifestError, safe_case_id
+from volseg.errors import VolsegError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -47,7 +48,7 @@ def discover_cases(src: str | Path) -> list[Case]:
         raise ManifestError(f"{root}: not a folder")
     cases: list[Case] = []
     dataset_json = root / "dataset.json"
-    training = json.loads(dataset_json.read_text(encoding="utf-8")).get("training") if dataset_json.is_file() else None
+    training = _read_json(dataset_json).get("training") if dataset_json.is_file() else None
     if isinstance(training, list) and training and isinstance(training[0], dict) and "image" in training[0]:
         for entry in training:  # MSD: explicit image/label pairs
             image, label = root / entry["image"], root / entry["label"]
@@ -75,7 +76,7 @@ def discover_cases(src: str | Path) -> list[Case]:
 def assign_splits(cases: list[Case], val_fraction: float, test_fraction: float, seed: int) -> list[Case]:
     """Deterministic random split of the labeled cases for a seed; unlabeled cases stay 'test'."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"fractions must be in [0, 1) and sum below 1, got val={val_fraction}, test={test_fraction}")
+        raise VolsegError(f"fractions must be in [0, 1) and sum below 1, got val={val_fraction}, test={test_fraction}")
     labeled = sorted((c for c in cases if c.label is not None), key=lambda c: c.case_id)
     order = list(range(len(labeled)))
     random.Random(seed).shuffle(order)
@@ -95,8 +96,19 @@ def label_names_from_dataset_json(root: str | Path) -> dict[int, str] | None:
     path = Path(root) / "dataset.json"
     if not path.is_file():
         return None
-    labels = json.loads(path.read_text(encoding="utf-8")).get("labels")
+    labels = _read_json(path).get("labels")
     if not isinstance(labels, dict):
         return None
     pairs = ((int(k), str(v)) if str(k).isdigit() else (int(v), str(k)) for k, v in labels.items())
     return {value: name for value, name in pairs if value != 0}
+
+
+def _read_json(path: Path) -> dict:
+    """A dataset.json as a dict, or a one-line ManifestError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ManifestError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: expected a JSON object")
+    return data

@@ -28,6 +28,7 @@ from nibabel.spatialimages import HeaderDataError
 
 from volseg.atomic import atomic_path
 from volseg.data.manifest import Case
+from volseg.errors import VolsegError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ ORTHOGONALITY_TOL = 1e-3  # largest |cosine| allowed between two voxel axes (~0.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-class ImageReadError(ValueError):
+class ImageReadError(VolsegError):
     """A volume that cannot be read; ``str()`` is one line ``"<path>: <problem>"`` fit for a user."""
 
     def __init__(self, path: str | Path, problem: str) -> None:

@@ -14,13 +14,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from volseg.errors import VolsegError
+
 COLUMNS = ("case_id", "image", "label", "split")
 SPLITS = ("train", "val", "test")
 CHANNEL_SEPARATOR = ";"
 _SAFE_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class ManifestError(ValueError):
+class ManifestError(VolsegError):
     """A manifest that cannot be used; the message names the file, the row and the problem."""
 
 

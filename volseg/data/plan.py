@@ -18,6 +18,7 @@ from monai import transforms as mt
 from volseg.config import Config
 from volseg.data.manifest import Case
 from volseg.data.transforms import RAS_LABELS, LoadCased
+from volseg.errors import VolsegError
 
 ANISOTROPY_RATIO = 3.0  # nnU-Net: an axis this many times coarser than the others is "low resolution"
 FOREGROUND_SAMPLES_PER_CASE = 10_000
@@ -53,7 +54,7 @@ def fingerprint(cases: Sequence[Case], orientation: str = "RAS", seed: int = 0,
     spacings, shapes, samples, image_min, class_voxels = [], [], [], math.inf, {}
     labeled = [c for c in cases if c.label is not None]
     if not labeled:
-        raise ValueError("fingerprint needs labeled cases; the manifest has none")
+        raise VolsegError("fingerprint needs labeled cases; the manifest has none")
     for case in labeled:
         d = load({"image": list(case.images), "label": case.label})
         image, label = d["image"].numpy(), d["label"].numpy()[0].astype(np.int64)
@@ -149,7 +150,7 @@ def plan(fp: Fingerprint, base: Config, widths: dict[int, Sequence[int]], memory
     if modality == "auto":
         modality = "CT" if fp.image_min < CT_MIN_HU else "MR"
     if modality not in ("CT", "MR"):
-        raise ValueError(f"modality must be one of ['auto', 'CT', 'MR'], got {modality!r}")
+        raise VolsegError(f"modality must be one of ['auto', 'CT', 'MR'], got {modality!r}")
     p = cfg.preprocess
     p.spacing = target
     if modality == "CT":

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from volseg.data.dicom_archive import DicomSeries
+from volseg.errors import VolsegError
 
 _COMPARE = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
             ">": operator.gt}
@@ -41,7 +42,7 @@ NUMERIC = {"slices", "SliceThickness", "SeriesNumber", "Rows", "Columns", "Numbe
 IDENTIFYING = {"AccessionNumber", "StudyDate"}  # tags a rule may test whose values a reason never quotes
 
 
-class RulesError(ValueError):
+class RulesError(VolsegError):
     """A rules file that cannot be used; the message names the file and the rule."""
 
 

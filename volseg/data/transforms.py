@@ -15,6 +15,7 @@ from monai.data import MetaTensor
 from volseg.config import Config
 from volseg.data import io
 from volseg.data.resample import SeparableResample
+from volseg.errors import VolsegError
 
 KEYS = ("image", "label")
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # volseg.data.io always returns RAS affines
@@ -61,17 +62,17 @@ def _normalization(cfg: Config) -> mt.Transform:
         return mt.NormalizeIntensityd("image", channel_wise=True)
     if p.normalization == "ct":
         if not p.ct_clip:
-            raise ValueError("preprocess.normalization 'ct' needs preprocess.ct_clip (run `volseg plan`)")
+            raise VolsegError("preprocess.normalization 'ct' needs preprocess.ct_clip (run `volseg plan`)")
         lo, hi = p.ct_clip
         return mt.ScaleIntensityRanged(
             "image", a_min=lo, a_max=hi, b_min=(lo - p.ct_mean) / p.ct_std, b_max=(hi - p.ct_mean) / p.ct_std, clip=True
         )
     if p.normalization == "window":
         if not p.hu_window:
-            raise ValueError("preprocess.normalization 'window' needs preprocess.hu_window [low, high]")
+            raise VolsegError("preprocess.normalization 'window' needs preprocess.hu_window [low, high]")
         lo, hi = p.hu_window
         return mt.ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0, clip=True)
-    raise ValueError(f"preprocess.normalization must be one of ['zscore', 'ct', 'window'], got {p.normalization!r}")
+    raise VolsegError(f"preprocess.normalization must be one of ['zscore', 'ct', 'window'], got {p.normalization!r}")
 
 
 CROP_MARGIN_VOXELS = 4
@@ -134,7 +135,7 @@ def preprocess(cfg: Config, window_overlap: float | None = None) -> mt.Compose:
     steps: list = [mt.Orientationd(KEYS, axcodes=p.orientation, labels=RAS_LABELS, allow_missing_keys=True)]
     if p.spacing is not None:
         if p.image_interp not in _IMAGE_INTERP:
-            raise ValueError(f"preprocess.image_interp must be one of {list(_IMAGE_INTERP)}, got {p.image_interp!r}")
+            raise VolsegError(f"preprocess.image_interp must be one of {list(_IMAGE_INTERP)}, got {p.image_interp!r}")
         spacing = mt.Spacingd(KEYS, pixdim=p.spacing, mode=(_IMAGE_INTERP[p.image_interp], "nearest"),
                               dtype=np.float32, allow_missing_keys=True)
         resample = spacing.spacing_transform.sp_resample  # its inverse maps predictions back: make it fast

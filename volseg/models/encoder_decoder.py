@@ -14,6 +14,7 @@ from torch import nn
 
 from volseg import layers
 from volseg.blocks import AttentionGate, UpConv
+from volseg.errors import VolsegError
 from volseg.models.init import initialize
 
 # (spatial_dims, in_channels, out_channels, norm) -> stage module
@@ -23,7 +24,7 @@ StageBlock = Callable[[int, int, int, "str | None"], nn.Module]
 def check_features(features: Sequence[int]) -> tuple[int, ...]:
     features = tuple(int(f) for f in features)
     if len(features) < 2:
-        raise ValueError(f"features needs at least 2 widths (one pooling), got {features!r}")
+        raise VolsegError(f"features needs at least 2 widths (one pooling), got {features!r}")
     return features
 
 

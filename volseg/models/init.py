@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from volseg import layers
+from volseg.errors import VolsegError
 
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
 
@@ -12,7 +13,7 @@ INITS = ("normal", "xavier", "kaiming", "orthogonal")
 def initialize(model: nn.Module, scheme: str, gain: float = 0.02) -> None:
     """Conv/linear weights from the named scheme, biases 0; norm scales normal(1, gain), shifts 0."""
     if scheme not in INITS:
-        raise ValueError(f"init must be one of {list(INITS)}, got {scheme!r}")
+        raise VolsegError(f"init must be one of {list(INITS)}, got {scheme!r}")
     for m in model.modules():
         if isinstance(m, (*layers.CONV_TYPES, nn.Linear)):
             if scheme == "normal":

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 from torch import nn
 
 from volseg import layers
+from volseg.errors import VolsegError
 
 # Widths used when none are given: the seeds' reference widths in 2D; a compact nnU-Net-like
 # pyramid in 3D, where the 2D widths would cost 8x the memory per stage.
@@ -49,7 +50,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {list_models()}") from None
+        raise VolsegError(f"unknown model {name!r}; choose one of {list_models()}") from None
 
 
 def default_features(name: str, spatial_dims: int) -> tuple[int, ...]:
@@ -75,11 +76,11 @@ def build_model(
     layers.check_spatial_dims(spatial_dims)
     unknown = sorted(set(options) - set(spec.options()))
     if unknown:
-        raise ValueError(f"model {name!r} has no option {unknown[0]!r}; valid options: {spec.options()}")
+        raise VolsegError(f"model {name!r} has no option {unknown[0]!r}; valid options: {spec.options()}")
     if norm is _UNSET:
         norm = layers.default_norm(spatial_dims)
     if norm not in layers.NORMS:
-        raise ValueError(f"norm must be one of {list(layers.NORMS)}, got {norm!r}")
+        raise VolsegError(f"norm must be one of {list(layers.NORMS)}, got {norm!r}")
     return spec.builder(
         spatial_dims=spatial_dims,
         in_channels=in_channels,

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from volseg.errors import VolsegError
+
 
 def _allowed_globals() -> list:
     """numpy scalars as numpy 1.x and 2.x pickle them (the reconstructor, ``dtype`` and its dtype classes)."""
@@ -30,18 +32,18 @@ def load_nnunet_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict; ``network_weights`` is checked to be a state dict of tensors."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: checkpoint not found")
+        raise VolsegError(f"{path}: checkpoint not found")
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = found[1] if found else str(e).strip().splitlines()[0][:120]
-        raise ValueError(f"{path}: refused, it holds {what}; only tensors, plain data and numpy scalars are read "
+        raise VolsegError(f"{path}: refused, it holds {what}; only tensors, plain data and numpy scalars are read "
                          "(other objects can run code when loaded)") from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:160]})") from None
+        raise VolsegError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:160]})") from None
     weights = payload.get("network_weights") if isinstance(payload, dict) else None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        raise ValueError(f"{path}: not an nnU-Net checkpoint (no 'network_weights' state dict)")
+        raise VolsegError(f"{path}: not an nnU-Net checkpoint (no 'network_weights' state dict)")
     return payload

@@ -13,13 +13,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from volseg.errors import VolsegError
 from volseg.nnunet.checkpoint import load_nnunet_checkpoint
 
 CHECKPOINTS = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
 _FOLD = re.compile(r"fold_(\d+|all)$")
 
 
-class NnunetFolderError(ValueError):
+class NnunetFolderError(VolsegError):
     """A model folder that cannot be used; the message is one line naming the file and the problem."""
 
 

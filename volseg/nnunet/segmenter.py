@@ -17,6 +17,7 @@ import torch
 
 from volseg import backends, onnx_export
 from volseg.data.transforms import LoadCased
+from volseg.errors import VolsegError
 from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
 from volseg.nnunet.network import build_network, load_weights
 from volseg.nnunet.preprocess import logits_to_labels, preprocess
@@ -57,7 +58,7 @@ class NnunetSegmenter:
         self.model.weights = []  # loaded into the networks; not kept twice
         self.tta, self.keep_largest, self.step = tta, keep_largest, 1.0 - overlap
         if not 0.0 < self.step <= 1.0:
-            raise ValueError(f"--overlap must be in [0, 1), got {overlap}")
+            raise VolsegError(f"--overlap must be in [0, 1), got {overlap}")
         self.backend = backends.choose(backend, self.device)
         self.precision, self.int8 = self._precision(precision)
         self.forwards = [self._engine(n, f, fold) for n, f, fold in
@@ -81,14 +82,14 @@ class NnunetSegmenter:
         from volseg.quantize import PRECISIONS, agrees
 
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+            raise VolsegError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         if precision == "fp32" or (precision == "auto" and self.backend != "openvino"):
             return "fp32", None
         if self.backend != "openvino":
-            raise ValueError(f"int8 runs through OpenVINO on the CPU; here the backend is {self.backend!r}")
+            raise VolsegError(f"int8 runs through OpenVINO on the CPU; here the backend is {self.backend!r}")
         record = read_twin(self.model)
         if precision == "int8" and record is None:
-            raise ValueError(f"{self.model.path}: no int8 twin for these folds; make it with `volseg export "
+            raise VolsegError(f"{self.model.path}: no int8 twin for these folds; make it with `volseg export "
                              f"{self.model.path} --precision int8 --calibration CASES`")
         if precision == "auto" and not agrees(record):
             return "fp32", None
@@ -119,7 +120,7 @@ class NnunetSegmenter:
         started = time.perf_counter()
         image = self.read(case)
         if image.shape[0] != self.model.channels:
-            raise ValueError(f"{case.source}: the model takes {self.model.channels} channel(s) "
+            raise VolsegError(f"{case.source}: the model takes {self.model.channels} channel(s) "
                              f"({self.model.dataset.get('channel_names')}), the case has {image.shape[0]}")
         read = time.perf_counter()
         array, spacing = image.numpy(), source_spacing(image)

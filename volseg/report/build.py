@@ -27,6 +27,7 @@ import numpy as np
 from volseg.data import io
 from volseg.data.manifest import read_manifest
 from volseg import statistics
+from volseg.errors import VolsegError
 from volseg.evaluate import Pair, case_key, evaluate, summarize
 from volseg.report import cases as case_files
 from volseg.report.flags import case_flags, robust_range
@@ -75,7 +76,7 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
         raise FileNotFoundError(f"{record}: no run record; segment into this folder with `volseg infer -o {run_dir}` first")
     rows = [r for r in read_run_csv(record).values() if r["status"] != "rejected"]
     if not rows:
-        raise ValueError(f"{record}: no case to report (every series was rejected)")
+        raise VolsegError(f"{record}: no case to report (every series was rejected)")
     names = labels or _statistics_names(run_dir / statistics.STATISTICS_CSV)
     references = _reference_paths(reference) if reference else {}
     if evaluation is None and reference is None and (run_dir / "metrics.csv").is_file():
