@@ -239,7 +239,7 @@ def infer(
     case_timeout: Optional[float] = typer.Option(None, "--case-timeout", help="Fail a case whose reading/preprocessing takes longer (s)."),
     num_parts: int = typer.Option(1, "--num-parts", help="Split the cohort into this many independent jobs..."),
     part_id: int = typer.Option(0, "--part-id", help="...and run this one (0-based)."),
-    output_format: str = typer.Option("nifti", "--output-format", help="Comma-separated: nifti, dicom-seg (DICOM inputs)."),
+    output_format: str = typer.Option("nifti", "--output-format", help="Comma-separated: nifti, dicom-seg, rtstruct (the last two for DICOM inputs; rtstruct: CASE_rtstruct.dcm)."),
     series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML rules picking the DICOM series to segment [default: the model's modality, ORIGINAL/PRIMARY, no localizers, >= 10 slices, axial for CT, one per study]."),
     report: bool = typer.Option(False, "--report", help="Also write OUTPUT/report/index.html, the review page (see `volseg report`)."),
     roi: Optional[str] = typer.Option(None, "--roi", help="Segment one label only, on the box a coarse locator model finds for it (label name, e.g. kidney_left); the run record notes the box."),

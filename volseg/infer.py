@@ -39,7 +39,7 @@ from volseg.segmenting import CaseSegmenter, ModelInfo
 from volseg.distributed import resolve_device
 
 log = logging.getLogger(__name__)
-OUTPUT_FORMATS = ("nifti", "dicom-seg")
+OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct")
 
 
 def keep_largest_component(labels: np.ndarray, values: Iterable[int]) -> np.ndarray:
@@ -173,8 +173,10 @@ class BatchOptions:
     def outputs(self, out_dir: Path, case_id: str) -> dict[str, Path]:
         """Format -> path; the last one is written last, so its presence means the case is done."""
         nifti = out_dir / self.output_name(case_id)
-        paths = {"dicom-seg": nifti.with_name(nifti.name.split(".nii")[0] + ".dcm"), "nifti": nifti}
-        return {f: paths[f] for f in ("dicom-seg", "nifti") if f in self.output_formats}
+        stem = nifti.name.split(".nii")[0]
+        paths = {"dicom-seg": nifti.with_name(stem + ".dcm"), "rtstruct": nifti.with_name(stem + "_rtstruct.dcm"),
+                 "nifti": nifti}
+        return {f: paths[f] for f in ("dicom-seg", "rtstruct", "nifti") if f in self.output_formats}
 
 
 class RunRecord:
@@ -294,11 +296,13 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
                                    f"{options.case_timeout:g} s (--case-timeout)") from None
             missing: dict[str, str] = {}  # requested format -> why it cannot be made from this input
             series = None
-            if "dicom-seg" in outputs:
+            dicom_formats = [fmt for fmt in ("dicom-seg", "rtstruct") if fmt in outputs]
+            if dicom_formats:
                 try:
                     series = _series_for_seg(case)
                 except ValueError as e:
-                    missing["dicom-seg"] = _one_line(e)
+                    for fmt in dicom_formats:
+                        missing[fmt] = _one_line(e).replace("dicom-seg output", f"{fmt} output")
             if len(missing) == len(outputs):  # nothing requested can be made: fail before predicting
                 raise ValueError("; ".join(missing.values()))
             labels, probs = segmenter.predict(data)
@@ -312,7 +316,7 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
                 save_qc(data["source_image"], labels, named.with_name(named.name.split(".nii")[0] + "_qc.png"),
                         attention)
             notes = [data.get("note", "")]
-            if series is not None:
+            if series is not None and "dicom-seg" in outputs:
                 from volseg.dicom_seg import SegError, write_seg
 
                 info = segmenter.info
@@ -322,6 +326,16 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
                     notes.append(written.note and f"dicom-seg: {written.note}")
                 except SegError as e:  # this output only: the others are still written
                     missing["dicom-seg"] = str(e)
+            if series is not None and "rtstruct" in outputs:
+                from volseg.dicom_rtstruct import RTStructWriteError, write_rtstruct
+
+                info = segmenter.info
+                try:
+                    written = write_rtstruct(labels, series.files, info.labels, info.name, outputs["rtstruct"],
+                                             info.label_colors)
+                    notes.append(written.note and f"rtstruct: {written.note}")
+                except RTStructWriteError as e:  # this output only, as for the SEG
+                    missing["rtstruct"] = str(e)
             if len(missing) == len(outputs):
                 raise ValueError("; ".join(missing.values()))
             if "nifti" in outputs:

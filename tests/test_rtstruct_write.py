@@ -1,0 +1,235 @@
+"""RTSTRUCT writing (volseg/dicom_rtstruct.py): a label map written as an RT Structure Set and read back by volseg's
+reader (volseg/data/rtstruct.py) gives the label map back; dciodvfy finds no error; an independent pydicom reading
+sees the same structure names, contour counts and references; ``volseg infer --output-format rtstruct`` writes it.
+
+Synthetic series (tests/bad_inputs.py) in the orientations of tests/test_rtstruct.py, with a ring (hole with an
+island inside), two islands on one slice, a label touching the image border and an empty label. Real:
+../shared/data/tcia_pancreatic_ct_cbct_seg_cb001 (skipped when absent), see :func:`test_real_lungs_round_trip`.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from volseg.data.dicom_archive import discover_series
+from volseg.data.io import read_series
+from volseg.data.rtstruct import fill_even_odd, read_structure_set, read_structures
+from volseg.dicom_rtstruct import (
+    NEW_FRAME_OF_REFERENCE,
+    RTSTRUCT_SOP_CLASS,
+    RTStructWriteError,
+    build_rtstruct,
+    slice_contours,
+    write_rtstruct,
+)
+from volseg.dicom_seg import new_frame_of_reference, read_source_datasets
+
+from .bad_inputs import CT_TAGS, dicom_series
+from .conftest import shared_path
+from .test_archive import _dciodvfy_errors
+from .test_rtstruct import ORIENTATIONS, SIZE, SLICES, SPACING, dice
+
+SERIES_UID = "1.2.826.0.1.3680043.2.1125.2.81"
+NAMES = {1: "liver", 2: "spleen", 3: "kidney_left", 5: "empty_one"}
+PLANTED = {"0010|0010": "Doe^Jane", "0010|0020": "PID-7734", "0008|0050": "ACC-991"}  # must not reach messages
+
+
+def synthetic_labels() -> np.ndarray:
+    labels = np.zeros((*SIZE, SLICES), np.uint8)
+    for k in (1, 2, 3):
+        labels[3:16, 2:13, k] = 1  # ring: outer 13x11, hole 5x4, island in the hole on slice 2
+        labels[6:11, 5:9, k] = 0
+    labels[8, 7, 2] = 1
+    labels[17:22, 1:5, 4] = 2  # two islands on slice 4, one with a diagonal notch
+    labels[2:6, 12:19, 4] = 2
+    labels[2, 12, 4] = 0
+    labels[0:4, 14:20, 6] = 3  # touches the image border (columns 0, rows 19)
+    labels[19:24, 0:3, 7] = 3
+    labels[10, 10, 6] = 3  # a single voxel
+    return labels
+
+
+def series_in(folder: Path, direction, **kwargs):
+    dicom_series(folder, series_uid=kwargs.pop("series_uid", SERIES_UID), slices=SLICES, spacing=SPACING, size=SIZE,
+                 direction=direction, **kwargs)
+    (series,) = discover_series([folder])[0]
+    return series
+
+
+def read_back(path: Path, series, names) -> np.ndarray:
+    image = read_series(series)
+    return read_structures(path, [series], names, image=image)[0].numpy().astype(np.uint8)
+
+
+def independent_reading(path: Path) -> dict:
+    """Plain pydicom, none of volseg's code: names, contour counts, references."""
+    ds = pydicom.dcmread(path)
+    numbers = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
+    counts = {numbers[int(c.ReferencedROINumber)]: len(c.get("ContourSequence", [])) for c in ds.ROIContourSequence}
+    frame = ds.ReferencedFrameOfReferenceSequence[0]
+    series = frame.RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    return {"sop_class": str(ds.SOPClassUID), "modality": ds.Modality, "names": list(numbers.values()),
+            "counts": counts, "frame": str(frame.FrameOfReferenceUID), "series": str(series.SeriesInstanceUID),
+            "images": [str(i.ReferencedSOPInstanceUID) for i in series.ContourImageSequence],
+            "types": {str(o.RTROIInterpretedType) for o in ds.RTROIObservationsSequence},
+            "geometric": {str(c.ContourGeometricType) for r in ds.ROIContourSequence
+                          for c in r.get("ContourSequence", [])},
+            "patient": (str(ds.PatientName), str(ds.PatientID)), "manufacturer": ds.Manufacturer,
+            "colours": [list(r.ROIDisplayColor) for r in ds.ROIContourSequence]}
+
+
+def test_slice_contours_are_exact_under_even_odd():
+    rng = np.random.default_rng(4)
+    for _ in range(20):  # random blobs with holes, diagonal touches (saddles) and islands
+        mask = rng.random((17, 13)) < 0.45
+        got = fill_even_odd(slice_contours(mask), mask.shape)
+        np.testing.assert_array_equal(got, mask)
+    assert slice_contours(np.zeros((4, 4), bool)) == []
+
+
+@pytest.mark.parametrize("orientation", list(ORIENTATIONS))
+def test_round_trip_exact(tmp_path, orientation):
+    series = series_in(tmp_path / "ct", ORIENTATIONS[orientation], tags=PLANTED)
+    labels = synthetic_labels()
+    path = tmp_path / "rs.dcm"
+    written = write_rtstruct(labels, series.files, NAMES, "test-model", path, {2: "#00ff80"})
+    assert written.note == ""
+    names = {name: value for value, name in NAMES.items() if value != 5}
+    back = read_back(path, series, names)
+    np.testing.assert_array_equal(back, labels, err_msg=orientation)
+    seen = independent_reading(path)
+    assert seen["sop_class"] == RTSTRUCT_SOP_CLASS and seen["modality"] == "RTSTRUCT"
+    assert seen["names"] == ["liver", "spleen", "kidney_left", "empty_one"]
+    # ring: outer + hole per slice, + the island on slice 2; spleen: 2 islands; kidney_left: 2 + 1
+    assert seen["counts"] == {"liver": 7, "spleen": 2, "kidney_left": 3, "empty_one": 0}
+    assert seen["series"] == SERIES_UID and seen["frame"] == CT_TAGS["0020|0052"]
+    assert seen["images"] == [str(pydicom.dcmread(f).SOPInstanceUID) for f in series.files]
+    assert seen["types"] == {"ORGAN"} and seen["geometric"] == {"CLOSED_PLANAR"}
+    assert seen["patient"] == ("Doe^Jane", "PID-7734") and seen["manufacturer"] == "volseg"
+    assert seen["colours"][1] == [0, 255, 128]
+    assert read_structure_set(path).names == list(NAMES.values())
+    assert _dciodvfy_errors(path) == []
+
+
+def test_no_frame_of_reference_and_bad_series(tmp_path):
+    series = series_in(tmp_path / "ct", ORIENTATIONS["axial"], tags={"0020|0052": ""})
+    sources = read_source_datasets(series.files)
+    for ds in sources:
+        if "FrameOfReferenceUID" in ds:
+            del ds.FrameOfReferenceUID
+    labels = synthetic_labels()
+    ds = build_rtstruct(labels, sources, NAMES, "m")
+    frame = ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID
+    assert frame and all(r.ReferencedFrameOfReferenceUID == frame for r in ds.StructureSetROISequence)
+    path = tmp_path / "rs.dcm"
+    written = write_rtstruct(labels, series.files, NAMES, "m", path)
+    assert written.note == NEW_FRAME_OF_REFERENCE  # the files' FrameOfReferenceUID is present and empty
+    assert read_structure_set(path).frame_of_reference_uids == (new_frame_of_reference(sources),)
+    np.testing.assert_array_equal(read_back(path, series, {"liver": 1, "spleen": 2, "kidney_left": 3}), labels)
+    assert _dciodvfy_errors(path) == []
+    with pytest.raises(RTStructWriteError, match="does not match the series"):
+        build_rtstruct(labels[:, :, 1:], sources, NAMES, "m")
+    for ds in sources:
+        ds.SeriesInstanceUID = ""
+    with pytest.raises(RTStructWriteError, match="empty SeriesInstanceUID") as excinfo:
+        build_rtstruct(labels, sources, NAMES, "m")
+    assert "Doe" not in str(excinfo.value)
+
+
+def test_real_lungs_round_trip(tmp_path):
+    """The TCIA Philips planning CT (512x512x79, 1.074 mm pixels, 3 mm slices) and its manual RTSTRUCT: LUNG_L and
+    LUNG_R as volseg reads them, written back as an RTSTRUCT, read again (Dice printed; >= 0.97 required)."""
+    folder = shared_path("data", "tcia_pancreatic_ct_cbct_seg_cb001")
+    rt = folder / "rtstruct_planning_ct" / "1-1.dcm"
+    (series,) = discover_series([folder / "planning_ct"])[0]
+    image = read_series(series)
+    names = {"LUNG_L": 1, "LUNG_R": 2}
+    labels = read_structures(rt, [series], names, image=image)[0].numpy().astype(np.uint8)
+    path = tmp_path / "lungs.dcm"
+    write_rtstruct(labels, series.files, {1: "LUNG_L", 2: "LUNG_R"}, "round-trip", path)
+    back = read_back(path, series, names)
+    scores = {name: dice(labels == value, back == value) for name, value in names.items()}
+    seen = independent_reading(path)
+    print(f"Dice {scores}; voxels {[(int((labels == v).sum()), int((back == v).sum())) for v in (1, 2)]}; "
+          f"contours {seen['counts']}; {path.stat().st_size} bytes")
+    assert all(score >= 0.97 for score in scores.values()), scores
+    assert seen["names"] == ["LUNG_L", "LUNG_R"] and all(seen["counts"].values())
+    assert _dciodvfy_errors(path) == []
+
+
+# ------------------------------------------------------------------------------------------------- the CLI
+
+
+def test_cli_writes_rtstruct_beside_nifti_and_seg(tmp_path):
+    """``volseg infer ARCHIVE --output-format nifti,dicom-seg,rtstruct`` with the tiny nnU-Net model of tests/test_nnunet.py: the
+    RTSTRUCT read back equals the NIfTI for every label found; a series no DICOM output can reference is partial
+    (NIfTI only) with both reasons in the note, and fails when only rtstruct is asked; no header text in any
+    message."""
+    from volseg.cli import app
+
+    from .test_nnunet import model
+    from .test_partial_outputs import _tags
+
+    runner = CliRunner()
+    archive = tmp_path / "ARCHIVE"
+    good = dicom_series(archive / "good", series_uid=f"{SERIES_UID}.1", slices=12, tags={**_tags(41), **PLANTED})
+    no_uid = dicom_series(archive / "no_uid", series_uid="", slices=12, tags={**_tags(42), **PLANTED}, seed=5)
+    ids = {name: discover_series([folder])[0][0].case_id for name, folder in (("good", good), ("no_uid", no_uid))}
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["infer", str(archive), "-o", str(out), "--model", str(model()),
+                                 "--backend", "torch", "--output-format", "nifti,dicom-seg,rtstruct"])
+    assert result.exit_code == 3, result.output
+    rows = {r["case_id"]: r for r in csv.DictReader((out / "volseg_run.csv").open(encoding="utf-8"))}
+    row = rows[ids["good"]]
+    assert row["status"] == "ok" and row["note"] == "", row
+    rt = out / f"{ids['good']}_rtstruct.dcm"
+    assert row["output"].split(";") == [str(out / f"{ids['good']}.dcm"), str(rt), str(out / f"{ids['good']}.nii.gz")]
+    import nibabel as nib
+
+    nifti = np.asarray(nib.load(out / f"{ids['good']}.nii.gz").dataobj).astype(np.uint8)
+    stats = list(csv.DictReader((out / "statistics.csv").open(encoding="utf-8")))
+    label_names = {int(r["label"]): r["name"] for r in stats if r["case_id"] == ids["good"]}  # the model's labels
+    assert [str(r.ROIName) for r in pydicom.dcmread(rt).StructureSetROISequence] == [
+        label_names[v] for v in sorted(label_names)]
+    found = sorted(int(v) for v in np.unique(nifti) if v)
+    assert found == [1, 2], "the model should find both labels here, or the round trip tests little"
+    (series,) = discover_series([good])[0]
+    back = read_back(rt, series, {label_names[v]: v for v in found})
+    np.testing.assert_array_equal(back, nifti)
+    assert _dciodvfy_errors(rt) == []
+    row = rows[ids["no_uid"]]
+    assert row["status"] == "partial" and row["output"] == str(out / f"{ids['no_uid']}.nii.gz"), row
+    assert "dicom-seg not written: " in row["note"]
+    assert ("rtstruct not written: the source series has an empty SeriesInstanceUID, so an RTSTRUCT cannot "
+            "reference it") in row["note"]
+    assert not (out / f"{ids['no_uid']}_rtstruct.dcm").exists()
+    only = runner.invoke(app, ["infer", str(no_uid), "-o", str(tmp_path / "only"), "--model", str(model()),
+                               "--backend", "torch", "--output-format", "rtstruct"])
+    assert only.exit_code == 1, only.output
+    (row,) = csv.DictReader((tmp_path / "only" / "volseg_run.csv").open(encoding="utf-8"))
+    assert row["status"] == "failed" and "so an RTSTRUCT cannot reference it" in row["error"]
+    everything = result.output + only.output + (out / "volseg_run.csv").read_text() + row["error"]
+    assert not any(value in everything for value in ("Doe", "Jane", "PID-7734", "ACC-991"))
+
+
+
+def test_cli_nifti_input_asked_for_rtstruct_is_partial(tmp_path):
+    from volseg.cli import app
+
+    from .test_nnunet import GOLDEN, model
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["infer", str(GOLDEN / "images" / "small_0000.nii.gz"), "-o", str(out),
+                                      "--model", str(model()), "--backend", "torch",
+                                      "--output-format", "nifti,rtstruct"])
+    assert result.exit_code == 3, result.output
+    (row,) = csv.DictReader((out / "volseg_run.csv").open(encoding="utf-8"))
+    assert row["status"] == "partial" and row["note"].startswith("rtstruct not written: "), row
+    assert "rtstruct output needs a DICOM series input" in row["note"]
+    assert not list(out.glob("*_rtstruct.dcm"))
