@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from volseg.errors import VolsegError
+from volseg.open_model import InferenceOptions
 
 app = typer.Typer(
     name="volseg",
@@ -27,6 +26,14 @@ console = Console(soft_wrap=True)  # never break a path or a number across lines
 
 
 _DEBUG = {"on": False}  # volseg --debug: tracebacks for volseg's own errors too
+_DEFAULTS = InferenceOptions()
+# The inference options infer, pacs and demo share, declared once (defaults: volseg.open_model.InferenceOptions)
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Backend = Annotated[str, typer.Option("--backend", help="auto, torch, onnxruntime or openvino (auto: fastest installed).")]
+Precision = Annotated[str, typer.Option("--precision", help="auto, fp32 or int8 (OpenVINO; auto: int8 only for a model whose int8 agreement is recorded, see `volseg export`).")]
+Overlap = Annotated[float, typer.Option("--overlap", min=0.0, max=0.95, help="Sliding-window overlap (3D models; nnU-Net's tile step is 1 - overlap).")]
+Tta = Annotated[bool, typer.Option("--tta", help="Mirroring test-time augmentation along the axes the model was trained mirrored on (2^n passes).")]
+KeepLargest = Annotated[bool, typer.Option("--keep-largest", help="Keep only the largest connected component per label.")]
 
 
 @app.callback(invoke_without_command=True)
@@ -156,29 +163,16 @@ def check(
 
 
 def _check_archive(root: Path, series_rules: Optional[Path], modality: Optional[str]) -> None:
-    from volseg.data.dicom_archive import discover_series, geometry_fault
-    from volseg.data.series_rules import default_rules, load_rules, select
+    from volseg.data.check import check_archive
+    from volseg.data.series_rules import default_rules, load_rules
 
     with _user_errors():
         rules = load_rules(series_rules) if series_rules else default_rules(modality.upper()) if modality else None
-        found, skipped = discover_series([root])
-    if not found:
-        typer.echo(f"{root}: no DICOM image series found ({skipped} other files)")
-        raise typer.Exit(code=1)
-    chosen = select(found, rules) if rules else None
-    rejected = {id(s): why for s, why in chosen.rejected} if chosen else {}
-    faults = 0
-    for series in found:
-        fault = geometry_fault(series, found)
-        faults += fault is not None
-        verdict = f"FAULT {fault}" if fault else f"not selected: {rejected[id(series)]}" if id(series) in rejected \
-            else "ok"
-        typer.echo(f"{series.case_id} {series.modality or '?'} {series.plane} {series.slices} slices "
-                   f"{series.columns}x{series.rows}: {verdict}  [{series}]")
-    summary = f"{len(found)} series, {faults} with faults" + (f", {len(rejected)} not selected ({rules.source})"
-                                                             if rules else "") + f", {skipped} other files"
-    typer.echo(summary, err=True)
-    raise typer.Exit(code=1 if faults else 0)
+        result = check_archive(root, rules)
+    for line in result.lines:
+        typer.echo(line)
+    typer.echo(result.summary, err=bool(result.found))
+    raise typer.Exit(code=1 if result.faults or not result.found else 0)
 
 
 @app.command()
@@ -224,12 +218,12 @@ def infer(
     inputs: list[Path] = typer.Argument(..., help="NIfTI/NRRD/MHA files, folders of them, DICOM series folders, or a manifest CSV."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder [one input: ./CASE_seg.nii.gz]."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint, or built-in model name (see `volseg models`) [default: hippocampus-mri]."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or openvino (auto: fastest installed)."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or int8 (OpenVINO; auto: int8 only for a model whose int8 agreement is recorded, see `volseg export`)."),
-    overlap: float = typer.Option(0.5, "--overlap", min=0.0, max=0.95, help="Sliding-window overlap (3D models)."),
-    tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation along the axes the model was trained mirrored on (2^n passes)."),
-    keep_largest: bool = typer.Option(False, "--keep-largest", help="Keep only the largest connected component per label."),
+    device: Device = _DEFAULTS.device,
+    backend: Backend = _DEFAULTS.backend,
+    precision: Precision = _DEFAULTS.precision,
+    overlap: Overlap = _DEFAULTS.overlap,
+    tta: Tta = _DEFAULTS.tta,
+    keep_largest: KeepLargest = _DEFAULTS.keep_largest,
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write CASE_probabilities.npz (float16)."),
     qc: bool = typer.Option(False, "--qc", help="Write CASE_qc.png: three views with the labels overlaid."),
     qc_attention: bool = typer.Option(False, "--qc-attention", help="With --qc: add the attention map (attunet, r2attunet)."),
@@ -260,13 +254,14 @@ def infer(
     Under torchrun the cases are shared out across ranks (one device each); every rank writes
     volseg_run.rankK.csv and rank 0 merges them into volseg_run.csv.
     """
-    from volseg import distributed, statistics
+    from volseg import distributed
+    from volseg.cohort import run_cohort
     from volseg.data.series_rules import default_rules, load_rules, why_none_selected
-    from volseg.infer import OUTPUT_FORMATS, BatchOptions, Segmenter, run_batch
-    from volseg.run_record import RUN_CSV, merge_run_csvs
+    from volseg.infer import OUTPUT_FORMATS, BatchOptions, Segmenter
     from volseg.inputs import collect_inputs, select_part
-    from volseg.open_model import InferenceOptions, open_segmenter
+    from volseg.open_model import open_segmenter
     from volseg.predict import attention_network
+    from volseg.progress import CaseProgress
 
     with _user_errors():
         if resume and overwrite:
@@ -274,18 +269,17 @@ def infer(
         formats = tuple(f.strip() for f in output_format.split(",") if f.strip())
         if not formats or set(formats) - set(OUTPUT_FORMATS):
             raise VolsegError(f"--output-format: expected some of {','.join(OUTPUT_FORMATS)}, got {output_format!r}")
+        if roi and (save_probabilities or qc_attention):
+            raise VolsegError("--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply")
         rules = load_rules(series_rules) if series_rules else None
         ctx = distributed.setup(device)
         options = InferenceOptions(device, backend, precision, overlap, tta, keep_largest,
                                    tuple(f.strip() for f in folds.split(",")) if folds else None, checkpoint)
-        segmenter = open_segmenter(model, options, distributed.device_for(ctx, device))
+        segmenter = open_segmenter(model, options, distributed.device_for(ctx, device), roi, locator)
         _warn_about(model)
-        if not isinstance(segmenter, Segmenter) and (roi or save_probabilities or qc_attention):
-            raise VolsegError("--roi, --save-probabilities and --qc-attention work with volseg models only, "
-                             f"not with {segmenter.info.summary}")
-        if roi:
-            segmenter = _roi_segmenter(segmenter, roi, locator, ctx, device, backend, precision,
-                                       save_probabilities or qc_attention)
+        if not isinstance(segmenter, Segmenter) and not roi and (save_probabilities or qc_attention):
+            raise VolsegError("--save-probabilities and --qc-attention work with volseg models only, "
+                              f"not with {segmenter.info.summary}")
         rules = rules or default_rules(segmenter.info.modality)
         cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
         if not cases:
@@ -296,68 +290,26 @@ def infer(
         console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}, labels "
                       f"{dict(segmenter.info.labels)}) on {segmenter.device}, backend {segmenter.backend} "
                       f"{segmenter.precision}", highlight=False)
-    single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled and not report
-    options = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
-                           qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout,
-                           output_formats=formats)
-    out_dir = Path.cwd() if single else (output or Path("volseg_out"))
-    run_csv = None if single else out_dir / RUN_CSV
-    if single:
-        options.output_name = lambda case_id: f"{case_id}_seg.nii.gz"
-    if ctx.enabled:
-        cases = select_part(cases, ctx.world_size, ctx.rank)
-        run_csv = out_dir / f"volseg_run.rank{ctx.rank}.csv"
-    with _CaseProgress(len(cases), visible=ctx.is_main) as progress:
-        results = run_batch(cases, out_dir, segmenter, options, on_case=progress.update, run_csv=run_csv)
-    failed = [r for r in results if r.status == "failed"]
-    for r in failed:
-        console.print(f"[red]failed[/red] {r.case_id}: {r.error}", highlight=False)
-    for r in results:
-        if r.status == "partial":
-            console.print(f"[yellow]partial[/yellow] {r.case_id}: {r.note}", highlight=False)
-    n_rejected = sum(r.status == "rejected" for r in results)
-    n_partial = sum(r.status == "partial" for r in results)
-    n_failed = len(failed)
-    n_done = len(results) - n_failed - n_rejected  # partial cases included
-    if ctx.enabled:
-        counts = distributed.gather(ctx, (n_done, n_failed, n_rejected, n_partial))
-        n_done, n_failed, n_rejected, n_partial = (sum(c[k] for c in counts) for k in range(4))
-        if ctx.is_main:
-            parts = [out_dir / f"volseg_run.rank{k}.csv" for k in range(ctx.world_size)]
-            merge_run_csvs(parts, out_dir / RUN_CSV)
-            statistics.merge([statistics.csv_beside(p) for p in parts], out_dir / statistics.STATISTICS_CSV,
-                             out_dir / statistics.STATISTICS_JSON)
-        distributed.barrier(ctx)
-        distributed.teardown(ctx)
-    if single and not failed:
-        typer.echo(results[0].output)
-    elif not single and ctx.is_main:
-        rejected = f", {n_rejected} series not selected ({rules.source})" if n_rejected else ""
-        partial = f", {n_partial} partial (an output could not be made: the record's note says why)" if n_partial else ""
-        console.print(f"{n_done} of {n_done + n_failed} cases done{partial}{rejected}; record: {out_dir / RUN_CSV}")
-    if ctx.is_main and n_done + n_failed == 0:
-        console.print(why_none_selected(r.error for r in results if r.status == "rejected"), style="red", markup=False, highlight=False)
-    if report and ctx.is_main and n_done + n_failed:
-        from volseg.report import build_report
-
-        page = build_report(out_dir, labels=segmenter.info.labels, colors=segmenter.info.label_colors)
-        console.print(f"review page: {page}")
-    raise typer.Exit(code=1 if n_failed or n_done + n_failed == 0 else 3 if n_partial else 0)
-
-
-def _roi_segmenter(fine, roi: str, locator: Optional[Path], ctx, device: str, backend: str, precision: str,
-                   unsupported: bool):
-    from volseg import distributed
-    from volseg.infer import Segmenter
-    from volseg.roi import LOCATOR_FILE, RoiSegmenter, locator_beside
-
-    if unsupported:
-        raise VolsegError("--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply")
-    locator = locator or locator_beside(fine.checkpoint)
-    if locator is None:
-        raise FileNotFoundError(f"--roi: no locator model beside {fine.checkpoint} ({LOCATOR_FILE}); pass --locator")
-    coarse = Segmenter(locator, distributed.device_for(ctx, device), backend=backend, precision=precision)
-    return RoiSegmenter(fine, coarse, roi)
+    batch = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
+                         qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout,
+                         output_formats=formats)
+    with CaseProgress(len(cases), console, visible=ctx.is_main) as progress:
+        run = run_cohort(cases, segmenter, batch, output, report, ctx, on_case=progress.update)
+    for r in run.results:
+        if r.status in ("failed", "partial"):
+            colour = "red" if r.status == "failed" else "yellow"
+            console.print(f"[{colour}]{r.status}[/{colour}] {r.case_id}: {r.error or r.note}", highlight=False)
+    if run.single and not run.failed:
+        typer.echo(run.results[0].output)
+    elif not run.single and ctx.is_main:
+        rejected = f", {run.rejected} series not selected ({rules.source})" if run.rejected else ""
+        partial = f", {run.partial} partial (an output could not be made: the record's note says why)" if run.partial else ""
+        console.print(f"{run.done} of {run.done + run.failed} cases done{partial}{rejected}; record: {run.record}")
+    if ctx.is_main and run.done + run.failed == 0:
+        console.print(why_none_selected(run.rejections), style="red", markup=False, highlight=False)
+    if run.review_page and ctx.is_main:
+        console.print(f"review page: {run.review_page}")
+    raise typer.Exit(code=run.exit_code)
 
 
 @app.command()
@@ -373,9 +325,9 @@ def pacs(
     series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML series rules (see `volseg infer`)."),
     auth_file: Optional[Path] = typer.Option(None, "--auth-file", help="YAML with user/password or token [default: VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or VOLSEG_PACS_TOKEN]."),
     save_nifti: bool = typer.Option(False, "--save-nifti", help="Also keep each label map as OUT/CASE.nii.gz."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or openvino."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or int8 (see `volseg infer`)."),
+    device: Device = _DEFAULTS.device,
+    backend: Backend = _DEFAULTS.backend,
+    precision: Precision = _DEFAULTS.precision,
 ) -> None:
     """Segment the selected series of a PACS and store each DICOM SEG back into its study (DICOMweb).
 
@@ -383,19 +335,12 @@ def pacs(
     again finishes the rest and stores no SEG twice. Exit 0 all done, 1 any series failed, 2 when the
     PACS cannot be used (unreachable, credentials refused) or a usage error."""
     from volseg.data.series_rules import default_rules, load_rules
-    from volseg.open_model import InferenceOptions, open_segmenter
-    from volseg.pacs import PacsQuery, PacsRun, check_reachable, connect, credentials
+    from volseg.open_model import open_segmenter
+    from volseg.pacs import (PacsQuery, PacsRun, accession_numbers, check_reachable, connect, credentials,
+                             study_dates)
 
     with _user_errors():
-        dates = None
-        if study_date:
-            match = re.fullmatch(r"(\d{8})(?:-(\d{8}))?", study_date.strip())
-            if not match:
-                raise VolsegError(f"--study-date: expected YYYYMMDD or YYYYMMDD-YYYYMMDD, got {study_date!r}")
-            dates = (match[1], match[2] or match[1])
-        accessions = list(accession)
-        if accessions_file:
-            accessions += [line.strip() for line in accessions_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        dates, accessions = study_dates(study_date), accession_numbers(accession, accessions_file)
         rules = load_rules(series_rules) if series_rules else None
         client = connect(url, credentials(auth_file))
         check_reachable(client, url)  # before the model loads: a wrong URL or password fails at once
@@ -429,8 +374,11 @@ def export(
     check_split: str = typer.Option("val", "--check-split", help="int8: the split of --check to measure on."),
 ) -> None:
     """Export a trained model: fp32 ONNX (for ONNX Runtime, OpenVINO, TensorRT, ...) or an int8 OpenVINO
-    model with its measured agreement (int8.json), which `volseg infer --precision auto` then uses on CPU."""
+    model with its measured agreement (int8.json), which `volseg infer --precision auto` then uses on CPU.
+    An nnU-Net model folder gets an int8 twin in volseg's cache (the nnU-Net folder is never written to)."""
     from volseg.checkpoint import load_model
+    from volseg.export import export_int8_and_measure
+    from volseg.quantize import MIN_AGREEMENT, agrees
 
     with _user_errors():
         if precision == "fp32":
@@ -444,81 +392,23 @@ def export(
             return
         if precision != "int8":
             raise VolsegError(f"--precision must be fp32 or int8, got {precision!r}")
-        from volseg.nnunet.model_folder import find_model_folder
-
-        folder = find_model_folder(model) if model.is_dir() else None
-        if folder is not None:
-            _export_nnunet_int8(folder, output, calibration, check, check_split)
-            return
-        _export_int8(_model_path(model), output, calibration, check, check_split)
-
-
-def _export_nnunet_int8(folder: Path, output: Optional[Path], calibration: Optional[Path], check: Optional[Path],
-                        check_split: str) -> None:
-    """An nnU-Net folder's int8 twin in volseg's cache (the nnU-Net folder is never written to)."""
-    from volseg.data.manifest import read_manifest
-    from volseg.inputs import collect_inputs
-    from volseg.nnunet.int8 import RECORD, export_twin, write_record
-    from volseg.nnunet.segmenter import NnunetSegmenter
-    from volseg.quantize import MIN_AGREEMENT, agrees, measure_agreement
-
-    if output is not None:
-        raise VolsegError("an nnU-Net model's int8 twin goes to volseg's cache ($VOLSEG_CACHE); -o does not apply")
-    if calibration is None:
-        raise VolsegError("--calibration FOLDER_OR_MANIFEST: scans of the kind the model is for (a manifest's train split)")
-    cases = collect_inputs([calibration], split="train" if calibration.suffix.lower() == ".csv" else None)
-    twin = export_twin(NnunetSegmenter(folder, backend="torch"), cases)
-    record = json.loads((twin / RECORD).read_text(encoding="utf-8"))
-    console.print(f"wrote {twin} (int8, calibrated on {record['calibration']['windows']} windows of {calibration})")
-    source = check or (calibration if calibration.suffix.lower() == ".csv" else None)
-    checked = [c for c in read_manifest(source) if c.split == check_split] if source else []
-    if not checked:
+        done = export_int8_and_measure(model, output, calibration, check, check_split)
+    console.print(f"wrote {done.written} (int8, calibrated on {done.record['calibration']['windows']} windows of "
+                  f"{done.calibration})", highlight=False)
+    agreement = done.record.get("agreement")
+    if not agreement:
         console.print(f"[yellow]agreement not measured[/yellow] (no {check_split!r} cases: give --check MANIFEST "
                       "--check-split SPLIT); --precision auto will keep fp32 for this model")
         return
-    fp32 = NnunetSegmenter(folder, backend="openvino", precision="fp32")
-    int8 = NnunetSegmenter(folder, backend="openvino", precision="int8")
-    record["agreement"] = {"check": f"{source} split {check_split}", **measure_agreement(fp32, int8, checked)}
-    write_record(twin, record)
-    for name, worst in record["agreement"]["dice_vs_fp32_min"].items():
-        console.print(f"  {name}: int8 vs fp32 Dice mean {record['agreement']['dice_vs_fp32_mean'][name]:.4f}, "
-                      f"worst {worst:.4f}")
-    verdict = ("--precision auto uses it on CPU" if agrees(record) else
-               f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)")
-    console.print(f"{record['agreement']['cases']} cases; recorded in {twin / RECORD}: {verdict}")
-
-
-def _export_int8(model: Path, folder: Optional[Path], calibration: Optional[Path], check: Optional[Path],
-                 check_split: str) -> None:
-    from volseg.data.manifest import read_manifest
-    from volseg.infer import Segmenter
-    from volseg.quantize import (IR_NAME, MIN_AGREEMENT, RECORD_NAME, agrees, export_int8, measure_agreement,
-                                 read_record, write_record)
-
-    checkpoint = export_int8(model, folder, calibration)
-    record = read_record(checkpoint.parent)
-    console.print(f"wrote {checkpoint.parent / IR_NAME} (int8, calibrated on {record['calibration']['windows']} "
-                  f"windows of {record['calibration']['source']})")
-    source = check or (calibration if calibration and calibration.suffix.lower() == ".csv" else None)
-    cases = [c for c in read_manifest(source) if c.split == check_split] if source else []
-    if not cases:
-        console.print(f"[yellow]agreement not measured[/yellow] (no {check_split!r} cases: give --check MANIFEST "
-                      "--check-split SPLIT); --precision auto will keep fp32 for this model")
-        return
-    fp32 = Segmenter(checkpoint, "cpu", backend="openvino", precision="fp32")
-    int8 = Segmenter(checkpoint, "cpu", backend="openvino", precision="int8")
-    record["agreement"] = {"check": f"{source} split {check_split}", **measure_agreement(fp32, int8, cases)}
-    write_record(checkpoint.parent, record)
-    agreement = record["agreement"]
     for name, worst in agreement["dice_vs_fp32_min"].items():
         ref = agreement["dice_vs_reference"]
         against = (f"; vs reference {ref['fp32'][name]:.4f} fp32, {ref['int8'][name]:.4f} int8"
-                   if ref["fp32"][name] is not None else "")
+                   if ref["fp32"].get(name) is not None else "")
         console.print(f"  {name}: int8 vs fp32 Dice mean {agreement['dice_vs_fp32_mean'][name]:.4f}, "
                       f"worst {worst:.4f}{against}")
-    verdict = ("--precision auto uses it on CPU" if agrees(record) else
+    verdict = ("--precision auto uses it on CPU" if agrees(done.record) else
                f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)")
-    console.print(f"{agreement['cases']} cases; recorded in {checkpoint.parent / RECORD_NAME}: {verdict}")
+    console.print(f"{agreement['cases']} cases; recorded in {done.record_path}: {verdict}", highlight=False)
 
 
 def _warn_about(model) -> None:
@@ -533,30 +423,6 @@ def _model_path(model: Optional[Path]) -> Path:
     from volseg.pretrained import resolve_model
 
     return resolve_model(model)
-
-
-class _CaseProgress:
-    """Cases done, failures and ETA."""
-
-    def __init__(self, total: int, visible: bool = True):
-        self.total, self.failed, self.visible = total, 0, visible
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn(), console=console,
-                                 disable=not self.visible)
-        self.progress.__enter__()
-        self.task = self.progress.add_task("cases", total=self.total, failed=0)
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def update(self, result) -> None:
-        self.failed += result.status == "failed"
-        self.progress.update(self.task, advance=1, failed=self.failed)
 
 
 @app.command()
@@ -625,23 +491,27 @@ def demo(
     task: str = typer.Option("mri", "--task", help="mri: hippocampus-mri on the 10 bundled MSD test cases; ct: abdomen-ct on the bundled CTs."),
     output: Path = typer.Option(Path("demo_out"), "-o", "--output", help="Folder for label maps, QC pictures and the report."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint or built-in name [default: the task's built-in model]."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: Device = _DEFAULTS.device,
+    backend: Backend = _DEFAULTS.backend,
+    precision: Precision = _DEFAULTS.precision,
 ) -> None:
-    """Segment a task's bundled cases with its built-in model, score them, and write a report."""
-    from volseg.demo import TASKS, case_table, demo_cases, run_demo, task_manifest
-    from volseg.open_model import InferenceOptions, open_segmenter
+    """Segment a task's bundled cases with its built-in model, score them, and write a report. The model
+    runs the path `volseg infer` takes with the same options."""
+    from volseg.demo import TASKS, case_table, demo_cases, run_demo, split_means, task_manifest
+    from volseg.open_model import open_segmenter
+    from volseg.progress import CaseProgress
 
     with _user_errors():
         if task not in TASKS:
             raise VolsegError(f"--task must be one of {list(TASKS)}, got {task!r}")
         spec = TASKS[task]
         manifest = task_manifest(spec)
-        segmenter = open_segmenter(model or spec.model, InferenceOptions(device))
+        segmenter = open_segmenter(model or spec.model, InferenceOptions(device, backend, precision))
         _warn_about(model or spec.model)
         console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}) on {segmenter.device}, backend "
                       f"{segmenter.backend} {segmenter.precision}; cases: {'/'.join(spec.splits)} split of {manifest}",
                       highlight=False)
-        with _CaseProgress(len(demo_cases(manifest, spec.splits))) as progress:
+        with CaseProgress(len(demo_cases(manifest, spec.splits)), console) as progress:
             result = run_demo(segmenter, output, manifest, on_case=progress.update, splits=spec.splits)
     labels = list(segmenter.info.labels.values())
     table = Table(title="Dice per case ('-': not in the reference; split train: seen in training)")
@@ -652,14 +522,9 @@ def demo(
     console.print(table)
     for failure in result.failed:
         console.print(f"[red]failed[/red] {failure}", highlight=False)
-    for split in spec.splits:
-        rows = [r for r in result.rows if r["split"] == split and r["volume_ref_ml"] > 0]
-        per_label = {l: [r["dice"] for r in rows if r["label"] == l] for l in labels}
-        means = {l: sum(v) / len(v) for l, v in per_label.items() if v}
-        if means:
-            console.print(f"mean Dice over {len({r['case_id'] for r in rows})} {split} case(s): "
-                          f"{sum(means.values()) / len(means):.4f} ("
-                          + ", ".join(f"{l} {m:.4f}" for l, m in means.items()) + ")")
+    for split, cases, mean, means in split_means(result.rows, labels, spec.splits):
+        console.print(f"mean Dice over {cases} {split} case(s): {mean:.4f} ("
+                      + ", ".join(f"{label} {m:.4f}" for label, m in means.items()) + ")")
     console.print(f"report: {result.report}; review page: {result.review_page}")
     raise typer.Exit(code=1 if result.failed else 0)
 
@@ -694,6 +559,7 @@ def train(
     Multi-GPU / multi-node: `torchrun --nproc_per_node N [--nnodes M --rdzv-endpoint HOST:PORT] -m volseg train ...`.
     """
     from volseg.distributed import resolve_device
+    from volseg.progress import TrainingProgress
     from volseg.train import train as run_training
 
     if nproc > 1:
@@ -707,7 +573,7 @@ def train(
         run_dir = output or Path("runs") / f"{cfg.model.name}_{cfg.model.dims}d"
         if is_main:
             console.print(f"training {cfg.model.name} {cfg.model.dims}D on {cfg.data.manifest} -> {run_dir}")
-        with _TrainingProgress(visible=is_main) as progress:
+        with TrainingProgress(console, visible=is_main) as progress:
             history = run_training(cfg, run_dir, device=device, resume=resume, callbacks=progress, epochs=epochs)
     if history and is_main:
         best = max((r.val_mean for r in history if r.val_dice), default=float("nan"))
@@ -752,43 +618,6 @@ def _config_with_flags(config, overrides, manifest_path, dims, model, epochs=Non
     if minutes is not None:
         flags.append(f"train.time_budget_minutes={minutes}")
     return load_config(config, flags)
-
-
-class _TrainingProgress:
-    """Rich progress bar: one task per epoch with the running loss, the last Dice and the ETA."""
-
-    def __init__(self, visible: bool = True):
-        self.visible = visible
-
-    def __enter__(self):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("dice {task.fields[dice]}"), TextColumn("loader wait {task.fields[wait]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=False, disable=not self.visible,
-        )
-        self.progress.__enter__()
-        self.task, self.dice, self.losses = None, "-", []
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        self.losses = []
-        self.task = self.progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs or '?'}", loss=0.0, dice=self.dice,
-                                           wait="-")
-
-    def on_step(self, loss: float) -> None:
-        self.losses.append(loss)
-        self.progress.update(self.task, advance=1, loss=sum(self.losses) / len(self.losses))
-
-    def on_epoch_end(self, record) -> None:
-        if record.val_dice:
-            self.dice = f"{record.val_mean:.3f}"
-        self.progress.update(self.task, dice=self.dice, wait=f"{100 * record.loader_wait_share:.0f}%")
 
 
 @contextmanager

@@ -131,3 +131,16 @@ def _write_report(out_dir: Path, segmenter: Segmenter, rows: list[dict], summary
     lines += [f"### {case}\n\n![{case}]({case}_qc.png)\n" for case in cases]
     path = out_dir / "report.md"
     return write_text_atomic(path, "\n".join(lines))
+
+
+def split_means(rows: list[dict], labels: list[str], splits) -> list[tuple[str, int, float, dict[str, float]]]:
+    """Per split: (split, cases, mean Dice over labels, mean Dice per label), scoring a label only where the
+    reference has it."""
+    out = []
+    for split in splits:
+        scored = [r for r in rows if r["split"] == split and r["volume_ref_ml"] > 0]
+        per_label = {label: [r["dice"] for r in scored if r["label"] == label] for label in labels}
+        means = {label: sum(v) / len(v) for label, v in per_label.items() if v}
+        if means:
+            out.append((split, len({r["case_id"] for r in scored}), sum(means.values()) / len(means), means))
+    return out

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from volseg.errors import VolsegError
 
@@ -28,9 +30,26 @@ class InferenceOptions:
 
 
 def open_segmenter(model: str | Path | None, options: InferenceOptions = InferenceOptions(),
-                   device: torch.device | str | None = None):
+                   device: torch.device | str | None = None, roi: str | None = None, locator: Path | None = None):
     """The segmenter for ``model`` (None: the default built-in model); ``device`` overrides options.device
-    (a torchrun rank's own device)."""
+    (a torchrun rank's own device). ``roi``: the ROI cascade for that label, its locator model ``locator``
+    or the one beside the model."""
+    segmenter = _open(model, options, device)
+    if roi is None:
+        return segmenter
+    from volseg.infer import Segmenter
+    from volseg.roi import LOCATOR_FILE, RoiSegmenter, locator_beside
+
+    if not isinstance(segmenter, Segmenter):
+        raise VolsegError(f"--roi works with volseg models only, not with {segmenter.info.summary}")
+    locator = locator or locator_beside(segmenter.checkpoint)
+    if locator is None:
+        raise FileNotFoundError(f"--roi: no locator model beside {segmenter.checkpoint} ({LOCATOR_FILE}); pass --locator")
+    coarse = Segmenter(locator, str(segmenter.device), backend=options.backend, precision=options.precision)
+    return RoiSegmenter(segmenter, coarse, roi)
+
+
+def _open(model, options: InferenceOptions, device):
     from volseg.nnunet.model_folder import find_model_folder
     from volseg.nnunet.totalseg import PREFIX
 

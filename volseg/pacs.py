@@ -302,3 +302,22 @@ def _step(error: requests.HTTPError) -> str:
 def _safe_url(client) -> str:
     url = getattr(client, "base_url", "") or getattr(client, "url", "")
     return re.sub(r"//[^/@]+@", "//", str(url))
+
+
+def study_dates(text: str | None) -> tuple[str, str] | None:
+    """``--study-date`` YYYYMMDD or YYYYMMDD-YYYYMMDD as an inclusive (first, last) range."""
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d{8})(?:-(\d{8}))?", text.strip())
+    if not match:
+        raise PacsError(f"--study-date: expected YYYYMMDD or YYYYMMDD-YYYYMMDD, got {text!r}")
+    return match[1], match[2] or match[1]
+
+
+def accession_numbers(given: list[str], listing: Path | None) -> list[str]:
+    """``--accession`` values and the lines of ``--accessions-file``."""
+    numbers = list(given)
+    if listing:
+        numbers += [line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return numbers
+

@@ -120,3 +120,34 @@ def _manifest_problems(path: str, exc: ManifestError) -> list[Problem]:
         match = line_format.match(line)
         problems.append(Problem(match.group(1), match.group(2)) if match else Problem(path, line))
     return problems
+
+
+@dataclass
+class ArchiveCheck:
+    lines: list[str]  # one per series found: case id, modality, plane, size, and ok / FAULT / not selected
+    summary: str
+    faults: int
+    found: int
+
+
+def check_archive(root: Path, rules=None) -> ArchiveCheck:
+    """Every series of a DICOM archive from its headers (no pixel data): the geometry fault that would fail
+    it, or why ``rules`` would not select it."""
+    from volseg.data.dicom_archive import discover_series, geometry_fault
+    from volseg.data.series_rules import select
+
+    found, skipped = discover_series([root])
+    if not found:
+        return ArchiveCheck([], f"{root}: no DICOM image series found ({skipped} other files)", 0, 0)
+    rejected = {id(s): why for s, why in select(found, rules).rejected} if rules else {}
+    lines, faults = [], 0
+    for series in found:
+        fault = geometry_fault(series, found)
+        faults += fault is not None
+        verdict = (f"FAULT {fault}" if fault else f"not selected: {rejected[id(series)]}" if id(series) in rejected
+                   else "ok")
+        lines.append(f"{series.case_id} {series.modality or '?'} {series.plane} {series.slices} slices "
+                     f"{series.columns}x{series.rows}: {verdict}  [{series}]")
+    summary = (f"{len(found)} series, {faults} with faults"
+               + (f", {len(rejected)} not selected ({rules.source})" if rules else "") + f", {skipped} other files")
+    return ArchiveCheck(lines, summary, faults, len(found))

@@ -1,0 +1,72 @@
+"""A cohort run, as ``volseg infer`` does it after parsing: the batch, the per-rank records merged under
+torchrun, the counts every rank agrees on, and the review page. A library user running this under torchrun
+gets the merged run record too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from volseg import distributed, statistics
+from volseg.infer import BatchOptions, CaseResult, run_batch
+from volseg.inputs import CaseInput, select_part
+from volseg.run_record import RUN_CSV, merge_run_csvs
+
+
+@dataclass
+class CohortSummary:
+    results: list[CaseResult]  # this rank's cases
+    out_dir: Path
+    single: bool  # one scan written as ./CASE_seg.nii.gz, no run record
+    done: int = 0  # over every rank; partial cases count as done
+    failed: int = 0
+    rejected: int = 0
+    partial: int = 0
+    review_page: Path | None = None
+    rejections: list[str] = field(default_factory=list)  # why series were not selected (this rank)
+
+    @property
+    def record(self) -> Path:
+        return self.out_dir / RUN_CSV
+
+    @property
+    def exit_code(self) -> int:
+        """0 all ok, 1 any failed or nothing selected, 3 none failed but some partial."""
+        return 1 if self.failed or self.done + self.failed == 0 else 3 if self.partial else 0
+
+
+def run_cohort(cases: list[CaseInput], segmenter, options: BatchOptions, output: Path | None = None,
+               report: bool = False, ctx: distributed.Context | None = None,
+               on_case: Callable[[CaseResult], None] | None = None) -> CohortSummary:
+    """Segment ``cases`` into ``output`` (default ./volseg_out; one scan and no ``output``: ./CASE_seg.nii.gz).
+    Under torchrun (``ctx.enabled``) each rank takes its share and rank 0 merges the records."""
+    ctx = ctx or distributed.Context()
+    single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled and not report
+    out_dir = Path.cwd() if single else (output or Path("volseg_out"))
+    run_csv = None if single else out_dir / RUN_CSV
+    if single:
+        options.output_name = lambda case_id: f"{case_id}_seg.nii.gz"
+    if ctx.enabled:
+        cases = select_part(cases, ctx.world_size, ctx.rank)
+        run_csv = out_dir / f"volseg_run.rank{ctx.rank}.csv"
+    results = run_batch(cases, out_dir, segmenter, options, on_case=on_case, run_csv=run_csv)
+    counts = [sum(r.status == s for r in results) for s in ("failed", "rejected", "partial")]
+    counts = [len(results) - counts[0] - counts[1], *counts]
+    if ctx.enabled:
+        gathered = distributed.gather(ctx, tuple(counts))
+        counts = [sum(c[k] for c in gathered) for k in range(4)]
+        if ctx.is_main:
+            parts = [out_dir / f"volseg_run.rank{k}.csv" for k in range(ctx.world_size)]
+            merge_run_csvs(parts, out_dir / RUN_CSV)
+            statistics.merge([statistics.csv_beside(p) for p in parts], out_dir / statistics.STATISTICS_CSV,
+                             out_dir / statistics.STATISTICS_JSON)
+        distributed.barrier(ctx)
+        distributed.teardown(ctx)
+    summary = CohortSummary(results, out_dir, single, *counts,
+                            rejections=[r.error for r in results if r.status == "rejected"])
+    if report and ctx.is_main and summary.done + summary.failed:
+        from volseg.report import build_report
+
+        summary.review_page = build_report(out_dir, labels=segmenter.info.labels, colors=segmenter.info.label_colors)
+    return summary
