@@ -1,0 +1,135 @@
+"""Commands that make and check data: ``manifest``, ``check``, ``plan``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from volseg.cli.app import (
+    app,
+    console,
+    user_errors,
+)
+from volseg.errors import VolsegError
+
+
+@app.command()
+def manifest(
+    src: Path = typer.Argument(..., help="MSD/nnU-Net dataset folder, or a folder with images/ and labels/."),
+    output: Path = typer.Option(Path("data_manifest.csv"), "-o", "--output", help="CSV to write."),
+    val_fraction: float = typer.Option(0.2, help="Share of labeled cases for validation."),
+    test_fraction: float = typer.Option(0.1, help="Share of labeled cases held out for testing."),
+    seed: int = typer.Option(0, help="Split seed: the same seed gives the same split."),
+) -> None:
+    """Build data_manifest.csv (case_id,image,label,split) from a dataset folder."""
+    from collections import Counter
+
+    from volseg.data.discover import (
+        assign_splits,
+        discover_cases,
+        label_names_from_dataset_json,
+    )
+    from volseg.data.manifest import write_declared_labels, write_manifest
+
+    with user_errors():
+        cases = assign_splits(discover_cases(src), val_fraction, test_fraction, seed)
+        write_manifest(cases, output)
+        labels = label_names_from_dataset_json(src)
+        declared = write_declared_labels(output, labels, str(src / "dataset.json")) if labels else None
+    counts = Counter(c.split for c in cases)
+    console.print(f"wrote {output}: {len(cases)} cases ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
+                  + (f"; declared labels {labels} in {declared}" if declared else ""))
+
+
+@app.command()
+def check(
+    manifest_path: Path = typer.Argument(Path("data_manifest.csv"), metavar="MANIFEST_OR_ARCHIVE", help="Manifest CSV, or a folder of DICOM files (an archive, any layout)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose data.labels lists valid label values."),
+    series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="Archive: YAML rules to apply (see `volseg infer`)."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Archive: apply the default rules of this modality (CT or MR)."),
+) -> None:
+    """Load every case and report every problem, one line each. Exit 0 when clean, 1 otherwise.
+
+    On an archive: one line per series found (headers only, no pixel data): its case id, modality, plane,
+    slices, and "ok", the geometry fault that would fail it, or why the rules would not select it."""
+    from volseg.config import load_config
+    from volseg.data.check import check_manifest
+    from volseg.data.transforms import resampling_limits
+
+    if manifest_path.is_dir():
+        _check_archive(manifest_path, series_rules, modality)
+        return
+    with user_errors():
+        cfg = load_config(config)  # without -c: the defaults, so their 1 mm resampling is checked too
+        label_values = {0, *cfg.data.labels} if config else None
+        problems = check_manifest(manifest_path, label_values, **resampling_limits(cfg))
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) in {manifest_path}", err=True)
+        raise typer.Exit(code=1)
+    console.print(f"{manifest_path}: all cases readable and consistent")
+
+
+def _check_archive(root: Path, series_rules: Optional[Path], modality: Optional[str]) -> None:
+    from volseg.data.check import check_archive
+    from volseg.data.series_rules import default_rules, load_rules
+
+    with user_errors():
+        rules = load_rules(series_rules) if series_rules else default_rules(modality.upper()) if modality else None
+        result = check_archive(root, rules)
+    for line in result.lines:
+        typer.echo(line)
+    typer.echo(result.summary, err=bool(result.found))
+    raise typer.Exit(code=1 if result.faults or not result.found else 0)
+
+
+@app.command()
+def plan(
+    manifest_path: Path = typer.Argument(Path("data_manifest.csv"), metavar="MANIFEST", help="Manifest CSV."),
+    output: Path = typer.Option(..., "-o", "--output", help="Config YAML to write, e.g. configs/NAME.yaml."),
+    modality: str = typer.Option("auto", help="CT, MR, or auto (CT when the images reach below -500)."),
+    memory_gb: float = typer.Option(4.0, help="Training memory budget per device (GB) for patch and batch size."),
+    base: Optional[Path] = typer.Option(None, "--config", "-c", help="Start from this config instead of the defaults."),
+    label_names: Optional[str] = typer.Option(None, "--labels", help="Names, e.g. '1=anterior,2=posterior' [default: dataset.json's or label_N]."),
+    overrides: list[str] = typer.Option([], "--set", help="Config override key=value before planning, e.g. data.label_remap={7: 1}."),
+) -> None:
+    """Fingerprint the labeled cases and write a config planned from them (plus NAME.fingerprint.json)."""
+    from volseg.config import load_config, save_config
+    from volseg.data.discover import label_names_from_dataset_json
+    from volseg.data.manifest import declared_labels, read_manifest
+    from volseg.data.plan import fingerprint
+    from volseg.data.plan import plan as make_plan
+    from volseg.models.registry import default_features
+
+    with user_errors():
+        cases = read_manifest(manifest_path)
+        base_cfg = load_config(base, overrides)
+        fp = fingerprint(cases, label_remap=base_cfg.data.label_remap)
+        names = (_parse_label_names(label_names) if label_names else declared_labels(manifest_path)
+                 or label_names_from_dataset_json(cases[0].image.parent.parent))
+        widths = {d: tuple(base_cfg.model.features) if base_cfg.model.features and base_cfg.model.dims == d
+                  else default_features(base_cfg.model.name, d) for d in (2, 3)}
+        cfg = make_plan(fp, base_cfg, widths, memory_budget_gb=memory_gb, modality=modality, label_names=names)
+        cfg.data.manifest = str(manifest_path)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output)
+        fp.save(output.with_suffix(".fingerprint.json"))
+    s, p = cfg.sampling, cfg.preprocess
+    console.print(
+        f"wrote {output}: {cfg.data.modality}, spacing {p.spacing}, normalization {p.normalization}, "
+        f"3D patch {s.patch_size_3d} x{s.batch_size_3d}, 2D axis {s.slice_axis} patch {s.patch_size_2d} "
+        f"x{s.batch_size_2d}, labels {cfg.data.labels}"
+    )
+
+
+def _parse_label_names(text: str) -> dict[int, str]:
+    names = {}
+    for item in text.split(","):
+        value, sep, name = item.partition("=")
+        if not sep or not value.strip().isdigit() or not name.strip():
+            raise VolsegError(f"--labels {text!r}: expected VALUE=NAME pairs, e.g. 1=anterior,2=posterior")
+        names[int(value)] = name.strip()
+    return names

@@ -1,0 +1,344 @@
+"""Commands that run models: ``models``, ``infer``, ``pacs``, ``export``, ``demo``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from volseg.cli.app import (
+    DEFAULTS,
+    Backend,
+    Device,
+    KeepLargest,
+    Overlap,
+    Precision,
+    Tta,
+    app,
+    console,
+    fail,
+    model_path,
+    user_errors,
+    warn_about,
+)
+from volseg.errors import VolsegError
+from volseg.open_model import InferenceOptions
+
+
+@app.command()
+def models(
+    forward: bool = typer.Option(
+        False, "--forward", help="Also run one 3D forward pass of every model on a small odd-sized volume."
+    ),
+) -> None:
+    """List the model zoo (name, description, parameters at the default 3D settings) and the built-in trained models."""
+    import torch
+
+    from volseg.models import (
+        build_model,
+        count_parameters,
+        default_features,
+        get_spec,
+        list_models,
+    )
+
+    table = Table(title="volseg model zoo (3D defaults: 1 input channel, 2 classes, instance norm)")
+    for column in ("model", "description", "features (3D)", "parameters"):
+        table.add_column(column)
+    if forward:
+        table.add_column("forward 1x1x35x51x35")
+    for name in list_models():
+        model = build_model(name, spatial_dims=3, in_channels=1, out_channels=2)
+        row = [name, get_spec(name).description, str(default_features(name, 3)), f"{count_parameters(model):,}"]
+        if forward:
+            model.eval()
+            x = torch.randn(1, 1, 35, 51, 35)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                y = model(x)
+            if tuple(y.shape) != (1, 2, 35, 51, 35) or not torch.isfinite(y).all():
+                raise typer.Exit(code=fail(f"{name}: bad forward output {tuple(y.shape)}"))
+            row.append(f"ok {time.perf_counter() - start:.2f}s")
+        table.add_row(*row)
+    console.print(table)
+    _print_builtin_models()
+
+
+def _print_builtin_models() -> None:
+    """One line per built-in model (names, labels and paths must never be wrapped)."""
+    from volseg.checkpoint import load_checkpoint
+    from volseg.pretrained import BUILTIN, DEFAULT, model_file
+    from volseg.quantize import MIN_AGREEMENT, agrees, beside_checkpoint
+
+    console.print("built-in trained models (volseg infer --model NAME):")
+    for name, what in BUILTIN.items():
+        path = model_file(name)
+        title = name + (" (default)" if name == DEFAULT else "")
+        if not path.is_file():
+            console.print(f"  {title}: not installed ({path})", highlight=False)
+            continue
+        config = load_checkpoint(path)["config"]
+        labels = ", ".join(f"{v} {n}" for v, n in config["data"]["labels"].items())
+        int8 = beside_checkpoint(path)
+        twin = ("; int8 twin (" + ("used on CPU" if agrees(int8.record) else "fp32 kept: agreement below "
+                                   f"{MIN_AGREEMENT}") + ")") if int8 else ""
+        console.print(f"  {title}: {what}; {config['model']['name']} {config['model']['dims']}D; labels {labels}; "
+                      f"{path} ({path.stat().st_size / 1e6:.1f} MB){twin}", highlight=False)
+
+
+@app.command()
+def infer(
+    inputs: list[Path] = typer.Argument(..., help="NIfTI/NRRD/MHA files, folders of them, DICOM series folders, or a manifest CSV."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder [one input: ./CASE_seg.nii.gz]."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint, or built-in model name (see `volseg models`) [default: hippocampus-mri]."),
+    device: Device = DEFAULTS.device,
+    backend: Backend = DEFAULTS.backend,
+    precision: Precision = DEFAULTS.precision,
+    overlap: Overlap = DEFAULTS.overlap,
+    tta: Tta = DEFAULTS.tta,
+    keep_largest: KeepLargest = DEFAULTS.keep_largest,
+    save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write CASE_probabilities.npz (float16)."),
+    qc: bool = typer.Option(False, "--qc", help="Write CASE_qc.png: three views with the labels overlaid."),
+    qc_attention: bool = typer.Option(False, "--qc-attention", help="With --qc: add the attention map (attunet, r2attunet)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip cases whose output already exists."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    split: Optional[str] = typer.Option(None, "--split", help="With a manifest: only cases of this split."),
+    case_timeout: Optional[float] = typer.Option(None, "--case-timeout", help="Fail a case whose reading/preprocessing takes longer (s)."),
+    num_parts: int = typer.Option(1, "--num-parts", help="Split the cohort into this many independent jobs..."),
+    part_id: int = typer.Option(0, "--part-id", help="...and run this one (0-based)."),
+    output_format: str = typer.Option("nifti", "--output-format", help="Comma-separated: nifti, dicom-seg, rtstruct (the last two for DICOM inputs; rtstruct: CASE_rtstruct.dcm)."),
+    series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML rules picking the DICOM series to segment [default: the model's modality, ORIGINAL/PRIMARY, no localizers, >= 10 slices, axial for CT, one per study]."),
+    report: bool = typer.Option(False, "--report", help="Also write OUTPUT/report/index.html, the review page (see `volseg report`)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Segment one label only, on the box a coarse locator model finds for it (label name, e.g. kidney_left); the run record notes the box."),
+    locator: Optional[Path] = typer.Option(None, "--locator", help="With --roi: the locator model [default: locator.pt beside the model]."),
+    folds: Optional[str] = typer.Option(None, "--folds", help="nnU-Net model folder: the folds to ensemble, e.g. 0,1 or all [default: every fold present]."),
+    checkpoint: str = typer.Option("final", "--checkpoint", help="nnU-Net model folder: final (checkpoint_final.pth) or best."),
+) -> None:
+    """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed (or no
+    series selected), 2 usage, 3 none failed but some partial (an output could not be made: see the note).
+
+    --model takes a volseg run folder, checkpoint or built-in name, or a trained nnU-Net v2 model folder
+    (TRAINER__PLANS__CONFIGURATION, its folds ensembled as nnU-Net's predictor does).
+
+    A folder of DICOM files is an archive of any layout: every series is found from its headers and
+    segmented or rejected by the series rules, with the reason in the run record. Case ids of DICOM
+    series are ``dcm-`` plus a hash of their UIDs (no folder names, no patient data).
+
+    Under torchrun the cases are shared out across ranks (one device each); every rank writes
+    volseg_run.rankK.csv and rank 0 merges them into volseg_run.csv.
+    """
+    from volseg import distributed
+    from volseg.cohort import run_cohort
+    from volseg.data.series_rules import default_rules, load_rules, why_none_selected
+    from volseg.infer import OUTPUT_FORMATS, BatchOptions, Segmenter
+    from volseg.inputs import collect_inputs, select_part
+    from volseg.open_model import open_segmenter
+    from volseg.predict import attention_network
+    from volseg.progress import CaseProgress
+
+    with user_errors():
+        if resume and overwrite:
+            raise VolsegError("--resume and --overwrite contradict each other; pass one")
+        formats = tuple(f.strip() for f in output_format.split(",") if f.strip())
+        if not formats or set(formats) - set(OUTPUT_FORMATS):
+            raise VolsegError(f"--output-format: expected some of {','.join(OUTPUT_FORMATS)}, got {output_format!r}")
+        if roi and (save_probabilities or qc_attention):
+            raise VolsegError("--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply")
+        rules = load_rules(series_rules) if series_rules else None
+        ctx = distributed.setup(device)
+        options = InferenceOptions(device, backend, precision, overlap, tta, keep_largest,
+                                   tuple(f.strip() for f in folds.split(",")) if folds else None, checkpoint)
+        segmenter = open_segmenter(model, options, distributed.device_for(ctx, device), roi, locator)
+        warn_about(model)
+        if not isinstance(segmenter, Segmenter) and not roi and (save_probabilities or qc_attention):
+            raise VolsegError("--save-probabilities and --qc-attention work with volseg models only, "
+                              f"not with {segmenter.info.summary}")
+        rules = rules or default_rules(segmenter.info.modality)
+        cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
+        if not cases:
+            raise VolsegError("no input cases found")
+        if qc_attention:
+            attention_network(segmenter.model)  # fail now, not once per case
+    if ctx.is_main:
+        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}, labels "
+                      f"{dict(segmenter.info.labels)}) on {segmenter.device}, backend {segmenter.backend} "
+                      f"{segmenter.precision}", highlight=False)
+    batch = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
+                         qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout,
+                         output_formats=formats)
+    with CaseProgress(len(cases), console, visible=ctx.is_main) as progress:
+        run = run_cohort(cases, segmenter, batch, output, report, ctx, on_case=progress.update)
+    for r in run.results:
+        if r.status in ("failed", "partial"):
+            colour = "red" if r.status == "failed" else "yellow"
+            console.print(f"[{colour}]{r.status}[/{colour}] {r.case_id}: {r.error or r.note}", highlight=False)
+    if run.single and not run.failed:
+        typer.echo(run.results[0].output)
+    elif not run.single and ctx.is_main:
+        rejected = f", {run.rejected} series not selected ({rules.source})" if run.rejected else ""
+        partial = f", {run.partial} partial (an output could not be made: the record's note says why)" if run.partial else ""
+        console.print(f"{run.done} of {run.done + run.failed} cases done{partial}{rejected}; record: {run.record}")
+    if ctx.is_main and run.done + run.failed == 0:
+        console.print(why_none_selected(run.rejections), style="red", markup=False, highlight=False)
+    if run.review_page and ctx.is_main:
+        console.print(f"review page: {run.review_page}")
+    raise typer.Exit(code=run.exit_code)
+
+
+@app.command()
+def pacs(
+    url: str = typer.Argument(..., help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint, or built-in model name [default: hippocampus-mri]."),
+    output: Path = typer.Option(Path("volseg_pacs_out"), "-o", "--output", help="Folder for the run record (volseg_pacs.csv)."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Studies and series of this modality [default: the model's]."),
+    study_date: Optional[str] = typer.Option(None, "--study-date", help="YYYYMMDD-YYYYMMDD (inclusive) or one YYYYMMDD."),
+    accession: list[str] = typer.Option([], "--accession", help="An accession number (repeatable)."),
+    accessions_file: Optional[Path] = typer.Option(None, "--accessions-file", help="A file of accession numbers, one per line."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Segment at most this many series in this run."),
+    series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML series rules (see `volseg infer`)."),
+    auth_file: Optional[Path] = typer.Option(None, "--auth-file", help="YAML with user/password or token [default: VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or VOLSEG_PACS_TOKEN]."),
+    save_nifti: bool = typer.Option(False, "--save-nifti", help="Also keep each label map as OUT/CASE.nii.gz."),
+    device: Device = DEFAULTS.device,
+    backend: Backend = DEFAULTS.backend,
+    precision: Precision = DEFAULTS.precision,
+) -> None:
+    """Segment the selected series of a PACS and store each DICOM SEG back into its study (DICOMweb).
+
+    Resumable: a series whose study already holds its volseg SEG is skipped, so a killed run started
+    again finishes the rest and stores no SEG twice. Exit 0 all done, 1 any series failed, 2 when the
+    PACS cannot be used (unreachable, credentials refused) or a usage error."""
+    from volseg.data.series_rules import default_rules, load_rules
+    from volseg.open_model import open_segmenter
+    from volseg.pacs import (
+        PacsQuery,
+        PacsRun,
+        accession_numbers,
+        check_reachable,
+        connect,
+        credentials,
+        study_dates,
+    )
+
+    with user_errors():
+        dates, accessions = study_dates(study_date), accession_numbers(accession, accessions_file)
+        rules = load_rules(series_rules) if series_rules else None
+        client = connect(url, credentials(auth_file))
+        check_reachable(client, url)  # before the model loads: a wrong URL or password fails at once
+        segmenter = open_segmenter(model, InferenceOptions(device, backend, precision))
+        warn_about(model)
+        rules = rules or default_rules(segmenter.info.modality)
+        query = PacsQuery(modality or segmenter.info.modality, dates, accessions, limit)
+        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}, {segmenter.info.modality}, labels "
+                      f"{dict(segmenter.info.labels)}); PACS {url}; {rules.source}", highlight=False)
+
+        def show(row: dict) -> None:
+            colour = {"ok": "green", "failed": "red"}.get(row["status"], "dim")
+            detail = f" SEG {row['seg_uid']}" if row["status"] == "ok" else f": {row['reason']}" if row["reason"] else ""
+            console.print(f"[{colour}]{row['status']}[/{colour}] {row['case_id'] or row['series_uid']}{detail}",
+                          highlight=False)
+
+        rows = PacsRun(client, segmenter, rules, output, query, save_nifti, on_row=show).run()
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "rejected", "skipped", "deferred")}
+    console.print(f"{len(rows)} series found: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                  + f"; record: {output / 'volseg_pacs.csv'}")
+    raise typer.Exit(code=1 if counts["failed"] else 0)
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="Run folder, checkpoint or built-in model name."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="fp32: the ONNX file to write. int8: the model folder [default: the checkpoint's folder]."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (ONNX, dynamic sizes) or int8 (OpenVINO IR, NNCF post-training quantization)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8: manifest (its train split) or folder of images to calibrate on [default: the model's training manifest]."),
+    check: Optional[Path] = typer.Option(None, "--check", help="int8: manifest whose cases measure int8 against fp32 [default: the calibration manifest]."),
+    check_split: str = typer.Option("val", "--check-split", help="int8: the split of --check to measure on."),
+) -> None:
+    """Export a trained model: fp32 ONNX (for ONNX Runtime, OpenVINO, TensorRT, ...) or an int8 OpenVINO
+    model with its measured agreement (int8.json), which `volseg infer --precision auto` then uses on CPU.
+    An nnU-Net model folder gets an int8 twin in volseg's cache (the nnU-Net folder is never written to)."""
+    from volseg.checkpoint import load_model
+    from volseg.export import export_int8_and_measure
+    from volseg.quantize import MIN_AGREEMENT, agrees
+
+    with user_errors():
+        if precision == "fp32":
+            from volseg.onnx_export import export_onnx
+
+            if output is None:
+                raise VolsegError("--output FILE.onnx is needed for an fp32 export")
+            network, cfg, checkpoint = load_model(model_path(model))
+            export_onnx(network, cfg, output)
+            console.print(f"wrote {output} ({cfg.model.name} {cfg.model.dims}D from {checkpoint})")
+            return
+        if precision != "int8":
+            raise VolsegError(f"--precision must be fp32 or int8, got {precision!r}")
+        done = export_int8_and_measure(model, output, calibration, check, check_split)
+    console.print(f"wrote {done.written} (int8, calibrated on {done.record['calibration']['windows']} windows of "
+                  f"{done.calibration})", highlight=False)
+    agreement = done.record.get("agreement")
+    if not agreement:
+        console.print(f"[yellow]agreement not measured[/yellow] (no {check_split!r} cases: give --check MANIFEST "
+                      "--check-split SPLIT); --precision auto will keep fp32 for this model")
+        return
+    for name, worst in agreement["dice_vs_fp32_min"].items():
+        ref = agreement["dice_vs_reference"]
+        against = (f"; vs reference {ref['fp32'][name]:.4f} fp32, {ref['int8'][name]:.4f} int8"
+                   if ref["fp32"].get(name) is not None else "")
+        console.print(f"  {name}: int8 vs fp32 Dice mean {agreement['dice_vs_fp32_mean'][name]:.4f}, "
+                      f"worst {worst:.4f}{against}")
+    verdict = ("--precision auto uses it on CPU" if agrees(done.record) else
+               f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)")
+    console.print(f"{agreement['cases']} cases; recorded in {done.record_path}: {verdict}", highlight=False)
+
+
+@app.command()
+def demo(
+    task: str = typer.Option("mri", "--task", help="mri: hippocampus-mri on the 10 bundled MSD test cases; ct: abdomen-ct on the bundled CTs."),
+    output: Path = typer.Option(Path("demo_out"), "-o", "--output", help="Folder for label maps, QC pictures and the report."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint or built-in name [default: the task's built-in model]."),
+    device: Device = DEFAULTS.device,
+    backend: Backend = DEFAULTS.backend,
+    precision: Precision = DEFAULTS.precision,
+) -> None:
+    """Segment a task's bundled cases with its built-in model, score them, and write a report. The model
+    runs the path `volseg infer` takes with the same options."""
+    from volseg.demo import (
+        TASKS,
+        case_table,
+        demo_cases,
+        run_demo,
+        split_means,
+        task_manifest,
+    )
+    from volseg.open_model import open_segmenter
+    from volseg.progress import CaseProgress
+
+    with user_errors():
+        if task not in TASKS:
+            raise VolsegError(f"--task must be one of {list(TASKS)}, got {task!r}")
+        spec = TASKS[task]
+        manifest = task_manifest(spec)
+        segmenter = open_segmenter(model or spec.model, InferenceOptions(device, backend, precision))
+        warn_about(model or spec.model)
+        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}) on {segmenter.device}, backend "
+                      f"{segmenter.backend} {segmenter.precision}; cases: {'/'.join(spec.splits)} split of {manifest}",
+                      highlight=False)
+        with CaseProgress(len(demo_cases(manifest, spec.splits)), console) as progress:
+            result = run_demo(segmenter, output, manifest, on_case=progress.update, splits=spec.splits)
+    labels = list(segmenter.info.labels.values())
+    table = Table(title="Dice per case ('-': not in the reference; split train: seen in training)")
+    for column in ("case", "split", *labels, "mean"):
+        table.add_column(column)
+    for case, split, cells, mean in case_table(result.rows, labels):
+        table.add_row(case, split, *cells, mean)
+    console.print(table)
+    for failure in result.failed:
+        console.print(f"[red]failed[/red] {failure}", highlight=False)
+    for split, cases, mean, means in split_means(result.rows, labels, spec.splits):
+        console.print(f"mean Dice over {cases} {split} case(s): {mean:.4f} ("
+                      + ", ".join(f"{label} {m:.4f}" for label, m in means.items()) + ")")
+    console.print(f"report: {result.report}; review page: {result.review_page}")
+    raise typer.Exit(code=1 if result.failed else 0)
