@@ -29,6 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.record import provenance, write  # noqa: E402
+
 SIDE = 24
 
 
@@ -66,6 +67,7 @@ def run_size(cases: int, folder: Path) -> dict:
     """One batch of ``cases`` in this process (call it in a fresh one)."""
     from volseg.infer import BatchOptions, Segmenter, run_batch
     from volseg.inputs import collect_inputs
+    from volseg.outputs import RunOutputs
     from volseg.run_record import RUN_CSV
     from volseg.statistics import STATISTICS_CSV
 
@@ -84,7 +86,7 @@ def run_size(cases: int, folder: Path) -> dict:
             memory["after_10pct_mb"] = rss_mb()
 
     started = time.perf_counter()
-    results = run_batch(inputs, out, segmenter, BatchOptions(), on_case=on_case, run_csv=out / RUN_CSV)
+    results = run_batch(inputs, RunOutputs(out), segmenter, BatchOptions(), on_case=on_case)
     wall = time.perf_counter() - started
     memory["after_100pct_mb"] = rss_mb()
     failed = sum(r.status != "ok" for r in results)

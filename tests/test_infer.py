@@ -19,6 +19,7 @@ from volseg.cli import app
 from volseg.data.manifest import read_manifest
 from volseg.infer import Segmenter
 from volseg.inputs import CaseInput, collect_inputs, select_part
+from volseg.outputs import RunOutputs
 from volseg.pretrained import resolve_model
 
 from .conftest import shared_path
@@ -231,8 +232,7 @@ def test_a_hung_read_times_out_and_the_batch_goes_on(run_dir, test_cases, tmp_pa
     segmenter.load = hanging_load
     cases = [CaseInput(c.case_id, c.images) for c in test_cases[:3]]
     try:
-        results = run_batch(cases, tmp_path / "out", segmenter, BatchOptions(case_timeout=1.0),
-                            run_csv=tmp_path / "out" / "volseg_run.csv")
+        results = run_batch(cases, RunOutputs(tmp_path / "out"), segmenter, BatchOptions(case_timeout=1.0))
     finally:
         release.set()
     assert [r.status for r in results] == ["ok", "failed", "ok"]

@@ -11,7 +11,8 @@ from typing import Callable
 from volseg import distributed, statistics
 from volseg.infer import BatchOptions, CaseResult, run_batch
 from volseg.inputs import CaseInput, select_part
-from volseg.run_record import RUN_CSV, merge_run_csvs
+from volseg.outputs import RUN_CSV, RunOutputs
+from volseg.run_record import merge_run_csvs
 
 
 @dataclass
@@ -44,23 +45,19 @@ def run_cohort(cases: list[CaseInput], segmenter, options: BatchOptions, output:
     ctx = ctx or distributed.Context()
     single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled and not report
     out_dir = Path.cwd() if single else (output or Path("volseg_out"))
-    run_csv = None if single else out_dir / RUN_CSV
-    if single:
-        options.output_name = lambda case_id: f"{case_id}_seg.nii.gz"
+    outputs = RunOutputs(out_dir, keep_record=not single, single=single, rank=ctx.rank if ctx.enabled else None)
     if ctx.enabled:
         cases = select_part(cases, ctx.world_size, ctx.rank)
-        run_csv = out_dir / f"volseg_run.rank{ctx.rank}.csv"
-    results = run_batch(cases, out_dir, segmenter, options, on_case=on_case, run_csv=run_csv)
+    results = run_batch(cases, outputs, segmenter, options, on_case=on_case)
     counts = [sum(r.status == s for r in results) for s in ("failed", "rejected", "partial")]
     counts = [len(results) - counts[0] - counts[1], *counts]
     if ctx.enabled:
         gathered = distributed.gather(ctx, tuple(counts))
         counts = [sum(c[k] for c in gathered) for k in range(4)]
         if ctx.is_main:
-            parts = [out_dir / f"volseg_run.rank{k}.csv" for k in range(ctx.world_size)]
-            merge_run_csvs(parts, out_dir / RUN_CSV)
-            statistics.merge([statistics.csv_beside(p) for p in parts], out_dir / statistics.STATISTICS_CSV,
-                             out_dir / statistics.STATISTICS_JSON)
+            parts, merged = outputs.ranks(ctx.world_size), outputs.merged
+            merge_run_csvs([p.run_record for p in parts], merged.run_record)
+            statistics.merge([p.statistics_csv for p in parts], merged.statistics_csv, merged.statistics_json)
         distributed.barrier(ctx)
         distributed.teardown(ctx)
     summary = CohortSummary(results, out_dir, single, *counts,

@@ -16,8 +16,8 @@ from volseg.errors import VolsegError
 from volseg.evaluate import Pair, evaluate, summarize, write_results
 from volseg.infer import BatchOptions, Segmenter, run_batch
 from volseg.inputs import CaseInput
+from volseg.outputs import RunOutputs
 from volseg.report import build_report
-from volseg.run_record import RUN_CSV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,8 @@ def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, 
     manifest = manifest or bundled_manifest()
     cases = demo_cases(manifest, splits)
     split_of = {c.case_id: c.split for c in cases}
-    results = run_batch([CaseInput(c.case_id, c.images) for c in cases], out_dir, segmenter,
-                        BatchOptions(overwrite=True, qc=True), on_case=on_case, run_csv=out_dir / RUN_CSV)
+    results = run_batch([CaseInput(c.case_id, c.images) for c in cases], RunOutputs(out_dir), segmenter,
+                        BatchOptions(overwrite=True, qc=True), on_case=on_case)
     done = {r.case_id for r in results if r.status == "ok"}
     pairs = [Pair(c.case_id, out_dir / f"{c.case_id}.nii.gz", c.label) for c in cases if c.case_id in done]
     rows, errors = evaluate(pairs, segmenter.info.labels)

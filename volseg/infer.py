@@ -10,33 +10,38 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import time
 import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
-from volseg.atomic import atomic_path
+from volseg.atomic import append_csv_rows, atomic_path
+from volseg.backends import make_backend
 from volseg.checkpoint import load_model
 from volseg.data import io
 from volseg.data.dicom_archive import DicomSeries, discover_series
 from volseg.data.manifest import safe_case_id
 from volseg.data.transforms import LoadCased, body_mask_fn, preprocess, to_source_grid
+from volseg.distributed import resolve_device
 from volseg.errors import VolsegError
 from volseg.inputs import CaseInput
 from volseg.midline import split_at_midline
-from volseg.backends import make_backend
+from volseg.outputs import RunOutputs
+from volseg.predict import (
+    activate,
+    attention_network,
+    mirror_axes,
+    predict_probabilities,
+    probabilities_to_labels,
+)
 from volseg.run_record import RUN_COLUMNS
-from volseg.predict import (activate, attention_network, mirror_axes, predict_probabilities,
-                            probabilities_to_labels)
 from volseg.segmenting import CaseSegmenter, ModelInfo
-from volseg.distributed import resolve_device
 
 log = logging.getLogger(__name__)
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct")
@@ -166,17 +171,8 @@ class BatchOptions:
     qc: bool = False
     qc_attention: bool = False
     case_timeout: float | None = None  # seconds allowed for reading + preprocessing one case
-    output_name: Callable[[str], str] = field(default=lambda case_id: f"{case_id}.nii.gz")
     output_formats: tuple[str, ...] = ("nifti",)  # any of OUTPUT_FORMATS
     statistics: bool = True  # statistics.csv/json beside the run record (with a run record only)
-
-    def outputs(self, out_dir: Path, case_id: str) -> dict[str, Path]:
-        """Format -> path; the last one is written last, so its presence means the case is done."""
-        nifti = out_dir / self.output_name(case_id)
-        stem = nifti.name.split(".nii")[0]
-        paths = {"dicom-seg": nifti.with_name(stem + ".dcm"), "rtstruct": nifti.with_name(stem + "_rtstruct.dcm"),
-                 "nifti": nifti}
-        return {f: paths[f] for f in ("dicom-seg", "rtstruct", "nifti") if f in self.output_formats}
 
 
 class RunRecord:
@@ -198,15 +194,7 @@ class RunRecord:
     def add(self, result: CaseResult) -> None:
         if result.status == "skipped" and result.case_id in self.done:
             return
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(RUN_COLUMNS)
-            writer.writerow([result.case_id, result.input, result.output, result.status, f"{result.seconds:.2f}",
-                             result.error, result.note])
-            f.flush()
-            os.fsync(f.fileno())
+        append_csv_rows(self.path, RUN_COLUMNS, [{**asdict(result), "seconds": f"{result.seconds:.2f}"}])
 
 
 def _cut_torn_line(path: Path) -> None:
@@ -239,13 +227,12 @@ def _in_background(fn: Callable, *args) -> Future:
     return future
 
 
-def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, options: BatchOptions,
-              on_case: Callable[[CaseResult], None] | None = None, run_csv: Path | None = None) -> list[CaseResult]:
-    """Segment every case into ``out_dir``; never stop on a bad case. Returns one result per case.
+def run_batch(cases: list[CaseInput], outputs: RunOutputs, segmenter: CaseSegmenter, options: BatchOptions,
+              on_case: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+    """Segment every case into ``outputs.folder``; never stop on a bad case. Returns one result per case.
 
-    ``run_csv`` (e.g. ``out_dir / RUN_CSV``) gets a line per case as it ends (:class:`RunRecord`); None
-    keeps no record. Series
-    that the selection rules rejected get a row (status ``rejected``, the reason in ``error``).
+    ``outputs.run_record`` gets a line per case as it ends (:class:`RunRecord`); without one no record is
+    kept. Series that the selection rules rejected get a row (status ``rejected``, the reason in ``error``).
 
     A requested output that cannot be made from the case's input (a DICOM SEG of a series with an empty
     SeriesInstanceUID, or of a NIfTI input) does not stop the others: the case is ``partial``, with every
@@ -257,15 +244,17 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
     unknown = set(options.output_formats) - set(OUTPUT_FORMATS)
     if unknown or not options.output_formats:
         raise VolsegError(f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}")
+    run = outputs
+    out_dir = run.folder
     out_dir.mkdir(parents=True, exist_ok=True)
-    stats_csv = statistics.csv_beside(run_csv) if run_csv is not None and options.statistics else None
+    stats_csv = run.statistics_csv if options.statistics else None
     if stats_csv is not None and not options.resume:
         stats_csv.unlink(missing_ok=True)
-    record = RunRecord(run_csv, keep=options.resume) if run_csv is not None else None
+    record = RunRecord(run.run_record, keep=options.resume) if run.run_record is not None else None
     results: list[CaseResult] = []
     todo: list[tuple[CaseInput, dict[str, Path]]] = []
     for case in cases:
-        outputs = options.outputs(out_dir, case.case_id)
+        outputs = run.for_formats(case.case_id, options.output_formats)
         done = list(outputs.values())[-1]
         if case.rejected:
             results.append(CaseResult(case.case_id, case.source, "", "rejected", error=case.rejected))
@@ -306,15 +295,13 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
             if len(missing) == len(outputs):  # nothing requested can be made: fail before predicting
                 raise ValueError("; ".join(missing.values()))
             labels, probs = segmenter.predict(data)
-            named = out_dir / options.output_name(case.case_id)  # side files are named after the NIfTI's name
             if options.save_probabilities:
-                _save_probabilities(probs, named)
+                _save_probabilities(probs, run.probabilities(case.case_id))
             if options.qc:
                 from volseg.qc import save_qc
 
                 attention = segmenter.attention(data) if options.qc_attention else None
-                save_qc(data["source_image"], labels, named.with_name(named.name.split(".nii")[0] + "_qc.png"),
-                        attention)
+                save_qc(data["source_image"], labels, run.qc(case.case_id), attention)
             notes = [data.get("note", "")]
             if series is not None and "dicom-seg" in outputs:
                 from volseg.dicom_seg import SegError, write_seg
@@ -354,8 +341,8 @@ def run_batch(cases: list[CaseInput], out_dir: Path, segmenter: CaseSegmenter, o
         results.append(result)
         record and record.add(result)
         on_case and on_case(result)
-    if stats_csv is not None and stats_csv.name == statistics.STATISTICS_CSV:  # a rank's part: rank 0 merges
-        statistics.write_json(stats_csv, out_dir / statistics.STATISTICS_JSON)
+    if stats_csv is not None and run.rank is None:  # a rank's part: rank 0 merges
+        statistics.write_json(stats_csv, run.statistics_json)
     return results
 
 
@@ -375,8 +362,7 @@ def _series_for_seg(case: CaseInput) -> DicomSeries:
     raise ValueError(f"{case.source}: dicom-seg output needs a DICOM series input (this case is not one)")
 
 
-def _save_probabilities(probs: torch.Tensor, output: Path) -> None:
+def _save_probabilities(probs: torch.Tensor, path: Path) -> None:
     """Class probabilities as float16 .npz beside the label map (atomic)."""
-    path = output.with_name(output.name.split(".nii")[0] + "_probabilities.npz")
     with atomic_path(path, ".npz") as tmp:
         np.savez_compressed(tmp, probabilities=probs.numpy().astype(np.float16))

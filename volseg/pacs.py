@@ -34,8 +34,15 @@ import pydicom
 import requests
 import yaml
 
-from volseg.data.dicom_archive import (DicomSeries, discover_series, group_series, is_image, safe_reason,
-                                       withhold_header_messages)
+from volseg.atomic import append_csv_rows
+from volseg.data.dicom_archive import (
+    DicomSeries,
+    discover_series,
+    group_series,
+    is_image,
+    safe_reason,
+    withhold_header_messages,
+)
 from volseg.data.series_rules import SeriesRules, select
 from volseg.errors import VolsegError
 
@@ -182,14 +189,7 @@ def _read_record(path: Path) -> dict[str, dict]:
 
 
 def _append(path: Path, row: dict) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in COLUMNS})
-        f.flush()
-        os.fsync(f.fileno())
+    append_csv_rows(path, COLUMNS, [row])
 
 
 @dataclass

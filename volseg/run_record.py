@@ -10,8 +10,8 @@ import csv
 from pathlib import Path
 
 from volseg.atomic import write_csv_atomic
+from volseg.outputs import RUN_CSV  # noqa: F401  (the run record's name, with the other outputs')
 
-RUN_CSV = "volseg_run.csv"
 # error: why it failed or was rejected; note: how an ok case was done when it matters (an ROI cascade's box)
 RUN_COLUMNS = ("case_id", "input", "output", "status", "seconds", "error", "note")
 

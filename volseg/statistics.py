@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from volseg.atomic import write_csv_atomic, write_text_atomic
+from volseg.atomic import append_csv_rows, write_csv_atomic, write_text_atomic
+from volseg.outputs import STATISTICS_CSV, STATISTICS_JSON  # noqa: F401  (named with the other outputs)
 
-STATISTICS_CSV = "statistics.csv"
-STATISTICS_JSON = "statistics.json"
 COLUMNS = ("case_id", "label", "name", "voxels", "volume_ml", "mean_intensity", "median_intensity",
            "touches_border")
 
@@ -54,21 +52,7 @@ def label_statistics(labels: np.ndarray, image: np.ndarray, affine: np.ndarray,
 
 def append_rows(path: Path, case_id: str, rows: list[dict]) -> None:
     """Append one case's rows (header first when the file is new), flushed to disk."""
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerows({"case_id": case_id, **{k: ("" if v is None else v) for k, v in row.items()}}
-                         for row in rows)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def csv_beside(run_csv: Path) -> Path:
-    """The statistics file that goes with a run record: statistics.csv, or statistics.rankK.csv beside
-    volseg_run.rankK.csv, so that ranks never append to one file (rank 0 merges them)."""
-    return run_csv.with_name(run_csv.name.replace("volseg_run", Path(STATISTICS_CSV).stem, 1))
+    append_csv_rows(path, COLUMNS, ({"case_id": case_id, **row} for row in rows))
 
 
 def merge(parts: list[Path], csv_path: Path, json_path: Path) -> dict:

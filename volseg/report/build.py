@@ -24,11 +24,12 @@ from typing import Callable
 
 import numpy as np
 
+from volseg import statistics
 from volseg.data import io
 from volseg.data.manifest import read_manifest
-from volseg import statistics
 from volseg.errors import VolsegError
 from volseg.evaluate import Pair, case_key, evaluate, summarize
+from volseg.outputs import qc_beside
 from volseg.report import cases as case_files
 from volseg.report.flags import case_flags, robust_range
 from volseg.report.viewer import NIIVUE_LICENSE, viewer_script
@@ -172,7 +173,7 @@ def _add_case_files(entry: CaseEntry, row: dict, run_dir: Path, work: Path, name
                                case_files.label_colors(values | set(names), colors))
     case_files.write_case_script(work / "cases" / f"{entry.id}.js", entry.id, image, labels, ref, max_side)
     entry.thumb, entry.data = f"thumbs/{entry.id}.png", f"cases/{entry.id}.js"
-    qc = label_path.with_name(label_path.name.split(".nii")[0] + "_qc.png")
+    qc = qc_beside(label_path)
     if qc.is_file() and qc.parent.resolve() == run_dir.resolve():
         entry.qc = f"../{qc.name}"
     return values
