@@ -17,22 +17,29 @@ from volseg.errors import VolsegError
 
 @app.command()
 def manifest(
-    src: Path = typer.Argument(..., help="MSD/nnU-Net dataset folder, or a folder with images/ and labels/."),
+    src: Path = typer.Argument(..., help="MSD/nnU-Net dataset folder, a folder with images/ and labels/, or a DICOM archive of CT series and their RTSTRUCTs."),
     output: Path = typer.Option(Path("data_manifest.csv"), "-o", "--output", help="CSV to write."),
     val_fraction: float = typer.Option(0.2, help="Share of labeled cases for validation."),
     test_fraction: float = typer.Option(0.1, help="Share of labeled cases held out for testing."),
     seed: int = typer.Option(0, help="Split seed: the same seed gives the same split."),
+    structures: Optional[str] = typer.Option(None, "--structures", help="DICOM archive: labels from RTSTRUCT names, 'NAME=REGEX;NAME=REGEX' (case-insensitive full match; values 1..N in this order), e.g. 'liver=Liver|LIVER|Liver_.*;spleen=Spleen' [default: TG-263 names of common organs]."),
 ) -> None:
-    """Build data_manifest.csv (case_id,image,label,split) from a dataset folder."""
+    """Build data_manifest.csv (case_id,image,label,split) from a dataset folder, or from a DICOM archive whose
+    RTSTRUCTs label its CT series (one label map per case in OUTPUT-stem_labels/; a case with a problem is left
+    out with one line per problem, recorded for `volseg check`, and the exit code is 1)."""
     from collections import Counter
 
     from volseg.data.discover import (
         assign_splits,
         discover_cases,
+        is_dataset_folder,
         label_names_from_dataset_json,
     )
     from volseg.data.manifest import write_declared_labels, write_manifest
 
+    if structures is not None or (src.is_dir() and not is_dataset_folder(src)):
+        _rtstruct_manifest(src, output, structures, val_fraction, test_fraction, seed)
+        return
     with user_errors():
         cases = assign_splits(discover_cases(src), val_fraction, test_fraction, seed)
         write_manifest(cases, output)
@@ -41,6 +48,41 @@ def manifest(
     counts = Counter(c.split for c in cases)
     console.print(f"wrote {output}: {len(cases)} cases ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
                   + (f"; declared labels {labels} in {declared}" if declared else ""))
+
+
+def _rtstruct_manifest(src: Path, output: Path, structures: Optional[str], val_fraction: float,
+                       test_fraction: float, seed: int) -> None:
+    from collections import Counter
+
+    from volseg.data.discover import assign_splits
+    from volseg.data.manifest import write_declared_labels, write_manifest
+    from volseg.data.rtstruct_manifest import (
+        build_rtstruct_manifest,
+        manifest_cases,
+        write_record,
+    )
+
+    with user_errors():
+        result = build_rtstruct_manifest(src, output, structures)
+        cases = assign_splits(manifest_cases(result), val_fraction, test_fraction, seed)
+        write_manifest(cases, output)
+        declared = write_declared_labels(output, result.labels, f"RTSTRUCT names in {src}")
+        record = write_record(result, output, src, structures)
+    for case in result.cases:
+        found = ", ".join(f"{name}={structure.name}" for name, (_, structure) in case.matched.items())
+        missing = [n for n in result.labels.values() if n not in case.matched]
+        typer.echo(f"{case.case_id}: {found}" + (f"; not drawn: {', '.join(missing)}" if missing else ""))
+    for line in result.problems:
+        typer.echo(line)
+    counts = Counter(c.split for c in cases)
+    splits = f" ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})" if counts else ""
+    console.print(f"wrote {output}: {len(cases)} cases{splits}, "
+                  f"labels in {output.parent / (output.stem + '_labels')}; {len(result.skipped)} case(s) and "
+                  f"{len(result.problems) - sum(len(c.problems) for c in result.skipped)} RTSTRUCT(s) left out; "
+                  f"{len(result.unpaired)} series without RTSTRUCT; label names in {declared}; record {record}",
+                  highlight=False)
+    if result.problems:
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -41,7 +41,23 @@ def check_manifest(path: str | Path, label_values: set[int] | None = None, **lim
     if label_values is None and declared is not None:
         label_values = {0, *declared}
     problems = _manifest_problems(str(Path(path)), ManifestError("\n".join(bad_rows))) if bad_rows else []
+    problems += _recorded_problems(path)
     return problems + check_cases(cases, label_values, **limits)
+
+
+def _recorded_problems(path: str | Path) -> list[Problem]:
+    """The cases ``volseg manifest`` left out of an RTSTRUCT manifest, one line each (see rtstruct_manifest)."""
+    from volseg.data.rtstruct_manifest import recorded_problems
+
+    try:
+        lines = recorded_problems(path)
+    except ManifestError as exc:
+        return _manifest_problems(str(Path(path)), exc)
+    out = []
+    for line in lines:
+        where, sep, message = line.partition(": ")
+        out.append(Problem(where, f"left out of the manifest: {message}") if sep else Problem(str(path), line))
+    return out
 
 
 def check_cases(cases: Iterable[Case], label_values: set[int] | None = None, **limits) -> list[Problem]:

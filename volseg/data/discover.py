@@ -40,6 +40,12 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
     return next((root / n for n in names if (root / n).is_dir()), None)
 
 
+def is_dataset_folder(src: str | Path) -> bool:
+    """An MSD/nnU-Net folder or images/ + labels/ (what :func:`discover_cases` reads), not a DICOM archive."""
+    root = Path(src)
+    return (root / "dataset.json").is_file() or _first_dir(root, ("imagesTr", "images")) is not None
+
+
 def discover_cases(src: str | Path) -> list[Case]:
     """Cases of an MSD/nnU-Net folder (dataset.json, imagesTr/labelsTr, imagesTs) or of a folder with
     ``images/`` and ``labels/`` sub-folders matched by name. Unlabeled cases get split 'test'."""
