@@ -25,7 +25,6 @@ a random amount within its range of enhancement, so that a non-contrast CT teach
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
 import subprocess
@@ -34,6 +33,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from volseg.csv_rows import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ORGANS = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left"}
@@ -151,8 +152,9 @@ def _ircadb_masks(zip_path: Path, work: Path) -> dict[str, np.ndarray]:
 def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     """Image and 4-organ label files of the three sources, plus ``variants`` contrast-synthesized copies of
     each training CT, in ``work``; returns what was built (paths, voxel counts, overlaps)."""
-    from volseg.data import io
     from monai import transforms as mt
+
+    from volseg.data import io
 
     done = work / "prepared.json"
     if done.exists():
@@ -198,7 +200,8 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
 
 
 def write_manifest(record: dict, train: str, test: str, path: Path, synthetic: bool) -> Path:
-    from volseg.data.manifest import Case, write_manifest as write
+    from volseg.data.manifest import Case
+    from volseg.data.manifest import write_manifest as write
 
     label = Path(record[train]["label"])
     cases = [Case(f"{train}_ct", (Path(record[train]["image"]),), label, "train")]
@@ -233,7 +236,7 @@ def run_direction(record: dict, train: str, test: str, work: Path, minutes: floa
     volseg("evaluate", "--pred", out / "pred", "--manifest", manifest, "--split", "test", "--config", CONFIG,
            "-o", out / "test_metrics.csv")
     summary = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
-    train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))
+    train_seconds = sum(float(row["seconds"]) for row in read_rows(run / "metrics.csv"))
     return {"train": train, "test": test, "synthetic_contrast": synthetic, "overrides": sets,
             "train_seconds": round(train_seconds, 1), "dice": {k: v["dice"]["mean"] for k, v in summary.items()},
             "hd95_mm": {k: v["hd95"]["median"] for k, v in summary.items()}}

@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from volseg.csv_rows import read_rows
+
 REPO = Path(__file__).resolve().parents[1]
 RUNS = [(m, 3) for m in ("unet", "unetpp", "attunet", "r2unet", "r2attunet", "resunet")] + [("unet", 2), ("attunet", 2)]
 
@@ -61,8 +63,8 @@ def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, length: 
         volseg("infer", manifest, "--split", "test", "--model", run, "-o", pred, "--overwrite")
         volseg("evaluate", "--pred", pred, "--manifest", manifest, "--config", config, "-o", pred / "metrics.csv")
     summary = json.loads((pred / "metrics.json").read_text(encoding="utf-8"))
-    history = list(csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))
-    infer_rows = list(csv.DictReader(open(pred / "volseg_run.csv", encoding="utf-8")))
+    history = read_rows(run / "metrics.csv")
+    infer_rows = read_rows(pred / "volseg_run.csv")
     dice = {label: m["dice"]["mean"] for label, m in summary.items()}
     seconds = [float(r["seconds"]) for r in history]
     parameters, flops = network_cost(run)

@@ -38,17 +38,3 @@ def write_csv_atomic(path: str | Path, fieldnames: list[str], rows: Iterable[dic
         writer.writeheader()
         writer.writerows(rows)
     return Path(path)
-
-
-def append_csv_rows(path: str | Path, fieldnames, rows: Iterable[dict]) -> None:
-    """Append rows to a CSV (its header first when the file is new or empty), flushed and fsync'd, so a
-    record is valid after a kill at any moment: the one durable append of every run record."""
-    path = Path(path)
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fieldnames))
-        if new:
-            writer.writeheader()
-        writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in fieldnames} for row in rows)
-        f.flush()
-        os.fsync(f.fileno())

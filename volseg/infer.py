@@ -8,7 +8,6 @@ case overlaps with predicting the current one.
 
 from __future__ import annotations
 
-import csv
 import logging
 import threading
 import time
@@ -21,9 +20,10 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from volseg.atomic import append_csv_rows, atomic_path
+from volseg.atomic import atomic_path
 from volseg.backends import make_backend
 from volseg.checkpoint import load_model
+from volseg.csv_rows import append_durably, read_rows
 from volseg.data import io
 from volseg.data.dicom_archive import DicomSeries, discover_series
 from volseg.data.manifest import safe_case_id
@@ -186,7 +186,7 @@ class RunRecord:
         self.done: set[str] = set()
         if keep and path.exists():
             _cut_torn_line(path)
-            self.done = {row["case_id"] for row in csv.DictReader(path.open(encoding="utf-8"))
+            self.done = {row["case_id"] for row in read_rows(path)
                          if row.get("status") in ("ok", "partial", "skipped")}
         else:
             path.unlink(missing_ok=True)
@@ -194,7 +194,7 @@ class RunRecord:
     def add(self, result: CaseResult) -> None:
         if result.status == "skipped" and result.case_id in self.done:
             return
-        append_csv_rows(self.path, RUN_COLUMNS, [{**asdict(result), "seconds": f"{result.seconds:.2f}"}])
+        append_durably(self.path, RUN_COLUMNS, [{**asdict(result), "seconds": f"{result.seconds:.2f}"}])
 
 
 def _cut_torn_line(path: Path) -> None:

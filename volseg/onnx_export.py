@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from volseg.atomic import atomic_path
+from volseg.cache import cache_folder
 from volseg.config import Config
 from volseg.errors import VolsegError
 
@@ -59,7 +59,7 @@ def export_onnx_for(model: nn.Module, example: torch.Tensor, path: str | Path, d
 def cached_onnx(weights: Path, tag: str, export: Callable[[Path], Path]) -> Path:
     """The ONNX file of a weights file (content hash) and ``tag`` in volseg's cache, exported once."""
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volseg" / "onnx"
+    cache = cache_folder() / "onnx"
     path = cache / f"{digest}{tag}-torch{torch.__version__.split('+')[0]}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX (%s), once", weights, path)

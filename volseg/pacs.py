@@ -18,7 +18,6 @@ and origin, not its text.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
@@ -34,7 +33,7 @@ import pydicom
 import requests
 import yaml
 
-from volseg.atomic import append_csv_rows
+from volseg.csv_rows import append_durably, read_rows
 from volseg.data.dicom_archive import (
     DicomSeries,
     discover_series,
@@ -185,11 +184,11 @@ def series_from_metadata(client, study_uid: str, series_uid: str) -> list[DicomS
 def _read_record(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
-    return {row["series_uid"]: row for row in csv.DictReader(path.open(encoding="utf-8")) if row.get("series_uid")}
+    return {row["series_uid"]: row for row in read_rows(path) if row.get("series_uid")}
 
 
 def _append(path: Path, row: dict) -> None:
-    append_csv_rows(path, COLUMNS, [row])
+    append_durably(path, COLUMNS, [row])
 
 
 @dataclass

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from volseg.atomic import write_text_atomic
+from volseg.cache import cache_folder
 from volseg.config import Config
 from volseg.errors import VolsegError
 from volseg.onnx_export import checkpoint_onnx, installed
@@ -175,7 +176,7 @@ def agrees(record: dict | None) -> bool:
 def cached_path(checkpoint: Path, calibration_digest: str) -> Path:
     import openvino
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "volseg" / "int8"
+    cache = cache_folder() / "int8"
     name = f"{file_digest(checkpoint)[:16]}-{calibration_digest[:12]}-ov{openvino.__version__.split('-')[0]}.xml"
     return cache / name
 

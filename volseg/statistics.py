@@ -7,14 +7,14 @@ TotalSegmentator's ``--statistics`` is the reference. A batch appends one row pe
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from volseg.atomic import append_csv_rows, write_csv_atomic, write_text_atomic
+from volseg.atomic import write_csv_atomic, write_text_atomic
+from volseg.csv_rows import append_durably, read_rows
 from volseg.outputs import STATISTICS_CSV, STATISTICS_JSON  # noqa: F401  (named with the other outputs)
 
 COLUMNS = ("case_id", "label", "name", "voxels", "volume_ml", "mean_intensity", "median_intensity",
@@ -52,12 +52,12 @@ def label_statistics(labels: np.ndarray, image: np.ndarray, affine: np.ndarray,
 
 def append_rows(path: Path, case_id: str, rows: list[dict]) -> None:
     """Append one case's rows (header first when the file is new), flushed to disk."""
-    append_csv_rows(path, COLUMNS, ({"case_id": case_id, **row} for row in rows))
+    append_durably(path, COLUMNS, ({"case_id": case_id, **row} for row in rows))
 
 
 def merge(parts: list[Path], csv_path: Path, json_path: Path) -> dict:
     """One statistics.csv (rows in case order) and its JSON from the per-rank files; the parts are kept."""
-    rows = [row for part in parts if part.exists() for row in csv.DictReader(part.open(encoding="utf-8"))]
+    rows = [row for part in parts if part.exists() for row in read_rows(part)]
     write_csv_atomic(csv_path, COLUMNS, sorted(rows, key=lambda r: r["case_id"]))
     return write_json(csv_path, json_path)
 
@@ -66,7 +66,7 @@ def write_json(csv_path: Path, json_path: Path) -> dict:
     """``{case_id: {label name: {...}}}`` from the CSV (the last row wins for a case written twice)."""
     out: dict[str, dict] = {}
     if csv_path.exists():
-        for row in csv.DictReader(csv_path.open(encoding="utf-8")):
+        for row in read_rows(csv_path):
             entry = {"label": int(row["label"]), "voxels": int(row["voxels"]), "volume_ml": float(row["volume_ml"]),
                      "mean_intensity": float(row["mean_intensity"]) if row["mean_intensity"] else None,
                      "median_intensity": float(row["median_intensity"]) if row["median_intensity"] else None,

@@ -8,7 +8,6 @@ version into ``~/.cache/volseg/niivue``), and a page built without it says so an
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from volseg.atomic import atomic_path
+from volseg.cache import cache_folder
 
 NIIVUE_PACKAGE = "@niivue/niivue"
 NIIVUE_VERSION = "0.69.0"
@@ -26,7 +26,7 @@ NIIVUE_LICENSE = "NiiVue 0.69.0, BSD-2-Clause, Copyright (c) NiiVue contributors
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("VOLSEG_CACHE", Path.home() / ".cache" / "volseg")) / "niivue" / NIIVUE_VERSION
+    return cache_folder() / "niivue" / NIIVUE_VERSION
 
 
 def viewer_path() -> Path | None:
