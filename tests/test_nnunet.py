@@ -240,6 +240,32 @@ def test_totalsegmentator_task_runs_and_merges_its_parts(tmp_path, monkeypatch):
     assert "totalseg_download_weights -t total_fast" in result.output.replace("\n", " ")
 
 
+def test_totalsegmentator_resamples_the_scan_as_its_default_resampling_order(tmp_path, monkeypatch):
+    """TotalSegmentator 2.18.0 zooms the canonical scan with ``--resampling_order`` 1 (default), not 3: with order 3
+    the 1.5 mm grid of the bundled CT differed in 10.1 M of 11.0 M voxels (benchmarks/results/totalseg_parity.md).
+    What the part models see is the order-1 zoom, truncated to int32, then nnU-Net's CT normalization."""
+    from scipy import ndimage
+
+    from volseg.nnunet.preprocess import preprocess
+    from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
+
+    parts = {297: {"spleen": 1, "liver": 2}}
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(_totalsegmentator_home(tmp_path / "ts", parts, 3.0,
+                                                                        "nnUNetTrainer_4000epochs_NoMirroring")))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    scan = np.random.default_rng(5).integers(-200, 300, size=(20, 18, 9)).astype(np.int16)
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    nib.save(nib.Nifti1Image(scan, affine), tmp_path / "scan_0000.nii.gz")
+    segmenter = TotalSegmentatorSegmenter("total_fast", backend="torch")
+    data = segmenter.load(case_of(tmp_path / "scan_0000.nii.gz"))
+    zoom = np.array([0.8, 0.8, 2.5]) / 3.0
+    expected = ndimage.zoom(scan.astype(np.float64), zoom, mode="nearest", order=1).astype(np.int32)
+    spacing = [3.0, 3.0, 3.0]
+    wanted = preprocess(expected.transpose(2, 1, 0)[None], spacing, segmenter.parts[0].model).data
+    assert np.asarray(data["prepared"][0].data).shape == np.asarray(wanted).shape
+    assert np.array_equal(np.asarray(data["prepared"][0].data), np.asarray(wanted))
+
+
 @pytest.mark.parametrize("current,new,shape", [
     ([0.8, 0.8, 3.0], [0.4, 0.4, 1.0], (60, 80, 27)),  # separate z: in-plane linear, nearest along z
     ([3.0, 0.8, 0.8], [3.0, 1.6, 1.6], (9, 20, 15)),  # separate along the first axis, z unchanged

@@ -2,7 +2,8 @@
 as TotalSegmentator 2.x runs them (``nnunet.py``, ``nnUNet_predict_image``).
 
 The scan is put in the closest canonical (RAS) orientation, resampled to the task's spacing with
-``scipy.ndimage.zoom`` (order 3, truncated to int32, as ``change_spacing`` does), each part model runs on that
+``scipy.ndimage.zoom`` (order 1, TotalSegmentator 2.18.0's ``--resampling_order`` default; truncated to int32,
+as ``change_spacing`` does), each part model runs on that
 grid (tile step 0.8 for the ``total`` tasks, 0.5 otherwise), part labels are mapped to the task's numbering
 (a later part overwrites where it found something), and the label map goes back with order-0 zoom and the
 orientation undone. Which dataset folders make a task is read from the installed ``totalsegmentator``
@@ -40,6 +41,9 @@ LAYOUT = {
     "body_fast": ([300], 6.0, "nnUNetTrainer"),
 }
 WIDE_STEP_TASKS = ("total", "total_v3", "total_mr")  # TotalSegmentator tiles these with step 0.8
+# TotalSegmentator's default --resampling_order for the scan (2.18.0: 1; order 3 gave 10.1 M of 11.0 M voxels
+# different on the bundled CT at 1.5 mm: benchmarks/results/totalseg_parity.md)
+RESAMPLING_ORDER = 1
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ class TotalSegmentatorSegmenter:
         affine = np.asarray(image.meta["original_affine"], float)
         array, canonical_affine, ornt = canonical(image[0].numpy().astype(np.float64), affine)
         zoom = zooms(canonical_affine) / np.array(self.task.spacing)
-        resampled = ndimage.zoom(array, zoom, mode="nearest", order=3).astype(np.int32)
+        resampled = ndimage.zoom(array, zoom, mode="nearest", order=RESAMPLING_ORDER).astype(np.int32)
         grid_affine = canonical_affine.copy()
         grid_affine[:3, :3] = grid_affine[:3, :3] / zoom
         spacing = zooms(grid_affine)[::-1]
