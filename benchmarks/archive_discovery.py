@@ -82,9 +82,14 @@ def child(root: Path) -> dict:
     start = time.perf_counter()
     found, skipped = discover_series([root])
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "series": len(found), "files": sum(len(s.instances) for s in found),
-            "skipped": skipped, "bytes_read": _rchar() - before,
-            "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "seconds": seconds,
+        "series": len(found),
+        "files": sum(len(s.instances) for s in found),
+        "skipped": skipped,
+        "bytes_read": _rchar() - before,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -102,14 +107,21 @@ def main() -> None:
         write_archive(root, args.files)
         write_seconds = time.perf_counter() - start
         archive_bytes = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-        run = subprocess.run([sys.executable, __file__, "--child", str(root)], capture_output=True, encoding="utf-8",
-                             check=True)
+        run = subprocess.run(
+            [sys.executable, __file__, "--child", str(root)], capture_output=True, encoding="utf-8", check=True
+        )
         result = json.loads(run.stdout.strip().splitlines()[-1])
-    result.update({"files_written": args.files, "archive_mb": archive_bytes / 2**20,
-                   "files_per_second": result["files"] / result["seconds"],
-                   "bytes_read_per_file": result["bytes_read"] / max(result["files"], 1),
-                   "file_bytes": archive_bytes / args.files, "write_seconds": write_seconds,
-                   "command": f"python benchmarks/archive_discovery.py --files {args.files}"})
+    result.update(
+        {
+            "files_written": args.files,
+            "archive_mb": archive_bytes / 2**20,
+            "files_per_second": result["files"] / result["seconds"],
+            "bytes_read_per_file": result["bytes_read"] / max(result["files"], 1),
+            "file_bytes": archive_bytes / args.files,
+            "write_seconds": write_seconds,
+            "command": f"python benchmarks/archive_discovery.py --files {args.files}",
+        }
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "archive_discovery.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     (args.out / "archive_discovery.md").write_text(markdown(result), encoding="utf-8")

@@ -50,11 +50,27 @@ def make_inputs(folder: Path, cases: int) -> tuple[Path, Path]:
     scan = folder / "scan.nii.gz"
     rng = np.random.default_rng(0)
     nib.save(nib.Nifti1Image(rng.normal(0, 1, (SIDE,) * 3).astype(np.float32), np.diag([1.0, 1.0, 1.0, 1.0])), scan)
-    cfg = load_config(None, ["model.features=[4, 8, 16]", "model.dims=3", "preprocess.spacing=null",
-                             f"sampling.patch_size_3d={[SIDE] * 3}", "data.labels={1: a, 2: b}"])
+    cfg = load_config(
+        None,
+        [
+            "model.features=[4, 8, 16]",
+            "model.dims=3",
+            "preprocess.spacing=null",
+            f"sampling.patch_size_3d={[SIDE] * 3}",
+            "data.labels={1: a, 2: b}",
+        ],
+    )
     torch.manual_seed(0)
-    model = save_atomic({"format": FORMAT, "model": build_network(cfg).state_dict(), "config": cfg.to_dict(),
-                         "label_names": dict(cfg.data.labels), "epoch": 0}, folder / "tiny.pt")
+    model = save_atomic(
+        {
+            "format": FORMAT,
+            "model": build_network(cfg).state_dict(),
+            "config": cfg.to_dict(),
+            "label_names": dict(cfg.data.labels),
+            "epoch": 0,
+        },
+        folder / "tiny.pt",
+    )
     manifest = folder / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -92,14 +108,20 @@ def run_size(cases: int, folder: Path) -> dict:
     failed = sum(r.status != "ok" for r in results)
     first = (marks[tenth - 1] - started) / tenth
     last = (marks[-1] - marks[-tenth - 1]) / tenth
-    return {"cases": cases, "failed": failed, "wall_s": round(wall, 1), "s_per_case": round(wall / cases, 4),
-            "s_per_case_first_10pct": round(first, 4), "s_per_case_last_10pct": round(last, 4),
-            "run_record_bytes": (out / RUN_CSV).stat().st_size,
-            "run_record_bytes_per_case": round((out / RUN_CSV).stat().st_size / cases, 1),
-            "statistics_bytes": (out / STATISTICS_CSV).stat().st_size,
-            "rss_after_10pct_mb": round(memory["after_10pct_mb"], 1),
-            "rss_after_100pct_mb": round(memory["after_100pct_mb"], 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "cases": cases,
+        "failed": failed,
+        "wall_s": round(wall, 1),
+        "s_per_case": round(wall / cases, 4),
+        "s_per_case_first_10pct": round(first, 4),
+        "s_per_case_last_10pct": round(last, 4),
+        "run_record_bytes": (out / RUN_CSV).stat().st_size,
+        "run_record_bytes_per_case": round((out / RUN_CSV).stat().st_size / cases, 1),
+        "statistics_bytes": (out / STATISTICS_CSV).stat().st_size,
+        "rss_after_10pct_mb": round(memory["after_10pct_mb"], 1),
+        "rss_after_100pct_mb": round(memory["after_100pct_mb"], 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -115,20 +137,30 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            done = subprocess.run([sys.executable, __file__, "--one", str(size), "--folder", tmp],
-                                  capture_output=True, encoding="utf-8", check=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", str(size), "--folder", tmp],
+                capture_output=True,
+                encoding="utf-8",
+                check=True,
+            )
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
     result = {"rows": rows, **provenance(__file__)}
     lines = [
-        "# Batch runs at archive scale", "",
+        "# Batch runs at archive scale",
+        "",
         f"`{result['command']}`: a {SIDE}^3 scan listed N times, tiny 3D U-Net (4-8-16), `run_batch` as "
-        "`volseg infer` runs it (run record, statistics, label maps), one fresh process per size.", "",
+        "`volseg infer` runs it (run record, statistics, label maps), one fresh process per size.",
+        "",
         "| cases | failed | wall s | s/case | s/case first 10 % | s/case last 10 % | run record bytes/case | "
-        "RSS after 10 % MB | RSS after 100 % MB | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|",
-        *[f"| {r['cases']} | {r['failed']} | {r['wall_s']} | {r['s_per_case']} | {r['s_per_case_first_10pct']} | "
-          f"{r['s_per_case_last_10pct']} | {r['run_record_bytes_per_case']} | {r['rss_after_10pct_mb']} | "
-          f"{r['rss_after_100pct_mb']} | {r['peak_rss_mb']} |" for r in rows],
+        "RSS after 10 % MB | RSS after 100 % MB | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {r['cases']} | {r['failed']} | {r['wall_s']} | {r['s_per_case']} | {r['s_per_case_first_10pct']} | "
+            f"{r['s_per_case_last_10pct']} | {r['run_record_bytes_per_case']} | {r['rss_after_10pct_mb']} | "
+            f"{r['rss_after_100pct_mb']} | {r['peak_rss_mb']} |"
+            for r in rows
+        ],
     ]
     print(write(args.out, "batch_scale", result, lines))
 

@@ -24,14 +24,35 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run(nproc: int, iterations: int, batch: int, tmp: Path, device: str) -> dict:
     out = tmp / f"run_{nproc}"
-    sets = ["model.features=[16, 32, 64, 128]", "sampling.patch_size_3d=[40, 56, 40]",
-            f"sampling.batch_size_3d={batch}", "sampling.samples_per_volume=2", "train.epochs=2",
-            f"train.iterations_per_epoch={iterations}", "train.val_every=1000", "data.cache=memory"]
+    sets = [
+        "model.features=[16, 32, 64, 128]",
+        "sampling.patch_size_3d=[40, 56, 40]",
+        f"sampling.batch_size_3d={batch}",
+        "sampling.samples_per_volume=2",
+        "train.epochs=2",
+        f"train.iterations_per_epoch={iterations}",
+        "train.val_every=1000",
+        "data.cache=memory",
+    ]
     if device == "cpu":
         sets.append(f"train.threads={max(1, (os.cpu_count() or 1) // nproc)}")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m",
-           "volseg", "train", "--config", str(REPO / "configs" / "hippocampus_3d.yaml"), "--output", str(out),
-           "--device", device, *[a for s in sets for a in ("--set", s)]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "volseg",
+        "train",
+        "--config",
+        str(REPO / "configs" / "hippocampus_3d.yaml"),
+        "--output",
+        str(out),
+        "--device",
+        device,
+        *[a for s in sets for a in ("--set", s)],
+    ]
     subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
     from volseg.checkpoint import load_checkpoint
 
@@ -56,12 +77,20 @@ def main() -> None:
     base = rows[0]["samples_per_second"]
     for r in rows:
         r["speedup"] = r["samples_per_second"] / base
-    report = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "device": args.device, "torch": torch.__version__, "rows": rows, "wall_seconds": time.time() - started}
+    report = {
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": args.device,
+        "torch": torch.__version__,
+        "rows": rows,
+        "wall_seconds": time.time() - started,
+    }
     (args.out / "ddp_throughput.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     lines = ["| processes | s/epoch | samples/s | speed-up |", "|---|---|---|---|"]
-    lines += [f"| {r['nproc']} | {r['seconds_per_epoch']:.1f} | {r['samples_per_second']:.2f} | {r['speedup']:.2f}x |"
-              for r in rows]
+    lines += [
+        f"| {r['nproc']} | {r['seconds_per_epoch']:.1f} | {r['samples_per_second']:.2f} | {r['speedup']:.2f}x |"
+        for r in rows
+    ]
     (args.out / "ddp_throughput.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

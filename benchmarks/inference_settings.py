@@ -43,15 +43,18 @@ def main() -> None:
     from volseg.pretrained import resolve_model
 
     if args.manifest:
-        pairs = [(CaseInput(c.case_id, c.images), c.label) for c in read_manifest(args.manifest) if c.split == args.split]
+        pairs = [
+            (CaseInput(c.case_id, c.images), c.label) for c in read_manifest(args.manifest) if c.split == args.split
+        ]
     else:
         pairs = [(CaseInput("ct", (args.ct,)), args.label)]
     references = [read_label(label)[0].numpy() for _, label in pairs]
     rows, default = [], None
     for overlap, tta in SETTINGS:
         try:
-            segmenter = Segmenter(resolve_model(args.model), "cpu", overlap=overlap, tta=tta, backend=args.backend,
-                                  precision="fp32")
+            segmenter = Segmenter(
+                resolve_model(args.model), "cpu", overlap=overlap, tta=tta, backend=args.backend, precision="fp32"
+            )
         except ValueError as e:  # e.g. a model trained without mirroring has no TTA
             rows.append({"overlap": overlap, "tta": tta, "refused": str(e)})
             continue
@@ -66,8 +69,16 @@ def main() -> None:
             per_case = [dice_per_label(a, b, names) for a, b in zip(ours, others)]
             return {names[v]: float(np.mean([d[v] for d in per_case])) for v in names}
 
-        rows.append({"overlap": overlap, "tta": tta, "seconds": seconds, "cases": len(pairs),
-                     "dice_vs_default": mean_dice(labels, default), "dice_vs_reference": mean_dice(labels, references)})
+        rows.append(
+            {
+                "overlap": overlap,
+                "tta": tta,
+                "seconds": seconds,
+                "cases": len(pairs),
+                "dice_vs_default": mean_dice(labels, default),
+                "dice_vs_reference": mean_dice(labels, references),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     source = str(args.manifest) + f" split {args.split}" if args.manifest else str(args.ct)
     report = {"ct": source, "model": args.model, "backend": args.backend, "rows": rows}
@@ -80,17 +91,22 @@ def main() -> None:
 def markdown(report: dict) -> str:
     labels = list(next(r for r in report["rows"] if "refused" not in r)["dice_vs_reference"])
     base = report["rows"][0]["seconds"]
-    lines = [f"Cases: {report['ct']}; model: {report['model']}, {report['backend']} fp32; seconds from "
-             "read to labels on the source grid; Dice per label (" + ", ".join(labels) + ").", "",
-             "| overlap | mirroring TTA | seconds | time vs default | Dice vs default labels | Dice vs reference |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Cases: {report['ct']}; model: {report['model']}, {report['backend']} fp32; seconds from "
+        "read to labels on the source grid; Dice per label (" + ", ".join(labels) + ").",
+        "",
+        "| overlap | mirroring TTA | seconds | time vs default | Dice vs default labels | Dice vs reference |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         if "refused" in r:
             lines.append(f"| {r['overlap']} | {'yes' if r['tta'] else 'no'} | refused: {r['refused']} | | | |")
             continue
         fmt = lambda d: " / ".join(f"{d[n]:.4f}" for n in labels)  # noqa: E731
-        lines.append(f"| {r['overlap']} | {'yes' if r['tta'] else 'no'} | {r['seconds']:.1f} | "
-                     f"{r['seconds'] / base:.2f}x | {fmt(r['dice_vs_default'])} | {fmt(r['dice_vs_reference'])} |")
+        lines.append(
+            f"| {r['overlap']} | {'yes' if r['tta'] else 'no'} | {r['seconds']:.1f} | "
+            f"{r['seconds'] / base:.2f}x | {fmt(r['dice_vs_default'])} | {fmt(r['dice_vs_reference'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -71,14 +71,28 @@ def main() -> None:
             assert int8.precision == "int8"
             agreement = measure_agreement(fp32, int8, cases)
             int8_window = window_seconds(int8, int8.cfg)
-        rows.append({"keep_fp32": variant, "quantize_s": quantize_s, "window_s": int8_window,
-                     "speedup_vs_fp32": fp32_window / int8_window, **agreement})
+        rows.append(
+            {
+                "keep_fp32": variant,
+                "quantize_s": quantize_s,
+                "window_s": int8_window,
+                "speedup_vs_fp32": fp32_window / int8_window,
+                **agreement,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
-    report = {"model": str(args.model), "architecture": f"{fp32.cfg.model.name} {fp32.cfg.model.dims}D "
-              f"{list(fp32.cfg.model.features)}", "window": list(fp32.cfg.sampling.patch_size_3d if
-                                                                   fp32.cfg.model.dims == 3 else fp32.cfg.sampling.patch_size_2d),
-              "check": f"{args.check.name} split {args.split}", "cases": len(cases),
-              "fp32_window_s": fp32_window, "threads": torch.get_num_threads(), "rows": rows}
+    report = {
+        "model": str(args.model),
+        "architecture": f"{fp32.cfg.model.name} {fp32.cfg.model.dims}D {list(fp32.cfg.model.features)}",
+        "window": list(
+            fp32.cfg.sampling.patch_size_3d if fp32.cfg.model.dims == 3 else fp32.cfg.sampling.patch_size_2d
+        ),
+        "check": f"{args.check.name} split {args.split}",
+        "cases": len(cases),
+        "fp32_window_s": fp32_window,
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     (args.out / f"{args.name}.md").write_text(markdown(report), encoding="utf-8")
@@ -87,20 +101,27 @@ def main() -> None:
 
 def markdown(report: dict) -> str:
     labels = list(report["rows"][0]["dice_vs_fp32_min"]) if report["rows"] else []
-    lines = [f"Model: {report['model']} ({report['architecture']}), window {'x'.join(map(str, report['window']))}; "
-             f"check cases: {report['cases']} ({report['check']}); OpenVINO fp32 window "
-             f"{1000 * report['fp32_window_s']:.1f} ms.", "",
-             "| kept in fp32 | window ms | speed-up vs fp32 | " + " | ".join(
-                 f"{n} vs fp32 mean / worst | {n} vs reference fp32 -> int8" for n in labels) + " |",
-             "|---|---|---|" + "---|---|" * len(labels)]
+    lines = [
+        f"Model: {report['model']} ({report['architecture']}), window {'x'.join(map(str, report['window']))}; "
+        f"check cases: {report['cases']} ({report['check']}); OpenVINO fp32 window "
+        f"{1000 * report['fp32_window_s']:.1f} ms.",
+        "",
+        "| kept in fp32 | window ms | speed-up vs fp32 | "
+        + " | ".join(f"{n} vs fp32 mean / worst | {n} vs reference fp32 -> int8" for n in labels)
+        + " |",
+        "|---|---|---|" + "---|---|" * len(labels),
+    ]
     for r in report["rows"]:
         cells = []
         for n in labels:
             ref = r["dice_vs_reference"]
-            ref_cell = (f"{ref['fp32'][n]:.4f} -> {ref['int8'][n]:.4f}" if ref["fp32"][n] is not None else "n/a")
+            ref_cell = f"{ref['fp32'][n]:.4f} -> {ref['int8'][n]:.4f}" if ref["fp32"][n] is not None else "n/a"
             cells += [f"{r['dice_vs_fp32_mean'][n]:.4f} / {r['dice_vs_fp32_min'][n]:.4f}", ref_cell]
-        lines.append(f"| {r['keep_fp32']} | {1000 * r['window_s']:.1f} | {r['speedup_vs_fp32']:.2f}x | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {r['keep_fp32']} | {1000 * r['window_s']:.1f} | {r['speedup_vs_fp32']:.2f}x | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 

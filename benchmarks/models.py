@@ -99,12 +99,23 @@ def measure(kind: str, name: str, patch: int, repeats: int, device: str) -> dict
 
     steps = seconds_per_call(train_step, max(2, repeats // 2), lambda: _sync(dev))
     forward = statistics.median(times)
-    peak_mb = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
-               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"kind": kind, "model": name, "counterpart": PAIRS[name][1] if kind == "monai" else name,
-            "features": list(features), "parameters": count_parameters(model), "forward_s": forward,
-            "train_step_s": statistics.median(steps), "gflop": flops / 1e9, "gflops_per_s": flops / forward / 1e9,
-            "peak_memory_mb": peak_mb}
+    peak_mb = (
+        torch.cuda.max_memory_allocated(dev) / 2**20
+        if dev.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        "kind": kind,
+        "model": name,
+        "counterpart": PAIRS[name][1] if kind == "monai" else name,
+        "features": list(features),
+        "parameters": count_parameters(model),
+        "forward_s": forward,
+        "train_step_s": statistics.median(steps),
+        "gflop": flops / 1e9,
+        "gflops_per_s": flops / forward / 1e9,
+        "peak_memory_mb": peak_mb,
+    }
 
 
 def measure_default_model(backend: str, repeats: int, device: str) -> dict:
@@ -112,10 +123,10 @@ def measure_default_model(backend: str, repeats: int, device: str) -> dict:
     through a volseg inference backend (batch 1, the fastest on CPU for OpenVINO)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from volseg.onnx_export import example_input
-    from volseg.pretrained import DEFAULT, model_file
     from volseg.infer import Segmenter
     from volseg.models import count_parameters
+    from volseg.onnx_export import example_input
+    from volseg.pretrained import DEFAULT, model_file
 
     segmenter = Segmenter(model_file(DEFAULT), device, backend=backend)
     x = example_input(segmenter.cfg)
@@ -124,11 +135,18 @@ def measure_default_model(backend: str, repeats: int, device: str) -> dict:
             segmenter.model(x.to(segmenter.device))
         times = seconds_per_call(lambda: segmenter.network(x), repeats, lambda: _sync(segmenter.device))
     forward, flops = min(times), counter.get_total_flops()
-    return {"kind": "default", "model": "default model", "counterpart": f"volseg {segmenter.backend}",
-            "features": list(segmenter.cfg.model.features), "patch": list(x.shape[2:]),
-            "parameters": count_parameters(segmenter.model), "forward_s": forward, "gflop": flops / 1e9,
-            "gflops_per_s": flops / forward / 1e9,
-            "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "kind": "default",
+        "model": "default model",
+        "counterpart": f"volseg {segmenter.backend}",
+        "features": list(segmenter.cfg.model.features),
+        "patch": list(x.shape[2:]),
+        "parameters": count_parameters(segmenter.model),
+        "forward_s": forward,
+        "gflop": flops / 1e9,
+        "gflops_per_s": flops / forward / 1e9,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -137,8 +155,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="*", default=list(PAIRS))
-    parser.add_argument("--default-backends", nargs="*", default=["torch", "auto"],
-                        help="inference backends for the default model's forward pass")
+    parser.add_argument(
+        "--default-backends",
+        nargs="*",
+        default=["torch", "auto"],
+        help="inference backends for the default model's forward pass",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--quick", action="store_true", help="tiny setting (patch 32, 1 repeat) for the test suite")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "MODEL"), help=argparse.SUPPRESS)
@@ -147,14 +169,28 @@ def main() -> None:
         args.patch, args.repeats = 32, 1
     if args.child:
         kind, name = args.child
-        result = measure_default_model(name, max(args.repeats, 3), args.device) if kind == "default" else \
-            measure(kind, name, args.patch, args.repeats, args.device)
+        result = (
+            measure_default_model(name, max(args.repeats, 3), args.device)
+            if kind == "default"
+            else measure(kind, name, args.patch, args.repeats, args.device)
+        )
         print(json.dumps(result))
         return
 
     def child(kind: str, name: str) -> dict:
-        cmd = [sys.executable, __file__, "--child", kind, name, "--patch", str(args.patch),
-               "--repeats", str(args.repeats), "--device", args.device]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            name,
+            "--patch",
+            str(args.patch),
+            "--repeats",
+            str(args.repeats),
+            "--device",
+            args.device,
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, encoding="utf-8").stdout
         return json.loads(out.strip().splitlines()[-1])
 
@@ -168,32 +204,75 @@ def main() -> None:
         monai = by_key.get(("monai", r["model"]))
         if r["kind"] == "volseg" and monai:
             r["train_step_vs_monai"] = r["train_step_s"] / monai["train_step_s"]
-            r["train_time_per_gflop_vs_monai"] = (r["train_step_s"] / r["gflop"]) / (monai["train_step_s"] / monai["gflop"])
-    report = {"device": args.device, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-              "patch": args.patch, "matmul_gflops_per_s": peak, "rows": rows}
+            r["train_time_per_gflop_vs_monai"] = (r["train_step_s"] / r["gflop"]) / (
+                monai["train_step_s"] / monai["gflop"]
+            )
+    report = {
+        "device": args.device,
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "patch": args.patch,
+        "matmul_gflops_per_s": peak,
+        "rows": rows,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "models.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    lines = [f"fp32 matmul: {peak:.0f} GFLOP/s (best of 3 rounds of 4096^2 matmuls); device {args.device}", "",
-             "Default model forward pass (as `volseg infer` runs it, one window):", "",
-             "| backend | patch | GFLOP | forward s | GFLOP/s | % of matmul |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"fp32 matmul: {peak:.0f} GFLOP/s (best of 3 rounds of 4096^2 matmuls); device {args.device}",
+        "",
+        "Default model forward pass (as `volseg infer` runs it, one window):",
+        "",
+        "| backend | patch | GFLOP | forward s | GFLOP/s | % of matmul |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["kind"] == "default":
-            lines.append(f"| {r['counterpart']} | {'x'.join(map(str, r['patch']))} | {r['gflop']:.1f} | "
-                         f"{r['forward_s']:.3f} | {r['gflops_per_s']:.1f} | {100 * r['share_of_matmul_peak']:.0f}% |")
-    head = ["model", "net", "params", "GFLOP", "forward s", "GFLOP/s", "% matmul", "train step s", "peak MB",
-            "step vs MONAI", "per-GFLOP vs MONAI"]
-    lines += ["", f"Zoo vs MONAI, eager torch fp32, patch {args.patch}^3, batch 1:", "",
-              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines.append(
+                f"| {r['counterpart']} | {'x'.join(map(str, r['patch']))} | {r['gflop']:.1f} | "
+                f"{r['forward_s']:.3f} | {r['gflops_per_s']:.1f} | {100 * r['share_of_matmul_peak']:.0f}% |"
+            )
+    head = [
+        "model",
+        "net",
+        "params",
+        "GFLOP",
+        "forward s",
+        "GFLOP/s",
+        "% matmul",
+        "train step s",
+        "peak MB",
+        "step vs MONAI",
+        "per-GFLOP vs MONAI",
+    ]
+    lines += [
+        "",
+        f"Zoo vs MONAI, eager torch fp32, patch {args.patch}^3, batch 1:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in rows:
         if r["kind"] == "default":
             continue
-        lines.append("| " + " | ".join([
-            r["model"], "volseg" if r["kind"] == "volseg" else r["counterpart"], f"{r['parameters']:,}",
-            f"{r['gflop']:.1f}", f"{r['forward_s']:.3f}", f"{r['gflops_per_s']:.1f}",
-            f"{100 * r['share_of_matmul_peak']:.0f}%", f"{r['train_step_s']:.3f}", f"{r['peak_memory_mb']:.0f}",
-            f"{r['train_step_vs_monai']:.2f}x" if "train_step_vs_monai" in r else "",
-            f"{r['train_time_per_gflop_vs_monai']:.2f}x" if "train_time_per_gflop_vs_monai" in r else "",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["model"],
+                    "volseg" if r["kind"] == "volseg" else r["counterpart"],
+                    f"{r['parameters']:,}",
+                    f"{r['gflop']:.1f}",
+                    f"{r['forward_s']:.3f}",
+                    f"{r['gflops_per_s']:.1f}",
+                    f"{100 * r['share_of_matmul_peak']:.0f}%",
+                    f"{r['train_step_s']:.3f}",
+                    f"{r['peak_memory_mb']:.0f}",
+                    f"{r['train_step_vs_monai']:.2f}x" if "train_step_vs_monai" in r else "",
+                    f"{r['train_time_per_gflop_vs_monai']:.2f}x" if "train_time_per_gflop_vs_monai" in r else "",
+                ]
+            )
+            + " |"
+        )
     (args.out / "models.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -104,8 +104,12 @@ def ensure_venv(venv: Path) -> Path:
     if not python.exists():
         run([sys.executable, "-m", "venv", venv])
         run([python, "-m", "pip", "install", "-q", NNUNET])
-    site = subprocess.run([python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     trainer = Path(site) / "training" / "nnUNetTrainer" / "variants" / "volseg_budget" / "nnUNetTrainerBudget.py"
     trainer.parent.mkdir(parents=True, exist_ok=True)
     (trainer.parent / "__init__.py").touch()
@@ -130,48 +134,125 @@ def nnunet_raw(manifest: Path, raw: Path) -> dict[str, list[str]]:
         for link, target in links:
             if not link.exists():
                 link.symlink_to(Path(target).resolve())
-    dataset = {"channel_names": {"0": "MRI"}, "labels": LABELS, "file_ending": ".nii.gz",
-               "numTraining": len(splits["train"]) + len(splits["val"])}
+    dataset = {
+        "channel_names": {"0": "MRI"},
+        "labels": LABELS,
+        "file_ending": ".nii.gz",
+        "numTraining": len(splits["train"]) + len(splits["val"]),
+    }
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=1), encoding="utf-8")
     return splits
 
 
 def test_dice(pred: Path, manifest: Path, config: Path) -> dict[str, float]:
-    run([sys.executable, "-m", "volseg", "evaluate", "--pred", pred, "--manifest", manifest, "--split", "test",
-         "--config", config, "-o", pred / "metrics.csv"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "volseg",
+            "evaluate",
+            "--pred",
+            pred,
+            "--manifest",
+            manifest,
+            "--split",
+            "test",
+            "--config",
+            config,
+            "-o",
+            pred / "metrics.csv",
+        ]
+    )
     summary = json.loads((pred / "metrics.json").read_text(encoding="utf-8"))
     dice = {label: m["dice"]["mean"] for label, m in summary.items()}
     return {**dice, "mean": sum(dice.values()) / len(dice)}
 
 
 def nnunet(bin_dir: Path, work: Path, manifest: Path, splits: dict, minutes: float, config: Path) -> dict:
-    env = {**os.environ, "nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
-           "nnUNet_results": str(work / "nnUNet_results"), "VOLSEG_NNUNET_BUDGET_MINUTES": str(minutes)}
+    env = {
+        **os.environ,
+        "nnUNet_raw": str(work / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
+        "nnUNet_results": str(work / "nnUNet_results"),
+        "VOLSEG_NNUNET_BUDGET_MINUTES": str(minutes),
+    }
     timings = work / "nnunet_timings.json"  # measured once; a rerun reuses the steps and keeps their times
-    row: dict = {"recipe": "nnU-Net v2 default (3d_fullres), 25-iteration epochs", "version": NNUNET,
-                 **(json.loads(timings.read_text(encoding="utf-8")) if timings.exists() else {})}
+    row: dict = {
+        "recipe": "nnU-Net v2 default (3d_fullres), 25-iteration epochs",
+        "version": NNUNET,
+        **(json.loads(timings.read_text(encoding="utf-8")) if timings.exists() else {}),
+    }
     preprocessed = work / "nnUNet_preprocessed" / DATASET
     if not (preprocessed / "nnUNetPlans.json").exists():
-        row["preprocess_s"] = run([bin_dir / "nnUNetv2_plan_and_preprocess", "-d", "4", "-c", "3d_fullres", "-np", "2",
-                                   "--verify_dataset_integrity"], env)
+        row["preprocess_s"] = run(
+            [
+                bin_dir / "nnUNetv2_plan_and_preprocess",
+                "-d",
+                "4",
+                "-c",
+                "3d_fullres",
+                "-np",
+                "2",
+                "--verify_dataset_integrity",
+            ],
+            env,
+        )
     (preprocessed / "splits_final.json").write_text(
-        json.dumps([{"train": splits["train"], "val": splits["val"]}]), encoding="utf-8")
+        json.dumps([{"train": splits["train"], "val": splits["val"]}]), encoding="utf-8"
+    )
     results = work / "nnUNet_results" / DATASET / "nnUNetTrainerBudget__nnUNetPlans__3d_fullres" / "fold_0"
     if not (results / "checkpoint_final.pth").exists():
         started = time.perf_counter()
-        run([bin_dir / "nnUNetv2_train", "4", "3d_fullres", "0", "-tr", "nnUNetTrainerBudget", "-device", "cpu",
-             "--npz"], env)
+        run(
+            [
+                bin_dir / "nnUNetv2_train",
+                "4",
+                "3d_fullres",
+                "0",
+                "-tr",
+                "nnUNetTrainerBudget",
+                "-device",
+                "cpu",
+                "--npz",
+            ],
+            env,
+        )
         row["train_and_validation_s"] = time.perf_counter() - started
-    timings.write_text(json.dumps({k: row[k] for k in ("preprocess_s", "train_and_validation_s") if k in row}),
-                       encoding="utf-8")
+    timings.write_text(
+        json.dumps({k: row[k] for k in ("preprocess_s", "train_and_validation_s") if k in row}), encoding="utf-8"
+    )
     log = sorted(results.glob("training_log_*.txt"))[-1].read_text(encoding="utf-8")
-    epoch_seconds = [float(line.split("Epoch time:")[1].split()[0]) for line in log.splitlines() if "Epoch time:" in line]
+    epoch_seconds = [
+        float(line.split("Epoch time:")[1].split()[0]) for line in log.splitlines() if "Epoch time:" in line
+    ]
     row.update(epochs=len(epoch_seconds), train_minutes=sum(epoch_seconds) / 60)
-    row["val_dice"] = json.loads((results / "validation" / "summary.json").read_text(encoding="utf-8"))["foreground_mean"]["Dice"]
+    row["val_dice"] = json.loads((results / "validation" / "summary.json").read_text(encoding="utf-8"))[
+        "foreground_mean"
+    ]["Dice"]
     pred = work / "nnunet_test_pred"
     started = time.perf_counter()
-    run([bin_dir / "nnUNetv2_predict", "-i", work / "nnUNet_raw" / DATASET / "imagesTs", "-o", pred, "-d", "4",
-         "-c", "3d_fullres", "-f", "0", "-tr", "nnUNetTrainerBudget", "-chk", "checkpoint_final.pth", "-device", "cpu"], env)
+    run(
+        [
+            bin_dir / "nnUNetv2_predict",
+            "-i",
+            work / "nnUNet_raw" / DATASET / "imagesTs",
+            "-o",
+            pred,
+            "-d",
+            "4",
+            "-c",
+            "3d_fullres",
+            "-f",
+            "0",
+            "-tr",
+            "nnUNetTrainerBudget",
+            "-chk",
+            "checkpoint_final.pth",
+            "-device",
+            "cpu",
+        ],
+        env,
+    )
     row["predict_s_per_case"] = (time.perf_counter() - started) / len(splits["test"])
     row["test_dice"] = test_dice(pred, manifest, config)
     return row
@@ -180,16 +261,50 @@ def nnunet(bin_dir: Path, work: Path, manifest: Path, splits: dict, minutes: flo
 def volseg_recipe(work: Path, manifest: Path, minutes: float, config: Path, test_cases: int) -> dict:
     train = work / "volseg_train"
     resume = ["--resume"] if (train / "last.pt").exists() else []  # a finished run returns at once
-    run([sys.executable, "-m", "volseg", "train", "--config", config, "--manifest", manifest, "--output", train,
-         "--minutes", f"{minutes:g}", *resume])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "volseg",
+            "train",
+            "--config",
+            config,
+            "--manifest",
+            manifest,
+            "--output",
+            train,
+            "--minutes",
+            f"{minutes:g}",
+            *resume,
+        ]
+    )
     run_record = load_checkpoint(train / "last.pt")  # every epoch's record, and the best validation so far
     pred = work / "volseg_test_pred"
     started = time.perf_counter()
-    run([sys.executable, "-m", "volseg", "infer", manifest, "--split", "test", "--model", train, "-o", pred, "--overwrite"])
-    return {"recipe": f"volseg {config.relative_to(REPO).as_posix()}", "epochs": len(run_record["history"]),
-            "train_minutes": sum(r["seconds"] for r in run_record["history"]) / 60,
-            "val_dice": run_record["best_dice"],  # best.pt's score: the checkpoint `volseg infer` uses
-            "predict_s_per_case": (time.perf_counter() - started) / test_cases, "test_dice": test_dice(pred, manifest, config)}
+    run(
+        [
+            sys.executable,
+            "-m",
+            "volseg",
+            "infer",
+            manifest,
+            "--split",
+            "test",
+            "--model",
+            train,
+            "-o",
+            pred,
+            "--overwrite",
+        ]
+    )
+    return {
+        "recipe": f"volseg {config.relative_to(REPO).as_posix()}",
+        "epochs": len(run_record["history"]),
+        "train_minutes": sum(r["seconds"] for r in run_record["history"]) / 60,
+        "val_dice": run_record["best_dice"],  # best.pt's score: the checkpoint `volseg infer` uses
+        "predict_s_per_case": (time.perf_counter() - started) / test_cases,
+        "test_dice": test_dice(pred, manifest, config),
+    }
 
 
 def main() -> None:
@@ -205,17 +320,25 @@ def main() -> None:
     manifest = args.work / "manifest.csv"
     run([sys.executable, REPO / "pipelines" / "hippocampus_manifest.py", args.source, manifest])
     splits = nnunet_raw(manifest, args.work / "nnUNet_raw")
-    rows = [volseg_recipe(args.work, manifest, args.minutes, args.config.resolve(), len(splits["test"])),
-            nnunet(ensure_venv(args.venv), args.work, manifest, splits, args.minutes, args.config)]
-    lines = [f"# volseg vs nnU-Net v2 in {args.minutes:g} CPU-minutes of training (hippocampus, same split)", "",
-             f"{len(splits['train'])} train / {len(splits['val'])} val cases; test: the {len(splits['test'])} bundled "
-             "test cases, scored by `volseg evaluate`. Command: `" + provenance(__file__)["command"] + "`.", "",
-             "| recipe | epochs | train min | val Dice | test Dice anterior | test Dice posterior | test Dice mean | predict s/case |",
-             "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        volseg_recipe(args.work, manifest, args.minutes, args.config.resolve(), len(splits["test"])),
+        nnunet(ensure_venv(args.venv), args.work, manifest, splits, args.minutes, args.config),
+    ]
+    lines = [
+        f"# volseg vs nnU-Net v2 in {args.minutes:g} CPU-minutes of training (hippocampus, same split)",
+        "",
+        f"{len(splits['train'])} train / {len(splits['val'])} val cases; test: the {len(splits['test'])} bundled "
+        "test cases, scored by `volseg evaluate`. Command: `" + provenance(__file__)["command"] + "`.",
+        "",
+        "| recipe | epochs | train min | val Dice | test Dice anterior | test Dice posterior | test Dice mean | predict s/case |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         d = r["test_dice"]
-        lines.append(f"| {r['recipe']} | {r['epochs']} | {r['train_minutes']:.1f} | {r['val_dice']:.3f} | "
-                     f"{d['anterior']:.4f} | {d['posterior']:.4f} | **{d['mean']:.4f}** | {r['predict_s_per_case']:.2f} |")
+        lines.append(
+            f"| {r['recipe']} | {r['epochs']} | {r['train_minutes']:.1f} | {r['val_dice']:.3f} | "
+            f"{d['anterior']:.4f} | {d['posterior']:.4f} | **{d['mean']:.4f}** | {r['predict_s_per_case']:.2f} |"
+        )
     print(write(args.out, "nnunet_budget", {**provenance(__file__), "minutes": args.minutes, "rows": rows}, lines))
 
 

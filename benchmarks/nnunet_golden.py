@@ -72,19 +72,46 @@ def main() -> None:
     args = parser.parse_args()
     bin_dir = ensure_venv(args.venv)
     write_images(args.out / "images")
-    env = {**os.environ, **{k: str(args.out / "unused") for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
+    env = {
+        **os.environ,
+        **{k: str(args.out / "unused") for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},
+    }
     for name, plan_args in VARIANTS.items():
         folder = write_model_folder(args.out / "models" / name, folds=("0", "1"), **plan_args)
         for tta in (False, True):
             out = args.out / "nnunet" / name / ("tta" if tta else "no_tta")
-            command = [bin_dir / "nnUNetv2_predict_from_modelfolder", "-i", args.out / "images", "-o", out,
-                       "-m", folder, "-f", "0", "1", "-device", "cpu", "-npp", "1", "-nps", "1"]
-            subprocess.run([str(c) for c in command + ([] if tta else ["--disable_tta"])], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            command = [
+                bin_dir / "nnUNetv2_predict_from_modelfolder",
+                "-i",
+                args.out / "images",
+                "-o",
+                out,
+                "-m",
+                folder,
+                "-f",
+                "0",
+                "1",
+                "-device",
+                "cpu",
+                "-npp",
+                "1",
+                "-nps",
+                "1",
+            ]
+            subprocess.run(
+                [str(c) for c in command + ([] if tta else ["--disable_tta"])],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             for extra in ("dataset.json", "plans.json", "predict_from_raw_data_args.json"):
                 (out / extra).unlink(missing_ok=True)
-    version = subprocess.run([bin_dir / "python", "-c", "import importlib.metadata as m; print(m.version('nnunetv2'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [bin_dir / "python", "-c", "import importlib.metadata as m; print(m.version('nnunetv2'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (args.out / "made_by.json").write_text(json.dumps({"command": " ".join(sys.argv), "nnunetv2": version}, indent=1))
 
 

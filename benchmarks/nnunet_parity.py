@@ -46,19 +46,38 @@ def main() -> None:
                 labels, _ = segmenter.predict(segmenter.load(CaseInput(case, (image,))))
                 expected = np.asarray(nib.load(Path(run["output_folder"]) / f"{case}.nii.gz").dataobj)
                 values = sorted(int(v) for v in set(np.unique(expected)) | set(np.unique(labels)) if v != 0)
-                rows.append({"run": run["name"], "backend": backend, "case": case, "voxels": int(expected.size),
-                             "differ": int((labels != expected).sum()),
-                             "dice": {str(v): round(dice(labels, expected, v), 6) for v in values}})
+                rows.append(
+                    {
+                        "run": run["name"],
+                        "backend": backend,
+                        "case": case,
+                        "voxels": int(expected.size),
+                        "differ": int((labels != expected).sum()),
+                        "dice": {str(v): round(dice(labels, expected, v), 6) for v in values},
+                    }
+                )
                 print(rows[-1], flush=True)
-    lines = ["# volseg vs nnUNetv2_predict on models nnU-Net trained", "",
-             f"`{provenance(__file__)['command']}` on {provenance(__file__)['machine']}; nnU-Net "
-             f"{reference['versions']['nnunetv2']}; models and predictions from `{reference['command']}`.", "",
-             "| run | backend | case | voxels differing | Dice per label |", "|---|---|---|---|---|"]
-    lines += [f"| {r['run']} | {r['backend']} | {r['case']} | {r['differ']} of {r['voxels']} | "
-              + ", ".join(f"{k}: {v:.4f}" for k, v in r["dice"].items()) + " |" for r in rows]
+    lines = [
+        "# volseg vs nnUNetv2_predict on models nnU-Net trained",
+        "",
+        f"`{provenance(__file__)['command']}` on {provenance(__file__)['machine']}; nnU-Net "
+        f"{reference['versions']['nnunetv2']}; models and predictions from `{reference['command']}`.",
+        "",
+        "| run | backend | case | voxels differing | Dice per label |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['run']} | {r['backend']} | {r['case']} | {r['differ']} of {r['voxels']} | "
+        + ", ".join(f"{k}: {v:.4f}" for k, v in r["dice"].items())
+        + " |"
+        for r in rows
+    ]
     worst = min(min(r["dice"].values(), default=1.0) for r in rows)
-    lines += ["", f"{len(rows)} case runs; {sum(r['differ'] == 0 for r in rows)} identical voxel for voxel; "
-              f"worst per-label Dice {worst:.4f}."]
+    lines += [
+        "",
+        f"{len(rows)} case runs; {sum(r['differ'] == 0 for r in rows)} identical voxel for voxel; "
+        f"worst per-label Dice {worst:.4f}.",
+    ]
     print(write(args.out, "nnunet_parity", {**provenance(__file__), "rows": rows, "worst_dice": worst}, lines))
 
 

@@ -78,7 +78,7 @@ class nnUNetTrainerTiny(nnUNetTrainer):
 '''
 
 # Run in nnU-Net's venv: every type inside a checkpoint, and what weights_only=True makes of it.
-CHECKPOINT_PROBE = r'''
+CHECKPOINT_PROBE = r"""
 import importlib, io, json, pickle, re, sys, zipfile
 import torch
 
@@ -207,10 +207,11 @@ for _ in range(20):
                                                   again["_best_ema"], again["init_args"]["device"])})}
     break
 print(json.dumps(result))
-'''
+"""
 
 
 # ---------------------------------------------------------------- synthetic data
+
 
 def rotation(axis: int, degrees: float) -> np.ndarray:
     a = np.deg2rad(degrees)
@@ -267,7 +268,7 @@ def ct_case(rng, shape, zero_border: bool):
     if zero_border:  # a scanner's padded field of view: the crop to non-zero has to remove it
         b0, b1, b2 = int(rng.integers(2, 5)), int(rng.integers(3, 6)), 1
         pad = np.ones(shape, bool)
-        pad[b0:shape[0] - b0 - 1, b1:shape[1] - b1, b2:] = False
+        pad[b0 : shape[0] - b0 - 1, b1 : shape[1] - b1, b2:] = False
         image[pad] = 0
         label[pad] = 0
     return image, label
@@ -300,56 +301,138 @@ FLIP_XY = np.diag([-1.0, -1.0, 1.0])  # LPS-style directions, common in NIfTI co
 
 def ct_dataset(folder: Path, rng) -> dict:
     cases = []
-    directions = [np.eye(3), FLIP_XY, rotation(2, 12) @ np.diag([-1.0, 1.0, 1.0]), np.eye(3),
-                  FLIP_XY, rotation(0, 8), np.diag([1.0, -1.0, 1.0]), FLIP_XY]
+    directions = [
+        np.eye(3),
+        FLIP_XY,
+        rotation(2, 12) @ np.diag([-1.0, 1.0, 1.0]),
+        np.eye(3),
+        FLIP_XY,
+        rotation(0, 8),
+        np.diag([1.0, -1.0, 1.0]),
+        FLIP_XY,
+    ]
     for i in range(8):
         shape = (48 + int(rng.integers(-2, 3)), 56 + int(rng.integers(-2, 3)), 20 + int(rng.integers(-2, 3)))
         inplane = rng.uniform(0.74, 0.86)
         spacing = (inplane, inplane if i != 5 else inplane * 1.05, rng.uniform(2.8, 3.2))
-        cases.append(dict(case=f"tinyct_{i:03d}", split="train", shape=shape, spacing=spacing,
-                          direction=directions[i], zero_border=i in (3, 6)))
+        cases.append(
+            dict(
+                case=f"tinyct_{i:03d}",
+                split="train",
+                shape=shape,
+                spacing=spacing,
+                direction=directions[i],
+                zero_border=i in (3, 6),
+            )
+        )
     # test cases: one like training; one rotated and flipped at another spacing (still anisotropic beyond 3, and
     # larger); one with a zero border whose own spacing is below nnU-Net's anisotropy threshold (2:1) while the
     # target spacing is beyond it (separate z decided by the target)
-    cases += [dict(case="tinyct_ts000", split="test", shape=(48, 56, 20), spacing=(0.8, 0.8, 3.0),
-                   direction=np.eye(3), zero_border=False),
-              dict(case="tinyct_ts001", split="test", shape=(60, 64, 24), spacing=(0.65, 0.7, 2.5),
-                   direction=rotation(2, 25) @ rotation(0, 10) @ np.diag([-1.0, 1.0, 1.0]), zero_border=False),
-              dict(case="tinyct_ts002", split="test", shape=(40, 46, 30), spacing=(1.0, 1.0, 2.0),
-                   direction=FLIP_XY, zero_border=True)]
+    cases += [
+        dict(
+            case="tinyct_ts000",
+            split="test",
+            shape=(48, 56, 20),
+            spacing=(0.8, 0.8, 3.0),
+            direction=np.eye(3),
+            zero_border=False,
+        ),
+        dict(
+            case="tinyct_ts001",
+            split="test",
+            shape=(60, 64, 24),
+            spacing=(0.65, 0.7, 2.5),
+            direction=rotation(2, 25) @ rotation(0, 10) @ np.diag([-1.0, 1.0, 1.0]),
+            zero_border=False,
+        ),
+        dict(
+            case="tinyct_ts002",
+            split="test",
+            shape=(40, 46, 30),
+            spacing=(1.0, 1.0, 2.0),
+            direction=FLIP_XY,
+            zero_border=True,
+        ),
+    ]
     for c in cases:
         origin = [-c["shape"][k] * c["spacing"][k] / 2 + rng.uniform(-20, 20) for k in range(3)]
         c["affine"] = affine(c["direction"], c["spacing"], origin)
-    return write_dataset(folder, cases, {
-        "channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2},
-        "file_ending": ".nii.gz", "name": "TinyCT",
-        "description": "volseg's synthetic CT reference (benchmarks/nnunet_reference.py)"}, rng, "ct")
+    return write_dataset(
+        folder,
+        cases,
+        {
+            "channel_names": {"0": "CT"},
+            "labels": {"background": 0, "liver": 1, "spleen": 2},
+            "file_ending": ".nii.gz",
+            "name": "TinyCT",
+            "description": "volseg's synthetic CT reference (benchmarks/nnunet_reference.py)",
+        },
+        rng,
+        "ct",
+    )
 
 
 def regions_dataset(folder: Path, rng) -> dict:
     cases = []
-    directions = [np.eye(3), FLIP_XY, rotation(1, 15), np.diag([1.0, -1.0, 1.0]), rotation(2, -20) @ FLIP_XY,
-                  np.eye(3)]
+    directions = [np.eye(3), FLIP_XY, rotation(1, 15), np.diag([1.0, -1.0, 1.0]), rotation(2, -20) @ FLIP_XY, np.eye(3)]
     for i in range(6):
         shape = tuple(40 + int(rng.integers(-2, 3)) for _ in range(3))
         spacing = tuple(rng.uniform(0.9, 1.15) for _ in range(3))
-        cases.append(dict(case=f"tinyreg_{i:03d}", split="train", shape=shape, spacing=spacing,
-                          direction=directions[i], permute=None))
+        cases.append(
+            dict(
+                case=f"tinyreg_{i:03d}",
+                split="train",
+                shape=shape,
+                spacing=spacing,
+                direction=directions[i],
+                permute=None,
+            )
+        )
     # test cases: one like training; one stored with permuted axes (a sagittal acquisition of the same frame, at
     # another spacing); one rotated and flipped, larger
-    cases += [dict(case="tinyreg_ts000", split="test", shape=(40, 40, 40), spacing=(1.0, 1.0, 1.0),
-                   direction=np.eye(3), permute=None),
-              dict(case="tinyreg_ts001", split="test", shape=(44, 34, 40), spacing=(0.9, 1.3, 1.0),
-                   direction=np.eye(3), permute=(1, 2, 0)),
-              dict(case="tinyreg_ts002", split="test", shape=(46, 42, 38), spacing=(1.0, 1.0, 1.0),
-                   direction=rotation(1, 20) @ np.diag([1.0, -1.0, 1.0]), permute=None)]
+    cases += [
+        dict(
+            case="tinyreg_ts000",
+            split="test",
+            shape=(40, 40, 40),
+            spacing=(1.0, 1.0, 1.0),
+            direction=np.eye(3),
+            permute=None,
+        ),
+        dict(
+            case="tinyreg_ts001",
+            split="test",
+            shape=(44, 34, 40),
+            spacing=(0.9, 1.3, 1.0),
+            direction=np.eye(3),
+            permute=(1, 2, 0),
+        ),
+        dict(
+            case="tinyreg_ts002",
+            split="test",
+            shape=(46, 42, 38),
+            spacing=(1.0, 1.0, 1.0),
+            direction=rotation(1, 20) @ np.diag([1.0, -1.0, 1.0]),
+            permute=None,
+        ),
+    ]
     for c in cases:
         origin = [-c["shape"][k] * c["spacing"][k] / 2 + rng.uniform(-10, 10) for k in range(3)]
         c["affine"] = affine(c["direction"], c["spacing"], origin)
-    return write_dataset(folder, cases, {
-        "channel_names": {"0": "T2"}, "labels": {"background": 0, "whole": [1, 2], "core": 2},
-        "regions_class_order": [1, 2], "file_ending": ".nii.gz", "name": "TinyRegions",
-        "description": "volseg's synthetic region-based reference (benchmarks/nnunet_reference.py)"}, rng, "mr")
+    return write_dataset(
+        folder,
+        cases,
+        {
+            "channel_names": {"0": "T2"},
+            "labels": {"background": 0, "whole": [1, 2], "core": 2},
+            "regions_class_order": [1, 2],
+            "file_ending": ".nii.gz",
+            "name": "TinyRegions",
+            "description": "volseg's synthetic region-based reference (benchmarks/nnunet_reference.py)",
+        },
+        rng,
+        "mr",
+    )
 
 
 def write_dataset(folder: Path, cases: list, dataset: dict, rng, kind: str) -> dict:
@@ -369,10 +452,17 @@ def write_dataset(folder: Path, cases: list, dataset: dict, rng, kind: str) -> d
         images, labels = ("imagesTr", "labelsTr") if c["split"] == "train" else ("imagesTs", "labelsTs")
         save(folder / images / f"{c['case']}_0000.nii.gz", image, aff)
         save(folder / labels / f"{c['case']}.nii.gz", label, aff)
-        described.append({"case": c["case"], "split": c["split"], "shape": list(image.shape),
-                          "spacing": [float(s) for s in np.linalg.norm(aff[:3, :3], axis=0)],
-                          "affine": np.round(aff, 6).tolist(), "zero_border": bool(c.get("zero_border", False)),
-                          "labels_present": sorted(int(v) for v in np.unique(label))})
+        described.append(
+            {
+                "case": c["case"],
+                "split": c["split"],
+                "shape": list(image.shape),
+                "spacing": [float(s) for s in np.linalg.norm(aff[:3, :3], axis=0)],
+                "affine": np.round(aff, 6).tolist(),
+                "zero_border": bool(c.get("zero_border", False)),
+                "labels_present": sorted(int(v) for v in np.unique(label)),
+            }
+        )
     dataset["numTraining"] = sum(c["split"] == "train" for c in cases)
     (folder / "cases.json").write_text(json.dumps(described, indent=1), encoding="utf-8")
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=1), encoding="utf-8")  # last: marks it done
@@ -380,6 +470,7 @@ def write_dataset(folder: Path, cases: list, dataset: dict, rng, kind: str) -> d
 
 
 # ---------------------------------------------------------------- nnU-Net steps
+
 
 def run(cmd: list, env: dict, log: Path) -> float:
     """Run a command, its output into ``log``; returns wall seconds. On failure prints the log's tail."""
@@ -405,8 +496,12 @@ def ensure_venv(venv: Path, work: Path) -> Path:
         env = dict(os.environ)
         run([sys.executable, "-m", "venv", venv], env, work / "logs" / "venv.log")
         run([python, "-m", "pip", "install", "-q", NNUNET], env, work / "logs" / "pip.log")
-    site = subprocess.run([python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     trainer = Path(site) / "training" / "nnUNetTrainer" / "variants" / "volseg_reference" / f"{TRAINER_NAME}.py"
     if not trainer.exists() or trainer.read_text(encoding="utf-8") != TRAINER:
         trainer.parent.mkdir(parents=True, exist_ok=True)
@@ -416,8 +511,10 @@ def ensure_venv(venv: Path, work: Path) -> Path:
 
 
 def versions(python: Path) -> dict:
-    code = ("import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
-            "('nnunetv2', 'torch', 'numpy', 'SimpleITK', 'dynamic_network_architectures', 'batchgeneratorsv2')}))")
+    code = (
+        "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
+        "('nnunetv2', 'torch', 'numpy', 'SimpleITK', 'dynamic_network_architectures', 'batchgeneratorsv2')}))"
+    )
     return json.loads(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout)
 
 
@@ -428,7 +525,11 @@ def label_counts(path: Path) -> dict:
 
 
 TRAININGS = [  # (dataset id, dataset, configuration, fold)
-    (901, CT, "3d_fullres", 0), (901, CT, "3d_fullres", 1), (901, CT, "2d", 0), (902, REGIONS, "3d_fullres", 0)]
+    (901, CT, "3d_fullres", 0),
+    (901, CT, "3d_fullres", 1),
+    (901, CT, "2d", 0),
+    (902, REGIONS, "3d_fullres", 0),
+]
 
 PREDICTIONS = [  # (name, dataset id, dataset, configuration, folds, tta, save_probabilities)
     ("901_3d_fullres_f01_tta", 901, CT, "3d_fullres", (0, 1), True, False),
@@ -451,11 +552,23 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="delete this script's outputs and redo everything")
     args = parser.parse_args()
     work = args.work.resolve()
-    raw, pre, results, predictions = (work / "nnUNet_raw", work / "nnUNet_preprocessed", work / "nnUNet_results",
-                                      work / "predictions")
+    raw, pre, results, predictions = (
+        work / "nnUNet_raw",
+        work / "nnUNet_preprocessed",
+        work / "nnUNet_results",
+        work / "predictions",
+    )
     if args.force:
-        for folder in (raw, pre, results, predictions, work / "logs", work / "timings.json",
-                       work / "checkpoint_types.json", work / "reference.json"):
+        for folder in (
+            raw,
+            pre,
+            results,
+            predictions,
+            work / "logs",
+            work / "timings.json",
+            work / "checkpoint_types.json",
+            work / "reference.json",
+        ):
             if folder.is_dir():
                 shutil.rmtree(folder)
             elif folder.exists():
@@ -463,10 +576,17 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     bin_dir = ensure_venv(args.venv.absolute(), work)
-    env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(pre), "nnUNet_results": str(results),
-           "nnUNet_compile": "false", "PYTHONHASHSEED": "0",
-           "VOLSEG_NNUNET_TINY_EPOCHS": str(args.epochs), "VOLSEG_NNUNET_TINY_ITERATIONS": str(args.iterations),
-           "VOLSEG_NNUNET_TINY_VAL_ITERATIONS": str(args.val_iterations)}
+    env = {
+        **os.environ,
+        "nnUNet_raw": str(raw),
+        "nnUNet_preprocessed": str(pre),
+        "nnUNet_results": str(results),
+        "nnUNet_compile": "false",
+        "PYTHONHASHSEED": "0",
+        "VOLSEG_NNUNET_TINY_EPOCHS": str(args.epochs),
+        "VOLSEG_NNUNET_TINY_ITERATIONS": str(args.iterations),
+        "VOLSEG_NNUNET_TINY_VAL_ITERATIONS": str(args.val_iterations),
+    }
     timings_path = work / "timings.json"  # measured once; a rerun that reuses a step keeps its time
     timings = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.exists() else {}
 
@@ -482,9 +602,23 @@ def main() -> None:
     # 2. plans, preprocessing, trainings
     if not all((pre / name / f"{PLANS}_{cfg}").is_dir() for name in (CT, REGIONS) for cfg in ("3d_fullres", "2d")):
         timings["plan_and_preprocess_s"] = run(
-            [bin_dir / "nnUNetv2_plan_and_preprocess", "-d", "901", "902", "-c", "3d_fullres", "2d",
-             "--verify_dataset_integrity", "-np", args.processes, "-npfp", args.processes],
-            env, work / "logs" / "plan_and_preprocess.log")
+            [
+                bin_dir / "nnUNetv2_plan_and_preprocess",
+                "-d",
+                "901",
+                "902",
+                "-c",
+                "3d_fullres",
+                "2d",
+                "--verify_dataset_integrity",
+                "-np",
+                args.processes,
+                "-npfp",
+                args.processes,
+            ],
+            env,
+            work / "logs" / "plan_and_preprocess.log",
+        )
         save_timings()
     # augmentation in the trainer's own process (nnU-Net's planner needs this unset: it sets torch's threads to it)
     train_env = {**env, "nnUNet_n_proc_DA": "0"}
@@ -493,14 +627,27 @@ def main() -> None:
         model = results / name / f"{TRAINER_NAME}__{PLANS}__{cfg}"
         key = f"train_{did}_{cfg}_fold{fold}"
         if not (model / f"fold_{fold}" / "checkpoint_final.pth").exists():
-            timings[key] = {"seconds": run([bin_dir / "nnUNetv2_train", did, cfg, fold, "-tr", TRAINER_NAME,
-                                            "-p", PLANS, "-device", "cpu"], train_env, work / "logs" / f"{key}.log"),
-                            "epochs": args.epochs, "iterations_per_epoch": args.iterations,
-                            "val_iterations_per_epoch": args.val_iterations}
+            timings[key] = {
+                "seconds": run(
+                    [bin_dir / "nnUNetv2_train", did, cfg, fold, "-tr", TRAINER_NAME, "-p", PLANS, "-device", "cpu"],
+                    train_env,
+                    work / "logs" / f"{key}.log",
+                ),
+                "epochs": args.epochs,
+                "iterations_per_epoch": args.iterations,
+                "val_iterations_per_epoch": args.val_iterations,
+            }
             save_timings()
-        trainings.append({"dataset": name, "configuration": cfg, "fold": fold, "model_folder": str(model),
-                          "checkpoints": sorted(p.name for p in (model / f"fold_{fold}").glob("checkpoint_*.pth")),
-                          **timings.get(key, {})})
+        trainings.append(
+            {
+                "dataset": name,
+                "configuration": cfg,
+                "fold": fold,
+                "model_folder": str(model),
+                "checkpoints": sorted(p.name for p in (model / f"fold_{fold}").glob("checkpoint_*.pth")),
+                **timings.get(key, {}),
+            }
+        )
 
     # 3. predictions
     runs = []
@@ -512,26 +659,62 @@ def main() -> None:
         if not record_path.exists():
             if out.exists():
                 shutil.rmtree(out)  # an interrupted run: nnU-Net would skip its finished cases otherwise
-            cmd = [bin_dir / "nnUNetv2_predict", "-i", images, "-o", out, "-d", did, "-c", cfg, "-tr", TRAINER_NAME,
-                   "-p", PLANS, "-f", *folds, "-chk", "checkpoint_final.pth", "-device", "cpu", "-npp", "1",
-                   "-nps", "1", "--disable_progress_bar"]
+            cmd = [
+                bin_dir / "nnUNetv2_predict",
+                "-i",
+                images,
+                "-o",
+                out,
+                "-d",
+                did,
+                "-c",
+                cfg,
+                "-tr",
+                TRAINER_NAME,
+                "-p",
+                PLANS,
+                "-f",
+                *folds,
+                "-chk",
+                "checkpoint_final.pth",
+                "-device",
+                "cpu",
+                "-npp",
+                "1",
+                "-nps",
+                "1",
+                "--disable_progress_bar",
+            ]
             cmd += [] if tta else ["--disable_tta"]
             cmd += ["--save_probabilities"] if probs else []
             seconds = run(cmd, env, work / "logs" / f"predict_{name}.log")
-            record = {"name": name, "dataset": dataset, "configuration": cfg,
-                      "model_folder": str(results / dataset / f"{TRAINER_NAME}__{PLANS}__{cfg}"),
-                      "trainer": TRAINER_NAME, "plans": PLANS, "folds": list(folds),
-                      "checkpoint": "checkpoint_final.pth", "tta": tta, "step_size": 0.5,
-                      "save_probabilities": probs, "input_folder": str(images), "input_images": inputs,
-                      "output_folder": str(out), "wall_seconds": round(seconds, 2),
-                      "command": " ".join(str(c) for c in cmd)}
+            record = {
+                "name": name,
+                "dataset": dataset,
+                "configuration": cfg,
+                "model_folder": str(results / dataset / f"{TRAINER_NAME}__{PLANS}__{cfg}"),
+                "trainer": TRAINER_NAME,
+                "plans": PLANS,
+                "folds": list(folds),
+                "checkpoint": "checkpoint_final.pth",
+                "tta": tta,
+                "step_size": 0.5,
+                "save_probabilities": probs,
+                "input_folder": str(images),
+                "input_images": inputs,
+                "output_folder": str(out),
+                "wall_seconds": round(seconds, 2),
+                "command": " ".join(str(c) for c in cmd),
+            }
             outputs = {}
             for case in inputs:
                 seg = out / case.replace("_0000.nii.gz", ".nii.gz")
                 entry = {"segmentation": seg.name, "label_voxels": label_counts(seg)}
                 if probs:
-                    entry.update(probabilities=seg.name.replace(".nii.gz", ".npz"),
-                                 properties=seg.name.replace(".nii.gz", ".pkl"))
+                    entry.update(
+                        probabilities=seg.name.replace(".nii.gz", ".npz"),
+                        properties=seg.name.replace(".nii.gz", ".pkl"),
+                    )
                 outputs[case] = entry
             record["outputs"] = outputs
             record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
@@ -542,29 +725,44 @@ def main() -> None:
     probe_path = work / "checkpoint_types.json"
     checkpoint = results / CT / f"{TRAINER_NAME}__{PLANS}__3d_fullres" / "fold_0" / "checkpoint_final.pth"
     if not probe_path.exists() or json.loads(probe_path.read_text(encoding="utf-8"))["path"] != str(checkpoint):
-        probe = subprocess.run([python, "-c", CHECKPOINT_PROBE, checkpoint], check=True, capture_output=True,
-                               text=True, env=env)
-        probe_path.write_text(json.dumps(json.loads(probe.stdout.strip().splitlines()[-1]), indent=1),
-                              encoding="utf-8")
+        probe = subprocess.run(
+            [python, "-c", CHECKPOINT_PROBE, checkpoint], check=True, capture_output=True, text=True, env=env
+        )
+        probe_path.write_text(json.dumps(json.loads(probe.stdout.strip().splitlines()[-1]), indent=1), encoding="utf-8")
     reference = {
-        "script": "benchmarks/nnunet_reference.py", "command": "python " + " ".join(
-            [Path(__file__).resolve().relative_to(REPO).as_posix(), *sys.argv[1:]]),
-        "nnunet_venv": str(args.venv.absolute()), "versions": versions(python),
-        "environment": {**{k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},
-                        "nnUNet_n_proc_DA (training)": train_env["nnUNet_n_proc_DA"]},
-        "datasets": {name: {"raw": str(raw / name), "preprocessed": str(pre / name),
-                            "cases": json.loads((raw / name / "cases.json").read_text(encoding="utf-8"))}
-                     for name in (CT, REGIONS)},
+        "script": "benchmarks/nnunet_reference.py",
+        "command": "python " + " ".join([Path(__file__).resolve().relative_to(REPO).as_posix(), *sys.argv[1:]]),
+        "nnunet_venv": str(args.venv.absolute()),
+        "versions": versions(python),
+        "environment": {
+            **{k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},
+            "nnUNet_n_proc_DA (training)": train_env["nnUNet_n_proc_DA"],
+        },
+        "datasets": {
+            name: {
+                "raw": str(raw / name),
+                "preprocessed": str(pre / name),
+                "cases": json.loads((raw / name / "cases.json").read_text(encoding="utf-8")),
+            }
+            for name in (CT, REGIONS)
+        },
         "plan_and_preprocess_s": timings.get("plan_and_preprocess_s"),
-        "trainings": trainings, "predictions": runs,
+        "trainings": trainings,
+        "predictions": runs,
         "checkpoint_types": json.loads(probe_path.read_text(encoding="utf-8")),
-        "steps_s": round((timings.get("plan_and_preprocess_s") or 0) + sum(t.get("seconds", 0) for t in trainings)
-                         + sum(r["wall_seconds"] for r in runs), 1),  # as measured when each step ran
+        "steps_s": round(
+            (timings.get("plan_and_preprocess_s") or 0)
+            + sum(t.get("seconds", 0) for t in trainings)
+            + sum(r["wall_seconds"] for r in runs),
+            1,
+        ),  # as measured when each step ran
         "this_invocation_s": round(time.perf_counter() - started, 1),
     }
     (work / "reference.json").write_text(json.dumps(reference, indent=1), encoding="utf-8")
-    print(f"{work / 'reference.json'}: {len(runs)} prediction runs, {len(trainings)} trainings, "
-          f"this call {reference['this_invocation_s']} s (steps as measured: {reference['steps_s']} s)")
+    print(
+        f"{work / 'reference.json'}: {len(runs)} prediction runs, {len(trainings)} trainings, "
+        f"this call {reference['this_invocation_s']} s (steps as measured: {reference['steps_s']} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,16 +7,18 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def provenance(script: str) -> dict:
     """The machine and the command line that reproduces the run (``script``: the benchmark's __file__)."""
-    return {"machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
-            "command": "python " + " ".join([Path(script).resolve().relative_to(REPO).as_posix(), *sys.argv[1:]])}
+    return {
+        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "command": "python " + " ".join([Path(script).resolve().relative_to(REPO).as_posix(), *sys.argv[1:]]),
+    }
 
 
 def write(out: Path, name: str, result: dict, markdown_lines: list[str]) -> str:

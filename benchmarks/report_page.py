@@ -70,9 +70,19 @@ def open_page(index: Path, repeats: int) -> list[dict]:
         raise SystemExit("Debian's chromium is needed (setup.sh installs it as root with apt)")
     openings = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-dev-shm-usage",
+                "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         for _ in range(repeats):
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             started = time.perf_counter()
@@ -81,14 +91,20 @@ def open_page(index: Path, repeats: int) -> list[dict]:
             table_wall = time.perf_counter() - started
             page.wait_for_function("window.volsegTablePaintedMs !== undefined")
             painted_ms = page.evaluate("window.volsegTablePaintedMs")
-            page.wait_for_function("['ready', 'unavailable', 'error'].includes(document.body.dataset.viewer)",
-                                   timeout=120_000)
+            page.wait_for_function(
+                "['ready', 'unavailable', 'error'].includes(document.body.dataset.viewer)", timeout=120_000
+            )
             viewer_wall = time.perf_counter() - started
-            openings.append({"table_ms_in_page": round(page.evaluate("window.volsegTableMs"), 1),
-                             "table_painted_ms": round(painted_ms, 1),
-                             "table_wall_s": round(table_wall, 3), "viewer_wall_s": round(viewer_wall, 3),
-                             "viewer": page.get_attribute("body", "data-viewer"),
-                             "rows": page.locator("#cases tbody tr").count()})
+            openings.append(
+                {
+                    "table_ms_in_page": round(page.evaluate("window.volsegTableMs"), 1),
+                    "table_painted_ms": round(painted_ms, 1),
+                    "table_wall_s": round(table_wall, 3),
+                    "viewer_wall_s": round(viewer_wall, 3),
+                    "viewer": page.get_attribute("body", "data-viewer"),
+                    "rows": page.locator("#cases tbody tr").count(),
+                }
+            )
             page.close()
         browser.close()
     return openings
@@ -115,28 +131,38 @@ def main() -> None:
         page_mb = index.stat().st_size / 1e6
     table_s = statistics.median(o["table_painted_ms"] for o in openings) / 1000
     result = {
-        "cases": args.cases, "build_s": round(build_s, 2), "index_html_mb": round(page_mb, 3),
-        "case_files_mb": round(case_bytes / 1e6, 2), "thumbnails_mb": round(thumb_bytes / 1e6, 2),
-        "viewer_inlined": viewer_path() is not None, "openings": openings,
+        "cases": args.cases,
+        "build_s": round(build_s, 2),
+        "index_html_mb": round(page_mb, 3),
+        "case_files_mb": round(case_bytes / 1e6, 2),
+        "thumbnails_mb": round(thumb_bytes / 1e6, 2),
+        "viewer_inlined": viewer_path() is not None,
+        "openings": openings,
         "table_s_median": round(table_s, 3),
         "goals": {"table under 2 s": table_s < TABLE_GOAL_S, "index.html under 5 MB": page_mb < PAGE_GOAL_MB},
         **provenance(__file__),
     }
     lines = [
-        "# Review page at batch scale", "",
+        "# Review page at batch scale",
+        "",
         f"`{result['command']}`: {args.cases} synthetic cases (64x64x40, two labels), opened "
-        f"{args.repeats} times from file:// in headless Debian chromium (SwiftShader WebGL).", "",
-        "| measure | value | goal |", "|---|---|---|",
+        f"{args.repeats} times from file:// in headless Debian chromium (SwiftShader WebGL).",
+        "",
+        "| measure | value | goal |",
+        "|---|---|---|",
         f"| table shown (first frame after it, page's performance.now(), median) | {table_s:.3f} s | < {TABLE_GOAL_S} s |",
         f"| index.html | {page_mb:.2f} MB (viewer inlined: {result['viewer_inlined']}) | < {PAGE_GOAL_MB} MB |",
         f"| per-case viewer files | {result['case_files_mb']} MB | |",
         f"| thumbnails | {result['thumbnails_mb']} MB | |",
-        f"| build (volseg report) | {build_s:.1f} s | |", "",
+        f"| build (volseg report) | {build_s:.1f} s | |",
+        "",
         "| opening | table in DOM ms | table shown ms | table (wall) s | viewer ready (wall) s | rows |",
         "|---|---|---|---|---|---|",
-        *[f"| {i + 1} | {o['table_ms_in_page']} | {o['table_painted_ms']} | {o['table_wall_s']} | {o['viewer_wall_s']} "
-          f"({o['viewer']}) | {o['rows']} |"
-          for i, o in enumerate(openings)],
+        *[
+            f"| {i + 1} | {o['table_ms_in_page']} | {o['table_painted_ms']} | {o['table_wall_s']} | {o['viewer_wall_s']} "
+            f"({o['viewer']}) | {o['rows']} |"
+            for i, o in enumerate(openings)
+        ],
     ]
     print(write(args.out, "report_page", result, lines))
 

@@ -19,15 +19,16 @@ import sys
 import time
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.record import provenance, write  # noqa: E402
 
 
 def cts() -> list[tuple[str, Path]]:
-    found = [("TotalSegmentator example CT (bundled, its training CT)", REPO / "data" / "abdomen_ct" / "ct.nii.gz"),
-             ("TotalSegmentator contrast DICOM slab (bundled)", REPO / "data" / "abdomen_ct" / "ct_dicom")]
+    found = [
+        ("TotalSegmentator example CT (bundled, its training CT)", REPO / "data" / "abdomen_ct" / "ct.nii.gz"),
+        ("TotalSegmentator contrast DICOM slab (bundled)", REPO / "data" / "abdomen_ct" / "ct_dicom"),
+    ]
     ircadb = REPO / "runs" / "abdomen_ct" / "ircadb_ct.nii.gz"  # local only: CC BY-NC-ND, never committed
     if ircadb.is_file():
         found.append(("3D-IRCADb-01 patient 1 (local, from ../shared)", ircadb))
@@ -84,23 +85,41 @@ def main() -> None:
 
             labels, roi_s = best_of(args.repeats, run)
             box = state["box"]
-            rows.append({"ct": name, "organ": organ, "full_s": round(full_s, 3), "roi_s": round(roi_s, 3),
-                         "speedup": round(full_s / roi_s, 2),
-                         "box_share": round(box.voxels() / full.size, 3) if box else 1.0,
-                         "dice_vs_full": round(dice(labels == value, reference), 4),
-                         "box_holds_full": bool(box is not None and box.contains(reference)),
-                         "stages": {k: round(v, 3) for k, v in state["timings"].items()}})
+            rows.append(
+                {
+                    "ct": name,
+                    "organ": organ,
+                    "full_s": round(full_s, 3),
+                    "roi_s": round(roi_s, 3),
+                    "speedup": round(full_s / roi_s, 2),
+                    "box_share": round(box.voxels() / full.size, 3) if box else 1.0,
+                    "dice_vs_full": round(dice(labels == value, reference), 4),
+                    "box_holds_full": bool(box is not None and box.contains(reference)),
+                    "stages": {k: round(v, 3) for k, v in state["timings"].items()},
+                }
+            )
             print(rows[-1], flush=True)
-    result = {"model": str(model), "locator": str(locator_path), "backend": fine.backend, "precision": fine.precision,
-              "rows": rows, **provenance(__file__)}
+    result = {
+        "model": str(model),
+        "locator": str(locator_path),
+        "backend": fine.backend,
+        "precision": fine.precision,
+        "rows": rows,
+        **provenance(__file__),
+    }
     lines = [
-        "# ROI cascade vs the full-volume fine model", "",
+        "# ROI cascade vs the full-volume fine model",
+        "",
         f"`{result['command']}`: {args.model} ({fine.backend} {fine.precision}) with its locator "
-        f"({Path(locator_path).name}), each run end to end from the file, best of {args.repeats}.", "",
+        f"({Path(locator_path).name}), each run end to end from the file, best of {args.repeats}.",
+        "",
         "| CT | organ | full s | ROI s | speed-up | box share of the scan | Dice vs full | box holds the full-volume organ |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {r['ct']} | {r['organ']} | {r['full_s']} | {r['roi_s']} | {r['speedup']}x | {r['box_share']} | "
-          f"{r['dice_vs_full']} | {'yes' if r['box_holds_full'] else 'no'} |" for r in rows],
+        *[
+            f"| {r['ct']} | {r['organ']} | {r['full_s']} | {r['roi_s']} | {r['speedup']}x | {r['box_share']} | "
+            f"{r['dice_vs_full']} | {'yes' if r['box_holds_full'] else 'no'} |"
+            for r in rows
+        ],
     ]
     print(write(args.out, "roi_cascade", result, lines))
 

@@ -71,10 +71,17 @@ def make_run(folder: Path, ct: Path, label: Path | None, quick: bool, steps: int
     from volseg.data.transforms import load_and_preprocess
     from volseg.losses import SegmentationLoss
 
-    sets = [f"preprocess.spacing={SPACING}", "preprocess.normalization=ct", "preprocess.ct_clip=[-100, 240]",
-            "preprocess.ct_mean=80", "preprocess.ct_std=60", "data.labels={1: pancreas}",
-            "data.label_remap=null", f"sampling.patch_size_3d={[32] * 3 if quick else [96, 160, 160]}",
-            "sampling.batch_size_3d=2"]
+    sets = [
+        f"preprocess.spacing={SPACING}",
+        "preprocess.normalization=ct",
+        "preprocess.ct_clip=[-100, 240]",
+        "preprocess.ct_mean=80",
+        "preprocess.ct_std=60",
+        "data.labels={1: pancreas}",
+        "data.label_remap=null",
+        f"sampling.patch_size_3d={[32] * 3 if quick else [96, 160, 160]}",
+        "sampling.batch_size_3d=2",
+    ]
     if quick:
         sets.append("model.features=[4, 8, 16]")
     cfg = load_config(REPO / "configs" / "pancreas_ct_3d.yaml", sets)
@@ -84,8 +91,9 @@ def make_run(folder: Path, ct: Path, label: Path | None, quick: bool, steps: int
         whole_scan = copy.deepcopy(cfg)  # fit on the whole field of view: the baseline sees the air too
         whole_scan.preprocess.crop_foreground = False
         data = load_and_preprocess(whole_scan)({"image": [str(ct)], "label": str(label)})
-        crop = mt.RandCropByPosNegLabeld(["image", "label"], "label", [32, 48, 48] if not quick else [16] * 3,
-                                         pos=1, neg=1, num_samples=1)
+        crop = mt.RandCropByPosNegLabeld(
+            ["image", "label"], "label", [32, 48, 48] if not quick else [16] * 3, pos=1, neg=1, num_samples=1
+        )
         crop.set_random_state(0)
         loss_fn, optimizer = SegmentationLoss(1), torch.optim.AdamW(model.parameters(), 3e-3)
         losses = []
@@ -97,8 +105,16 @@ def make_run(folder: Path, ct: Path, label: Path | None, quick: bool, steps: int
             optimizer.step()
             losses.append(loss.item())
         print(f"fitted {steps} steps, mean loss of the last 10: {np.mean(losses[-10:]):.3f}", file=sys.stderr)
-    return save_atomic({"format": FORMAT, "model": model.state_dict(), "config": cfg.to_dict(),
-                        "label_names": dict(cfg.data.labels), "epoch": 0}, folder / "pancreas_3d.pt")
+    return save_atomic(
+        {
+            "format": FORMAT,
+            "model": model.state_dict(),
+            "config": cfg.to_dict(),
+            "label_names": dict(cfg.data.labels),
+            "epoch": 0,
+        },
+        folder / "pancreas_3d.pt",
+    )
 
 
 def timed(fn, *args):
@@ -131,7 +147,8 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
             if isinstance(step, mt.Spacingd):
                 ours = step.spacing_transform.sp_resample
                 step.spacing_transform.sp_resample = mt.SpatialResample(
-                    mode=ours.mode, padding_mode=ours.padding_mode, align_corners=ours.align_corners, dtype=ours.dtype)
+                    mode=ours.mode, padding_mode=ours.padding_mode, align_corners=ours.align_corners, dtype=ours.dtype
+                )
     cfg = segmenter.cfg
     with torch.inference_mode():
         segmenter.network(torch.zeros(1, 1, *cfg.sampling.patch_size_3d))  # warm-up (and the cached ONNX export)
@@ -141,9 +158,16 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
         data, stages["preprocess"] = timed(lambda: segmenter.chain({"image": image}))
         model = segmenter.model.eval()
         with torch.inference_mode():
-            logits, stages["network"] = timed(lambda: sliding_window_inference(
-                data["image"].as_tensor()[None], cfg.sampling.patch_size_3d, cfg.sampling.batch_size_3d, model,
-                overlap=overlap, mode="gaussian"))
+            logits, stages["network"] = timed(
+                lambda: sliding_window_inference(
+                    data["image"].as_tensor()[None],
+                    cfg.sampling.patch_size_3d,
+                    cfg.sampling.batch_size_3d,
+                    model,
+                    overlap=overlap,
+                    mode="gaussian",
+                )
+            )
         stages["stitching"] = 0.0  # not separable inside MONAI: counted in network
         probs, seconds = timed(lambda: activate(logits)[0])
         back, stages["invert"] = timed(to_source_grid, probs, data["image"], segmenter.chain)
@@ -155,18 +179,26 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
         labels, _ = segmenter.predict(data)
         stages = data["timings"]
     _, stages["write"] = timed(io.write_label, labels, data["image"], out / f"labels_{kind}.nii.gz")
-    return {"kind": kind, "backend": "monai" if kind == "monai" else segmenter.backend,
-            "precision": segmenter.precision, "stages": stages,
-            "total_s": sum(stages.values()), "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "preprocessed_shape": list(data["image"].shape[1:])}
+    return {
+        "kind": kind,
+        "backend": "monai" if kind == "monai" else segmenter.backend,
+        "precision": segmenter.precision,
+        "stages": stages,
+        "total_s": sum(stages.values()),
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "preprocessed_shape": list(data["image"].shape[1:]),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ct", type=Path, help="a CT NIfTI (default: a synthetic 512x512x120 CT)")
     parser.add_argument("--label", type=Path, help="its label map, to fit the weights to (with --ct)")
-    parser.add_argument("--model", help="a trained model (built-in name, run folder or checkpoint) instead of the "
-                                        "fitted pancreas-architecture one")
+    parser.add_argument(
+        "--model",
+        help="a trained model (built-in name, run folder or checkpoint) instead of the "
+        "fitted pancreas-architecture one",
+    )
     parser.add_argument("--backends", nargs="*", default=["torch", "auto", "auto-nocrop", "int8"])
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--fit-steps", type=int, default=40)
@@ -223,7 +255,11 @@ def benchmark(args) -> dict:
         rows = []
         for kind in ["monai", *args.backends]:
             cmd = [sys.executable, __file__, "--child", kind, str(ct), str(checkpoint), "--overlap", str(args.overlap)]
-            rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, encoding="utf-8").stdout.splitlines()[-1]))
+            rows.append(
+                json.loads(
+                    subprocess.run(cmd, check=True, capture_output=True, encoding="utf-8").stdout.splitlines()[-1]
+                )
+            )
         base = rows[0]
         baseline_labels = np.asarray(nib.load(work / "labels_monai.nii.gz").dataobj)
         body = io.read_image(ct)[0].numpy() > BODY_HU  # on the same (source) grid as every label map
@@ -246,10 +282,15 @@ def benchmark(args) -> dict:
             row["speedup_vs_monai"] = base["total_s"] / row["total_s"]
             row["network_speedup_vs_monai"] = base["stages"]["network"] / row["stages"]["network"]
             row["non_network_share"] = 1 - row["stages"]["network"] / row["total_s"]
-    return {"ct": str(args.ct or "synthetic 512x512x120, 0.78x0.78x2.5 mm"), "spacing": config["preprocess"]["spacing"],
-            "model": args.model or f"pancreas 3D architecture fitted {args.fit_steps} steps",
-            "overlap": args.overlap, "fit_steps": 0 if args.model else args.fit_steps, "labels": list(labels.values()),
-            "rows": rows}
+    return {
+        "ct": str(args.ct or "synthetic 512x512x120, 0.78x0.78x2.5 mm"),
+        "spacing": config["preprocess"]["spacing"],
+        "model": args.model or f"pancreas 3D architecture fitted {args.fit_steps} steps",
+        "overlap": args.overlap,
+        "fit_steps": 0 if args.model else args.fit_steps,
+        "labels": list(labels.values()),
+        "rows": rows,
+    }
 
 
 def int8_beside(checkpoint: Path, model: str | None, ct: Path) -> None:
@@ -272,18 +313,28 @@ def int8_beside(checkpoint: Path, model: str | None, ct: Path) -> None:
 
 def markdown(report: dict) -> str:
     names = {"monai": "MONAI sliding_window_inference, eager fp32 (baseline)"}
-    lines = [f"CT: {report['ct']}; model: {report.get('model', 'fitted')}; resampled to {report['spacing']} mm; "
-             f"overlap {report['overlap']}; MONAI's network column includes its stitching. Dice columns: the "
-             f"lowest over the labels ({', '.join(report.get('labels', []))}); per label in the JSON.", "",
-             "| run | " + " | ".join(f"{s} s" for s in STAGES) + " | total s | non-network | peak MB | "
-             "speed-up vs MONAI | Dice vs MONAI | in body | vs truth |", "|" + "---|" * (len(STAGES) + 8)]
+    lines = [
+        f"CT: {report['ct']}; model: {report.get('model', 'fitted')}; resampled to {report['spacing']} mm; "
+        f"overlap {report['overlap']}; MONAI's network column includes its stitching. Dice columns: the "
+        f"lowest over the labels ({', '.join(report.get('labels', []))}); per label in the JSON.",
+        "",
+        "| run | " + " | ".join(f"{s} s" for s in STAGES) + " | total s | non-network | peak MB | "
+        "speed-up vs MONAI | Dice vs MONAI | in body | vs truth |",
+        "|" + "---|" * (len(STAGES) + 8),
+    ]
     for r in report["rows"]:
-        name = names.get(r["kind"], f"volseg {r['backend']} {r.get('precision', 'fp32')}"
-                         + (", no body crop" if r["kind"].endswith("-nocrop") else ""))
-        lines.append(f"| {name} | " + " | ".join(f"{r['stages'][s]:.2f}" for s in STAGES) +
-                     f" | {r['total_s']:.1f} | {100 * r['non_network_share']:.0f}% | {r['peak_memory_mb']:.0f} | "
-                     f"{r['speedup_vs_monai']:.2f}x | {r['dice_vs_monai']:.4f} | {r['dice_vs_monai_in_body']:.4f} | "
-                     + (f"{r['dice_vs_truth']:.4f} |" if "dice_vs_truth" in r else "n/a |"))
+        name = names.get(
+            r["kind"],
+            f"volseg {r['backend']} {r.get('precision', 'fp32')}"
+            + (", no body crop" if r["kind"].endswith("-nocrop") else ""),
+        )
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{r['stages'][s]:.2f}" for s in STAGES)
+            + f" | {r['total_s']:.1f} | {100 * r['non_network_share']:.0f}% | {r['peak_memory_mb']:.0f} | "
+            f"{r['speedup_vs_monai']:.2f}x | {r['dice_vs_monai']:.4f} | {r['dice_vs_monai_in_body']:.4f} | "
+            + (f"{r['dice_vs_truth']:.4f} |" if "dice_vs_truth" in r else "n/a |")
+        )
     return "\n".join(lines) + "\n"
 
 

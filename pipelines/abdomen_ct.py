@@ -58,20 +58,31 @@ MERGED_KIDNEYS = ["data.label_remap={1: 1, 2: 2, 3: 3, 4: 3}", "data.split_at_mi
 # The ROI cascade's locator (`volseg infer --roi kidney_left`): the same organs at 6 mm, small and quick;
 # it only has to find each organ's box, which the fine model then segments at 3 mm.
 LOCATOR_LEVERS = [
-    "preprocess.spacing=[6.0, 6.0, 6.0]", "preprocess.normalization=window", "preprocess.hu_window=[-300, 500]",
-    "sampling.patch_size_3d=[48, 48, 48]", "sampling.batch_size_3d=2", "model.features=[8, 16, 32, 64]",
+    "preprocess.spacing=[6.0, 6.0, 6.0]",
+    "preprocess.normalization=window",
+    "preprocess.hu_window=[-300, 500]",
+    "sampling.patch_size_3d=[48, 48, 48]",
+    "sampling.batch_size_3d=2",
+    "model.features=[8, 16, 32, 64]",
 ]
 
 # Contrast-phase synthesis: HU offset range per structure group, for a non-contrast CT (add enhancement)
 # and for a venous-phase CT (take it away). Groups are matched by name against TotalSegmentator's classes
 # and IRCADb's mask names; unlisted structures (bone, lung, fat) keep their intensity.
 ENHANCE = {
-    "kidney": (-20, 260), "aort|vena|vein|artery|venous": (-20, 300), "spleen": (-20, 140),
-    "liver": (-20, 120), "pancreas|adrenal": (-20, 100), "stomach|bowel|duodenum|colon|esophagus": (-10, 60),
+    "kidney": (-20, 260),
+    "aort|vena|vein|artery|venous": (-20, 300),
+    "spleen": (-20, 140),
+    "liver": (-20, 120),
+    "pancreas|adrenal": (-20, 100),
+    "stomach|bowel|duodenum|colon|esophagus": (-10, 60),
     "gluteus|iliopsoas|autochthon": (-10, 30),
 }
 DEENHANCE = {
-    "kidney": (-220, 20), "artery|portal|venous": (-220, 20), "spleen": (-110, 20), "liver": (-90, 20),
+    "kidney": (-220, 20),
+    "artery|portal|venous": (-220, 20),
+    "spleen": (-110, 20),
+    "liver": (-90, 20),
 }
 
 
@@ -112,8 +123,12 @@ def organ_map(masks: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, int]]
     return labels, overlaps
 
 
-def synthesize_contrast(image: np.ndarray, structures: dict[str, np.ndarray], ranges: dict[str, tuple[float, float]],
-                        rng: np.random.Generator) -> np.ndarray:
+def synthesize_contrast(
+    image: np.ndarray,
+    structures: dict[str, np.ndarray],
+    ranges: dict[str, tuple[float, float]],
+    rng: np.random.Generator,
+) -> np.ndarray:
     """A copy of ``image`` (HU) in another contrast phase: every structure whose name matches a group of
     ``ranges`` is shifted by one offset drawn from that group's range, blended over a voxel at its edge
     (partial volume). SynthSeg (Billot et al. 2023) draws whole images from labels; here only the
@@ -132,7 +147,9 @@ def synthesize_contrast(image: np.ndarray, structures: dict[str, np.ndarray], ra
 
 
 def _structure_masks_ts(seg: np.ndarray, shared: Path) -> dict[str, np.ndarray]:
-    names = json.loads((shared / "totalsegmentator_example" / "totalsegmentator_class_maps.json").read_text(encoding="utf-8"))["total"]
+    names = json.loads(
+        (shared / "totalsegmentator_example" / "totalsegmentator_class_maps.json").read_text(encoding="utf-8")
+    )["total"]
     return {names[str(v)]: seg == v for v in np.unique(seg) if v and str(v) in names}
 
 
@@ -167,11 +184,20 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     ct = io.read_image(ts / "example_ct.nii.gz")
     seg = io.read_label(ts / "example_seg_fast_force_split.nii.gz")[0].numpy().astype(np.int64)
     labels, overlaps = organ_map({name: seg == TS_VALUES[name] for name in ORGANS.values()})
-    record["ts"] = {"image": str(ts / "example_ct.nii.gz"), "label": str(io.write_label(labels, ct, work / "ts_labels.nii.gz")),
-                    "overlaps": overlaps}
+    record["ts"] = {
+        "image": str(ts / "example_ct.nii.gz"),
+        "label": str(io.write_label(labels, ct, work / "ts_labels.nii.gz")),
+        "overlaps": overlaps,
+    }
     structures = _structure_masks_ts(seg, shared)
-    record["ts"]["variants"] = [str(_save_image(synthesize_contrast(ct[0].numpy(), structures, ENHANCE, rng), ct,
-                                                work / f"ts_synth{k:02d}.nii.gz")) for k in range(variants)]
+    record["ts"]["variants"] = [
+        str(
+            _save_image(
+                synthesize_contrast(ct[0].numpy(), structures, ENHANCE, rng), ct, work / f"ts_synth{k:02d}.nii.gz"
+            )
+        )
+        for k in range(variants)
+    ]
 
     ircadb = shared / "ircadb_3d" / "3Dircadb1.1"
     with zipfile.ZipFile(ircadb / "PATIENT_DICOM.zip") as archive:
@@ -179,12 +205,22 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     image = io.read_image(work / "ircadb_dicom" / "PATIENT_DICOM")
     masks = _ircadb_masks(ircadb / "MASKS_DICOM.zip", work)
     labels, overlaps = organ_map({name: masks[IRCADB_MASKS[name]] for name in ORGANS.values()})
-    record["ircadb"] = {"image": str(_save_image(image[0].numpy(), image, work / "ircadb_ct.nii.gz")),
-                        "label": str(io.write_label(labels, image, work / "ircadb_labels.nii.gz")), "overlaps": overlaps,
-                        "dicom": str(work / "ircadb_dicom" / "PATIENT_DICOM")}
+    record["ircadb"] = {
+        "image": str(_save_image(image[0].numpy(), image, work / "ircadb_ct.nii.gz")),
+        "label": str(io.write_label(labels, image, work / "ircadb_labels.nii.gz")),
+        "overlaps": overlaps,
+        "dicom": str(work / "ircadb_dicom" / "PATIENT_DICOM"),
+    }
     record["ircadb"]["variants"] = [
-        str(_save_image(synthesize_contrast(image[0].numpy(), masks, DEENHANCE, rng), image,
-                        work / f"ircadb_synth{k:02d}.nii.gz")) for k in range(variants)]
+        str(
+            _save_image(
+                synthesize_contrast(image[0].numpy(), masks, DEENHANCE, rng),
+                image,
+                work / f"ircadb_synth{k:02d}.nii.gz",
+            )
+        )
+        for k in range(variants)
+    ]
 
     # the contrast DICOM slab: its label file lies on a y-flipped grid; put it on the series' own grid
     dicom = ts / "example_ct_dicom"
@@ -194,7 +230,10 @@ def prepare(shared: Path, work: Path, variants: int, seed: int = 0) -> dict:
     on_grid = resample(label, image)[0].numpy().round().astype(np.int64)
     empty = np.zeros_like(on_grid, bool)
     labels, _ = organ_map({"liver": on_grid == 5, "spleen": on_grid == 1, "kidney_right": empty, "kidney_left": empty})
-    record["ts_dicom"] = {"image": str(dicom), "label": str(io.write_label(labels, image, work / "ts_dicom_labels.nii.gz"))}
+    record["ts_dicom"] = {
+        "image": str(dicom),
+        "label": str(io.write_label(labels, image, work / "ts_dicom_labels.nii.gz")),
+    }
     done.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
 
@@ -206,8 +245,9 @@ def write_manifest(record: dict, train: str, test: str, path: Path, synthetic: b
     label = Path(record[train]["label"])
     cases = [Case(f"{train}_ct", (Path(record[train]["image"]),), label, "train")]
     if synthetic:
-        cases += [Case(f"{train}_synth{k:02d}", (Path(v),), label, "train")
-                  for k, v in enumerate(record[train]["variants"])]
+        cases += [
+            Case(f"{train}_synth{k:02d}", (Path(v),), label, "train") for k, v in enumerate(record[train]["variants"])
+        ]
     cases.append(Case("ts_dicom", (Path(record["ts_dicom"]["image"]),), Path(record["ts_dicom"]["label"]), "val"))
     cases.append(Case(f"{test}_ct", (Path(record[test]["image"]),), Path(record[test]["label"]), "test"))
     write(cases, path)
@@ -217,29 +257,73 @@ def write_manifest(record: dict, train: str, test: str, path: Path, synthetic: b
 # ------------------------------------------------------------------------------------------ one direction
 
 
-def run_direction(record: dict, train: str, test: str, work: Path, minutes: float, synthetic: bool,
-                  overrides: list[str], tag: str = "", merge_kidneys: bool = False) -> dict:
+def run_direction(
+    record: dict,
+    train: str,
+    test: str,
+    work: Path,
+    minutes: float,
+    synthetic: bool,
+    overrides: list[str],
+    tag: str = "",
+    merge_kidneys: bool = False,
+) -> dict:
     out = work / f"{train}_to_{test}{tag}"
     out.mkdir(parents=True, exist_ok=True)
     manifest = write_manifest(record, train, test, out / "manifest.csv", synthetic)
     plan = out / "plan.yaml"
-    volseg("plan", manifest, "-o", plan, "--config", CONFIG, "--modality", "CT",
-           "--labels", ",".join(f"{v}={n}" for v, n in ORGANS.items()))
+    volseg(
+        "plan",
+        manifest,
+        "-o",
+        plan,
+        "--config",
+        CONFIG,
+        "--modality",
+        "CT",
+        "--labels",
+        ",".join(f"{v}={n}" for v, n in ORGANS.items()),
+    )
     sets = [*LEVERS, *(MERGED_KIDNEYS if merge_kidneys else []), f"train.time_budget_minutes={minutes}", *overrides]
     run = out / "train"
     if not (run / "last.pt").exists():
-        volseg("train", "--config", plan, "--manifest", manifest, "--output", run,
-               *[item for o in sets for item in ("--set", o)])
+        volseg(
+            "train",
+            "--config",
+            plan,
+            "--manifest",
+            manifest,
+            "--output",
+            run,
+            *[item for o in sets for item in ("--set", o)],
+        )
     # the last epoch, not the "best" on the validation slab: a 20-slice slab without kidneys is too thin
     # a view to choose a model by (it is there to watch the contrast gap close, epoch by epoch)
     volseg("infer", manifest, "--split", "test", "--model", run / "last.pt", "-o", out / "pred", "--resume", "--qc")
-    volseg("evaluate", "--pred", out / "pred", "--manifest", manifest, "--split", "test", "--config", CONFIG,
-           "-o", out / "test_metrics.csv")
+    volseg(
+        "evaluate",
+        "--pred",
+        out / "pred",
+        "--manifest",
+        manifest,
+        "--split",
+        "test",
+        "--config",
+        CONFIG,
+        "-o",
+        out / "test_metrics.csv",
+    )
     summary = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
     train_seconds = sum(float(row["seconds"]) for row in read_rows(run / "metrics.csv"))
-    return {"train": train, "test": test, "synthetic_contrast": synthetic, "overrides": sets,
-            "train_seconds": round(train_seconds, 1), "dice": {k: v["dice"]["mean"] for k, v in summary.items()},
-            "hd95_mm": {k: v["hd95"]["median"] for k, v in summary.items()}}
+    return {
+        "train": train,
+        "test": test,
+        "synthetic_contrast": synthetic,
+        "overrides": sets,
+        "train_seconds": round(train_seconds, 1),
+        "dice": {k: v["dice"]["mean"] for k, v in summary.items()},
+        "hd95_mm": {k: v["hd95"]["median"] for k, v in summary.items()},
+    }
 
 
 def train_locator(direction: Path, minutes: float) -> Path:
@@ -247,8 +331,16 @@ def train_locator(direction: Path, minutes: float) -> Path:
     run = direction / "locator"
     if not (run / "last.pt").exists():
         sets = [*LOCATOR_LEVERS, f"train.time_budget_minutes={minutes}"]
-        volseg("train", "--config", direction / "plan.yaml", "--manifest", direction / "manifest.csv",
-               "--output", run, *[item for o in sets for item in ("--set", o)])
+        volseg(
+            "train",
+            "--config",
+            direction / "plan.yaml",
+            "--manifest",
+            direction / "manifest.csv",
+            "--output",
+            run,
+            *[item for o in sets for item in ("--set", o)],
+        )
     return run / "last.pt"
 
 
@@ -259,6 +351,7 @@ def ship(run: Path, target: Path = REPO / "volseg" / "pretrained" / "abdomen-ct"
 
     manifest = load_checkpoint(resolve_checkpoint(run))["config"]["data"]["manifest"]  # run: folder or .pt
     trained_on = [c for c in read_manifest(manifest) if c.split == "train"]
+
     def from_ircadb(path: Path) -> bool:
         path = path.resolve()
         return path.name.startswith("ircadb") or "ircadb_3d" in path.parts or "PATIENT_DICOM" in path.parts
@@ -273,19 +366,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "abdomen_ct", help="working folder (gitignored)")
-    parser.add_argument("--direction", choices=("ts", "ircadb", "both"), default="both",
-                        help="ts: train on the TotalSegmentator CT, score on IRCADb; ircadb: the reverse")
+    parser.add_argument(
+        "--direction",
+        choices=("ts", "ircadb", "both"),
+        default="both",
+        help="ts: train on the TotalSegmentator CT, score on IRCADb; ircadb: the reverse",
+    )
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget per direction (wall clock)")
     parser.add_argument("--variants", type=int, default=16, help="contrast-synthesized copies per training CT")
     parser.add_argument("--no-synthetic-contrast", dest="synthetic", action="store_false")
-    parser.add_argument("--merge-kidneys", action="store_true",
-                        help="train one kidney class, mirrored across x, and split it by side at the midline")
+    parser.add_argument(
+        "--merge-kidneys",
+        action="store_true",
+        help="train one kidney class, mirrored across x, and split it by side at the midline",
+    )
     parser.add_argument("--tag", default="", help="suffix of the run folders, to keep experiments apart")
-    parser.add_argument("--ship", action="store_true",
-                        help="install the TotalSegmentator-trained model as the built-in abdomen-ct model")
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="install the TotalSegmentator-trained model as the built-in abdomen-ct model",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="train-time config override")
-    parser.add_argument("--locator-minutes", type=float, default=20.0,
-                        help="training budget of the ROI cascade's 6 mm locator (direction ts; 0: none)")
+    parser.add_argument(
+        "--locator-minutes",
+        type=float,
+        default=20.0,
+        help="training budget of the ROI cascade's 6 mm locator (direction ts; 0: none)",
+    )
     args = parser.parse_args()
 
     args.work = args.work.resolve()
@@ -293,11 +400,24 @@ def main() -> None:
     directions = {"ts": [("ts", "ircadb")], "ircadb": [("ircadb", "ts")], "both": [("ts", "ircadb"), ("ircadb", "ts")]}
     results = []
     for train, test in directions[args.direction]:
-        results.append(run_direction(record, train, test, args.work, args.minutes, args.synthetic, args.overrides,
-                                     args.tag, args.merge_kidneys))
+        results.append(
+            run_direction(
+                record,
+                train,
+                test,
+                args.work,
+                args.minutes,
+                args.synthetic,
+                args.overrides,
+                args.tag,
+                args.merge_kidneys,
+            )
+        )
         print(json.dumps(results[-1], indent=1), flush=True)
     ts_run = args.work / f"ts_to_ircadb{args.tag}"
-    locator = train_locator(ts_run, args.locator_minutes) if args.locator_minutes and args.direction != "ircadb" else None
+    locator = (
+        train_locator(ts_run, args.locator_minutes) if args.locator_minutes and args.direction != "ircadb" else None
+    )
     if args.ship:
         target = ship(ts_run / "train" / "last.pt")
         print(f"installed {target}")

@@ -25,7 +25,7 @@ def main(src: Path) -> None:
     dest = REPO / "data" / "hippocampus"
     bundled, start = [], 0
     for split, n in SPLITS.items():
-        for case in sorted(chosen[start:start + n], key=lambda c: c.case_id):
+        for case in sorted(chosen[start : start + n], key=lambda c: c.case_id):
             image = dest / "imagesTr" / case.image.name
             label = dest / "labelsTr" / case.label.name
             for source, target in ((case.image, image), (case.label, label)):

@@ -58,8 +58,21 @@ def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, length: 
     if not (pred / "metrics.json").exists():
         # a run killed mid-way continues from its last epoch (a finished one returns at once), never scored half-trained
         resume = ["--resume"] if (run / "last.pt").exists() else []
-        volseg("train", "--config", config, "--manifest", manifest, "--model", name, "--output", run,
-               "--set", f"train.seed={seed}", *length, *resume)
+        volseg(
+            "train",
+            "--config",
+            config,
+            "--manifest",
+            manifest,
+            "--model",
+            name,
+            "--output",
+            run,
+            "--set",
+            f"train.seed={seed}",
+            *length,
+            *resume,
+        )
         volseg("infer", manifest, "--split", "test", "--model", run, "-o", pred, "--overwrite")
         volseg("evaluate", "--pred", pred, "--manifest", manifest, "--config", config, "-o", pred / "metrics.csv")
     summary = json.loads((pred / "metrics.json").read_text(encoding="utf-8"))
@@ -69,7 +82,10 @@ def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, length: 
     seconds = [float(r["seconds"]) for r in history]
     parameters, flops = network_cost(run)
     return {
-        "model": name, "mode": f"{dims}D", "seed": seed, "parameters": parameters,
+        "model": name,
+        "mode": f"{dims}D",
+        "seed": seed,
+        "parameters": parameters,
         "mflops_per_voxel": flops / 1e6,
         **{f"dice_{label}": d for label, d in dice.items()},
         "dice_mean": sum(dice.values()) / len(dice),
@@ -100,14 +116,34 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def markdown(summary: list[dict]) -> str:
     labels = [k[5:] for k in summary[0] if k.startswith("dice_") and k not in ("dice_mean", "dice_mean_spread")]
-    head = ["model", "mode", "parameters", "MFLOP/voxel", *[f"Dice {l}" for l in labels], "Dice mean ± spread",
-            "HD95 mm", "epochs", "train min", "s/epoch (first, steady)", "infer s/case"]
+    head = [
+        "model",
+        "mode",
+        "parameters",
+        "MFLOP/voxel",
+        *[f"Dice {label}" for label in labels],
+        "Dice mean ± spread",
+        "HD95 mm",
+        "epochs",
+        "train min",
+        "s/epoch (first, steady)",
+        "infer s/case",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary:
-        cells = [r["model"], r["mode"], f"{r['parameters']:,.0f}", f"{r['mflops_per_voxel']:.2f}",
-                 *[f"{r['dice_' + l]:.4f}" for l in labels], f"**{r['dice_mean']:.4f}** ± {r['dice_mean_spread']:.4f}",
-                 f"{r['hd95_mm']:.2f}", f"{r['epochs']:g}", f"{r['train_minutes']:.1f}",
-                 f"{r['first_epoch_s']:.0f}, {r['steady_epoch_s']:.0f}", f"{r['infer_seconds_per_case']:.2f}"]
+        cells = [
+            r["model"],
+            r["mode"],
+            f"{r['parameters']:,.0f}",
+            f"{r['mflops_per_voxel']:.2f}",
+            *[f"{r['dice_' + label]:.4f}" for label in labels],
+            f"**{r['dice_mean']:.4f}** ± {r['dice_mean_spread']:.4f}",
+            f"{r['hd95_mm']:.2f}",
+            f"{r['epochs']:g}",
+            f"{r['train_minutes']:.1f}",
+            f"{r['first_epoch_s']:.0f}, {r['steady_epoch_s']:.0f}",
+            f"{r['infer_seconds_per_case']:.2f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -120,8 +156,10 @@ def write_outputs(studies: dict[str, list[dict]], docs: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     seeds = sorted({r["seed"] for r in rows})
-    text = [f"Written by `pipelines/compare_models.py`: every model with seeds {seeds}, scored on the same "
-            "10 held-out test cases; ± is half the range over the seeds.\n"]
+    text = [
+        f"Written by `pipelines/compare_models.py`: every model with seeds {seeds}, scored on the same "
+        "10 held-out test cases; ± is half the range over the seeds.\n"
+    ]
     for study, runs in studies.items():
         text += [f"## {study}\n", markdown(summarize(runs))]
     (docs / "comparison.md").write_text("\n".join(text), encoding="utf-8")
@@ -135,8 +173,12 @@ def write_outputs(studies: dict[str, list[dict]], docs: Path) -> None:
     for ax, (study, runs) in zip(axes[0], studies.items()):
         summary = summarize(runs)
         names = [f"{r['model']} {r['mode']}" for r in summary]
-        ax.bar(range(len(summary)), [r["dice_mean"] for r in summary],
-               yerr=[r["dice_mean_spread"] for r in summary], capsize=3)
+        ax.bar(
+            range(len(summary)),
+            [r["dice_mean"] for r in summary],
+            yerr=[r["dice_mean_spread"] for r in summary],
+            capsize=3,
+        )
         ax.set_xticks(range(len(summary)), names, rotation=30, ha="right")
         ax.set(ylabel="test Dice (mean of labels)", ylim=(0.5, 1.0), title=study)
     fig.tight_layout()
@@ -156,17 +198,28 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = args.out / "manifest.csv"
-    subprocess.run([sys.executable, str(REPO / "pipelines" / "hippocampus_manifest.py"), str(args.source),
-                    str(manifest)], check=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "hippocampus_manifest.py"), str(args.source), str(manifest)],
+        check=True,
+    )
     runs = [(m, int(d)) for m, d in (s.split(":") for s in args.only)] if args.only else RUNS
-    studies = {f"Equal time: {args.minutes:g} minutes each":
-               (args.out / f"time_{args.minutes:g}min", ["--minutes", f"{args.minutes:g}"])}
+    studies = {
+        f"Equal time: {args.minutes:g} minutes each": (
+            args.out / f"time_{args.minutes:g}min",
+            ["--minutes", f"{args.minutes:g}"],
+        )
+    }
     if args.epochs:
-        studies[f"Equal epochs: {args.epochs} each"] = (args.out / f"epochs_{args.epochs}", ["--epochs", str(args.epochs)])
+        studies[f"Equal epochs: {args.epochs} each"] = (
+            args.out / f"epochs_{args.epochs}",
+            ["--epochs", str(args.epochs)],
+        )
     results = {}
     for study, (out, length) in studies.items():
         out.mkdir(parents=True, exist_ok=True)
-        results[study] = [one_run(name, dims, seed, manifest, out, length) for name, dims in runs for seed in args.seeds]
+        results[study] = [
+            one_run(name, dims, seed, manifest, out, length) for name, dims in runs for seed in args.seeds
+        ]
         write_outputs(results, args.docs)  # each finished study lands, even if a later one is stopped
     print((args.docs / "comparison.md").read_text(encoding="utf-8"))
 

@@ -34,8 +34,13 @@ def main() -> None:
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--memory-gb", type=float, default=16.0, help="training memory budget for planning")
     parser.add_argument("--test-split", default="test", help="manifest split to predict and evaluate")
-    parser.add_argument("--plan-set", dest="plan_overrides", action="append", default=[],
-                        help="config override before planning, e.g. data.label_remap={7: 1}")
+    parser.add_argument(
+        "--plan-set",
+        dest="plan_overrides",
+        action="append",
+        default=[],
+        help="config override before planning, e.g. data.label_remap={7: 1}",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="train-time config override")
     args = parser.parse_args()
 
@@ -44,18 +49,62 @@ def main() -> None:
     base = REPO / "configs" / f"pancreas_ct_{args.dims}d.yaml"
     manifest, config = run / "manifest.csv", run / "plan.yaml"
     if not manifest.exists():
-        volseg("manifest", args.source, "-o", manifest, "--val-fraction", args.val_fraction,
-               "--test-fraction", args.test_fraction)
+        volseg(
+            "manifest",
+            args.source,
+            "-o",
+            manifest,
+            "--val-fraction",
+            args.val_fraction,
+            "--test-fraction",
+            args.test_fraction,
+        )
     volseg("check", manifest)
-    volseg("plan", manifest, "-o", config, "--config", base, "--modality", "CT", "--memory-gb", args.memory_gb,
-           "--labels", "1=pancreas", *[item for o in args.plan_overrides for item in ("--set", o)])
+    volseg(
+        "plan",
+        manifest,
+        "-o",
+        config,
+        "--config",
+        base,
+        "--modality",
+        "CT",
+        "--memory-gb",
+        args.memory_gb,
+        "--labels",
+        "1=pancreas",
+        *[item for o in args.plan_overrides for item in ("--set", o)],
+    )
     train = ["train", "--config", config, "--manifest", manifest, "--output", run / "train", "--device", args.device]
     train += [item for o in args.overrides for item in ("--set", o)]
     volseg(*train, *(["--resume"] if (run / "train" / "last.pt").exists() else []))
-    volseg("infer", manifest, "--split", args.test_split, "--model", run / "train", "-o", run / "pred",
-           "--device", args.device, "--resume", "--qc")
-    volseg("evaluate", "--pred", run / "pred", "--manifest", manifest, "--split", args.test_split,
-           "--config", config, "-o", run / "test_metrics.csv")
+    volseg(
+        "infer",
+        manifest,
+        "--split",
+        args.test_split,
+        "--model",
+        run / "train",
+        "-o",
+        run / "pred",
+        "--device",
+        args.device,
+        "--resume",
+        "--qc",
+    )
+    volseg(
+        "evaluate",
+        "--pred",
+        run / "pred",
+        "--manifest",
+        manifest,
+        "--split",
+        args.test_split,
+        "--config",
+        config,
+        "-o",
+        run / "test_metrics.csv",
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,10 @@ def mask(shape: tuple[int, ...] = SHAPE) -> np.ndarray:
 
 def good_case(folder: Path, case_id: str, seed: int) -> tuple[Path, Path]:
     """A readable image and its matching label."""
-    return (write_nifti(folder / f"{case_id}.nii.gz", scan(seed)),
-            write_nifti(folder / f"{case_id}_seg.nii.gz", mask()))
+    return (
+        write_nifti(folder / f"{case_id}.nii.gz", scan(seed)),
+        write_nifti(folder / f"{case_id}_seg.nii.gz", mask()),
+    )
 
 
 def truncated(path: Path) -> Path:
@@ -168,11 +170,20 @@ CT_TAGS = {
 }
 
 
-def dicom_series(folder: Path, *, series_uid: str = "1.2.826.0.1.3680043.2.1125.2.1", slices: int = 10,
-                 spacing: tuple[float, float, float] = (0.9, 0.9, 2.0), skip: tuple[int, ...] = (),
-                 tags: dict[str, str] | None = None, prefix: str = "slice", size: tuple[int, int] = (32, 32),
-                 direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1), tilt_deg: float = 0.0,
-                 seed: int = 9) -> Path:
+def dicom_series(
+    folder: Path,
+    *,
+    series_uid: str = "1.2.826.0.1.3680043.2.1125.2.1",
+    slices: int = 10,
+    spacing: tuple[float, float, float] = (0.9, 0.9, 2.0),
+    skip: tuple[int, ...] = (),
+    tags: dict[str, str] | None = None,
+    prefix: str = "slice",
+    size: tuple[int, int] = (32, 32),
+    direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
+    tilt_deg: float = 0.0,
+    seed: int = 9,
+) -> Path:
     """A synthetic CT series (int16 HU, ``size`` columns x rows per slice) written slice by slice with SimpleITK.
 
     Each slice carries the series' tags plus its own ImagePositionPatient and InstanceNumber; ``skip``
@@ -187,8 +198,14 @@ def dicom_series(folder: Path, *, series_uid: str = "1.2.826.0.1.3680043.2.1125.
     volume.SetDirection([float(v) for v in direction])
     d = np.array(direction, float).reshape(3, 3)
     orientation = "\\".join(f"{v:g}" for v in (*d[:, 0], *d[:, 1]))
-    series_tags = {**CT_TAGS, "0020|000e": series_uid, "0020|0037": orientation,
-                   "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2]), **(tags or {})}
+    series_tags = {
+        **CT_TAGS,
+        "0020|000e": series_uid,
+        "0020|0037": orientation,
+        "0028|0030": f"{spacing[1]}\\{spacing[0]}",
+        "0018|0050": str(spacing[2]),
+        **(tags or {}),
+    }
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()  # keep our SeriesInstanceUID instead of a fresh one per file
     shift = d[:, 1] * spacing[2] * np.tan(np.deg2rad(tilt_deg))
@@ -303,16 +320,24 @@ def _write_manifests(corpus: Corpus) -> None:
     bad_scans = [[case_id, rel(path), "", "test"] for case_id, path in corpus.bad.items()]
     m = corpus.manifests
     m["scans"] = write_manifest(root / "scans.csv", good + bad_scans + [["all_zero", rel(corpus.all_zero), "", "test"]])
-    m["missing"] = write_manifest(root / "missing.csv", good + [
-        ["no_image", "scans/absent.nii.gz", "", "test"],
-        ["no_label", rel(corpus.good["good_a"][0]), "labels/absent_seg.nii.gz", "train"],
-    ])
-    m["mismatch"] = write_manifest(root / "mismatch.csv", good + [
-        ["mismatch", rel(corpus.mismatch[0]), rel(corpus.mismatch[1]), "train"]])
-    m["nan"] = write_manifest(root / "nan.csv", good + [
-        ["nan_inf", rel(corpus.bad["nan_inf"]), rel(corpus.good["good_a"][1]), "train"]])
-    m["duplicate"] = write_manifest(root / "duplicate.csv", good + [
-        ["good_a", rel(corpus.good["good_b"][0]), "", "test"]])
+    m["missing"] = write_manifest(
+        root / "missing.csv",
+        good
+        + [
+            ["no_image", "scans/absent.nii.gz", "", "test"],
+            ["no_label", rel(corpus.good["good_a"][0]), "labels/absent_seg.nii.gz", "train"],
+        ],
+    )
+    m["mismatch"] = write_manifest(
+        root / "mismatch.csv", good + [["mismatch", rel(corpus.mismatch[0]), rel(corpus.mismatch[1]), "train"]]
+    )
+    m["nan"] = write_manifest(
+        root / "nan.csv", good + [["nan_inf", rel(corpus.bad["nan_inf"]), rel(corpus.good["good_a"][1]), "train"]]
+    )
+    m["duplicate"] = write_manifest(
+        root / "duplicate.csv", good + [["good_a", rel(corpus.good["good_b"][0]), "", "test"]]
+    )
     m["bomb"] = write_manifest(root / "bomb.csv", good + [["bomb", rel(corpus.bomb), "", "train"]])
-    m["traversal"] = write_manifest(root / "traversal.csv", good + [
-        ["../../x", rel(corpus.good["good_a"][0]), "", "test"]])
+    m["traversal"] = write_manifest(
+        root / "traversal.csv", good + [["../../x", rel(corpus.good["good_a"][0]), "", "test"]]
+    )

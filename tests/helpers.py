@@ -13,20 +13,35 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_manifest(tmp_path: Path, n_train: int = 3, n_val: int = 1, n_test: int = 0) -> Path:
     """A manifest over a few bundled hippocampus cases (real MRI crops, ~35x50x35 voxels)."""
     cases = read_manifest(REPO / "data_manifest.csv")
-    picked = [Case(c.case_id, c.images, c.label, split)
-              for c, split in zip(cases, ["train"] * n_train + ["val"] * n_val + ["test"] * n_test)]
+    picked = [
+        Case(c.case_id, c.images, c.label, split)
+        for c, split in zip(cases, ["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
+    ]
     path = tmp_path / "manifest.csv"
     write_manifest(picked, path)
     return path
 
 
 def tiny_config(manifest: Path, model: str = "unet", dims: int = 3, *extra: str) -> Config:
-    return load_config(None, [
-        f"data.manifest={manifest}", f"model.name={model}", f"model.dims={dims}", "model.features=[4, 8, 16]",
-        "sampling.patch_size_3d=[24, 24, 24]", "sampling.batch_size_3d=2", "sampling.patch_size_2d=[32, 32]",
-        "sampling.batch_size_2d=4", "sampling.slices_per_volume=2", "train.epochs=2",
-        "train.iterations_per_epoch=2", "train.val_every=1", "train.threads=1", *extra,
-    ])
+    return load_config(
+        None,
+        [
+            f"data.manifest={manifest}",
+            f"model.name={model}",
+            f"model.dims={dims}",
+            "model.features=[4, 8, 16]",
+            "sampling.patch_size_3d=[24, 24, 24]",
+            "sampling.batch_size_3d=2",
+            "sampling.patch_size_2d=[32, 32]",
+            "sampling.batch_size_2d=4",
+            "sampling.slices_per_volume=2",
+            "train.epochs=2",
+            "train.iterations_per_epoch=2",
+            "train.val_every=1",
+            "train.threads=1",
+            *extra,
+        ],
+    )
 
 
 def tiny_run(tmp_path: Path, dims: int = 3, *extra: str) -> Path:

@@ -65,25 +65,32 @@ class Orthanc:
         response.raise_for_status()
         return response.json()
 
+    def get_bytes(self, path: str) -> bytes:
+        response = requests.get(self.rest + path, auth=(USER, PASSWORD), timeout=30)
+        response.raise_for_status()
+        return response.content
+
     def upload(self, files) -> None:
         for file in files:
-            requests.post(f"{self.rest}/instances", data=Path(file).read_bytes(), auth=(USER, PASSWORD),
-                          timeout=30).raise_for_status()
+            requests.post(
+                f"{self.rest}/instances", data=Path(file).read_bytes(), auth=(USER, PASSWORD), timeout=30
+            ).raise_for_status()
 
     def delete_series(self, series_uid: str) -> None:
         for orthanc_id in self.find("Series", {"SeriesInstanceUID": series_uid}):
             requests.delete(f"{self.rest}/series/{orthanc_id}", auth=(USER, PASSWORD), timeout=30).raise_for_status()
 
     def find(self, level: str, query: dict) -> list[str]:
-        response = requests.post(f"{self.rest}/tools/find", json={"Level": level, "Query": query},
-                                 auth=(USER, PASSWORD), timeout=30)
+        response = requests.post(
+            f"{self.rest}/tools/find", json={"Level": level, "Query": query}, auth=(USER, PASSWORD), timeout=30
+        )
         response.raise_for_status()
         return response.json()
 
-    def segs_of_study(self, study_uid: str) -> list[dict]:
-        """Main tags of every SEG instance in the study (with the series each references)."""
+    def segs_of_study(self, study_uid: str, modality: str = "SEG") -> list[dict]:
+        """Main tags of every SEG (or other ``modality``) instance in the study."""
         out = []
-        for series_id in self.find("Series", {"StudyInstanceUID": study_uid, "Modality": "SEG"}):
+        for series_id in self.find("Series", {"StudyInstanceUID": study_uid, "Modality": modality}):
             for instance_id in self.get(f"/series/{series_id}")["Instances"]:
                 tags = self.get(f"/instances/{instance_id}/simplified-tags")
                 out.append(tags)
@@ -107,17 +114,30 @@ def start(folder: Path) -> Orthanc:
     port = _free_port()
     (folder / "filter.lua").write_text(FILTER, encoding="utf-8")
     config = {
-        "Name": "volseg-test-pacs", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-        "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD},
-        "Plugins": [str(PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
-        "LuaScripts": [str(folder / "filter.lua")], "HttpThreadsCount": 8, "ConcurrentJobs": 1,
-        "StableAge": 1, "SaveJobs": False,
+        "Name": "volseg-test-pacs",
+        "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"),
+        "HttpPort": port,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {USER: PASSWORD},
+        "Plugins": [str(PLUGIN)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+        "LuaScripts": [str(folder / "filter.lua")],
+        "HttpThreadsCount": 8,
+        "ConcurrentJobs": 1,
+        "StableAge": 1,
+        "SaveJobs": False,
     }
     (folder / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
     log = folder / "orthanc.log"
-    process = subprocess.Popen(["Orthanc", str(folder / "orthanc.json")], stdout=log.open("w", encoding="utf-8"),
-                               stderr=subprocess.STDOUT, cwd=folder)
+    process = subprocess.Popen(
+        ["Orthanc", str(folder / "orthanc.json")],
+        stdout=log.open("w", encoding="utf-8"),
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+    )
     server = Orthanc(process, port, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -63,8 +63,9 @@ def test_infer_by_name_on_a_dicom_series_and_its_nifti_gives_the_same_labels_on_
     nib.save(nib.Nifti1Image(image[0].numpy(), image.affine.numpy()), nifti)
     outputs = {}
     for name, source in (("dicom", series), ("nifti", nifti)):
-        result = runner.invoke(app, ["infer", str(source), "--model", "abdomen-ct", "-o", str(tmp_path / name),
-                                     "--backend", "torch"])
+        result = runner.invoke(
+            app, ["infer", str(source), "--model", "abdomen-ct", "-o", str(tmp_path / name), "--backend", "torch"]
+        )
         assert result.exit_code == 0, result.output
         assert "abdomen-ct/model.pt" in result.output
         assert "abdomen-ct is a demonstration trained on one patient's CT, not for use on patients" in result.output
@@ -168,7 +169,9 @@ def test_no_ircadb_volume_or_series_is_committed(tmp_path):
 def test_shipped_models_were_not_trained_on_ircadb():
     """The pipeline records each shipped model's training cases in its card; none may be IRCADb's."""
     for card in (REPO / "volseg" / "pretrained").glob("*/MODEL_CARD.md"):
-        trained_on = [line for line in card.read_text(encoding="utf-8").splitlines() if line.startswith("- **Training cases**")]
+        trained_on = [
+            line for line in card.read_text(encoding="utf-8").splitlines() if line.startswith("- **Training cases**")
+        ]
         assert trained_on, f"{card}: no '- **Training cases**' line"
         assert "ircad" not in trained_on[0].lower(), trained_on[0]
         for weights in card.parent.glob("*.pt"):  # the locator too: every shipped weight file is accounted for

@@ -45,27 +45,54 @@ def _write_series(root: Path) -> dict[str, Path]:
     """Every series of the archive, each in its own staging folder (the layouts rearrange the files)."""
     made = {
         "ct_a": dicom_series(root / "ct_a", series_uid=f"{UID}2.10", slices=12, tags=_study(1, "A"), prefix="a"),
-        "localizer_a": dicom_series(root / "localizer_a", series_uid=f"{UID}2.10", slices=1, size=(40, 24),
-                                    direction=(1, 0, 0, 0, 0, 1, 0, -1, 0), prefix="loc",
-                                    tags={**_study(1, "A"), "0008|0008": "ORIGINAL\\PRIMARY\\LOCALIZER"}),
-        "recon_a": dicom_series(root / "recon_a", series_uid=f"{UID}2.11", slices=10, spacing=(0.9, 0.9, 2.4),
-                                tags=_study(1, "A"), prefix="r"),
-        "ct_b": dicom_series(root / "ct_b", series_uid=f"{UID}2.20", slices=12, tags=_study(2, "B"), prefix="b",
-                             seed=3),
-        "mr_t1": dicom_series(root / "mr_t1", series_uid=f"{UID}2.30", slices=12, prefix="t1",
-                              tags={**_study(3, "C"), "0008|0060": "MR"}),
-        "mr_t2": dicom_series(root / "mr_t2", series_uid=f"{UID}2.31", slices=12, prefix="t2",
-                              tags={**_study(3, "C"), "0008|0060": "MR"}),
+        "localizer_a": dicom_series(
+            root / "localizer_a",
+            series_uid=f"{UID}2.10",
+            slices=1,
+            size=(40, 24),
+            direction=(1, 0, 0, 0, 0, 1, 0, -1, 0),
+            prefix="loc",
+            tags={**_study(1, "A"), "0008|0008": "ORIGINAL\\PRIMARY\\LOCALIZER"},
+        ),
+        "recon_a": dicom_series(
+            root / "recon_a",
+            series_uid=f"{UID}2.11",
+            slices=10,
+            spacing=(0.9, 0.9, 2.4),
+            tags=_study(1, "A"),
+            prefix="r",
+        ),
+        "ct_b": dicom_series(
+            root / "ct_b", series_uid=f"{UID}2.20", slices=12, tags=_study(2, "B"), prefix="b", seed=3
+        ),
+        "mr_t1": dicom_series(
+            root / "mr_t1", series_uid=f"{UID}2.30", slices=12, prefix="t1", tags={**_study(3, "C"), "0008|0060": "MR"}
+        ),
+        "mr_t2": dicom_series(
+            root / "mr_t2", series_uid=f"{UID}2.31", slices=12, prefix="t2", tags={**_study(3, "C"), "0008|0060": "MR"}
+        ),
     }
     return made
 
 
 def _layout(kind: str, staged: dict[str, Path], archive: Path) -> Path:
     """nested patient/study/series folders, one flat folder without extensions, or one folder per patient."""
-    patient = {"ct_a": "patA", "localizer_a": "patA", "recon_a": "patA", "ct_b": "patB", "mr_t1": "patC",
-               "mr_t2": "patC"}
-    nested = {"ct_a": "patA/study1/ct", "localizer_a": "patA/study1/ct", "recon_a": "patA/study1/recon",
-              "ct_b": "patB/study1/Study1", "mr_t1": "patC/study1/Study3/t1", "mr_t2": "patC/study1/Study3/t2"}
+    patient = {
+        "ct_a": "patA",
+        "localizer_a": "patA",
+        "recon_a": "patA",
+        "ct_b": "patB",
+        "mr_t1": "patC",
+        "mr_t2": "patC",
+    }
+    nested = {
+        "ct_a": "patA/study1/ct",
+        "localizer_a": "patA/study1/ct",
+        "recon_a": "patA/study1/recon",
+        "ct_b": "patB/study1/Study1",
+        "mr_t1": "patC/study1/Study3/t1",
+        "mr_t2": "patC/study1/Study3/t2",
+    }
     for name, folder in staged.items():
         target = archive / {"nested": nested[name], "flat": ".", "per_patient": patient[name]}[kind]
         target.mkdir(parents=True, exist_ok=True)
@@ -93,12 +120,20 @@ def _rows(out: Path) -> dict[str, dict]:
 @pytest.mark.parametrize("kind", ["nested", "flat", "per_patient"])
 def test_archive_segments_exactly_the_series_the_rules_select(staged, tmp_path, kind):
     archive = _layout(kind, staged, tmp_path / "ARCHIVE")
-    expected = {"ct_a": "ok", "ct_b": "ok", "recon_a": "another series of the study was preferred",
-                "localizer_a": "ImageType ORIGINAL\\PRIMARY\\LOCALIZER has LOCALIZER",
-                "mr_t1": "Modality 'MR' does not match 'CT'", "mr_t2": "Modality 'MR' does not match 'CT'"}
+    expected = {
+        "ct_a": "ok",
+        "ct_b": "ok",
+        "recon_a": "another series of the study was preferred",
+        "localizer_a": "ImageType ORIGINAL\\PRIMARY\\LOCALIZER has LOCALIZER",
+        "mr_t1": "Modality 'MR' does not match 'CT'",
+        "mr_t2": "Modality 'MR' does not match 'CT'",
+    }
     if SHARED.is_dir():  # real series: a CT with an empty SeriesInstanceUID, a DERIVED MR, an oblique MR
-        for source in ("totalsegmentator_example/example_ct_dicom", "dicom_mr_udacity_testvolumes/Study1",
-                       "dicom_mr_udacity_testvolumes/Study3"):
+        for source in (
+            "totalsegmentator_example/example_ct_dicom",
+            "dicom_mr_udacity_testvolumes/Study1",
+            "dicom_mr_udacity_testvolumes/Study3",
+        ):
             shutil.copytree(SHARED / source, archive / "real" / source)
     out = tmp_path / "out"
     result = runner.invoke(app, ["infer", str(archive), "--model", "abdomen-ct", "-o", str(out)])
@@ -126,8 +161,11 @@ def test_archive_segments_exactly_the_series_the_rules_select(staged, tmp_path, 
 def test_series_rules_file_picks_other_series(staged, tmp_path):
     archive = _layout("nested", staged, tmp_path / "ARCHIVE")
     rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - Modality: MR\n    SliceThickness: '< 3'\n    slices: '>= 12'\n"
-                     "  - Modality: CT\n    SliceThickness: [2.2, 2.6]\none_per_study: false\n", encoding="utf-8")
+    rules.write_text(
+        "rules:\n  - Modality: MR\n    SliceThickness: '< 3'\n    slices: '>= 12'\n"
+        "  - Modality: CT\n    SliceThickness: [2.2, 2.6]\none_per_study: false\n",
+        encoding="utf-8",
+    )
     found, _ = discover_series([archive])
     chosen = select(found, load_rules(rules))
     ids = {name: _case_id(folder) for name, folder in staged.items()}
@@ -154,8 +192,9 @@ def _seg_as_index_array(seg_path: Path, files) -> np.ndarray:
     """The SEG's segment numbers per source instance, as an (X=column, Y=row, Z=slice) array."""
     seg = hd.seg.segread(seg_path)
     uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
-    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True,
-                                               skip_overlap_checks=True)
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=uids, combine_segments=True, skip_overlap_checks=True
+    )
     return np.asarray(pixels).transpose(2, 1, 0)
 
 
@@ -168,11 +207,13 @@ def _dciodvfy_errors(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("geometry", ["axial_ct", "negated_columns", "sagittal_mr"])
 def test_seg_equals_the_label_map_voxel_for_voxel(tmp_path, geometry):
-    direction = {"axial_ct": (1, 0, 0, 0, 1, 0, 0, 0, 1), "negated_columns": NEGATED_COLUMNS,
-                 "sagittal_mr": SAGITTAL}[geometry]
+    direction = {"axial_ct": (1, 0, 0, 0, 1, 0, 0, 0, 1), "negated_columns": NEGATED_COLUMNS, "sagittal_mr": SAGITTAL}[
+        geometry
+    ]
     tags = {**_study(7, "P"), **({"0008|0060": "MR"} if geometry == "sagittal_mr" else {})}
-    folder = dicom_series(tmp_path / geometry, series_uid=f"{UID}2.70", slices=9, size=(28, 20),
-                          direction=direction, tags=tags)
+    folder = dicom_series(
+        tmp_path / geometry, series_uid=f"{UID}2.70", slices=9, size=(28, 20), direction=direction, tags=tags
+    )
     (series,) = discover_series([folder])[0]
     image = io.read_image(series)
     labels = np.zeros(image.shape[1:], np.uint8)  # asymmetric along every axis: any flip shows
@@ -186,8 +227,15 @@ def test_seg_equals_the_label_map_voxel_for_voxel(tmp_path, geometry):
     assert np.array_equal(_seg_as_index_array(seg_path, series.files), from_nifti)
     seg = hd.seg.segread(seg_path)
     assert [d.SegmentLabel for d in seg.SegmentSequence] == ["liver", "spleen", "kidney_left"]
-    assert str(seg.SegmentSequence[2].SegmentedPropertyTypeCodeSequence[0]
-               .SegmentedPropertyTypeModifierCodeSequence[0].CodeMeaning) == "Left"
+    assert (
+        str(
+            seg.SegmentSequence[2]
+            .SegmentedPropertyTypeCodeSequence[0]
+            .SegmentedPropertyTypeModifierCodeSequence[0]
+            .CodeMeaning
+        )
+        == "Left"
+    )
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
     assert seg.SeriesInstanceUID != series.series_uid and seg.FrameOfReferenceUID == f"{UID}3.7"
     # world geometry: each frame lies where the NIfTI says its slice lies (LPS = RAS with x, y negated)
@@ -225,8 +273,9 @@ def test_unknown_label_names_need_codes_from_the_config(tmp_path):
 def test_infer_writes_seg_and_statistics_for_an_archive(staged, tmp_path):
     archive = _layout("nested", staged, tmp_path / "ARCHIVE")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["infer", str(archive), "--model", "abdomen-ct", "-o", str(out),
-                                 "--output-format", "nifti,dicom-seg"])
+    result = runner.invoke(
+        app, ["infer", str(archive), "--model", "abdomen-ct", "-o", str(out), "--output-format", "nifti,dicom-seg"]
+    )
     assert result.exit_code == 0, result.output
     for name in ("ct_a", "ct_b"):
         case_id = _case_id(staged[name])
@@ -272,20 +321,28 @@ def test_bad_series_each_fail_alone_with_one_line(tmp_path):
     good = dicom_series(archive / "good", series_uid=f"{UID}2.80", slices=12, tags=_study(10, "G"))
     bad = {
         "missing slice(s) or uneven slice spacing": dicom_series(
-            archive / "gap", series_uid=f"{UID}2.81", slices=12, skip=(6,), tags=_study(11, "H")),
+            archive / "gap", series_uid=f"{UID}2.81", slices=12, skip=(6,), tags=_study(11, "H")
+        ),
         "gantry tilt: slices are stacked 15.0 degrees off their normal": dicom_series(
-            archive / "tilt", series_uid=f"{UID}2.82", slices=12, tilt_deg=15,
-            tags={**_study(12, "I"), "0018|1120": "15"}),
-        "cannot read DICOM series": dicom_series(archive / "truncated", series_uid=f"{UID}2.83", slices=12,
-                                                 tags=_study(13, "J")),
+            archive / "tilt",
+            series_uid=f"{UID}2.82",
+            slices=12,
+            tilt_deg=15,
+            tags={**_study(12, "I"), "0018|1120": "15"},
+        ),
+        "cannot read DICOM series": dicom_series(
+            archive / "truncated", series_uid=f"{UID}2.83", slices=12, tags=_study(13, "J")
+        ),
         "unsupported transfer syntax 1.2.840.10008.1.2.4.201": dicom_series(
-            archive / "htj2k", series_uid=f"{UID}2.84", slices=12, tags=_study(14, "K")),
+            archive / "htj2k", series_uid=f"{UID}2.84", slices=12, tags=_study(14, "K")
+        ),
     }  # a series with an empty SeriesInstanceUID is not bad: NIfTI works, it ends partial (test_partial_outputs.py)
     _truncate(bad["cannot read DICOM series"])
     _unsupported_syntax(bad["unsupported transfer syntax 1.2.840.10008.1.2.4.201"])
     out = tmp_path / "out"
-    result = runner.invoke(app, ["infer", str(archive), "--model", "abdomen-ct", "-o", str(out),
-                                 "--output-format", "nifti,dicom-seg"])
+    result = runner.invoke(
+        app, ["infer", str(archive), "--model", "abdomen-ct", "-o", str(out), "--output-format", "nifti,dicom-seg"]
+    )
     assert result.exit_code == 1, result.output
     rows = _rows(out)
     assert rows[_case_id(good)]["status"] == "ok"
@@ -310,8 +367,10 @@ def _compress_with_gdcm(file: Path, target: Path) -> None:
     writer.Execute(image)
 
 
-@pytest.mark.parametrize("syntax", [pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless,
-                                    pydicom.uid.JPEG2000Lossless, pydicom.uid.JPEGLosslessSV1])
+@pytest.mark.parametrize(
+    "syntax",
+    [pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless, pydicom.uid.JPEG2000Lossless, pydicom.uid.JPEGLosslessSV1],
+)
 def test_compressed_series_read_like_uncompressed(tmp_path, syntax):
     plain = dicom_series(tmp_path / "plain", series_uid=f"{UID}2.90", slices=6, tags=_study(16, "M"))
     packed = tmp_path / "packed"
@@ -333,8 +392,12 @@ def test_enhanced_multiframe_ct_reads_like_its_single_frames(tmp_path):
     plain = dicom_series(tmp_path / "plain", series_uid=f"{UID}2.91", slices=8, tags=_study(17, "N"))
     (series,) = discover_series([plain])[0]
     enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
-        [pydicom.dcmread(f) for f in series.files], series_instance_uid=hd.UID(), series_number=2,
-        sop_instance_uid=hd.UID(), instance_number=1)
+        [pydicom.dcmread(f) for f in series.files],
+        series_instance_uid=hd.UID(),
+        series_number=2,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+    )
     (tmp_path / "mf").mkdir()
     enhanced.save_as(tmp_path / "mf" / "ct.dcm")
     (multi,) = discover_series([tmp_path / "mf"])[0]

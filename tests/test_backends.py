@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from volseg.backends import choose
-from volseg.onnx_export import export_onnx
 from volseg.checkpoint import load_model
 from volseg.data.manifest import read_manifest
-from volseg.pretrained import model_file
 from volseg.infer import Segmenter
 from volseg.metrics import dice
+from volseg.onnx_export import export_onnx
+from volseg.pretrained import model_file
 
 from .helpers import REPO
 

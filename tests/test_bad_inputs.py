@@ -120,13 +120,18 @@ def test_a_resampling_bomb_is_refused_from_its_header(corpus):
 
 def test_a_resampling_bomb_is_refused_by_check_train_and_infer(corpus, run_dir, tmp_path):
     checked = runner.invoke(app, ["check", str(corpus.manifests["bomb"])])
-    assert checked.exit_code == 1 and [f"{corpus.bomb}: {BOMB}" in line for line in checked.stdout.splitlines()].count(True) == 1
-    trained = runner.invoke(app, ["train", "--manifest", str(corpus.manifests["bomb"]), "--output",
-                                  str(tmp_path / "run"), *TRAIN_FLAGS])
+    assert (
+        checked.exit_code == 1
+        and [f"{corpus.bomb}: {BOMB}" in line for line in checked.stdout.splitlines()].count(True) == 1
+    )
+    trained = runner.invoke(
+        app, ["train", "--manifest", str(corpus.manifests["bomb"]), "--output", str(tmp_path / "run"), *TRAIN_FLAGS]
+    )
     assert trained.exit_code == 2 and BOMB in trained.output and not list((tmp_path / "run").glob("*.pt"))
     out = tmp_path / "out"
-    inferred = runner.invoke(app, ["infer", str(corpus.bomb), str(corpus.good["good_a"][0]), "-o", str(out),
-                                   "--model", str(run_dir)])
+    inferred = runner.invoke(
+        app, ["infer", str(corpus.bomb), str(corpus.good["good_a"][0]), "-o", str(out), "--model", str(run_dir)]
+    )
     assert inferred.exit_code == 1
     rows = _rows(out / RUN_CSV)
     assert rows["bomb"]["status"] == "failed" and BOMB in rows["bomb"]["error"] and rows["good_a"]["status"] == "ok"
@@ -155,13 +160,19 @@ def test_check_exits_1_and_accepts_good_and_all_zero_scans(corpus, checked):
         assert not _lines_about(checked.stdout, path)
 
 
-@pytest.mark.parametrize("manifest, expected", [
-    ("missing", ["scans/absent.nii.gz: no such file or folder", "labels/absent_seg.nii.gz: no such file or folder"]),
-    ("mismatch", ["labels/mismatch_seg.nii.gz: label grid differs from image mismatch.nii.gz: shape (20, 24, 15)"]),
-    ("nan", ["scans/nan_inf.nii.gz: 3 NaN and 2 Inf voxel(s)"]),
-    ("duplicate", ["duplicate.csv:5: duplicate case_id 'good_a'"]),
-    ("traversal", ["traversal.csv:5: case_id '../../x' is not a safe file name"]),
-])
+@pytest.mark.parametrize(
+    "manifest, expected",
+    [
+        (
+            "missing",
+            ["scans/absent.nii.gz: no such file or folder", "labels/absent_seg.nii.gz: no such file or folder"],
+        ),
+        ("mismatch", ["labels/mismatch_seg.nii.gz: label grid differs from image mismatch.nii.gz: shape (20, 24, 15)"]),
+        ("nan", ["scans/nan_inf.nii.gz: 3 NaN and 2 Inf voxel(s)"]),
+        ("duplicate", ["duplicate.csv:5: duplicate case_id 'good_a'"]),
+        ("traversal", ["traversal.csv:5: case_id '../../x' is not a safe file name"]),
+    ],
+)
 def test_check_names_each_manifest_problem(corpus, manifest, expected):
     result = runner.invoke(app, ["check", str(corpus.manifests[manifest])])
     assert result.exit_code == 1, result.output
@@ -204,14 +215,17 @@ def test_infer_finishes_good_and_all_zero_cases_and_nothing_else(corpus, inferre
         assert rows[case_id]["status"] == "ok", rows[case_id]
         source, output = nib.load(corpus.scans / f"{case_id}.nii.gz"), nib.load(out / f"{case_id}.nii.gz")
         assert output.shape == SHAPE and (output.affine == source.affine).all()
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{c}.nii.gz" for c in LEGAL] + ["volseg_run.csv", "statistics.csv", "statistics.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{c}.nii.gz" for c in LEGAL] + ["volseg_run.csv", "statistics.csv", "statistics.json"]
+    )
     assert f"{len(LEGAL)} of {len(rows)} cases done" in result.output
     assert "Traceback" not in result.output
 
 
 def test_infer_manifest_with_missing_image_goes_on(corpus, run_dir, tmp_path):
-    result = runner.invoke(app, ["infer", str(corpus.manifests["missing"]), "--model", str(run_dir),
-                                 "-o", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["infer", str(corpus.manifests["missing"]), "--model", str(run_dir), "-o", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1, result.output
     rows = _rows(tmp_path / "out" / "volseg_run.csv")
     assert rows["no_image"]["status"] == "failed"
@@ -220,10 +234,13 @@ def test_infer_manifest_with_missing_image_goes_on(corpus, run_dir, tmp_path):
     assert not (tmp_path / "out" / "no_image.nii.gz").exists()
 
 
-@pytest.mark.parametrize("manifest, problem", [
-    ("duplicate", "duplicate case_id 'good_a'"),
-    ("traversal", "case_id '../../x' is not a safe file name"),
-])
+@pytest.mark.parametrize(
+    "manifest, problem",
+    [
+        ("duplicate", "duplicate case_id 'good_a'"),
+        ("traversal", "case_id '../../x' is not a safe file name"),
+    ],
+)
 def test_infer_refuses_a_manifest_with_bad_case_ids_before_writing(corpus, run_dir, tmp_path, manifest, problem):
     out = tmp_path / "a" / "b" / "out"  # '../../x' from here would still land inside tmp_path
     result = runner.invoke(app, ["infer", str(corpus.manifests[manifest]), "--model", str(run_dir), "-o", str(out)])
@@ -244,28 +261,55 @@ def test_hostile_case_ids_never_write_outside_the_output_folder(corpus, run_dir,
         assert results[case_id].status == "failed" and "not a safe file name" in results[case_id].error
     assert results["good_a"].status == "ok"
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert written == ["a/b/out/good_a.nii.gz", "a/b/out/statistics.csv", "a/b/out/statistics.json",
-                       "a/b/out/volseg_run.csv"]
+    assert written == [
+        "a/b/out/good_a.nii.gz",
+        "a/b/out/statistics.csv",
+        "a/b/out/statistics.json",
+        "a/b/out/volseg_run.csv",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ train
 
 
-TRAIN_FLAGS = ["--device", "cpu", "--epochs", "1", "--set", "train.iterations_per_epoch=1", "--set", "train.threads=1",
-               "--set", "model.features=[4, 8, 16]", "--set", "sampling.patch_size_3d=[16, 16, 16]",
-               "--set", "sampling.batch_size_3d=2", "--set", "data.cache=none"]
-@pytest.mark.parametrize("manifest, line", [
-    ("mismatch", "labels/mismatch_seg.nii.gz: label grid differs from image mismatch.nii.gz"),
-    ("nan", "scans/nan_inf.nii.gz: 3 NaN and 2 Inf voxel(s)"),
-    ("missing", "labels/absent_seg.nii.gz: no such file or folder"),
-    ("duplicate", "duplicate.csv:5: duplicate case_id 'good_a'"),
-    ("traversal", "traversal.csv:5: case_id '../../x' is not a safe file name"),
-])
+TRAIN_FLAGS = [
+    "--device",
+    "cpu",
+    "--epochs",
+    "1",
+    "--set",
+    "train.iterations_per_epoch=1",
+    "--set",
+    "train.threads=1",
+    "--set",
+    "model.features=[4, 8, 16]",
+    "--set",
+    "sampling.patch_size_3d=[16, 16, 16]",
+    "--set",
+    "sampling.batch_size_3d=2",
+    "--set",
+    "data.cache=none",
+]
+
+
+@pytest.mark.parametrize(
+    "manifest, line",
+    [
+        ("mismatch", "labels/mismatch_seg.nii.gz: label grid differs from image mismatch.nii.gz"),
+        ("nan", "scans/nan_inf.nii.gz: 3 NaN and 2 Inf voxel(s)"),
+        ("missing", "labels/absent_seg.nii.gz: no such file or folder"),
+        ("duplicate", "duplicate.csv:5: duplicate case_id 'good_a'"),
+        ("traversal", "traversal.csv:5: case_id '../../x' is not a safe file name"),
+    ],
+)
 def test_train_refuses_bad_data_before_training(corpus, tmp_path, manifest, line):
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--manifest", str(corpus.manifests[manifest]), "--output", str(run),
-                                 *TRAIN_FLAGS])
+    result = runner.invoke(
+        app, ["train", "--manifest", str(corpus.manifests[manifest]), "--output", str(run), *TRAIN_FLAGS]
+    )
     assert result.exit_code == 2, result.output
-    assert any(text.startswith(("error: " + str(corpus.root), str(corpus.root))) and line in text
-               for text in result.output.splitlines()), result.output
+    assert any(
+        text.startswith(("error: " + str(corpus.root), str(corpus.root))) and line in text
+        for text in result.output.splitlines()
+    ), result.output
     assert not list(run.glob("*.pt")), "no checkpoint may exist for a refused run"

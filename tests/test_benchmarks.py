@@ -11,8 +11,12 @@ STAGES = {"read", "preprocess", "network", "stitching", "postprocess", "invert",
 
 
 def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
-                            capture_output=True, encoding="utf-8", timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
     models = json.loads((tmp_path / "models.json").read_text(encoding="utf-8"))
@@ -35,14 +39,25 @@ def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
 
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     goals = " ".join(g["goal"] for g in summary)
-    for words in ("2.5x faster", "8x faster", "60% of fp32 matmul", "10% of whole-volume", "peak memory", "unet training step"):
+    for words in (
+        "2.5x faster",
+        "8x faster",
+        "60% of fp32 matmul",
+        "10% of whole-volume",
+        "peak memory",
+        "unet training step",
+    ):
         assert words in goals
     assert "| goal | measured | met |" in (tmp_path / "summary.md").read_text(encoding="utf-8")
 
 
 def test_archive_discovery_reads_headers_only(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "archive_discovery.py"), "--files", "250",
-                             "--out", str(tmp_path)], capture_output=True, encoding="utf-8", timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "archive_discovery.py"), "--files", "250", "--out", str(tmp_path)],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads((tmp_path / "archive_discovery.json").read_text(encoding="utf-8"))
     assert found["files"] == 250 and found["series"] == 3 and found["files_per_second"] > 0

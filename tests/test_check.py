@@ -86,8 +86,17 @@ def test_one_call_reports_every_bad_file_and_nothing_for_good_cases(tmp_path):
         assert "\n" not in str(problem)
         by_file.setdefault(problem.path.rsplit("/", 1)[-1], []).append(problem.message)
     assert sorted(by_file) == sorted(
-        ["truncated.nii.gz", "text.nii.gz", "small.nii.gz", "five.nii.gz", "nan.nii.gz", "absent.nii.gz",
-         "flair.nii.gz", "moved.nii.gz", "half.nii.gz"]
+        [
+            "truncated.nii.gz",
+            "text.nii.gz",
+            "small.nii.gz",
+            "five.nii.gz",
+            "nan.nii.gz",
+            "absent.nii.gz",
+            "flair.nii.gz",
+            "moved.nii.gz",
+            "half.nii.gz",
+        ]
     )
     assert all(len(messages) == 1 for messages in by_file.values()), by_file
     expected = {
@@ -113,8 +122,15 @@ def test_without_label_values_any_integer_label_is_fine(tmp_path):
 
 def test_bad_rows_become_problems_and_every_good_row_is_still_checked(tmp_path):
     _image(tmp_path / "d.nii.gz")
-    manifest = _manifest(tmp_path / "m.csv", [["a", "a.nii.gz", "", "train"], ["a", "b.nii.gz", "", "val"],
-                                              ["c", "c.nii.gz", "", "holdout"], ["d", "d.nii.gz", "", "test"]])
+    manifest = _manifest(
+        tmp_path / "m.csv",
+        [
+            ["a", "a.nii.gz", "", "train"],
+            ["a", "b.nii.gz", "", "val"],
+            ["c", "c.nii.gz", "", "holdout"],
+            ["d", "d.nii.gz", "", "test"],
+        ],
+    )
     problems = check_manifest(manifest)
     assert [p.path for p in problems] == [f"{manifest}:3", f"{manifest}:4", str(tmp_path / "a.nii.gz")]
     assert "duplicate case_id 'a'" in problems[0].message and "split 'holdout'" in problems[1].message

@@ -23,13 +23,19 @@ def test_models_lists_the_zoo_with_parameter_counts():
     assert "5,886,994" in result.output  # unet at the 3D defaults (16..256, instance norm, 1 -> 2)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dims", "4"], "--dims must be 2 or 3, got 4"),
-    (["--model", "vnet"], "unknown model 'vnet'; choose one of ['attunet', 'r2attunet', 'r2unet', 'resunet', 'unet', 'unetpp']"),
-    (["--set", "train.epoch=3"], "unknown config key 'train.epoch'; valid keys: ['epochs',"),
-    (["--set", "model.dims=4"], "model.dims must be one of [2, 3], got 4"),
-    (["--device", "gpu"], "device must be one of auto, cpu, cuda, cuda:N; got 'gpu'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dims", "4"], "--dims must be 2 or 3, got 4"),
+        (
+            ["--model", "vnet"],
+            "unknown model 'vnet'; choose one of ['attunet', 'r2attunet', 'r2unet', 'resunet', 'unet', 'unetpp']",
+        ),
+        (["--set", "train.epoch=3"], "unknown config key 'train.epoch'; valid keys: ['epochs',"),
+        (["--set", "model.dims=4"], "model.dims must be one of [2, 3], got 4"),
+        (["--device", "gpu"], "device must be one of auto, cpu, cuda, cuda:N; got 'gpu'"),
+    ],
+)
 def test_train_usage_errors_are_one_line(tmp_path, args, message):
     result = runner.invoke(app, ["train", "--output", str(tmp_path / "run"), "--epochs", "1", *args])
     assert result.exit_code == 2, result.output
@@ -58,7 +64,10 @@ def test_infer_without_a_model_says_what_to_pass(tmp_path, monkeypatch):
 def test_infer_with_an_unknown_model_name_lists_the_built_in_ones(tmp_path):
     result = runner.invoke(app, ["infer", str(tmp_path / "scan.nii.gz"), "--model", "abdomen-mri"])
     assert result.exit_code == 2
-    assert "abdomen-mri: no such run folder or checkpoint, and not a built-in model (built-in: hippocampus-mri, abdomen-ct)" in result.output
+    assert (
+        "abdomen-mri: no such run folder or checkpoint, and not a built-in model (built-in: hippocampus-mri, abdomen-ct)"
+        in result.output
+    )
 
 
 def test_volseg_errors_are_one_line_other_errors_keep_their_traceback(tmp_path, monkeypatch):
@@ -96,6 +105,15 @@ def test_every_user_facing_error_is_a_volseg_error_and_still_a_value_error():
     from volseg.pacs import PacsError
     from volseg.quantize import QuantizeError
 
-    for error in (CheckpointError, ConfigError, ImageReadError, ManifestError, RulesError, SegError,
-                  NnunetFolderError, PacsError, QuantizeError):
+    for error in (
+        CheckpointError,
+        ConfigError,
+        ImageReadError,
+        ManifestError,
+        RulesError,
+        SegError,
+        NnunetFolderError,
+        PacsError,
+        QuantizeError,
+    ):
         assert issubclass(error, VolsegError) and issubclass(error, ValueError), error

@@ -69,8 +69,9 @@ def test_plan_hippocampus_plans_1mm_and_a_patch_covering_a_case(tmp_path):
     src = shared_path("data", "msd_task04_hippocampus")
     manifest = tmp_path / "m.csv"
     runner.invoke(app, ["manifest", str(src), "-o", str(manifest)])
-    result = runner.invoke(app, ["plan", str(manifest), "-o", str(tmp_path / "hip.yaml"),
-                                 "--labels", "1=anterior,2=posterior"])
+    result = runner.invoke(
+        app, ["plan", str(manifest), "-o", str(tmp_path / "hip.yaml"), "--labels", "1=anterior,2=posterior"]
+    )
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((tmp_path / "hip.yaml").read_text(encoding="utf-8"))
     assert cfg["preprocess"]["spacing"] == [1.0, 1.0, 1.0]
@@ -85,10 +86,24 @@ def test_plan_hippocampus_plans_1mm_and_a_patch_covering_a_case(tmp_path):
 def test_plan_ct_uses_foreground_percentiles(tmp_path):
     ts = shared_path("data", "totalsegmentator_example")
     manifest = tmp_path / "m.csv"
-    manifest.write_text("case_id,image,label,split\n"
-                        f"ct,{ts / 'example_ct.nii.gz'},{ts / 'example_seg_fast_force_split.nii.gz'},train\n", encoding="utf-8")
-    result = runner.invoke(app, ["plan", str(manifest), "-o", str(tmp_path / "ct.yaml"),
-                                 "--set", "data.label_remap={7: 1}", "--labels", "1=pancreas"])
+    manifest.write_text(
+        "case_id,image,label,split\n"
+        f"ct,{ts / 'example_ct.nii.gz'},{ts / 'example_seg_fast_force_split.nii.gz'},train\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            str(manifest),
+            "-o",
+            str(tmp_path / "ct.yaml"),
+            "--set",
+            "data.label_remap={7: 1}",
+            "--labels",
+            "1=pancreas",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((tmp_path / "ct.yaml").read_text(encoding="utf-8"))
     p = cfg["preprocess"]
@@ -116,8 +131,9 @@ def test_declared_labels_travel_with_the_manifest_and_check_refuses_a_stray_valu
         (root / sub).mkdir(parents=True)
         for name in names:
             shutil.copyfile(src / sub / name, root / sub / name)
-    (root / "dataset.json").write_text('{"labels": {"0": "background", "1": "Anterior", "2": "Posterior"}}',
-                                       encoding="utf-8")
+    (root / "dataset.json").write_text(
+        '{"labels": {"0": "background", "1": "Anterior", "2": "Posterior"}}', encoding="utf-8"
+    )
     stray = _plant_stray_label(root / "labelsTr" / names[1], 7)
 
     out = tmp_path / "m.csv"

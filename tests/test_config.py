@@ -1,6 +1,12 @@
 import pytest
 
-from volseg.config import Config, ConfigError, config_from_dict, load_config, save_config
+from volseg.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    load_config,
+    save_config,
+)
 
 
 def test_defaults_yaml_and_overrides(tmp_path):
@@ -21,13 +27,16 @@ def test_round_trip_through_yaml(tmp_path):
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("override,message", [
-    ("model.nmae=unet", r"unknown config key 'model.nmae'; valid keys: \['name', 'dims'"),
-    ("trian.epochs=3", r"unknown config key 'trian'; valid keys: \['data'"),
-    ("sampling.batch_size_3d=two", r"sampling.batch_size_3d: expected int, got 'two'"),
-    ("preprocess.spacing=fine", r"preprocess.spacing: expected a list"),
-    ("novalue", r"expected key=value"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.nmae=unet", r"unknown config key 'model.nmae'; valid keys: \['name', 'dims'"),
+        ("trian.epochs=3", r"unknown config key 'trian'; valid keys: \['data'"),
+        ("sampling.batch_size_3d=two", r"sampling.batch_size_3d: expected int, got 'two'"),
+        ("preprocess.spacing=fine", r"preprocess.spacing: expected a list"),
+        ("novalue", r"expected key=value"),
+    ],
+)
 def test_bad_keys_and_values_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])

@@ -25,8 +25,16 @@ RUN_FILES = {"config.yaml", "best.pt", "last.pt", "metrics.csv", "curves.png"}
 def ddp_config(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     manifest = tiny_manifest(tmp, n_train=4, n_val=2)
-    cfg = tiny_config(manifest, "unet", 3, "train.epochs=4", "train.iterations_per_epoch=3", "train.lr=0.01",
-                      "train.verify_replicas=true", "train.val_every=2")
+    cfg = tiny_config(
+        manifest,
+        "unet",
+        3,
+        "train.epochs=4",
+        "train.iterations_per_epoch=3",
+        "train.lr=0.01",
+        "train.verify_replicas=true",
+        "train.val_every=2",
+    )
     save_config(cfg, tmp / "ddp.yaml")
     return tmp / "ddp.yaml"
 
@@ -37,8 +45,13 @@ def _env():
 
 def test_ddp_training_two_ranks(ddp_config, tmp_path):
     run = tmp_path / "run"
-    result = subprocess.run([*TORCHRUN, "train", "--config", str(ddp_config), "--output", str(run), "--device", "cpu"],
-                            capture_output=True, encoding="utf-8", env=_env(), timeout=300)
+    result = subprocess.run(
+        [*TORCHRUN, "train", "--config", str(ddp_config), "--output", str(run), "--device", "cpu"],
+        capture_output=True,
+        encoding="utf-8",
+        env=_env(),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     # verify_replicas raised on any step where the ranks' weights differed; the run finished, so they never did
     assert {p.name for p in run.iterdir()} == RUN_FILES  # rank 0 alone wrote, nothing half-written left
@@ -51,10 +64,21 @@ def test_ddp_training_two_ranks(ddp_config, tmp_path):
 
 def test_ddp_kill_and_resume(ddp_config, tmp_path):
     run = tmp_path / "run"
-    cmd = [*TORCHRUN, "train", "--config", str(ddp_config), "--output", str(run), "--device", "cpu",
-           "--set", "train.epochs=8"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
-                            start_new_session=True)
+    cmd = [
+        *TORCHRUN,
+        "train",
+        "--config",
+        str(ddp_config),
+        "--output",
+        str(run),
+        "--device",
+        "cpu",
+        "--set",
+        "train.epochs=8",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not (run / "last.pt").exists():
         time.sleep(0.05)
@@ -63,8 +87,13 @@ def test_ddp_kill_and_resume(ddp_config, tmp_path):
     proc.wait()
     killed_at = load_checkpoint(run / "last.pt")["epoch"]
     assert 1 <= killed_at < 8
-    result = subprocess.run([*TORCHRUN, "train", "--output", str(run), "--device", "cpu", "--resume"],
-                            capture_output=True, encoding="utf-8", env=_env(), timeout=300)
+    result = subprocess.run(
+        [*TORCHRUN, "train", "--output", str(run), "--device", "cpu", "--resume"],
+        capture_output=True,
+        encoding="utf-8",
+        env=_env(),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert [h["epoch"] for h in load_checkpoint(run / "last.pt")["history"]] == list(range(1, 9))
 
@@ -76,8 +105,13 @@ def test_sharded_inference_six_cases(tmp_path):
     for case in cases:
         shutil.copyfile(case.image, tmp_path / "in" / case.image.name)
     out = tmp_path / "out"
-    result = subprocess.run([*TORCHRUN, "infer", str(tmp_path / "in"), "--model", str(run), "-o", str(out),
-                             "--device", "cpu"], capture_output=True, encoding="utf-8", env=_env(), timeout=300)
+    result = subprocess.run(
+        [*TORCHRUN, "infer", str(tmp_path / "in"), "--model", str(run), "-o", str(out), "--device", "cpu"],
+        capture_output=True,
+        encoding="utf-8",
+        env=_env(),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c.case_id}.nii.gz" for c in cases)
     merged = list(csv.DictReader(open(out / "volseg_run.csv", encoding="utf-8")))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ OPTION = re.compile(r"(?<![\w-])(--[A-Za-z0-9][\w-]*|-[A-Za-z])(?![\w-])")
 # the CLI
 
 
-@lru_cache(maxsize=None)
+@cache
 def cli_commands() -> dict[str, set[str]]:
     """{subcommand: its option names (long and short)} from typer's click command."""
     group = typer.main.get_command(app)
@@ -53,7 +53,7 @@ def cli_commands() -> dict[str, set[str]]:
     return commands
 
 
-@lru_cache(maxsize=None)
+@cache
 def top_level_options() -> set[str]:
     group = typer.main.get_command(app)
     names = {"--help"}
@@ -217,7 +217,7 @@ def _slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-@lru_cache(maxsize=None)
+@cache
 def anchors(path: Path) -> set[str]:
     found, seen, in_fence = set(), {}, False
     for line in path.read_text(encoding="utf-8").splitlines():

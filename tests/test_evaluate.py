@@ -76,8 +76,10 @@ def test_evaluate_cli_writes_csv_and_summary(tmp_path):
         affine = np.diag([*SPACING, 1.0])
         nib.save(nib.Nifti1Image(ref, affine), tmp_path / "ref" / f"c{i}.nii.gz")
         nib.save(nib.Nifti1Image(pred, affine), tmp_path / "pred" / f"c{i}.nii.gz")
-    result = CliRunner().invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
-                                      "-o", str(tmp_path / "m.csv")])
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "-o", str(tmp_path / "m.csv")],
+    )
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "m.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("case_id,label,value,dice,hd95,msd") and len(rows) == 4
@@ -91,7 +93,9 @@ def test_evaluate_reports_a_prediction_off_the_reference_grid(tmp_path):
     (tmp_path / "ref").mkdir()
     nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), tmp_path / "ref" / "a.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((6, 5, 5), np.uint8), np.eye(4)), tmp_path / "pred" / "a.nii.gz")
-    result = CliRunner().invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
-                                      "-o", str(tmp_path / "m.csv")])
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "-o", str(tmp_path / "m.csv")],
+    )
     assert result.exit_code == 1
     assert "a.nii.gz" in result.output and "grid" in result.output

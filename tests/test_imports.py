@@ -37,8 +37,9 @@ def imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             else:
                 source = node.module or ""
             # a submodule named in the import list is the target; a function or class means its module
-            targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
-                       for alias in node.names]
+            targets = [
+                f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -68,7 +69,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 state[path.pop()] = 2
                 stack.pop()
             elif state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             elif not state.get(nxt):
                 state[nxt] = 1
                 path.append(nxt)
@@ -117,7 +118,16 @@ def test_backends_imports_nothing_above_it():
         for dep in graph[todo.pop()] - below:
             below.add(dep)
             todo.append(dep)
-    above = {"volseg.infer", "volseg.train", "volseg.open_model", "volseg.roi", "volseg.demo", "volseg.pacs",
-             "volseg.report", "volseg.cli", "volseg.nnunet.segmenter"}
+    above = {
+        "volseg.infer",
+        "volseg.train",
+        "volseg.open_model",
+        "volseg.roi",
+        "volseg.demo",
+        "volseg.pacs",
+        "volseg.report",
+        "volseg.cli",
+        "volseg.nnunet.segmenter",
+    }
     assert not below & above, sorted(below & above)
     assert {"volseg.onnx_export", "volseg.quantize"} <= below

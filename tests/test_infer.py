@@ -56,8 +56,10 @@ def test_outputs_keep_each_inputs_grid_and_evaluate(run_dir, test_cases, tmp_pat
         assert output.get_data_dtype() == np.uint8
     rows = _rows(tmp_path / "out" / "volseg_run.csv")
     assert [r["status"] for r in rows] == ["ok"] * len(test_cases)
-    result = runner.invoke(app, ["evaluate", "--pred", tmp_path / "out", "--manifest", REPO / "data_manifest.csv",
-                                 "-o", tmp_path / "m.csv"])
+    result = runner.invoke(
+        app,
+        ["evaluate", "--pred", tmp_path / "out", "--manifest", REPO / "data_manifest.csv", "-o", tmp_path / "m.csv"],
+    )
     assert result.exit_code == 0, result.output
     assert "Dice" in result.output and len(_rows(tmp_path / "m.csv")) == 2 * len(test_cases)
 
@@ -95,7 +97,9 @@ def test_orientation_invariance_in_world_space(run_dir, test_cases, tmp_path, tr
 def test_dicom_series_output_lies_on_the_series_grid(run_dir, tmp_path):
     series = shared_path("data", "totalsegmentator_example", "example_ct_dicom")
     rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - Modality: CT\n", encoding="utf-8")  # the test model is an MR model: take the CT anyway
+    rules.write_text(
+        "rules:\n  - Modality: CT\n", encoding="utf-8"
+    )  # the test model is an MR model: take the CT anyway
     result = _infer(series, "--model", run_dir, "-o", tmp_path / "out", "--series-rules", rules)
     assert result.exit_code == 0, result.output
     (row,) = _rows(tmp_path / "out" / "volseg_run.csv")
@@ -133,7 +137,8 @@ def test_bad_cases_fail_alone_without_partial_outputs(run_dir, test_cases, tmp_p
         assert rows[bad]["status"] == "failed" and reason in rows[bad]["error"], rows[bad]
         assert bad in rows[bad]["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [f"{c.case_id}.nii.gz" for c in test_cases[:3]] + ["volseg_run.csv", "statistics.csv", "statistics.json"])
+        [f"{c.case_id}.nii.gz" for c in test_cases[:3]] + ["volseg_run.csv", "statistics.csv", "statistics.json"]
+    )
 
 
 def test_single_input_without_output_folder(run_dir, test_cases, tmp_path, monkeypatch):
@@ -171,8 +176,18 @@ def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path
     for case in test_cases[:6]:
         shutil.copyfile(case.image, tmp_path / "in" / case.image.name)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "volseg", "infer", str(tmp_path / "in"), "--model", str(run_dir), "-o", str(out),
-           "--tta"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "volseg",
+        "infer",
+        str(tmp_path / "in"),
+        "--model",
+        str(run_dir),
+        "-o",
+        str(out),
+        "--tta",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("hippocampus_*.nii.gz"))) < done_at_kill:
@@ -256,7 +271,10 @@ def test_full_disk_marks_the_case_failed_with_the_file_named(run_dir, test_cases
     (row,) = _rows(tmp_path / "out" / "volseg_run.csv")
     assert row["status"] == "failed"
     assert f"{test_cases[0].case_id}.nii.gz: cannot write (No space left on device)" in row["error"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["statistics.json", "volseg_run.csv"]  # no partial file
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "statistics.json",
+        "volseg_run.csv",
+    ]  # no partial file
 
 
 def test_infer_without_model_uses_the_shipped_default(test_cases, tmp_path, monkeypatch):
@@ -271,7 +289,11 @@ def test_infer_without_model_uses_the_shipped_default(test_cases, tmp_path, monk
     reference = nib.load(test_cases[0].label)
     labels, truth = np.asarray(output.dataobj), np.asarray(reference.dataobj)
     for value in (1, 2):
-        overlap = 2 * np.logical_and(labels == value, truth == value).sum() / ((labels == value).sum() + (truth == value).sum())
+        overlap = (
+            2
+            * np.logical_and(labels == value, truth == value).sum()
+            / ((labels == value).sum() + (truth == value).sum())
+        )
         assert overlap > 0.75, (value, overlap)
 
 

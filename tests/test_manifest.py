@@ -4,7 +4,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from volseg.data.discover import assign_splits, discover_cases, label_names_from_dataset_json
+from volseg.data.discover import (
+    assign_splits,
+    discover_cases,
+    label_names_from_dataset_json,
+)
 from volseg.data.manifest import ManifestError, read_manifest, write_manifest
 
 from .conftest import REPO, shared_path
@@ -30,10 +34,15 @@ def test_nnunet_channels_and_test_images(tmp_path):
 def test_msd_dataset_json(tmp_path):
     _nifti(tmp_path / "imagesTr" / "x_1.nii.gz")
     _nifti(tmp_path / "labelsTr" / "x_1.nii.gz")
-    (tmp_path / "dataset.json").write_text(json.dumps({
-        "labels": {"0": "background", "1": "Anterior", "2": "Posterior"},
-        "training": [{"image": "./imagesTr/x_1.nii.gz", "label": "./labelsTr/x_1.nii.gz"}],
-    }), encoding="utf-8")
+    (tmp_path / "dataset.json").write_text(
+        json.dumps(
+            {
+                "labels": {"0": "background", "1": "Anterior", "2": "Posterior"},
+                "training": [{"image": "./imagesTr/x_1.nii.gz", "label": "./labelsTr/x_1.nii.gz"}],
+            }
+        ),
+        encoding="utf-8",
+    )
     (case,) = discover_cases(tmp_path)
     assert case.case_id == "x_1" and case.label.name == "x_1.nii.gz"
     assert label_names_from_dataset_json(tmp_path) == {1: "Anterior", 2: "Posterior"}
@@ -68,8 +77,9 @@ def test_bad_manifest_rows_are_all_reported(tmp_path):
         "ok,a.nii.gz,,train\n"
         "ok,b.nii.gz,,train\n"
         "../../x,c.nii.gz,,train\n"
-        "d,d.nii.gz,,holdout\n"
-    , encoding="utf-8")
+        "d,d.nii.gz,,holdout\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ManifestError) as err:
         read_manifest(tmp_path / "m.csv")
     message = str(err.value)

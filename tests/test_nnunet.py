@@ -63,8 +63,9 @@ def test_labels_equal_nnunet_predict_voxel_for_voxel(variant, tta):
 
 def test_cli_writes_nnunet_labels_on_the_scans_grid(tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["infer", str(GOLDEN / "images"), "--model", str(model()), "-o", str(out),
-                                 "--backend", "torch"])
+    result = runner.invoke(
+        app, ["infer", str(GOLDEN / "images"), "--model", str(model()), "-o", str(out), "--backend", "torch"]
+    )
     assert result.exit_code == 0, result.output
     assert "nnU-Net 3d_fullres, folds 0,1" in result.output
     for image in IMAGES:
@@ -87,8 +88,9 @@ def test_dataset_folder_and_fold_choice(tmp_path):
     labels_alone, _ = alone.predict(alone.load(case_of(image)))
     assert np.array_equal(labels_both, golden("plain", False, "iso"))
     assert not np.array_equal(labels_alone, labels_both)  # the second fold changes the ensemble
-    result = runner.invoke(app, ["infer", str(image), "--model", str(model().parent), "--folds", "0",
-                                 "-o", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["infer", str(image), "--model", str(model().parent), "--folds", "0", "-o", str(tmp_path / "o")]
+    )
     assert result.exit_code == 0, result.output
     assert np.array_equal(np.asarray(nib.load(tmp_path / "o" / "iso.nii.gz").dataobj), labels_alone)
 
@@ -153,10 +155,16 @@ def test_plans_from_before_nnunet_2_4_build_the_same_network(tmp_path):
     plans = json.loads((folder / "plans.json").read_text())
     cfg = plans["configurations"]["3d_fullres"]
     kwargs = cfg.pop("architecture")["arch_kwargs"]
-    cfg.update(UNet_class_name="PlainConvUNet", UNet_base_num_features=kwargs["features_per_stage"][0],
-               unet_max_num_features=kwargs["features_per_stage"][-1], conv_kernel_sizes=kwargs["kernel_sizes"],
-               pool_op_kernel_sizes=kwargs["strides"], n_conv_per_stage_encoder=kwargs["n_conv_per_stage"],
-               n_conv_per_stage_decoder=kwargs["n_conv_per_stage_decoder"], num_pool_per_axis=[1, 1, 1])
+    cfg.update(
+        UNet_class_name="PlainConvUNet",
+        UNet_base_num_features=kwargs["features_per_stage"][0],
+        unet_max_num_features=kwargs["features_per_stage"][-1],
+        conv_kernel_sizes=kwargs["kernel_sizes"],
+        pool_op_kernel_sizes=kwargs["strides"],
+        n_conv_per_stage_encoder=kwargs["n_conv_per_stage"],
+        n_conv_per_stage_decoder=kwargs["n_conv_per_stage_decoder"],
+        num_pool_per_axis=[1, 1, 1],
+    )
     (folder / "plans.json").write_text(json.dumps(plans))
     segmenter = NnunetSegmenter(folder)
     image = GOLDEN / "images" / "aniso_0000.nii.gz"
@@ -165,8 +173,10 @@ def test_plans_from_before_nnunet_2_4_build_the_same_network(tmp_path):
 
 
 def test_region_labels_follow_regions_class_order():
-    dataset = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing": 3,
-                          "ignore": 4}, "regions_class_order": [1, 2, 3]}
+    dataset = {
+        "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing": 3, "ignore": 4},
+        "regions_class_order": [1, 2, 3],
+    }
     labels = Labels.from_dataset(dataset, Path("dataset.json"))
     assert labels.regions == [(1, 2, 3), (2, 3), (3,)] and labels.heads == 3
     assert labels.names == {1: "whole tumor", 2: "tumor core", 3: "enhancing"} and labels.ignore == 4
@@ -190,8 +200,12 @@ def test_nibabel_reorienting_reader_matches_a_canonical_input(tmp_path):
     (folder / "plans.json").write_text(json.dumps(plans))
     plain = NnunetSegmenter(folder)
     on_canonical, _ = plain.predict(plain.load(CaseInput("canonical", (tmp_path / "canonical_0000.nii.gz",))))
-    back = nib.orientations.apply_orientation(on_canonical, nib.orientations.ornt_transform(
-        nib.orientations.io_orientation(canonical.affine), nib.orientations.io_orientation(source.affine)))
+    back = nib.orientations.apply_orientation(
+        on_canonical,
+        nib.orientations.ornt_transform(
+            nib.orientations.io_orientation(canonical.affine), nib.orientations.io_orientation(source.affine)
+        ),
+    )
     assert labels.shape == source.shape and np.array_equal(labels, back)
 
 
@@ -211,31 +225,51 @@ def _totalsegmentator_home(home: Path, parts: dict[int, dict], spacing: float, t
     """TotalSegmentator 2.x's weights layout with tiny part models (their labels named as TotalSegmentator's)."""
     root = home / "nnunet" / "results"
     for i, (dataset_id, labels) in enumerate(parts.items()):
-        write_model_folder(root, seed=10 + i, labels={"background": 0, **labels}, mirror_axes=None,
-                           dataset_name=f"Dataset{dataset_id}_TotalSegmentator_part{i + 1}", trainer=trainer,
-                           spacing=(spacing,) * 3)
+        write_model_folder(
+            root,
+            seed=10 + i,
+            labels={"background": 0, **labels},
+            mirror_axes=None,
+            dataset_name=f"Dataset{dataset_id}_TotalSegmentator_part{i + 1}",
+            trainer=trainer,
+            spacing=(spacing,) * 3,
+        )
     return home
 
 
 def test_totalsegmentator_task_runs_and_merges_its_parts(tmp_path, monkeypatch):
     from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
 
-    parts = {291: {"spleen": 1, "liver": 2}, 292: {"vertebrae_L1": 1}, 293: {"heart": 1},
-             294: {"gluteus_maximus_left": 1}, 295: {"rib_left_1": 1, "liver": 2}}
-    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(_totalsegmentator_home(tmp_path / "ts", parts, 1.5,
-                                                                        "nnUNetTrainerNoMirroring")))
+    parts = {
+        291: {"spleen": 1, "liver": 2},
+        292: {"vertebrae_L1": 1},
+        293: {"heart": 1},
+        294: {"gluteus_maximus_left": 1},
+        295: {"rib_left_1": 1, "liver": 2},
+    }
+    monkeypatch.setenv(
+        "TOTALSEG_HOME_DIR", str(_totalsegmentator_home(tmp_path / "ts", parts, 1.5, "nnUNetTrainerNoMirroring"))
+    )
     monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
     segmenter = TotalSegmentatorSegmenter("total", backend="torch")
     if segmenter.task.names is None:  # no totalsegmentator package: numbered in part order by dataset.json names
-        assert dict(segmenter.info.labels) == {1: "spleen", 2: "liver", 3: "vertebrae_L1", 4: "heart",
-                                               5: "gluteus_maximus_left", 6: "rib_left_1"}
+        assert dict(segmenter.info.labels) == {
+            1: "spleen",
+            2: "liver",
+            3: "vertebrae_L1",
+            4: "heart",
+            5: "gluteus_maximus_left",
+            6: "rib_left_1",
+        }
     assert segmenter.step == 0.8 and len(segmenter.parts) == 5
     image = GOLDEN / "images" / "rotated_0000.nii.gz"
     labels, _ = segmenter.predict(segmenter.load(case_of(image)))
     assert labels.shape == nib.load(image).shape
     assert set(np.unique(labels)) <= {0, *segmenter.info.labels}
     assert len(np.unique(labels)) > 2
-    result = runner.invoke(app, ["infer", str(image), "--model", "totalsegmentator:total_fast", "-o", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["infer", str(image), "--model", "totalsegmentator:total_fast", "-o", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2
     assert "totalseg_download_weights -t total_fast" in result.output.replace("\n", " ")
 
@@ -250,8 +284,10 @@ def test_totalsegmentator_resamples_the_scan_as_its_default_resampling_order(tmp
     from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
 
     parts = {297: {"spleen": 1, "liver": 2}}
-    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(_totalsegmentator_home(tmp_path / "ts", parts, 3.0,
-                                                                        "nnUNetTrainer_4000epochs_NoMirroring")))
+    monkeypatch.setenv(
+        "TOTALSEG_HOME_DIR",
+        str(_totalsegmentator_home(tmp_path / "ts", parts, 3.0, "nnUNetTrainer_4000epochs_NoMirroring")),
+    )
     monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
     scan = np.random.default_rng(5).integers(-200, 300, size=(20, 18, 9)).astype(np.int16)
     affine = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -266,18 +302,23 @@ def test_totalsegmentator_resamples_the_scan_as_its_default_resampling_order(tmp
     assert np.array_equal(np.asarray(data["prepared"][0].data), np.asarray(wanted))
 
 
-@pytest.mark.parametrize("current,new,shape", [
-    ([0.8, 0.8, 3.0], [0.4, 0.4, 1.0], (60, 80, 27)),  # separate z: in-plane linear, nearest along z
-    ([3.0, 0.8, 0.8], [3.0, 1.6, 1.6], (9, 20, 15)),  # separate along the first axis, z unchanged
-    ([1.0, 1.0, 1.0], [0.5, 0.6, 0.4], (60, 67, 23)),  # one trilinear pass
-    ([1.0, 1.0, 1.0], [1.9, 2.2, 1.7], (16, 18, 5)),  # downsampling
-])
+@pytest.mark.parametrize(
+    "current,new,shape",
+    [
+        ([0.8, 0.8, 3.0], [0.4, 0.4, 1.0], (60, 80, 27)),  # separate z: in-plane linear, nearest along z
+        ([3.0, 0.8, 0.8], [3.0, 1.6, 1.6], (9, 20, 15)),  # separate along the first axis, z unchanged
+        ([1.0, 1.0, 1.0], [0.5, 0.6, 0.4], (60, 67, 23)),  # one trilinear pass
+        ([1.0, 1.0, 1.0], [1.9, 2.2, 1.7], (16, 18, 5)),  # downsampling
+    ],
+)
 def test_fast_logit_resampling_matches_nnunets_skimage_path(current, new, shape):
     """Logits go back to the scan's shape through torch in float64; nnU-Net uses skimage and scipy. The float16
     results may differ by one unit in the last place, never in which class is largest."""
     from volseg.nnunet.preprocess import resample_exact, resample_skimage, separate_z
 
-    logits = np.random.default_rng(3).normal(size=(4, 30, 40, 9) if shape[0] != 9 else (4, 9, 40, 30)).astype(np.float16)
+    logits = (
+        np.random.default_rng(3).normal(size=(4, 30, 40, 9) if shape[0] != 9 else (4, 9, 40, 30)).astype(np.float16)
+    )
     fast = resample_skimage(logits, shape, current, new, order=1, order_z=0, force_separate_z=None)
     do_separate, axis = separate_z(current, new)
     exact = resample_exact(logits, np.array(shape), do_separate, axis, 1, 0, np.float16)

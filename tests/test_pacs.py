@@ -23,14 +23,20 @@ from .bad_inputs import dicom_series
 
 runner = CliRunner()
 UID = "1.2.826.0.1.3680043.2.1125.4."
-PLANTED = {"0010|0010": "Doe^Planted", "0010|0020": "PLANTED123", "0010|0030": "19010101",
-           "0008|0080": "Planted General Hospital", "0008|0050": "ACCPLANTED77"}
+PLANTED = {
+    "0010|0010": "Doe^Planted",
+    "0010|0020": "PLANTED123",
+    "0010|0030": "19010101",
+    "0008|0080": "Planted General Hospital",
+    "0008|0050": "ACCPLANTED77",
+}
 
 
 def _upload_ct(pacs, folder, n: int, study: str, series: str, slices: int = 12, tags=None):
     tags = {"0020|000d": f"{UID}{study}", "0020|0052": f"{UID}9.{n}", **(tags or {})}
-    pacs.upload(sorted(dicom_series(folder / f"s{n}", series_uid=f"{UID}{series}", slices=slices, tags=tags,
-                                    seed=n).iterdir()))
+    pacs.upload(
+        sorted(dicom_series(folder / f"s{n}", series_uid=f"{UID}{series}", slices=slices, tags=tags, seed=n).iterdir())
+    )
     return f"{UID}{study}", f"{UID}{series}"
 
 
@@ -49,8 +55,13 @@ def _pacs(url, out, *extra):
 def test_round_trip_stores_one_seg_per_series_and_a_second_run_does_nothing(empty_pacs, tmp_path):
     pacs = empty_pacs
     series = [_upload_ct(pacs, tmp_path, 1, "1.1", "2.1"), _upload_ct(pacs, tmp_path, 2, "1.2", "2.2")]
-    pacs.upload(sorted(dicom_series(tmp_path / "mr", series_uid=f"{UID}2.3", slices=12,
-                                    tags={"0020|000d": f"{UID}1.3", "0008|0060": "MR"}).iterdir()))
+    pacs.upload(
+        sorted(
+            dicom_series(
+                tmp_path / "mr", series_uid=f"{UID}2.3", slices=12, tags={"0020|000d": f"{UID}1.3", "0008|0060": "MR"}
+            ).iterdir()
+        )
+    )
     out = tmp_path / "out"
     result = _pacs(pacs.dicomweb, out)
     assert result.exit_code == 0, result.output
@@ -72,8 +83,19 @@ def test_sigkill_mid_run_then_rerun_leaves_exactly_one_seg_per_series(empty_pacs
     pacs = empty_pacs
     series = [_upload_ct(pacs, tmp_path, n, f"1.{10 + n}", f"2.{10 + n}", slices=24) for n in range(5)]
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "volseg", "pacs", pacs.dicomweb, "--model", "abdomen-ct", "-o", str(out),
-               "--backend", "torch"]
+    command = [
+        sys.executable,
+        "-m",
+        "volseg",
+        "pacs",
+        pacs.dicomweb,
+        "--model",
+        "abdomen-ct",
+        "-o",
+        str(out),
+        "--backend",
+        "torch",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -143,8 +165,9 @@ def test_series_deleted_between_query_and_retrieve_fails_alone(empty_pacs, tmp_p
         return retrieve(study_uid, series_uid, **kwargs)
 
     client.retrieve_series = deleted_first
-    rows = PacsRun(client, Segmenter(model_file("abdomen-ct"), "cpu"), default_rules("CT"), tmp_path / "out",
-                   PacsQuery("CT")).run()
+    rows = PacsRun(
+        client, Segmenter(model_file("abdomen-ct"), "cpu"), default_rules("CT"), tmp_path / "out", PacsQuery("CT")
+    ).run()
     status = {r["series_uid"]: (r["status"], r["reason"]) for r in rows}
     assert status[kept[1]] == ("ok", "")
     assert status[doomed[1]] == ("failed", "the series is no longer on the PACS (deleted after the query)")
@@ -157,8 +180,7 @@ def test_filters_and_limit(empty_pacs, tmp_path):
     listing = tmp_path / "acc.txt"
     listing.write_text("A2\nA3\n", encoding="utf-8")
     out = tmp_path / "out"
-    result = _pacs(pacs.dicomweb, out, "--study-date", "20210101-20211231", "--accessions-file", listing,
-                   "--limit", 1)
+    result = _pacs(pacs.dicomweb, out, "--study-date", "20210101-20211231", "--accessions-file", listing, "--limit", 1)
     assert result.exit_code == 0, result.output
     rows = _record(out)
     assert sorted(r["series_uid"] for r in rows) == [f"{UID}2.41", f"{UID}2.42"]
@@ -181,8 +203,9 @@ def test_no_patient_identity_in_record_logs_or_nifti(empty_pacs, tmp_path, caplo
     import gzip
 
     texts += [gzip.decompress(p.read_bytes()).decode("latin-1") for p in out.glob("*.nii.gz")]
-    assert list(out.glob("*.nii.gz")) and not [t for t in texts for needle in ("planted", "19010101")
-                                                if needle in t.lower()]
+    assert list(out.glob("*.nii.gz")) and not [
+        t for t in texts for needle in ("planted", "19010101") if needle in t.lower()
+    ]
 
 
 def test_credentials_come_from_a_file_or_the_environment(tmp_path, monkeypatch):

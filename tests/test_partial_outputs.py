@@ -27,7 +27,12 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.dicom_archive import NonImageSeries, discover_series
-from volseg.dicom_seg import NEW_FRAME_OF_REFERENCE, build_seg, new_frame_of_reference, read_source_datasets
+from volseg.dicom_seg import (
+    NEW_FRAME_OF_REFERENCE,
+    build_seg,
+    new_frame_of_reference,
+    read_source_datasets,
+)
 
 from .bad_inputs import dicom_series
 from .conftest import shared_path
@@ -40,8 +45,11 @@ NO_SERIES_UID = "the source series has an empty SeriesInstanceUID, so a SEG cann
 
 
 def _tags(n: int, frame_of_reference: bool = True) -> dict:
-    return {"0020|000d": f"{UID}1.{n}", "0010|0020": f"P{n}",
-            "0020|0052": f"{UID}3.{n}" if frame_of_reference else ""}  # "": present, empty
+    return {
+        "0020|000d": f"{UID}1.{n}",
+        "0010|0020": f"P{n}",
+        "0020|0052": f"{UID}3.{n}" if frame_of_reference else "",
+    }  # "": present, empty
 
 
 def _drop_frame_of_reference(folder: Path) -> Path:
@@ -73,8 +81,9 @@ def _infer(*args) -> object:
 def test_a_seg_that_cannot_be_made_leaves_the_nifti_and_a_missing_frame_of_reference_gets_a_new_one(tmp_path):
     archive = tmp_path / "ARCHIVE"
     good = dicom_series(archive / "good", series_uid=f"{UID}2.1", slices=12, tags=_tags(1))
-    no_for = _drop_frame_of_reference(dicom_series(archive / "no_for", series_uid=f"{UID}2.2", slices=12,
-                                                   tags=_tags(2), seed=4))
+    no_for = _drop_frame_of_reference(
+        dicom_series(archive / "no_for", series_uid=f"{UID}2.2", slices=12, tags=_tags(2), seed=4)
+    )
     no_uid = dicom_series(archive / "no_uid", series_uid="", slices=12, tags=_tags(3), seed=5)
     assert "FrameOfReferenceUID" not in pydicom.dcmread(next(no_for.iterdir()), stop_before_pixels=True)
     ids = {name: _case_id(folder) for name, folder in (("good", good), ("no_for", no_for), ("no_uid", no_uid))}
@@ -130,7 +139,7 @@ def test_a_seg_that_cannot_be_made_leaves_the_nifti_and_a_missing_frame_of_refer
 
 def test_a_nifti_input_asked_for_a_seg_too_is_partial(tmp_path):
     scan = tmp_path / "scan.nii.gz"
-    volume = (np.random.default_rng(0).normal(40, 20, (48, 48, 24)) - 1000 * (np.arange(48) < 6)[:, None, None])
+    volume = np.random.default_rng(0).normal(40, 20, (48, 48, 24)) - 1000 * (np.arange(48) < 6)[:, None, None]
     nib.save(nib.Nifti1Image(volume.astype(np.int16), np.diag([0.9, 0.9, 2.0, 1.0])), scan)
     out = tmp_path / "out"
     result = _infer(scan, "-o", out, "--output-format", "nifti,dicom-seg")

@@ -50,8 +50,15 @@ MULTI = {  # multi-component names, IDs with separators, several values, a long 
 }
 TCIA = SHARED / "data" / "tcia_pancreatic_ct_cbct_seg_cb001" / "planning_ct"
 TCIA_IDENTITY = "Pancreas-CT-CB_001"  # its PatientName and PatientID
-SEG_MAY_CARRY = {"PatientName", "PatientID", "OtherPatientIDs", "ReferringPhysicianName", "PatientBirthDate",
-                 "AccessionNumber", "StudyID"}  # the Patient and General Study modules a SEG copies
+SEG_MAY_CARRY = {
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "ReferringPhysicianName",
+    "PatientBirthDate",
+    "AccessionNumber",
+    "StudyID",
+}  # the Patient and General Study modules a SEG copies
 
 
 def _needles() -> list[str]:
@@ -65,10 +72,20 @@ NEEDLES = _needles()
 
 
 def _archive(root: Path) -> Path:
-    dicom_series(root / "a" / "ct", series_uid=f"{UID}2.1", slices=12, seed=1,
-                 tags={"0020|000d": f"{UID}1.1", "0020|0052": f"{UID}3.1", **SINGLE})
-    dicom_series(root / "b" / "ct", series_uid=f"{UID}2.2", slices=12, seed=2,
-                 tags={"0020|000d": f"{UID}1.2", "0020|0052": f"{UID}3.2", **MULTI})
+    dicom_series(
+        root / "a" / "ct",
+        series_uid=f"{UID}2.1",
+        slices=12,
+        seed=1,
+        tags={"0020|000d": f"{UID}1.1", "0020|0052": f"{UID}3.1", **SINGLE},
+    )
+    dicom_series(
+        root / "b" / "ct",
+        series_uid=f"{UID}2.2",
+        slices=12,
+        seed=2,
+        tags={"0020|000d": f"{UID}1.2", "0020|0052": f"{UID}3.2", **MULTI},
+    )
     if TCIA.is_dir():  # the real CT: 12 of its 79 slices keep the test fast; its RTSTRUCT beside it
         (root / "c").mkdir()
         for file in sorted(TCIA.iterdir())[:12]:
@@ -79,12 +96,20 @@ def _archive(root: Path) -> Path:
 
 def _volseg(log: Path, *args, env=None) -> subprocess.CompletedProcess:
     """`volseg ARGS` in a process of its own, as a user runs it, with DEBUG logging into ``log``."""
-    code = ("import logging, sys; logging.basicConfig(filename=sys.argv[1], level=logging.DEBUG, force=True); "
-            "sys.argv = ['volseg', *sys.argv[2:]]; from volseg.cli import main; main()")
+    code = (
+        "import logging, sys; logging.basicConfig(filename=sys.argv[1], level=logging.DEBUG, force=True); "
+        "sys.argv = ['volseg', *sys.argv[2:]]; from volseg.cli import main; main()"
+    )
     env = {**os.environ, "PYTHONWARNINGS": "default", **(env or {})}  # warnings shown as a user would see them
     log.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([sys.executable, "-c", code, str(log), *map(str, args)], capture_output=True,
-                          encoding="utf-8", errors="replace", env=env, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-c", code, str(log), *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        env=env,
+        timeout=900,
+    )
 
 
 def _texts(path: Path) -> list[bytes]:
@@ -114,8 +139,11 @@ def _found(name: str, texts: list) -> list[str]:
 def _seg_extra_identity(path: Path) -> list[str]:
     """Planted values in a SEG outside the modules DICOM makes it copy."""
     ds = pydicom.dcmread(path)
-    return [f"{path.name}: {e.keyword}" for e in ds.iterall() if e.keyword not in SEG_MAY_CARRY
-            and _found(e.keyword, [str(e.value)])]
+    return [
+        f"{path.name}: {e.keyword}"
+        for e in ds.iterall()
+        if e.keyword not in SEG_MAY_CARRY and _found(e.keyword, [str(e.value)])
+    ]
 
 
 def test_no_patient_identity_in_any_output_log_or_console_of_infer_and_pacs(empty_pacs, tmp_path):
@@ -125,8 +153,19 @@ def test_no_patient_identity_in_any_output_log_or_console_of_infer_and_pacs(empt
     cases = 3 if TCIA.is_dir() else 2
 
     out = tmp_path / "out"
-    infer = _volseg(tmp_path / "out" / "volseg_infer.log", "infer", archive, "--model", "abdomen-ct", "-o", out,
-                    "--output-format", "nifti,dicom-seg", "--qc", "--report")
+    infer = _volseg(
+        tmp_path / "out" / "volseg_infer.log",
+        "infer",
+        archive,
+        "--model",
+        "abdomen-ct",
+        "-o",
+        out,
+        "--output-format",
+        "nifti,dicom-seg",
+        "--qc",
+        "--report",
+    )
     assert infer.returncode == 0, infer.stdout + infer.stderr
     assert len(list(out.glob("dcm-*.dcm"))) == cases and len(list(out.glob("dcm-*.nii.gz"))) == cases
     assert {"volseg_run.csv", "statistics.csv", "statistics.json"} <= {p.name for p in out.iterdir()}
@@ -140,9 +179,19 @@ def test_no_patient_identity_in_any_output_log_or_console_of_infer_and_pacs(empt
 
     empty_pacs.upload(inputs)
     pacs_out = tmp_path / "pacs_out"
-    pacs = _volseg(tmp_path / "pacs_out" / "volseg_pacs.log", "pacs", empty_pacs.dicomweb, "--model", "abdomen-ct",
-                   "-o", pacs_out, "--save-nifti", "--backend", "torch",
-                   env={"VOLSEG_PACS_USER": orthanc.USER, "VOLSEG_PACS_PASSWORD": orthanc.PASSWORD})
+    pacs = _volseg(
+        tmp_path / "pacs_out" / "volseg_pacs.log",
+        "pacs",
+        empty_pacs.dicomweb,
+        "--model",
+        "abdomen-ct",
+        "-o",
+        pacs_out,
+        "--save-nifti",
+        "--backend",
+        "torch",
+        env={"VOLSEG_PACS_USER": orthanc.USER, "VOLSEG_PACS_PASSWORD": orthanc.PASSWORD},
+    )
     assert pacs.returncode == 0, pacs.stdout + pacs.stderr
     assert f"{cases} series found: {cases} ok" in pacs.stdout
     assert len(empty_pacs.find("Series", {"Modality": "SEG"})) == cases

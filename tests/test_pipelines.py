@@ -19,17 +19,40 @@ def test_pancreas_recipe_on_the_totalsegmentator_ct(tmp_path):
     src = tmp_path / "Task07_like"
     for sub in ("imagesTr", "labelsTr"):
         (src / sub).mkdir(parents=True)
-    pairs = {"ct_full": ("example_ct.nii.gz", "example_seg_fast_force_split.nii.gz"),
-             "ct_crop": ("example_ct_sm.nii.gz", "example_seg.nii.gz")}
+    pairs = {
+        "ct_full": ("example_ct.nii.gz", "example_seg_fast_force_split.nii.gz"),
+        "ct_crop": ("example_ct_sm.nii.gz", "example_seg.nii.gz"),
+    }
     for case, (image, label) in pairs.items():
         (src / "imagesTr" / f"{case}.nii.gz").symlink_to(ts / image)
         (src / "labelsTr" / f"{case}.nii.gz").symlink_to(ts / label)
     run = tmp_path / "run"
-    tiny = ["model.features=[4, 8, 16]", "sampling.patch_size_3d=[32, 32, 32]", "sampling.batch_size_3d=2",
-            "train.epochs=1", "train.iterations_per_epoch=2", "train.num_workers=0", "data.cache=memory"]
-    cmd = [sys.executable, str(REPO / "pipelines" / "pancreas_ct.py"), str(src), str(run), "--device", "cpu",
-           "--val-fraction", "0.5", "--test-fraction", "0", "--test-split", "val",
-           "--plan-set", "data.label_remap={7: 1}", *[a for o in tiny for a in ("--set", o)]]
+    tiny = [
+        "model.features=[4, 8, 16]",
+        "sampling.patch_size_3d=[32, 32, 32]",
+        "sampling.batch_size_3d=2",
+        "train.epochs=1",
+        "train.iterations_per_epoch=2",
+        "train.num_workers=0",
+        "data.cache=memory",
+    ]
+    cmd = [
+        sys.executable,
+        str(REPO / "pipelines" / "pancreas_ct.py"),
+        str(src),
+        str(run),
+        "--device",
+        "cpu",
+        "--val-fraction",
+        "0.5",
+        "--test-fraction",
+        "0",
+        "--test-split",
+        "val",
+        "--plan-set",
+        "data.label_remap={7: 1}",
+        *[a for o in tiny for a in ("--set", o)],
+    ]
     result = subprocess.run(cmd, capture_output=True, encoding="utf-8", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -60,9 +83,22 @@ def test_the_model_comparison_reports_the_mean_and_spread_over_seeds(tmp_path):
     compare = _compare_models()
 
     def run(model, seed, dice):
-        return {"model": model, "mode": "3D", "seed": seed, "parameters": 1000, "mflops_per_voxel": 2.0,
-                "dice_anterior": dice, "dice_posterior": dice, "dice_mean": dice, "hd95_mm": 2.0, "epochs": 4,
-                "train_minutes": 10.0, "first_epoch_s": 120.0, "steady_epoch_s": 90.0 + seed, "infer_seconds_per_case": 0.1}
+        return {
+            "model": model,
+            "mode": "3D",
+            "seed": seed,
+            "parameters": 1000,
+            "mflops_per_voxel": 2.0,
+            "dice_anterior": dice,
+            "dice_posterior": dice,
+            "dice_mean": dice,
+            "hd95_mm": 2.0,
+            "epochs": 4,
+            "train_minutes": 10.0,
+            "first_epoch_s": 120.0,
+            "steady_epoch_s": 90.0 + seed,
+            "infer_seconds_per_case": 0.1,
+        }
 
     runs = [run("unet", 0, 0.80), run("unet", 1, 0.84), run("attunet", 0, 0.85), run("attunet", 1, 0.85)]
     summary = compare.summarize(runs)

@@ -73,19 +73,38 @@ def test_export_int8_writes_the_model_and_its_agreement_and_infer_uses_it(tmp_pa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     run = tiny_run(tmp_path / "tiny")
     manifest = REPO / "data_manifest.csv"
-    result = runner.invoke(app, ["export", str(run), "--precision", "int8", "-o", str(tmp_path / "deploy"),
-                                 "--calibration", str(manifest), "--check", str(manifest), "--check-split", "test"])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(run),
+            "--precision",
+            "int8",
+            "-o",
+            str(tmp_path / "deploy"),
+            "--calibration",
+            str(manifest),
+            "--check",
+            str(manifest),
+            "--check-split",
+            "test",
+        ],
+    )
     assert result.exit_code == 0, result.output
     deploy = tmp_path / "deploy"
     assert (deploy / IR_NAME).is_file() and (deploy / IR_NAME).with_suffix(".bin").is_file()
     record = json.loads((deploy / RECORD_NAME).read_text(encoding="utf-8"))
     assert record["checkpoint_sha256"] == file_digest(deploy / record["checkpoint"])
-    assert record["agreement"]["cases"] == 10 and set(record["agreement"]["dice_vs_fp32_min"]) == {"anterior", "posterior"}
+    assert record["agreement"]["cases"] == 10 and set(record["agreement"]["dice_vs_fp32_min"]) == {
+        "anterior",
+        "posterior",
+    }
     assert not list(deploy.glob(".*"))  # no temporary file left behind
     out = tmp_path / "out"
     case = next(c for c in read_manifest(manifest) if c.split == "test")
-    result = runner.invoke(app, ["infer", str(case.image), "-o", str(out), "--model", str(deploy),
-                                 "--precision", "int8"])
+    result = runner.invoke(
+        app, ["infer", str(case.image), "-o", str(out), "--model", str(deploy), "--precision", "int8"]
+    )
     assert result.exit_code == 0, result.output
     assert "openvino int8" in result.output and (out / f"{case.case_id}.nii.gz").is_file()
 

@@ -40,8 +40,21 @@ def batch(tmp_path_factory) -> Path:
     broken.parent.mkdir()
     broken.write_bytes(b"\x1f\x8b not really gzip")
     out = root / "out"
-    result = runner.invoke(app, ["infer", str(REPO / "data_manifest.csv"), str(broken), "--split", "test",
-                                 "--backend", "torch", "-o", str(out), "--qc"])
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(REPO / "data_manifest.csv"),
+            str(broken),
+            "--split",
+            "test",
+            "--backend",
+            "torch",
+            "-o",
+            str(out),
+            "--qc",
+        ],
+    )
     assert result.exit_code == 1, result.output  # the corrupt case fails, the batch goes on
     empty = nib.load(out / f"{EMPTY}.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros(empty.shape, np.uint8), empty.affine, empty.header), out / f"{EMPTY}.nii.gz")
@@ -90,8 +103,9 @@ def test_volumes_and_metrics_agree_with_the_label_maps_and_volseg_evaluate(batch
     voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000
     assert cases[HUGE]["volumes"]["1"] == pytest.approx((np.asarray(image.dataobj) == 1).sum() * voxel_ml, abs=1e-3)
     metrics = tmp_path / "metrics.csv"
-    result = runner.invoke(app, ["evaluate", "--pred", str(batch), "--manifest", str(REPO / "data_manifest.csv"),
-                                 "-o", str(metrics)])
+    result = runner.invoke(
+        app, ["evaluate", "--pred", str(batch), "--manifest", str(REPO / "data_manifest.csv"), "-o", str(metrics)]
+    )
     assert result.exit_code == 0, result.output
     with metrics.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -134,9 +148,20 @@ def test_missing_run_record_is_one_clear_error(tmp_path):
 
 
 def launch_chromium(playwright, *extra: str):
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", *extra])
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--use-angle=swiftshader",
+            "--enable-unsafe-swiftshader",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            *extra,
+        ],
+    )
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or ""
@@ -145,8 +170,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or ""
 @pytest.fixture(scope="module")
 def playwright():
     if not CHROMIUM:
-        pytest.skip("Debian's chromium is not installed (setup.sh installs it as root with apt; "
-                    "elsewhere: apt-get install chromium)")
+        pytest.skip(
+            "Debian's chromium is not installed (setup.sh installs it as root with apt; "
+            "elsewhere: apt-get install chromium)"
+        )
     if viewer.viewer_path() is None:
         pytest.skip("NiiVue is not installed (setup.sh runs `python -m volseg.report.viewer`, which needs npm)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install -e '.[dev]'")
@@ -187,8 +214,9 @@ def test_chromium_renders_the_viewer_with_the_label_colours(browser, report):
     from PIL import Image
 
     box = page.locator("#viewer-box").bounding_box()
-    pixels = np.asarray(Image.open(shot).convert("RGB"))[int(box["y"]):int(box["y"] + box["height"]),
-                                                          int(box["x"]):int(box["x"] + box["width"])].astype(int)
+    pixels = np.asarray(Image.open(shot).convert("RGB"))[
+        int(box["y"]) : int(box["y"] + box["height"]), int(box["x"]) : int(box["x"] + box["width"])
+    ].astype(int)
     assert pixels.std() > 20, "the viewer canvas is blank"
     for value, colour in COLOURS.items():
         near = (np.abs(pixels - np.array(colour)).max(axis=2) <= 12).sum()
@@ -212,7 +240,9 @@ def test_keyboard_review_persists_and_exports(browser, report):
     assert page.locator("#cases tbody tr.current").get_attribute("data-id") not in (first, second)
     with page.expect_download() as download:
         page.keyboard.press("e")
-    rows = {r["case_id"]: r for r in csv.DictReader(Path(download.value.path()).read_text(encoding="utf-8").splitlines())}
+    rows = {
+        r["case_id"]: r for r in csv.DictReader(Path(download.value.path()).read_text(encoding="utf-8").splitlines())
+    }
     assert len(rows) == 11
     assert rows[first]["verdict"] == "ok" and rows[second]["verdict"] == "flag"
     assert rows[second]["note"] == "boundary leaks"

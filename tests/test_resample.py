@@ -27,7 +27,9 @@ def test_inverse_matches_monai_on_anisotropic_axis_aligned_grids():
     (monai_tf, monai_fwd), (ours_tf, ours_fwd) = _pair(affine, image, (3.0, 2.0, 1.5))
     assert torch.equal(monai_fwd.as_tensor(), ours_fwd.as_tensor())  # the forward pass is MONAI's own
     prediction = torch.from_numpy(rng.random(monai_fwd.shape).astype(np.float32))
-    expected = monai_tf.inverse(MetaTensor(prediction, meta=monai_fwd.meta, applied_operations=monai_fwd.applied_operations))
+    expected = monai_tf.inverse(
+        MetaTensor(prediction, meta=monai_fwd.meta, applied_operations=monai_fwd.applied_operations)
+    )
     ours = ours_tf.inverse(MetaTensor(prediction, meta=ours_fwd.meta, applied_operations=ours_fwd.applied_operations))
     assert ours.shape == expected.shape == image.shape
     assert torch.allclose(ours.affine.double(), expected.affine.double())
@@ -44,7 +46,9 @@ def test_an_oblique_scan_is_still_axis_aligned_to_its_own_resampled_grid():
     image = torch.rand(2, 16, 14, 9)
     (monai_tf, monai_fwd), (ours_tf, ours_fwd) = _pair(rotation @ np.diag([1.0, 1.0, 2.0, 1.0]), image, (1.5, 1.5, 1.5))
     prediction = torch.rand(monai_fwd.shape)
-    expected = monai_tf.inverse(MetaTensor(prediction, meta=monai_fwd.meta, applied_operations=monai_fwd.applied_operations))
+    expected = monai_tf.inverse(
+        MetaTensor(prediction, meta=monai_fwd.meta, applied_operations=monai_fwd.applied_operations)
+    )
     ours = ours_tf.inverse(MetaTensor(prediction, meta=ours_fwd.meta, applied_operations=ours_fwd.applied_operations))
     assert torch.allclose(ours.affine.double(), expected.affine.double())
     assert float((ours.as_tensor() - expected.as_tensor()).abs().max()) < 1e-4

@@ -36,8 +36,11 @@ def test_locate_widens_the_box_by_the_margin_in_mm_and_clips_it():
 
 def test_a_crop_keeps_every_voxel_at_its_world_position():
     affine = np.array([[0, -0.8, 0, 50], [0.7, 0, 0, -20], [0, 0, 2.5, 10], [0, 0, 0, 1.0]])
-    image = MetaTensor(torch.arange(2 * 10 * 12 * 6, dtype=torch.float32).reshape(2, 10, 12, 6),
-                       affine=torch.as_tensor(affine), meta={"original_affine": affine, "spatial_shape": (10, 12, 6)})
+    image = MetaTensor(
+        torch.arange(2 * 10 * 12 * 6, dtype=torch.float32).reshape(2, 10, 12, 6),
+        affine=torch.as_tensor(affine),
+        meta={"original_affine": affine, "spatial_shape": (10, 12, 6)},
+    )
     box = Box((2, 3, 1), (7, 12, 4))
     crop = crop_source(image, box)
     assert tuple(crop.shape) == (2, 5, 9, 3) and tuple(crop.meta["spatial_shape"]) == (5, 9, 3)
@@ -52,11 +55,12 @@ def full_and_roi(tmp_path_factory):
     shipped beside it (locator.pt, 6 mm)."""
     out = tmp_path_factory.mktemp("roi")
     model = resolve_model("abdomen-ct")
-    full = runner.invoke(app, ["infer", str(CT), "--model", str(model), "-o", str(out / "full"),
-                               "--backend", "torch"])
+    full = runner.invoke(app, ["infer", str(CT), "--model", str(model), "-o", str(out / "full"), "--backend", "torch"])
     assert full.exit_code == 0, full.output
-    roi = runner.invoke(app, ["infer", str(CT), "--model", str(model), "-o", str(out / "roi"), "--backend", "torch",
-                              "--roi", "kidney_left"])
+    roi = runner.invoke(
+        app,
+        ["infer", str(CT), "--model", str(model), "-o", str(out / "roi"), "--backend", "torch", "--roi", "kidney_left"],
+    )
     assert roi.exit_code == 0, roi.output
     return out
 
@@ -83,8 +87,21 @@ def test_roi_falls_back_to_the_whole_scan_when_the_locator_finds_nothing(tmp_pat
     air = tmp_path / "air.nii.gz"
     nib.save(nib.Nifti1Image(np.full((48, 48, 24), -1000, np.int16), np.diag([3.0, 3.0, 3.0, 1.0])), air)
     model = resolve_model("abdomen-ct")
-    result = runner.invoke(app, ["infer", str(air), "--model", str(model), "-o", str(tmp_path / "out"),
-                                 "--backend", "torch", "--roi", "spleen"])
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(air),
+            "--model",
+            str(model),
+            "-o",
+            str(tmp_path / "out"),
+            "--backend",
+            "torch",
+            "--roi",
+            "spleen",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (row,) = csv.DictReader((tmp_path / "out" / "volseg_run.csv").open(encoding="utf-8"))
     assert row["note"] == "roi spleen: the locator found nothing; the whole scan was segmented"
@@ -92,10 +109,24 @@ def test_roi_falls_back_to_the_whole_scan_when_the_locator_finds_nothing(tmp_pat
 
 def test_roi_refuses_a_label_the_model_does_not_have_and_a_missing_locator(tmp_path):
     model = resolve_model("abdomen-ct")
-    result = runner.invoke(app, ["infer", str(CT), "--model", str(model), "-o", str(tmp_path / "a"),
-                                 "--roi", "pancreas", "--locator", str(model)])
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(CT),
+            "--model",
+            str(model),
+            "-o",
+            str(tmp_path / "a"),
+            "--roi",
+            "pancreas",
+            "--locator",
+            str(model),
+        ],
+    )
     assert result.exit_code == 2 and "--roi 'pancreas': the model has no such label" in result.output
     hippocampus = resolve_model("hippocampus-mri")
-    result = runner.invoke(app, ["infer", str(CT), "--model", str(hippocampus), "-o", str(tmp_path / "b"),
-                                 "--roi", "anterior"])
+    result = runner.invoke(
+        app, ["infer", str(CT), "--model", str(hippocampus), "-o", str(tmp_path / "b"), "--roi", "anterior"]
+    )
     assert result.exit_code == 2 and "no locator model beside" in result.output

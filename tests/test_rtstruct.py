@@ -78,8 +78,15 @@ def rect(i0, i1, j0, j1, k):
     return [(i0, j0, k), (i1, j0, k), (i1, j1, k), (i0, j1, k)]
 
 
-def write_rtstruct(path: Path, structures: dict, *, series_uid: str = SERIES_UID, frame_uid: str = FRAME_UID,
-                   roi_frames: dict | None = None, seed: int = 5) -> Path:
+def write_rtstruct(
+    path: Path,
+    structures: dict,
+    *,
+    series_uid: str = SERIES_UID,
+    frame_uid: str = FRAME_UID,
+    roi_frames: dict | None = None,
+    seed: int = 5,
+) -> Path:
     """An RTSTRUCT (pydicom) referencing ``series_uid``: ``structures`` maps ROI name -> list of (points LPS (N, 3),
     referenced slice SOP index) contours, or None for a structure with no ContourSequence. Contour image
     references are listed in a shuffled order."""
@@ -154,14 +161,18 @@ def synthetic_structures(direction) -> tuple[dict, dict]:
     islands[:, :, 5] |= (j > 4.5) & (j < 14.5) & (i > 8.25 + j / 2) & (i < 22.75 - j / 2)
     islands[0:2, 17:20, 6] = True  # partly outside the image: -3.5..1.5, 16.5..25.5
     contents = {
-        "Ring": [(lps(direction, rect(5.5, 10.5, 4.5, 8.5, 2)), 2),  # the hole first: order must not matter
-                 (lps(direction, rect(2.5, 15.5, 1.5, 12.5, 2)), 2),
-                 (lps(direction, rect(7.5, 8.5, 6.5, 7.5, 2)), 2),
-                 (lps(direction, rect(2.5, 15.5, 1.5, 12.5, 3)), 3),
-                 (lps(direction, rect(5.5, 10.5, 4.5, 8.5, 3)[::-1]), 3)],  # opposite winding: even-odd ignores it
-        "Islands": [(lps(direction, rect(0.5, 4.5, 0.5, 3.5, 5)), 5),
-                    (lps(direction, [(10.5, 4.5, 5), (20.5, 4.5, 5), (15.5, 14.5, 5)]), 5),
-                    (lps(direction, rect(-3.5, 1.5, 16.5, 25.5, 6)), 6)],
+        "Ring": [
+            (lps(direction, rect(5.5, 10.5, 4.5, 8.5, 2)), 2),  # the hole first: order must not matter
+            (lps(direction, rect(2.5, 15.5, 1.5, 12.5, 2)), 2),
+            (lps(direction, rect(7.5, 8.5, 6.5, 7.5, 2)), 2),
+            (lps(direction, rect(2.5, 15.5, 1.5, 12.5, 3)), 3),
+            (lps(direction, rect(5.5, 10.5, 4.5, 8.5, 3)[::-1]), 3),
+        ],  # opposite winding: even-odd ignores it
+        "Islands": [
+            (lps(direction, rect(0.5, 4.5, 0.5, 3.5, 5)), 5),
+            (lps(direction, [(10.5, 4.5, 5), (20.5, 4.5, 5), (15.5, 14.5, 5)]), 5),
+            (lps(direction, rect(-3.5, 1.5, 16.5, 25.5, 6)), 6),
+        ],
     }
     return contents, {"Ring": ring, "Islands": islands}
 
@@ -249,8 +260,11 @@ def test_referenced_series_not_given(tmp_path, axial_ct):
 
 
 def test_frame_of_reference_mismatch(tmp_path, axial_ct):
-    rt = write_rtstruct(tmp_path / "rs.dcm", {"Liver": [square_at(2)], "Spleen": [square_at(3)]},
-                        roi_frames={"Spleen": "1.2.826.0.1.3680043.2.1125.3.77"})
+    rt = write_rtstruct(
+        tmp_path / "rs.dcm",
+        {"Liver": [square_at(2)], "Spleen": [square_at(3)]},
+        roi_frames={"Spleen": "1.2.826.0.1.3680043.2.1125.3.77"},
+    )
     assert read_structures(rt, axial_ct, ["Liver"])[0].sum() == 16  # the other structure reads
     with pytest.raises(RTStructError) as excinfo:
         read_structures(rt, axial_ct, ["Liver", "Spleen"])
@@ -329,7 +343,7 @@ def independent_mask(rt_path: Path, ct_files: list[Path], name: str) -> np.ndarr
         hi = np.clip(np.ceil([columns.max(), rows.max()]).astype(int) + 1, 0, shape[:2])
         ci, ri = np.meshgrid(np.arange(lo[0], hi[0]), np.arange(lo[1], hi[1]), indexing="ij")
         inside = MplPath(np.c_[columns, rows]).contains_points(np.c_[ci.ravel(), ri.ravel()]).reshape(ci.shape)
-        mask[lo[0]:hi[0], lo[1]:hi[1], k] ^= inside
+        mask[lo[0] : hi[0], lo[1] : hi[1], k] ^= inside
     return mask
 
 

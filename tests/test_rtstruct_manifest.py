@@ -42,14 +42,16 @@ def blob() -> np.ndarray:
     return (mask((SLICES, SIZE[1], SIZE[0])) > 0).astype(np.uint8).transpose(2, 1, 0)
 
 
-def ct_case(archive: Path, n: int, names: dict[int, str], labels: np.ndarray | None = None,
-            rt_folder: str | None = None) -> tuple[Path, Path]:
+def ct_case(
+    archive: Path, n: int, names: dict[int, str], labels: np.ndarray | None = None, rt_folder: str | None = None
+) -> tuple[Path, Path]:
     """Patient ``n``: a CT series in ARCHIVE/pN/ct and its RTSTRUCT (``names``: value -> ROI name) in
     ARCHIVE/pN/``rt_folder`` (default: beside the CT slices)."""
     ct = archive / f"p{n}" / "ct"
     tags = {"0020|000d": f"1.2.826.0.1.3680043.2.1125.1.{n}", "0020|0052": f"1.2.826.0.1.3680043.2.1125.3.{n}"}
-    dicom_series(ct, series_uid=f"1.2.826.0.1.3680043.2.1125.2.{n}", slices=SLICES, spacing=SPACING, size=SIZE,
-                 tags=tags, seed=n)
+    dicom_series(
+        ct, series_uid=f"1.2.826.0.1.3680043.2.1125.2.{n}", slices=SLICES, spacing=SPACING, size=SIZE, tags=tags, seed=n
+    )
     files = list(discover_series([ct])[0][0].files)
     if labels is None:
         labels = blob()
@@ -66,13 +68,37 @@ def test_structures_text_and_tg263_defaults():
     assert not patterns["liver"].fullmatch("Liver-PTV") and not patterns["spleen"].fullmatch("Spleen_PRV")
     defaults = parse_structures(None)
     assert list(defaults) == list(DEFAULT_STRUCTURES)
-    for name in ("Liver", "Spleen", "Kidney_L", "Kidney_R", "Lung_L", "Lung_R", "Heart", "Stomach", "Bowel_Small",
-                 "Pancreas", "Bladder", "SpinalCord", "Esophagus", "Brain"):
+    for name in (
+        "Liver",
+        "Spleen",
+        "Kidney_L",
+        "Kidney_R",
+        "Lung_L",
+        "Lung_R",
+        "Heart",
+        "Stomach",
+        "Bowel_Small",
+        "Pancreas",
+        "Bladder",
+        "SpinalCord",
+        "Esophagus",
+        "Brain",
+    ):
         assert defaults[name].fullmatch(name), name
-    for roi, label in (("LUNG_L", "Lung_L"), ("Lung_Left", "Lung_L"), ("L_Lung", "Lung_L"), ("Lt Lung", "Lung_L"),
-                       ("Left Lung", "Lung_L"), ("LUNG_R", "Lung_R"), ("R_Lung", "Lung_R"), ("Kidney_Rt", "Kidney_R"),
-                       ("lkidney", "Kidney_L"), ("Spinal_Cord", "SpinalCord"), ("SmallBowel", "Bowel_Small"),
-                       ("Oesophagus", "Esophagus")):
+    for roi, label in (
+        ("LUNG_L", "Lung_L"),
+        ("Lung_Left", "Lung_L"),
+        ("L_Lung", "Lung_L"),
+        ("Lt Lung", "Lung_L"),
+        ("Left Lung", "Lung_L"),
+        ("LUNG_R", "Lung_R"),
+        ("R_Lung", "Lung_R"),
+        ("Kidney_Rt", "Kidney_R"),
+        ("lkidney", "Kidney_L"),
+        ("Spinal_Cord", "SpinalCord"),
+        ("SmallBowel", "Bowel_Small"),
+        ("Oesophagus", "Esophagus"),
+    ):
         assert [n for n, p in defaults.items() if p.fullmatch(roi)] == [label], roi
     for roi in ("Lungs", "Lung_L_PRV", "GTV", "Liver-GTV", "BODY"):
         assert not any(p.fullmatch(roi) for p in defaults.values()), roi
@@ -109,8 +135,21 @@ def test_every_problem_one_line_and_the_rest_go_on(tmp_path):
     dicom_series(archive / "p9", series_uid="1.2.826.0.1.3680043.2.1125.2.9", slices=SLICES, size=SIZE)  # no RT
 
     out = tmp_path / "M.csv"
-    result = runner.invoke(app, ["manifest", str(archive), "-o", str(out), "--structures", STRUCTURES,
-                                 "--val-fraction", "0", "--test-fraction", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "manifest",
+            str(archive),
+            "-o",
+            str(out),
+            "--structures",
+            STRUCTURES,
+            "--val-fraction",
+            "0",
+            "--test-fraction",
+            "0",
+        ],
+    )
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     expected = {
@@ -186,12 +225,15 @@ def test_two_structure_sets_of_one_series_are_pooled(tmp_path):
 
 def test_no_structure_set_or_no_series_is_one_line(tmp_path):
     dicom_series(tmp_path / "archive" / "ct", slices=SLICES, size=SIZE)
-    for src, text in ((tmp_path / "archive", "1 DICOM image series and no RTSTRUCT found"),
-                      (tmp_path / "empty", "no DICOM image series found (and no dataset.json")):
+    for src, text in (
+        (tmp_path / "archive", "1 DICOM image series and no RTSTRUCT found"),
+        (tmp_path / "empty", "no DICOM image series found (and no dataset.json"),
+    ):
         src.mkdir(exist_ok=True)
         result = runner.invoke(app, ["manifest", str(src), "-o", str(tmp_path / "M.csv")])
-        assert result.exit_code == 2 and text in result.output and len(result.output.strip().splitlines()) == 1, \
+        assert result.exit_code == 2 and text in result.output and len(result.output.strip().splitlines()) == 1, (
             result.output
+        )
     assert not (tmp_path / "M.csv").exists()
 
 
@@ -202,31 +244,80 @@ def test_manifest_train_evaluate_end_to_end(tmp_path):
     for n, name in enumerate(("LIVER", "Liver_1", "liver", "Liver"), start=1):
         ct_case(archive, n, {1: name, 2: "BODY"} if n == 2 else {1: name})  # BODY: not asked for
     out = tmp_path / "M.csv"
-    result = runner.invoke(app, ["manifest", str(archive), "-o", str(out), "--structures", "liver=Liver|LIVER|Liver_.*",
-                                 "--val-fraction", "0.25", "--test-fraction", "0.25"])
+    result = runner.invoke(
+        app,
+        [
+            "manifest",
+            str(archive),
+            "-o",
+            str(out),
+            "--structures",
+            "liver=Liver|LIVER|Liver_.*",
+            "--val-fraction",
+            "0.25",
+            "--test-fraction",
+            "0.25",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cases = read_manifest(out)
     assert sorted(c.split for c in cases) == ["test", "train", "train", "val"]
     config = tmp_path / "cfg.yaml"
     result = runner.invoke(app, ["plan", str(out), "-o", str(config)])
     assert result.exit_code == 0, result.output
-    tiny = ["model.features=[4, 8, 16]", "sampling.patch_size_3d=[16, 16, 8]", "sampling.batch_size_3d=2",
-            "train.iterations_per_epoch=2", "train.threads=1", "data.cache=memory"]
+    tiny = [
+        "model.features=[4, 8, 16]",
+        "sampling.patch_size_3d=[16, 16, 8]",
+        "sampling.batch_size_3d=2",
+        "train.iterations_per_epoch=2",
+        "train.threads=1",
+        "data.cache=memory",
+    ]
     run = tmp_path / "run"
-    args = ["train", "-c", str(config), "--model", "unet", "--dims", "3", "-o", str(run), "--minutes", "0.02",
-            "--device", "cpu"]
+    args = [
+        "train",
+        "-c",
+        str(config),
+        "--model",
+        "unet",
+        "--dims",
+        "3",
+        "-o",
+        str(run),
+        "--minutes",
+        "0.02",
+        "--device",
+        "cpu",
+    ]
     result = runner.invoke(app, args + [a for s in tiny for a in ("--set", s)])
     assert result.exit_code == 0, result.output
     pred = tmp_path / "pred"
-    result = runner.invoke(app, ["infer", str(out), "--model", str(run), "-o", str(pred), "--split", "test",
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app, ["infer", str(out), "--model", str(run), "-o", str(pred), "--split", "test", "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["evaluate", "--pred", str(pred), "--manifest", str(out), "-c", str(config), "-o",
-                                 str(tmp_path / "metrics.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--pred",
+            str(pred),
+            "--manifest",
+            str(out),
+            "-c",
+            str(config),
+            "-o",
+            str(tmp_path / "metrics.csv"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     with (tmp_path / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 1 and rows[0]["label"] == "liver" and rows[0]["case_id"] == next(c.case_id for c in cases if c.split == "test")
+    assert (
+        len(rows) == 1
+        and rows[0]["label"] == "liver"
+        and rows[0]["case_id"] == next(c.case_id for c in cases if c.split == "test")
+    )
     print("end to end:", rows)
     assert float(rows[0]["dice"]) > 0.3  # a few seconds of training find the bright blob (0.91 with 6 s)
 
@@ -239,14 +330,28 @@ def test_real_planning_ct_lungs(tmp_path):
     for part in ("planning_ct", "rtstruct_planning_ct"):
         shutil.copytree(source / part, archive / part)
     out = tmp_path / "M.csv"
-    result = runner.invoke(app, ["manifest", str(archive), "-o", str(out), "--structures",
-                                 "lung_left=LUNG_L;lung_right=LUNG_R", "--val-fraction", "0", "--test-fraction", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "manifest",
+            str(archive),
+            "-o",
+            str(out),
+            "--structures",
+            "lung_left=LUNG_L;lung_right=LUNG_R",
+            "--val-fraction",
+            "0",
+            "--test-fraction",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cases = read_manifest(out)
     assert len(cases) == 1 and cases[0].image == (archive / "planning_ct").resolve()
     label = read_label(cases[0].label)[0].numpy()
-    reference = read_structures(archive / "rtstruct_planning_ct" / "1-1.dcm", [archive / "planning_ct"],
-                                ["LUNG_L", "LUNG_R"])[0].numpy()
+    reference = read_structures(
+        archive / "rtstruct_planning_ct" / "1-1.dcm", [archive / "planning_ct"], ["LUNG_L", "LUNG_R"]
+    )[0].numpy()
     counts = {v: (int((label == v).sum()), int((reference == v).sum())) for v in (1, 2)}
     print("voxels (manifest, reader):", counts)
     for mine, theirs in counts.values():

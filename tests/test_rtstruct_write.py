@@ -56,8 +56,15 @@ def synthetic_labels() -> np.ndarray:
 
 
 def series_in(folder: Path, direction, **kwargs):
-    dicom_series(folder, series_uid=kwargs.pop("series_uid", SERIES_UID), slices=SLICES, spacing=SPACING, size=SIZE,
-                 direction=direction, **kwargs)
+    dicom_series(
+        folder,
+        series_uid=kwargs.pop("series_uid", SERIES_UID),
+        slices=SLICES,
+        spacing=SPACING,
+        size=SIZE,
+        direction=direction,
+        **kwargs,
+    )
     (series,) = discover_series([folder])[0]
     return series
 
@@ -74,14 +81,20 @@ def independent_reading(path: Path) -> dict:
     counts = {numbers[int(c.ReferencedROINumber)]: len(c.get("ContourSequence", [])) for c in ds.ROIContourSequence}
     frame = ds.ReferencedFrameOfReferenceSequence[0]
     series = frame.RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
-    return {"sop_class": str(ds.SOPClassUID), "modality": ds.Modality, "names": list(numbers.values()),
-            "counts": counts, "frame": str(frame.FrameOfReferenceUID), "series": str(series.SeriesInstanceUID),
-            "images": [str(i.ReferencedSOPInstanceUID) for i in series.ContourImageSequence],
-            "types": {str(o.RTROIInterpretedType) for o in ds.RTROIObservationsSequence},
-            "geometric": {str(c.ContourGeometricType) for r in ds.ROIContourSequence
-                          for c in r.get("ContourSequence", [])},
-            "patient": (str(ds.PatientName), str(ds.PatientID)), "manufacturer": ds.Manufacturer,
-            "colours": [list(r.ROIDisplayColor) for r in ds.ROIContourSequence]}
+    return {
+        "sop_class": str(ds.SOPClassUID),
+        "modality": ds.Modality,
+        "names": list(numbers.values()),
+        "counts": counts,
+        "frame": str(frame.FrameOfReferenceUID),
+        "series": str(series.SeriesInstanceUID),
+        "images": [str(i.ReferencedSOPInstanceUID) for i in series.ContourImageSequence],
+        "types": {str(o.RTROIInterpretedType) for o in ds.RTROIObservationsSequence},
+        "geometric": {str(c.ContourGeometricType) for r in ds.ROIContourSequence for c in r.get("ContourSequence", [])},
+        "patient": (str(ds.PatientName), str(ds.PatientID)),
+        "manufacturer": ds.Manufacturer,
+        "colours": [list(r.ROIDisplayColor) for r in ds.ROIContourSequence],
+    }
 
 
 def test_slice_contours_are_exact_under_even_odd():
@@ -156,8 +169,10 @@ def test_real_lungs_round_trip(tmp_path):
     back = read_back(path, series, names)
     scores = {name: dice(labels == value, back == value) for name, value in names.items()}
     seen = independent_reading(path)
-    print(f"Dice {scores}; voxels {[(int((labels == v).sum()), int((back == v).sum())) for v in (1, 2)]}; "
-          f"contours {seen['counts']}; {path.stat().st_size} bytes")
+    print(
+        f"Dice {scores}; voxels {[(int((labels == v).sum()), int((back == v).sum())) for v in (1, 2)]}; "
+        f"contours {seen['counts']}; {path.stat().st_size} bytes"
+    )
     assert all(score >= 0.97 for score in scores.values()), scores
     assert seen["names"] == ["LUNG_L", "LUNG_R"] and all(seen["counts"].values())
     assert _dciodvfy_errors(path) == []
@@ -182,8 +197,21 @@ def test_cli_writes_rtstruct_beside_nifti_and_seg(tmp_path):
     no_uid = dicom_series(archive / "no_uid", series_uid="", slices=12, tags={**_tags(42), **PLANTED}, seed=5)
     ids = {name: discover_series([folder])[0][0].case_id for name, folder in (("good", good), ("no_uid", no_uid))}
     out = tmp_path / "out"
-    result = runner.invoke(app, ["infer", str(archive), "-o", str(out), "--model", str(model()),
-                                 "--backend", "torch", "--output-format", "nifti,dicom-seg,rtstruct"])
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(archive),
+            "-o",
+            str(out),
+            "--model",
+            str(model()),
+            "--backend",
+            "torch",
+            "--output-format",
+            "nifti,dicom-seg,rtstruct",
+        ],
+    )
     assert result.exit_code == 3, result.output
     rows = {r["case_id"]: r for r in csv.DictReader((out / "volseg_run.csv").open(encoding="utf-8"))}
     row = rows[ids["good"]]
@@ -196,7 +224,8 @@ def test_cli_writes_rtstruct_beside_nifti_and_seg(tmp_path):
     stats = list(csv.DictReader((out / "statistics.csv").open(encoding="utf-8")))
     label_names = {int(r["label"]): r["name"] for r in stats if r["case_id"] == ids["good"]}  # the model's labels
     assert [str(r.ROIName) for r in pydicom.dcmread(rt).StructureSetROISequence] == [
-        label_names[v] for v in sorted(label_names)]
+        label_names[v] for v in sorted(label_names)
+    ]
     found = sorted(int(v) for v in np.unique(nifti) if v)
     assert found == [1, 2], "the model should find both labels here, or the round trip tests little"
     (series,) = discover_series([good])[0]
@@ -206,17 +235,30 @@ def test_cli_writes_rtstruct_beside_nifti_and_seg(tmp_path):
     row = rows[ids["no_uid"]]
     assert row["status"] == "partial" and row["output"] == str(out / f"{ids['no_uid']}.nii.gz"), row
     assert "dicom-seg not written: " in row["note"]
-    assert ("rtstruct not written: the source series has an empty SeriesInstanceUID, so an RTSTRUCT cannot "
-            "reference it") in row["note"]
+    assert (
+        "rtstruct not written: the source series has an empty SeriesInstanceUID, so an RTSTRUCT cannot reference it"
+    ) in row["note"]
     assert not (out / f"{ids['no_uid']}_rtstruct.dcm").exists()
-    only = runner.invoke(app, ["infer", str(no_uid), "-o", str(tmp_path / "only"), "--model", str(model()),
-                               "--backend", "torch", "--output-format", "rtstruct"])
+    only = runner.invoke(
+        app,
+        [
+            "infer",
+            str(no_uid),
+            "-o",
+            str(tmp_path / "only"),
+            "--model",
+            str(model()),
+            "--backend",
+            "torch",
+            "--output-format",
+            "rtstruct",
+        ],
+    )
     assert only.exit_code == 1, only.output
     (row,) = csv.DictReader((tmp_path / "only" / "volseg_run.csv").open(encoding="utf-8"))
     assert row["status"] == "failed" and "so an RTSTRUCT cannot reference it" in row["error"]
     everything = result.output + only.output + (out / "volseg_run.csv").read_text() + row["error"]
     assert not any(value in everything for value in ("Doe", "Jane", "PID-7734", "ACC-991"))
-
 
 
 def test_cli_nifti_input_asked_for_rtstruct_is_partial(tmp_path):
@@ -225,9 +267,21 @@ def test_cli_nifti_input_asked_for_rtstruct_is_partial(tmp_path):
     from .test_nnunet import GOLDEN, model
 
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["infer", str(GOLDEN / "images" / "small_0000.nii.gz"), "-o", str(out),
-                                      "--model", str(model()), "--backend", "torch",
-                                      "--output-format", "nifti,rtstruct"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "infer",
+            str(GOLDEN / "images" / "small_0000.nii.gz"),
+            "-o",
+            str(out),
+            "--model",
+            str(model()),
+            "--backend",
+            "torch",
+            "--output-format",
+            "nifti,rtstruct",
+        ],
+    )
     assert result.exit_code == 3, result.output
     (row,) = csv.DictReader((out / "volseg_run.csv").open(encoding="utf-8"))
     assert row["status"] == "partial" and row["note"].startswith("rtstruct not written: "), row

@@ -120,7 +120,11 @@ def test_a_budgeted_run_killed_after_epoch_1_resumes_to_the_uninterrupted_count(
     fake_time.kill_in_epoch = 2
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "split", device="cpu")
-    assert load_checkpoint(tmp_path / "split" / "last.pt")["schedule"] == {"minutes": 3.0, "epochs": None, "lr_epochs": 2}
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["schedule"] == {
+        "minutes": 3.0,
+        "epochs": None,
+        "lr_epochs": 2,
+    }
     fake_time.kill_in_epoch = None
     resumed = train(cfg, tmp_path / "split", device="cpu", resume=True)
 
@@ -146,8 +150,21 @@ def test_volseg_train_minutes_on_the_command_line(manifest, tmp_path, fake_time)
     runner = CliRunner()
 
     def volseg_train(run, *extra):
-        return runner.invoke(app, ["train", "--config", str(config), "--output", str(tmp_path / run),
-                                   "--device", "cpu", "--minutes", "3", *extra])
+        return runner.invoke(
+            app,
+            [
+                "train",
+                "--config",
+                str(config),
+                "--output",
+                str(tmp_path / run),
+                "--device",
+                "cpu",
+                "--minutes",
+                "3",
+                *extra,
+            ],
+        )
 
     result = volseg_train("full")
     assert result.exit_code == 0, result.output

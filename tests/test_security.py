@@ -100,8 +100,19 @@ def test_infer_and_train_refuse_a_hostile_checkpoint(tmp_path, payload):
     run = tmp_path / "run"
     run.mkdir()
     path = _hostile(run / "last.pt", marker, "os.system", payload)
-    result = runner.invoke(app, ["infer", str(REPO / "data_manifest.csv"), "--split", "test", "--model", str(path),
-                                 "-o", str(tmp_path / "out")])
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(REPO / "data_manifest.csv"),
+            "--split",
+            "test",
+            "--model",
+            str(path),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {path}: refused") and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
@@ -115,8 +126,11 @@ def test_every_torch_load_in_volseg_is_weights_only():
     calls = []
     for source in (REPO / "volseg").rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"), str(source))):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load" and \
-                    getattr(node.func.value, "id", None) == "torch":
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", None) == "load"
+                and getattr(node.func.value, "id", None) == "torch"
+            ):
                 safe = any(k.arg == "weights_only" and getattr(k.value, "value", None) is True for k in node.keywords)
                 calls.append((f"{source.relative_to(REPO)}:{node.lineno}", safe))
     assert calls, "no torch.load found: the scan is broken"
@@ -137,21 +151,35 @@ def _edit(payload, drop=(), labels=None, **model):
     return p
 
 
-@pytest.mark.parametrize("make, expected", [
-    pytest.param(lambda p: _edit(p, name="resunet"), ["weights do not match a resunet 3D model:",
-                                                      "missing (e.g. [", "unexpected (e.g. ["], id="other_model"),
-    pytest.param(lambda p: _edit(p, dims=2), ["weights do not match a unet 2D model:"], id="other_dims"),
-    pytest.param(lambda p: _edit(p, features=[8, 16, 32]), ["weights do not fit the model: size mismatch for"],
-                 id="other_width"),
-    pytest.param(lambda p: _edit(p, labels={1: "a", 2: "b", 3: "c"}), ["size mismatch for head.weight"],
-                 id="other_labels"),
-    pytest.param(lambda p: {k: v for k, v in p.items() if k != "model"}, ["no model weights in checkpoint"],
-                 id="no_weights"),
-    pytest.param(lambda p: p["model"], ["not a volseg checkpoint (no 'volseg-checkpoint-v1' format marker)"],
-                 id="plain_state_dict"),
-    pytest.param(lambda p: {k: v for k, v in p.items() if k != "config"}, ["no config"], id="no_config"),
-    pytest.param(lambda p: _edit(p, name="nosuchnet"), ["unknown model 'nosuchnet'"], id="unknown_model"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        pytest.param(
+            lambda p: _edit(p, name="resunet"),
+            ["weights do not match a resunet 3D model:", "missing (e.g. [", "unexpected (e.g. ["],
+            id="other_model",
+        ),
+        pytest.param(lambda p: _edit(p, dims=2), ["weights do not match a unet 2D model:"], id="other_dims"),
+        pytest.param(
+            lambda p: _edit(p, features=[8, 16, 32]),
+            ["weights do not fit the model: size mismatch for"],
+            id="other_width",
+        ),
+        pytest.param(
+            lambda p: _edit(p, labels={1: "a", 2: "b", 3: "c"}), ["size mismatch for head.weight"], id="other_labels"
+        ),
+        pytest.param(
+            lambda p: {k: v for k, v in p.items() if k != "model"}, ["no model weights in checkpoint"], id="no_weights"
+        ),
+        pytest.param(
+            lambda p: p["model"],
+            ["not a volseg checkpoint (no 'volseg-checkpoint-v1' format marker)"],
+            id="plain_state_dict",
+        ),
+        pytest.param(lambda p: {k: v for k, v in p.items() if k != "config"}, ["no config"], id="no_config"),
+        pytest.param(lambda p: _edit(p, name="nosuchnet"), ["unknown model 'nosuchnet'"], id="unknown_model"),
+    ],
+)
 def test_mismatched_checkpoint_says_what_does_not_match(tmp_path, payload, make, expected):
     path = save_atomic(make(payload), tmp_path / "checkpoint.pt")
     with pytest.raises(CheckpointError) as caught:
@@ -173,8 +201,19 @@ def test_missing_keys_are_counted_and_named(tmp_path, payload):
 
 def test_infer_with_another_models_checkpoint_exits_2_with_the_reason(tmp_path, payload):
     path = save_atomic(_edit(payload, name="resunet"), tmp_path / "other.pt")
-    result = runner.invoke(app, ["infer", str(REPO / "data_manifest.csv"), "--split", "test", "--model", str(path),
-                                 "-o", str(tmp_path / "out")])
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(REPO / "data_manifest.csv"),
+            "--split",
+            "test",
+            "--model",
+            str(path),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {path}: weights do not match a resunet 3D model")
 
@@ -225,8 +264,10 @@ def _leaks(name: str, texts: list[bytes]) -> list[str]:
 def _nifti_text_fields(path: Path) -> dict:
     """The NIfTI header's free-text fields and its number of extensions."""
     header = nib.load(path).header
-    fields = {key: header[key].tobytes().rstrip(b"\0").decode("latin-1")
-              for key in ("descrip", "aux_file", "intent_name", "db_name", "data_type")}
+    fields = {
+        key: header[key].tobytes().rstrip(b"\0").decode("latin-1")
+        for key in ("descrip", "aux_file", "intent_name", "db_name", "data_type")
+    }
     return {**fields, "extensions": len(header.extensions)}
 
 
@@ -248,8 +289,12 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
     """An archive whose folder names are not patient data, but whose headers are full of it."""
     inputs, work = tmp_path / "in", tmp_path / "work"
     series = dicom_series(inputs / "study1" / "ct", tags=PLANTED)
-    gap = dicom_series(inputs / "study2" / "ct", tags={**PLANTED, "0020|000d": "1.2.826.0.1.3680043.2.1125.1.2"},
-                       series_uid="1.2.826.0.1.3680043.2.1125.2.9", skip=(4,))
+    gap = dicom_series(
+        inputs / "study2" / "ct",
+        tags={**PLANTED, "0020|000d": "1.2.826.0.1.3680043.2.1125.1.2"},
+        series_uid="1.2.826.0.1.3680043.2.1125.2.9",
+        skip=(4,),
+    )
     header = sitk.ImageFileReader()
     header.SetFileName(str(next(series.iterdir())))
     header.ReadImageInformation()
@@ -262,9 +307,24 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
     out = work / "out"
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - Modality: CT\n", encoding="utf-8")  # the test model is an MR model
-    result = runner.invoke(app, ["infer", str(inputs), "--model", str(run_dir), "-o", str(out), "--qc",
-                                 "--save-probabilities", "--series-rules", str(rules),
-                                 "--output-format", "nifti,dicom-seg", "--report"])
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(inputs),
+            "--model",
+            str(run_dir),
+            "-o",
+            str(out),
+            "--qc",
+            "--save-probabilities",
+            "--series-rules",
+            str(rules),
+            "--output-format",
+            "nifti,dicom-seg",
+            "--report",
+        ],
+    )
     assert result.exit_code == 1, result.output  # the gapped series fails, its message must be clean too
     rows = (out / "volseg_run.csv").read_text(encoding="utf-8")
     assert rows.count(",ok,") == 1 and "missing slice(s)" in rows
@@ -275,9 +335,17 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
     written = sorted(p for p in work.rglob("*") if p.is_file())
     (case_id,) = {p.name.split(".")[0] for p in written if p.name.endswith(".nii.gz")}
     assert case_id.startswith("dcm-")
-    assert {p.name for p in written} >= {f"{case_id}.nii.gz", f"{case_id}.dcm", f"{case_id}_qc.png",
-                                         f"{case_id}_probabilities.npz", "volseg_run.csv", "statistics.csv",
-                                         "index.html", f"{case_id}.js", f"{case_id}.png"}  # the review page
+    assert {p.name for p in written} >= {
+        f"{case_id}.nii.gz",
+        f"{case_id}.dcm",
+        f"{case_id}_qc.png",
+        f"{case_id}_probabilities.npz",
+        "volseg_run.csv",
+        "statistics.csv",
+        "index.html",
+        f"{case_id}.js",
+        f"{case_id}.png",
+    }  # the review page
     label = _nifti_text_fields(out / f"{case_id}.nii.gz")
     assert label.pop("extensions") == 0  # no DICOM (or any) header extension rides along
     captured = capfd.readouterr()

@@ -54,21 +54,30 @@ def _pad(folder: Path, raw: dict) -> Path:
 
 def _table_series(root: Path) -> dict[str, Path]:
     """The series of the table, each in its own folder and study."""
+
     def study(n: int, **tags) -> dict:
         return {"0020|000d": f"{UID}1.{n}", "0020|0052": f"{UID}3.{n}", **tags}
 
     made = {
         "padded": _pad(dicom_series(root / "padded", series_uid=f"{UID}2.1", slices=12, tags=study(1)), PADDED),
-        "localizer": dicom_series(root / "localizer", series_uid=f"{UID}2.2", slices=12,
-                                  tags=study(2, **{"0008|0008": "ORIGINAL\\PRIMARY\\LOCALIZER"})),
-        "derived": dicom_series(root / "derived", series_uid=f"{UID}2.3", slices=12,
-                                tags=study(3, **{"0008|0008": "DERIVED\\SECONDARY\\AXIAL"})),
+        "localizer": dicom_series(
+            root / "localizer",
+            series_uid=f"{UID}2.2",
+            slices=12,
+            tags=study(2, **{"0008|0008": "ORIGINAL\\PRIMARY\\LOCALIZER"}),
+        ),
+        "derived": dicom_series(
+            root / "derived",
+            series_uid=f"{UID}2.3",
+            slices=12,
+            tags=study(3, **{"0008|0008": "DERIVED\\SECONDARY\\AXIAL"}),
+        ),
         "mr": dicom_series(root / "mr", series_uid=f"{UID}2.4", slices=12, tags=study(4, **{"0008|0060": "MR"})),
-        "coronal": dicom_series(root / "coronal", series_uid=f"{UID}2.5", slices=12, direction=CORONAL,
-                                tags=study(5)),
+        "coronal": dicom_series(root / "coronal", series_uid=f"{UID}2.5", slices=12, direction=CORONAL, tags=study(5)),
         "few_slices": dicom_series(root / "few", series_uid=f"{UID}2.6", slices=4, tags=study(6)),
-        "thick": dicom_series(root / "thick", series_uid=f"{UID}2.7", slices=12, spacing=(0.8, 0.8, 5.0),
-                              tags=study(7)),
+        "thick": dicom_series(
+            root / "thick", series_uid=f"{UID}2.7", slices=12, spacing=(0.8, 0.8, 5.0), tags=study(7)
+        ),
     }
     tcia = SHARED / "data" / "tcia_pancreatic_ct_cbct_seg_cb001" / "planning_ct"
     if tcia.is_dir():  # a real Philips CT: the first 12 of its 79 slices
@@ -125,10 +134,15 @@ def test_same_verdict_for_every_rule_from_files_and_from_the_pacs(table_series, 
     for name, series in from_files.items():
         pacs_series = from_pacs[name]
         assert pacs_series.case_id == series.case_id, name
-        assert ({k: v for k, v in pacs_series.tags.items() if k not in PER_INSTANCE}
-                == {k: v for k, v in series.tags.items() if k not in PER_INSTANCE}), name  # one view
+        assert {k: v for k, v in pacs_series.tags.items() if k not in PER_INSTANCE} == {
+            k: v for k, v in series.tags.items() if k not in PER_INSTANCE
+        }, name  # one view
         assert (pacs_series.modality, pacs_series.image_type, pacs_series.plane, pacs_series.slices) == (
-            series.modality, series.image_type, series.plane, series.slices), name
+            series.modality,
+            series.image_type,
+            series.plane,
+            series.slices,
+        ), name
         for rule, alternatives in RULES.items():
             rules = SeriesRules(alternatives, one_per_study=False)
             verdicts[name, rule] = file_verdict = rules.reject_reason(series)
@@ -143,7 +157,10 @@ def test_same_verdict_for_every_rule_from_files_and_from_the_pacs(table_series, 
     assert verdicts["coronal", "default CT"] == "plane 'coronal' does not match 'axial'"
     assert verdicts["few_slices", "slices >= 10"] == "slices 4 not >= 10"
     assert verdicts["thick", "SliceThickness in [4, 6]"] is None
-    assert verdicts["thick", "MR, or CT thinner than 3 mm"] == "Modality 'CT' does not match 'MR'; SliceThickness 5 not < 3"
+    assert (
+        verdicts["thick", "MR, or CT thinner than 3 mm"]
+        == "Modality 'CT' does not match 'MR'; SliceThickness 5 not < 3"
+    )
     if "tcia_ct" in verdicts:
         assert verdicts["tcia_ct", "default CT"] is None
         assert verdicts["tcia_ct", "Manufacturer is Philips or Planted"] is None
@@ -154,14 +171,27 @@ def test_same_verdict_for_every_rule_from_files_and_from_the_pacs(table_series, 
 def test_tag_view_strips_padding_splits_values_and_reads_numbers(tmp_path):
     folder = _pad(dicom_series(tmp_path / "s", series_uid=f"{UID}2.90", slices=1), PADDED)
     from_file = tag_view(pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True))
-    from_json = tag_view(dataset_from_json({  # as Orthanc's DICOMweb returns them (one value joined, too)
-        "00080008": {"vr": "CS", "Value": ["ORIGINAL", "PRIMARY "]}, "00180050": {"vr": "DS", "Value": [2]},
-        "0008103E": {"vr": "LO", "Value": ["abdomen  "]}, "00181210": {"vr": "SH", "Value": ["B30f\\FC18 "]},
-        "00200011": {"vr": "IS", "Value": [3]}, "00080070": {"vr": "LO", "Value": ["Planted Scanners "]},
-        "7FE00010": {"vr": "OW", "BulkDataURI": "http://pacs/bulk/7fe00010"},
-    }))
-    expected = {"ImageType": ["ORIGINAL", "PRIMARY"], "SliceThickness": 2.0, "SeriesDescription": "abdomen",
-                "ConvolutionKernel": ["B30f", "FC18"], "SeriesNumber": 3, "Manufacturer": "Planted Scanners"}
+    from_json = tag_view(
+        dataset_from_json(
+            {  # as Orthanc's DICOMweb returns them (one value joined, too)
+                "00080008": {"vr": "CS", "Value": ["ORIGINAL", "PRIMARY "]},
+                "00180050": {"vr": "DS", "Value": [2]},
+                "0008103E": {"vr": "LO", "Value": ["abdomen  "]},
+                "00181210": {"vr": "SH", "Value": ["B30f\\FC18 "]},
+                "00200011": {"vr": "IS", "Value": [3]},
+                "00080070": {"vr": "LO", "Value": ["Planted Scanners "]},
+                "7FE00010": {"vr": "OW", "BulkDataURI": "http://pacs/bulk/7fe00010"},
+            }
+        )
+    )
+    expected = {
+        "ImageType": ["ORIGINAL", "PRIMARY"],
+        "SliceThickness": 2.0,
+        "SeriesDescription": "abdomen",
+        "ConvolutionKernel": ["B30f", "FC18"],
+        "SeriesNumber": 3,
+        "Manufacturer": "Planted Scanners",
+    }
     assert {k: from_file[k] for k in expected} == expected
     assert from_json == expected
     assert from_file["PixelSpacing"] == [0.9, 0.9] and from_file["Rows"] == 32  # multi-valued: a list; US: int
@@ -171,45 +201,71 @@ def test_tag_view_strips_padding_splits_values_and_reads_numbers(tmp_path):
 def test_dataset_from_json_leaves_bulk_data_out_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds = dataset_from_json({"00080060": {"vr": "CS", "Value": ["CT"]},
-                                "7FE00010": {"vr": "OW", "BulkDataURI": "http://pacs/bulk/7fe00010"}})
+        ds = dataset_from_json(
+            {
+                "00080060": {"vr": "CS", "Value": ["CT"]},
+                "7FE00010": {"vr": "OW", "BulkDataURI": "http://pacs/bulk/7fe00010"},
+            }
+        )
     assert ds.Modality == "CT" and not ds.get("PixelData")
 
 
 def test_reasons_never_quote_an_accession_number_or_a_study_date(tmp_path):
-    folder = dicom_series(tmp_path / "s", series_uid=f"{UID}2.91", slices=12,
-                          tags={"0008|0050": "ACCPLANTED77", "0008|0020": "19010101"})
+    folder = dicom_series(
+        tmp_path / "s", series_uid=f"{UID}2.91", slices=12, tags={"0008|0050": "ACCPLANTED77", "0008|0020": "19010101"}
+    )
     (series,) = discover_series([folder])[0]
     rules = SeriesRules([{"AccessionNumber": "B.*"}, {"StudyDate": "2020.*"}, {"AccessionNumber": ">= 5"}])
     reason = rules.reject_reason(series)
-    assert reason == ("AccessionNumber does not match 'B.*'; StudyDate does not match '2020.*'; "
-                      "AccessionNumber missing or not a number")
+    assert reason == (
+        "AccessionNumber does not match 'B.*'; StudyDate does not match '2020.*'; "
+        "AccessionNumber missing or not a number"
+    )
     assert SeriesRules([{"AccessionNumber": "ACC.*"}]).reject_reason(series) is None  # still tested, not quoted
 
 
 # ------------------------------------------------------------------------------------ nothing selected
 
 
-@pytest.mark.parametrize("reasons, expected", [
-    (["Modality 'CT' does not match 'MR'"],
-     "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model)"),
-    (["Modality 'MR' does not match 'CT'"] * 2 + ["ImageType ORIGINAL\\PRIMARY\\LOCALIZER has LOCALIZER"],
-     "no series selected: 2 series are MR but the model expects CT (pass --series-rules or a MR model); "
-     "1 series is marked LOCALIZER in ImageType (pass --series-rules to take it)"),
-    (["slices 4 not >= 10", "ImageType DERIVED\\SECONDARY lacks ORIGINAL/PRIMARY",
-      "ImageType DERIVED\\SECONDARY lacks ORIGINAL/PRIMARY", "plane 'coronal' does not match 'axial'",
-      "SliceThickness 5 not < 3", "mixed image sizes in one series: 32x32 (12 files), 40x24 (1 files)"],
-     "no series selected: 2 series lack ORIGINAL and PRIMARY in ImageType (pass --series-rules to take them); "
-     "1 series has too few slices (the rules want >= 10); 1 series is coronal, not axial (pass --series-rules "
-     "to take it); 2 series for other reasons (see the record)"),
-    (["Modality 'CT' does not match 'MR'; SliceThickness 5 not < 3"],  # two alternatives: the first one speaks
-     "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model)"),
-    (["SliceThickness 5 not < 3"], "no series selected: 1 series: SliceThickness 5 not < 3"),
-    ([], "no series selected"),
-    (["not an image series (RT Structure Set, 1 file): nothing to segment"] * 2 + ["Modality 'CT' does not match 'MR'"],
-     "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model); "
-     "2 series hold no image (nothing to segment)"),  # what a user acts on first, an RTSTRUCT's row last
-])
+@pytest.mark.parametrize(
+    "reasons, expected",
+    [
+        (
+            ["Modality 'CT' does not match 'MR'"],
+            "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model)",
+        ),
+        (
+            ["Modality 'MR' does not match 'CT'"] * 2 + ["ImageType ORIGINAL\\PRIMARY\\LOCALIZER has LOCALIZER"],
+            "no series selected: 2 series are MR but the model expects CT (pass --series-rules or a MR model); "
+            "1 series is marked LOCALIZER in ImageType (pass --series-rules to take it)",
+        ),
+        (
+            [
+                "slices 4 not >= 10",
+                "ImageType DERIVED\\SECONDARY lacks ORIGINAL/PRIMARY",
+                "ImageType DERIVED\\SECONDARY lacks ORIGINAL/PRIMARY",
+                "plane 'coronal' does not match 'axial'",
+                "SliceThickness 5 not < 3",
+                "mixed image sizes in one series: 32x32 (12 files), 40x24 (1 files)",
+            ],
+            "no series selected: 2 series lack ORIGINAL and PRIMARY in ImageType (pass --series-rules to take them); "
+            "1 series has too few slices (the rules want >= 10); 1 series is coronal, not axial (pass --series-rules "
+            "to take it); 2 series for other reasons (see the record)",
+        ),
+        (
+            ["Modality 'CT' does not match 'MR'; SliceThickness 5 not < 3"],  # two alternatives: the first one speaks
+            "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model)",
+        ),
+        (["SliceThickness 5 not < 3"], "no series selected: 1 series: SliceThickness 5 not < 3"),
+        ([], "no series selected"),
+        (
+            ["not an image series (RT Structure Set, 1 file): nothing to segment"] * 2
+            + ["Modality 'CT' does not match 'MR'"],
+            "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model); "
+            "2 series hold no image (nothing to segment)",
+        ),  # what a user acts on first, an RTSTRUCT's row last
+    ],
+)
 def test_why_none_selected_gives_the_commonest_reasons_with_counts(reasons, expected):
     assert why_none_selected(reasons) == expected
 
@@ -219,4 +275,5 @@ def test_infer_of_a_ct_with_the_mri_model_says_why_nothing_was_selected(tmp_path
     result = runner.invoke(app, ["infer", str(series), "-o", str(tmp_path / "out")])  # default: hippocampus-mri
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1] == (
-        "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model)")
+        "no series selected: 1 series is CT but the model expects MR (pass --series-rules or a CT model)"
+    )

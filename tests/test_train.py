@@ -9,8 +9,12 @@ import torch
 from volseg.checkpoint import build_network, load_checkpoint
 from volseg.data.dataset import training_dataset, training_loader
 from volseg.data.manifest import read_manifest
-from volseg.losses import DeepSupervisionLoss, SegmentationLoss, deep_supervision_weights
 from volseg.distributed import resolve_device
+from volseg.losses import (
+    DeepSupervisionLoss,
+    SegmentationLoss,
+    deep_supervision_weights,
+)
 from volseg.train import Callbacks, make_optimizer, train
 
 from .helpers import tiny_config, tiny_manifest
@@ -148,8 +152,18 @@ def test_sigkill_mid_epoch_then_resume(manifest, tmp_path):
     cfg = tiny_config(manifest, "unet", 3, "train.epochs=6", "train.iterations_per_epoch=4", "train.val_every=10")
     save_config(cfg, tmp_path / "cfg.yaml")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "volseg", "train", "--config", str(tmp_path / "cfg.yaml"), "--output", str(run),
-           "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "volseg",
+        "train",
+        "--config",
+        str(tmp_path / "cfg.yaml"),
+        "--output",
+        str(run),
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "last.pt").exists():

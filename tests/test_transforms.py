@@ -72,8 +72,15 @@ def test_probabilities_go_back_with_linear_interpolation(tmp_path):
 def test_ct_normalization_clips_and_zscores(tmp_path):
     image = np.linspace(-1000, 1000, 8 * 8 * 8, dtype=np.float32).reshape(8, 8, 8)
     nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "ct.nii.gz")
-    cfg = load_config(None, ["preprocess.normalization=ct", "preprocess.ct_clip=[-100, 200]",
-                             "preprocess.ct_mean=50", "preprocess.ct_std=25"])
+    cfg = load_config(
+        None,
+        [
+            "preprocess.normalization=ct",
+            "preprocess.ct_clip=[-100, 200]",
+            "preprocess.ct_mean=50",
+            "preprocess.ct_std=25",
+        ],
+    )
     out = load_and_preprocess(cfg)({"image": [str(tmp_path / "ct.nii.gz")]})["image"]
     assert out.min().item() == pytest.approx(-6.0) and out.max().item() == pytest.approx(6.0)
 
@@ -84,8 +91,10 @@ def bundled_cases():
 
 
 def test_3d_patches_oversample_foreground(bundled_cases):
-    cfg = load_config(None, ["sampling.patch_size_3d=[16, 16, 16]", "sampling.samples_per_volume=25",
-                             "sampling.foreground_fraction=0.33"])
+    cfg = load_config(
+        None,
+        ["sampling.patch_size_3d=[16, 16, 16]", "sampling.samples_per_volume=25", "sampling.foreground_fraction=0.33"],
+    )
     dataset = training_dataset(bundled_cases, cfg, spatial_dims=3)
     samples = [s for i in range(len(dataset)) for s in dataset[i]]
     assert all(s["image"].shape == (1, 16, 16, 16) and s["label"].shape == (1, 16, 16, 16) for s in samples)
@@ -94,8 +103,15 @@ def test_3d_patches_oversample_foreground(bundled_cases):
 
 
 def test_2d_slices_with_neighbour_channels(bundled_cases):
-    cfg = load_config(None, ["sampling.patch_size_2d=[32, 40]", "sampling.context_slices=1",
-                             "sampling.slices_per_volume=6", "sampling.slice_axis=1"])
+    cfg = load_config(
+        None,
+        [
+            "sampling.patch_size_2d=[32, 40]",
+            "sampling.context_slices=1",
+            "sampling.slices_per_volume=6",
+            "sampling.slice_axis=1",
+        ],
+    )
     samples = training_dataset(bundled_cases[:2], cfg, spatial_dims=2)[0]
     assert len(samples) == 6
     for s in samples:
@@ -116,9 +132,17 @@ def test_flip_axes_leave_the_left_right_axis_alone():
 
     image = torch.arange(16 * 16 * 16, dtype=torch.float32).reshape(1, 16, 16, 16)
     allowed = {(): image, (2,): image.flip(2), (3,): image.flip(3), (2, 3): image.flip(2, 3)}
-    cfg = load_config(None, ["sampling.patch_size_3d=[16, 16, 16]", "sampling.samples_per_volume=1",
-                             "augment.flip=[1, 2]", "augment.rotate_scale=false", "augment.intensity=false",
-                             "augment.gamma=false"])
+    cfg = load_config(
+        None,
+        [
+            "sampling.patch_size_3d=[16, 16, 16]",
+            "sampling.samples_per_volume=1",
+            "augment.flip=[1, 2]",
+            "augment.rotate_scale=false",
+            "augment.intensity=false",
+            "augment.gamma=false",
+        ],
+    )
     chain = training_samples(cfg, spatial_dims=3)
     seen = set()
     for seed in range(16):
@@ -129,10 +153,13 @@ def test_flip_axes_leave_the_left_right_axis_alone():
     assert len(seen) == 4  # every mirror of y and z occurs, and none of x
 
 
-@pytest.mark.parametrize("override,message", [
-    ("augment.flip=[0, 3]", r"augment.flip: axes must lie in \[0, 1, 2\]"),
-    ("augment.spatial_prob=1.5", r"augment.spatial_prob must be in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("augment.flip=[0, 3]", r"augment.flip: axes must lie in \[0, 1, 2\]"),
+        ("augment.spatial_prob=1.5", r"augment.spatial_prob must be in \[0, 1\]"),
+    ],
+)
 def test_bad_augmentation_settings_are_named(override, message):
     from volseg.config import ConfigError
 
@@ -161,10 +188,15 @@ def test_body_crop_runs_exactly_the_windows_that_touch_the_body(overlap):
         lo = [int(rng.integers(0, s)) for s in shape]
         hi = [int(rng.integers(a + 1, s + 1)) for a, s in zip(lo, shape)]
         start, end = window_aligned_box(lo, hi, shape, roi, overlap)
-        cropped = {tuple((a + s, b + s) for (a, b), s in zip(w, start))
-                   for w in _windows(tuple(e - s for s, e in zip(start, end)), roi, overlap)}
-        touching = {w for w in _windows(shape, roi, overlap)
-                    if all(a < h and b > l for (a, b), l, h in zip(w, lo, hi))}
+        cropped = {
+            tuple((a + s, b + s) for (a, b), s in zip(w, start))
+            for w in _windows(tuple(e - s for s, e in zip(start, end)), roi, overlap)
+        }
+        touching = {
+            w
+            for w in _windows(shape, roi, overlap)
+            if all(a < high and b > low for (a, b), low, high in zip(w, lo, hi))
+        }
         padded = [d for d, s in enumerate(shape) if s <= roi[d]]  # MONAI pads these to one window
         strip = lambda ws: {tuple(x for d, x in enumerate(w) if d not in padded) for w in ws}  # noqa: E731
         assert strip(cropped) == strip(touching), (shape, lo, hi)

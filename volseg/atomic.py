@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 
 @contextmanager

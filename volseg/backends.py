@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -103,8 +103,9 @@ class Engine:
     window_batch: int | None = None  # sliding-window batch it runs fastest at; None: the config's
 
 
-def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device, checkpoint: Path,
-                 precision: str = "fp32") -> Engine:
+def make_backend(
+    name: str, model: nn.Module, cfg: Config, device: torch.device, checkpoint: Path, precision: str = "fp32"
+) -> Engine:
     """The engine for the requested backend and precision."""
     if precision not in quantize.PRECISIONS:
         raise VolsegError(f"precision must be one of {list(quantize.PRECISIONS)}, got {precision!r}")
@@ -125,7 +126,9 @@ def make_backend(name: str, model: nn.Module, cfg: Config, device: torch.device,
         # vs 14.5 at batch 2, and one window's activations held (3.3 vs 5.8 GB peak). Small windows batch
         # better (hippocampus 40x56x40: 118 ms per window at batch 2 vs 180 at batch 1).
         large = cfg.model.dims == 3 and math.prod(cfg.sampling.patch_size_3d) >= LARGE_WINDOW_VOXELS
-        return Engine(name, "fp32", torch_backend(model, device), window_batch=1 if large and device.type == "cpu" else None)
+        return Engine(
+            name, "fp32", torch_backend(model, device), window_batch=1 if large and device.type == "cpu" else None
+        )
     onnx_path = checkpoint_onnx(model, cfg, checkpoint) if int8 is None else None
     if name == "onnxruntime":
         return Engine(name, "fp32", onnxruntime_backend(onnx_path))

@@ -121,9 +121,7 @@ class RRCNNBlock(nn.Module):
     """Recurrent residual stage of R2U-Net: 1x1 conv to the stage width, two recurrent blocks,
     and a residual add of the 1x1 output."""
 
-    def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str | None, steps: int = 2
-    ):
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, norm: str | None, steps: int = 2):
         super().__init__()
         self.project = layers.conv(spatial_dims, in_channels, out_channels, kernel_size=1)
         self.recurrent = nn.Sequential(

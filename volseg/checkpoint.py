@@ -96,8 +96,14 @@ def build_network(cfg: Config) -> nn.Module:
     if m.norm != "default":
         kwargs["norm"] = m.norm
     return build_model(
-        m.name, m.dims, in_channels, output_channels(len(cfg.data.labels)), features=m.features,
-        upsample=m.upsample, deep_supervision=m.deep_supervision, **kwargs,
+        m.name,
+        m.dims,
+        in_channels,
+        output_channels(len(cfg.data.labels)),
+        features=m.features,
+        upsample=m.upsample,
+        deep_supervision=m.deep_supervision,
+        **kwargs,
     )
 
 
@@ -136,8 +142,13 @@ def rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": random.getstate(),
     }
 

@@ -4,9 +4,9 @@ gets the merged run record too."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from volseg import distributed, statistics
 from volseg.infer import BatchOptions, CaseResult, run_batch
@@ -37,9 +37,15 @@ class CohortSummary:
         return 1 if self.failed or self.done + self.failed == 0 else 3 if self.partial else 0
 
 
-def run_cohort(cases: list[CaseInput], segmenter, options: BatchOptions, output: Path | None = None,
-               report: bool = False, ctx: distributed.Context | None = None,
-               on_case: Callable[[CaseResult], None] | None = None) -> CohortSummary:
+def run_cohort(
+    cases: list[CaseInput],
+    segmenter,
+    options: BatchOptions,
+    output: Path | None = None,
+    report: bool = False,
+    ctx: distributed.Context | None = None,
+    on_case: Callable[[CaseResult], None] | None = None,
+) -> CohortSummary:
     """Segment ``cases`` into ``output`` (default ./volseg_out; one scan and no ``output``: ./CASE_seg.nii.gz).
     Under torchrun (``ctx.enabled``) each rank takes its share and rank 0 merges the records."""
     ctx = ctx or distributed.Context()
@@ -60,8 +66,9 @@ def run_cohort(cases: list[CaseInput], segmenter, options: BatchOptions, output:
             statistics.merge([p.statistics_csv for p in parts], merged.statistics_csv, merged.statistics_json)
         distributed.barrier(ctx)
         distributed.teardown(ctx)
-    summary = CohortSummary(results, out_dir, single, *counts,
-                            rejections=[r.error for r in results if r.status == "rejected"])
+    summary = CohortSummary(
+        results, out_dir, single, *counts, rejections=[r.error for r in results if r.status == "rejected"]
+    )
     if report and ctx.is_main and summary.done + summary.failed:
         from volseg.report import build_report
 

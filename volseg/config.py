@@ -246,18 +246,27 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.name: unknown model {cfg.model.name!r}; choose one of {list_models()}")
     if not cfg.data.labels:
         raise ConfigError("data.labels: at least one label is needed, e.g. {1: pancreas}")
-    unknown = {k: v for k, v in (cfg.data.split_at_midline or {}).items()
-               if k not in cfg.data.labels or v not in cfg.data.labels or k == v}
+    unknown = {
+        k: v
+        for k, v in (cfg.data.split_at_midline or {}).items()
+        if k not in cfg.data.labels or v not in cfg.data.labels or k == v
+    }
     if unknown:
-        raise ConfigError(f"data.split_at_midline: both sides must be two different labels of data.labels "
-                          f"{sorted(cfg.data.labels)}, got {unknown}")
+        raise ConfigError(
+            f"data.split_at_midline: both sides must be two different labels of data.labels "
+            f"{sorted(cfg.data.labels)}, got {unknown}"
+        )
     flip = cfg.augment.flip
     if not isinstance(flip, bool) and not set(flip) <= set(range(cfg.model.dims)):
         raise ConfigError(f"augment.flip: axes must lie in {list(range(cfg.model.dims))}, got {flip}")
     if not 0.0 <= cfg.augment.spatial_prob <= 1.0 or not 0.0 <= cfg.augment.scale < 1.0:
-        raise ConfigError(f"augment.spatial_prob must be in [0, 1] and augment.scale in [0, 1), got "
-                          f"{cfg.augment.spatial_prob} and {cfg.augment.scale}")
-    bad_colors = {k: v for k, v in (cfg.data.label_colors or {}).items() if not re.fullmatch(r"#[0-9a-fA-F]{6}", str(v))}
+        raise ConfigError(
+            f"augment.spatial_prob must be in [0, 1] and augment.scale in [0, 1), got "
+            f"{cfg.augment.spatial_prob} and {cfg.augment.scale}"
+        )
+    bad_colors = {
+        k: v for k, v in (cfg.data.label_colors or {}).items() if not re.fullmatch(r"#[0-9a-fA-F]{6}", str(v))
+    }
     if bad_colors:
         raise ConfigError(f"data.label_colors: colours must be written #rrggbb, got {bad_colors}")
     if not 0.0 <= cfg.sampling.foreground_fraction <= 1.0:

@@ -68,15 +68,21 @@ def demo_cases(manifest: Path, splits: tuple[str, ...] = ("test",)) -> list:
     return cases
 
 
-def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, on_case=None,
-             splits: tuple[str, ...] = ("test",)) -> DemoResult:
+def run_demo(
+    segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, on_case=None, splits: tuple[str, ...] = ("test",)
+) -> DemoResult:
     """Segment the manifest's labeled cases of ``splits`` with QC pictures, evaluate them, write ``report.md``
     and the review page (``report/index.html``, the references beside the predictions)."""
     manifest = manifest or bundled_manifest()
     cases = demo_cases(manifest, splits)
     split_of = {c.case_id: c.split for c in cases}
-    results = run_batch([CaseInput(c.case_id, c.images) for c in cases], RunOutputs(out_dir), segmenter,
-                        BatchOptions(overwrite=True, qc=True), on_case=on_case)
+    results = run_batch(
+        [CaseInput(c.case_id, c.images) for c in cases],
+        RunOutputs(out_dir),
+        segmenter,
+        BatchOptions(overwrite=True, qc=True),
+        on_case=on_case,
+    )
     done = {r.case_id for r in results if r.status == "ok"}
     pairs = [Pair(c.case_id, out_dir / f"{c.case_id}.nii.gz", c.label) for c in cases if c.case_id in done]
     rows, errors = evaluate(pairs, segmenter.info.labels)
@@ -86,8 +92,13 @@ def run_demo(segmenter: Segmenter, out_dir: Path, manifest: Path | None = None, 
         row["split"] = split_of[row["case_id"]]
     failed = [f"{r.case_id}: {r.error}" for r in results if r.status == "failed"] + errors
     report = _write_report(out_dir, segmenter, rows, summary, failed)
-    page = build_report(out_dir, segmenter.info.labels, segmenter.info.label_colors, reference=manifest,
-                        evaluation=out_dir / "metrics.csv")  # scored above: not again
+    page = build_report(
+        out_dir,
+        segmenter.info.labels,
+        segmenter.info.label_colors,
+        reference=manifest,
+        evaluation=out_dir / "metrics.csv",
+    )  # scored above: not again
     return DemoResult(rows, summary, report, failed, page)
 
 
@@ -101,8 +112,10 @@ def case_table(rows: list[dict], labels: list[str]) -> list[tuple[str, str, list
     table = []
     for case in dict.fromkeys(r["case_id"] for r in rows):
         mine = {r["label"]: r for r in rows if r["case_id"] == case}
-        scored = [mine[l]["dice"] for l in labels if l in mine and has_reference(mine[l])]
-        cells = [f"{mine[l]['dice']:.4f}" if l in mine and has_reference(mine[l]) else "-" for l in labels]
+        scored = [mine[label]["dice"] for label in labels if label in mine and has_reference(mine[label])]
+        cells = [
+            f"{mine[label]['dice']:.4f}" if label in mine and has_reference(mine[label]) else "-" for label in labels
+        ]
         split = next(iter(mine.values()))["split"]
         table.append((case, split, cells, f"{sum(scored) / len(scored):.4f}" if scored else "-"))
     return table
@@ -120,7 +133,7 @@ def _write_report(out_dir: Path, segmenter: Segmenter, rows: list[dict], summary
         "Split `train` marks a case the model was trained on: its Dice shows the fit, not generalisation. "
         "`-`: the reference holds no such label.",
         "",
-        "| case | split | " + " | ".join(f"Dice {l}" for l in labels) + " | mean |",
+        "| case | split | " + " | ".join(f"Dice {label}" for label in labels) + " | mean |",
         "|---|---|" + "---|" * (len(labels) + 1),
     ]
     for case, split, cells, mean in case_table(rows, labels):

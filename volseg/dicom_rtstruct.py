@@ -54,11 +54,12 @@ from volseg.errors import VolsegError
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # what RTReferencedStudySequence items name (PS3.3 C.8.8.5)
-NEW_FRAME_OF_REFERENCE = ("the source series has no FrameOfReferenceUID: the RTSTRUCT was written with a new frame "
-                          "of reference, its contours referencing the source's instances")
+NEW_FRAME_OF_REFERENCE = (
+    "the source series has no FrameOfReferenceUID: the RTSTRUCT was written with a new frame "
+    "of reference, its contours referencing the source's instances"
+)
 # matplotlib's tab10 by label value, as the QC pictures and the review page colour labels (volseg.report.cases)
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 class RTStructWriteError(VolsegError):
@@ -91,7 +92,7 @@ def slice_contours(mask: np.ndarray) -> list[np.ndarray]:
     if not len(inside):
         return []
     low, high = inside.min(axis=0), inside.max(axis=0) + 1
-    padded = np.pad(mask[low[0]:high[0], low[1]:high[1]], 1).astype(np.float32)
+    padded = np.pad(mask[low[0] : high[0], low[1] : high[1]], 1).astype(np.float32)
     outlines = []
     for contour in find_contours(padded, 0.5):
         if len(contour) > 1 and np.array_equal(contour[0], contour[-1]):
@@ -120,8 +121,10 @@ def _slice_geometry(ds: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray, np.nda
         cosines = np.array([float(v) for v in ds.ImageOrientationPatient], dtype=np.float64)
         row_spacing, column_spacing = (float(v) for v in ds.PixelSpacing)
     except (AttributeError, TypeError, ValueError, KeyError):
-        raise RTStructWriteError("a source slice lacks a usable ImagePositionPatient, ImageOrientationPatient or "
-                                 "PixelSpacing, so contours cannot be placed in patient coordinates") from None
+        raise RTStructWriteError(
+            "a source slice lacks a usable ImagePositionPatient, ImageOrientationPatient or "
+            "PixelSpacing, so contours cannot be placed in patient coordinates"
+        ) from None
     if origin.shape != (3,) or cosines.shape != (6,) or not np.isfinite([*origin, *cosines]).all():
         raise RTStructWriteError("a source slice has a malformed ImagePositionPatient or ImageOrientationPatient")
     return origin, cosines[:3] * column_spacing, cosines[3:] * row_spacing
@@ -130,7 +133,7 @@ def _slice_geometry(ds: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray, np.nda
 def _colour(value: int, label_colors: Mapping[int, str] | None) -> list[int]:
     text = str((label_colors or {}).get(int(value)) or PALETTE[int(value) % len(PALETTE)]).lstrip("#")
     try:
-        return [int(text[n:n + 2], 16) for n in (0, 2, 4)] if len(text) == 6 else _colour(value, None)
+        return [int(text[n : n + 2], 16) for n in (0, 2, 4)] if len(text) == 6 else _colour(value, None)
     except ValueError:
         return _colour(value, None)
 
@@ -143,8 +146,13 @@ def _decimal(value: float) -> str:
 # ------------------------------------------------------------------------------------------------ building
 
 
-def build_rtstruct(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: Mapping[int, str],
-                   model_name: str, label_colors: Mapping[int, str] | None = None) -> pydicom.Dataset:
+def build_rtstruct(
+    labels: np.ndarray,
+    sources: list[pydicom.Dataset],
+    label_names: Mapping[int, str],
+    model_name: str,
+    label_colors: Mapping[int, str] | None = None,
+) -> pydicom.Dataset:
     """An RT Structure Set of ``labels`` (X=column, Y=row, Z=slice in the order of ``sources``, the source series'
     headers as :func:`~volseg.dicom_seg.read_source_datasets` reads them): one ROI per entry of ``label_names``
     (value -> name), numbered 1..N in value order; a label absent from ``labels`` keeps its ROI, with no contour."""
@@ -157,30 +165,53 @@ def build_rtstruct(labels: np.ndarray, sources: list[pydicom.Dataset], label_nam
             raise RTStructWriteError(f"the RTSTRUCT could not be built: {safe_reason(e)}") from None
 
 
-def _build_rtstruct(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: Mapping[int, str],
-                    model_name: str, label_colors: Mapping[int, str] | None) -> pydicom.Dataset:
+def _build_rtstruct(
+    labels: np.ndarray,
+    sources: list[pydicom.Dataset],
+    label_names: Mapping[int, str],
+    model_name: str,
+    label_colors: Mapping[int, str] | None,
+) -> pydicom.Dataset:
     if not sources:
         raise RTStructWriteError("no source slices given")
     first = sources[0]
     for keyword in ("SeriesInstanceUID", "StudyInstanceUID"):
         if not _has(first, keyword):
-            raise RTStructWriteError(f"the source series has an empty {keyword}, so an RTSTRUCT cannot reference it "
-                                     "(NIfTI output works; or fix the series' UIDs)")
+            raise RTStructWriteError(
+                f"the source series has an empty {keyword}, so an RTSTRUCT cannot reference it "
+                "(NIfTI output works; or fix the series' UIDs)"
+            )
     if len(sources) == 1 and int(first.get("NumberOfFrames", 1) or 1) > 1:
-        raise RTStructWriteError("the source is an enhanced multi-frame image; RTSTRUCT output is written for "
-                                 "series of single-frame slices only (use dicom-seg)")
+        raise RTStructWriteError(
+            "the source is an enhanced multi-frame image; RTSTRUCT output is written for "
+            "series of single-frame slices only (use dicom-seg)"
+        )
     if labels.ndim != 3 or labels.shape != (int(first.Columns), int(first.Rows), len(sources)):
-        raise RTStructWriteError(f"label map {labels.shape} does not match the series ({first.Columns}x{first.Rows}"
-                                 f"x{len(sources)})")
-    frame_uid = str(first.FrameOfReferenceUID).strip() if _has(first, "FrameOfReferenceUID") \
+        raise RTStructWriteError(
+            f"label map {labels.shape} does not match the series ({first.Columns}x{first.Rows}x{len(sources)})"
+        )
+    frame_uid = (
+        str(first.FrameOfReferenceUID).strip()
+        if _has(first, "FrameOfReferenceUID")
         else new_frame_of_reference(sources)
+    )
     now = datetime.datetime.now()
     ds = hd.SOPClass(
-        study_instance_uid=str(first.StudyInstanceUID), series_instance_uid=hd.UID(), series_number=901,
-        sop_instance_uid=hd.UID(), sop_class_uid=RTSTRUCT_SOP_CLASS, instance_number=1, modality="RTSTRUCT",
-        manufacturer="volseg", transfer_syntax_uid=ExplicitVRLittleEndian, manufacturer_model_name=model_name[:64],
-        software_versions=__version__, device_serial_number="none",
-        series_description=f"volseg {model_name}"[:64], series_date=now.date(), series_time=now.time(),
+        study_instance_uid=str(first.StudyInstanceUID),
+        series_instance_uid=hd.UID(),
+        series_number=901,
+        sop_instance_uid=hd.UID(),
+        sop_class_uid=RTSTRUCT_SOP_CLASS,
+        instance_number=1,
+        modality="RTSTRUCT",
+        manufacturer="volseg",
+        transfer_syntax_uid=ExplicitVRLittleEndian,
+        manufacturer_model_name=model_name[:64],
+        software_versions=__version__,
+        device_serial_number="none",
+        series_description=f"volseg {model_name}"[:64],
+        series_date=now.date(),
+        series_time=now.time(),
     )
     ds.copy_patient_and_study_information(first)  # Patient and Study modules, as highdicom does for the SEG
     ds.OperatorsName = ""  # RT Series module, type 2
@@ -247,8 +278,14 @@ def _build_rtstruct(labels: np.ndarray, sources: list[pydicom.Dataset], label_na
     return ds
 
 
-def write_rtstruct(labels: np.ndarray, files, label_names: Mapping[int, str], model_name: str, path: Path,
-                   label_colors: Mapping[int, str] | None = None) -> WrittenRTStruct:
+def write_rtstruct(
+    labels: np.ndarray,
+    files,
+    label_names: Mapping[int, str],
+    model_name: str,
+    path: Path,
+    label_colors: Mapping[int, str] | None = None,
+) -> WrittenRTStruct:
     """Build and write the RTSTRUCT atomically; returns its SOPInstanceUID and the note of :func:`rtstruct_note`."""
     sources = read_source_datasets(files)
     ds = build_rtstruct(labels, sources, label_names, model_name, label_colors)

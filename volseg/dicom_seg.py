@@ -27,8 +27,9 @@ log, and an error highdicom raises is reported by its type and origin, not its t
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 import highdicom as hd
 import numpy as np
@@ -73,8 +74,10 @@ CODES: dict[str, tuple] = {
 ALGORITHM_FAMILY = codes.cid7162.ArtificialIntelligence
 
 
-NEW_FRAME_OF_REFERENCE = ("the source series has no FrameOfReferenceUID: the SEG was written with a new frame "
-                          "of reference, its frames referencing the source's instances")
+NEW_FRAME_OF_REFERENCE = (
+    "the source series has no FrameOfReferenceUID: the SEG was written with a new frame "
+    "of reference, its frames referencing the source's instances"
+)
 
 
 class SegError(VolsegError):
@@ -98,8 +101,11 @@ def seg_note(sources: list[pydicom.Dataset]) -> str:
 def new_frame_of_reference(sources: list[pydicom.Dataset]) -> str:
     """The frame of reference a SEG gets when its source has none: a UID derived from the series' UIDs."""
     first = sources[0]
-    return str(pydicom.uid.generate_uid(entropy_srcs=["volseg frame of reference", str(first.StudyInstanceUID),
-                                                      str(first.SeriesInstanceUID)]))
+    return str(
+        pydicom.uid.generate_uid(
+            entropy_srcs=["volseg frame of reference", str(first.StudyInstanceUID), str(first.SeriesInstanceUID)]
+        )
+    )
 
 
 def _code(text: str) -> hd.sr.CodedConcept:
@@ -124,8 +130,10 @@ def segment_codes(name: str, overrides: Mapping[str, Mapping[str, str]] | None =
     extended = totalsegmentator_codes()
     if name.strip() in extended or key in extended:
         return extended.get(name.strip()) or extended[key]
-    raise SegError(f"label {name!r} has no SNOMED CT code in volseg's table; give one in the model config's "
-                   f"data.label_codes, e.g. {{{name}: {{type: 'SCT:<code>:<meaning>'}}}}")
+    raise SegError(
+        f"label {name!r} has no SNOMED CT code in volseg's table; give one in the model config's "
+        f"data.label_codes, e.g. {{{name}: {{type: 'SCT:<code>:<meaning>'}}}}"
+    )
 
 
 def read_source_datasets(files) -> list[pydicom.Dataset]:
@@ -134,8 +142,13 @@ def read_source_datasets(files) -> list[pydicom.Dataset]:
         return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
 
 
-def build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: Mapping[int, str], model_name: str,
-              label_codes: Mapping[str, Mapping[str, str]] | None = None) -> hd.seg.Segmentation:
+def build_seg(
+    labels: np.ndarray,
+    sources: list[pydicom.Dataset],
+    label_names: Mapping[int, str],
+    model_name: str,
+    label_codes: Mapping[str, Mapping[str, str]] | None = None,
+) -> hd.seg.Segmentation:
     """A SEG of ``labels`` (X=column, Y=row, Z=slice in the source order, as volseg reads a series)."""
     with withhold_header_messages():
         try:
@@ -146,12 +159,19 @@ def build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: M
             raise SegError(f"highdicom could not build the SEG: {safe_reason(e)}") from None
 
 
-def _build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: Mapping[int, str], model_name: str,
-               label_codes: Mapping[str, Mapping[str, str]] | None = None) -> hd.seg.Segmentation:
+def _build_seg(
+    labels: np.ndarray,
+    sources: list[pydicom.Dataset],
+    label_names: Mapping[int, str],
+    model_name: str,
+    label_codes: Mapping[str, Mapping[str, str]] | None = None,
+) -> hd.seg.Segmentation:
     for keyword in ("SeriesInstanceUID", "StudyInstanceUID"):
         if not _has(sources[0], keyword):
-            raise SegError(f"the source series has an empty {keyword}, so a SEG cannot reference it "
-                           "(NIfTI output works; or fix the series' UIDs)")
+            raise SegError(
+                f"the source series has an empty {keyword}, so a SEG cannot reference it "
+                "(NIfTI output works; or fix the series' UIDs)"
+            )
     if seg_note(sources):  # a SEG of its own frame of reference, on copies: the caller's headers stay as read
         uid = new_frame_of_reference(sources)
         sources = [copy.deepcopy(ds) for ds in sources]
@@ -160,38 +180,59 @@ def _build_seg(labels: np.ndarray, sources: list[pydicom.Dataset], label_names: 
     values = sorted(label_names)
     frames = len(sources) if len(sources) > 1 else int(sources[0].get("NumberOfFrames", 1))
     if labels.shape != (int(sources[0].Columns), int(sources[0].Rows), frames):
-        raise SegError(f"label map {labels.shape} does not match the series ({sources[0].Columns}x"
-                       f"{sources[0].Rows}x{frames})")
+        raise SegError(
+            f"label map {labels.shape} does not match the series ({sources[0].Columns}x{sources[0].Rows}x{frames})"
+        )
     segment_map = np.zeros(labels.shape, np.uint8 if len(values) < 256 else np.uint16)
     for number, value in enumerate(values, start=1):
         segment_map[labels == value] = number
     pixel_array = np.ascontiguousarray(segment_map.transpose(2, 1, 0))  # (frames, rows, columns)
-    algorithm = hd.AlgorithmIdentificationSequence(name=f"volseg {model_name}", family=ALGORITHM_FAMILY,
-                                                   version=__version__)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=f"volseg {model_name}", family=ALGORITHM_FAMILY, version=__version__
+    )
     descriptions = []
     for number, value in enumerate(values, start=1):
         category, kind, modifier = segment_codes(label_names[value], label_codes)
         description = hd.seg.SegmentDescription(
-            segment_number=number, segment_label=label_names[value], segmented_property_category=category,
-            segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            segment_number=number,
+            segment_label=label_names[value],
+            segmented_property_category=category,
+            segmented_property_type=kind,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
         )
         if modifier is not None:
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-                hd.sr.CodedConcept(modifier.value, modifier.scheme_designator, modifier.meaning)]
+                hd.sr.CodedConcept(modifier.value, modifier.scheme_designator, modifier.meaning)
+            ]
         descriptions.append(description)
     return hd.seg.Segmentation(
-        source_images=sources, pixel_array=pixel_array if len(sources) > 1 else pixel_array,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(), series_number=900, sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer="volseg", manufacturer_model_name=model_name[:64], software_versions=__version__,
-        device_serial_number="none", series_description=f"volseg {model_name}"[:64],
-        content_label="VOLSEG", content_description=f"volseg {model_name} automatic segmentation"[:64],
+        source_images=sources,
+        pixel_array=pixel_array if len(sources) > 1 else pixel_array,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=900,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="volseg",
+        manufacturer_model_name=model_name[:64],
+        software_versions=__version__,
+        device_serial_number="none",
+        series_description=f"volseg {model_name}"[:64],
+        content_label="VOLSEG",
+        content_description=f"volseg {model_name} automatic segmentation"[:64],
     )
 
 
-def write_seg(labels: np.ndarray, files, label_names: Mapping[int, str], model_name: str, path: Path,
-              label_codes: Mapping[str, Mapping[str, str]] | None = None) -> WrittenSeg:
+def write_seg(
+    labels: np.ndarray,
+    files,
+    label_names: Mapping[int, str],
+    model_name: str,
+    path: Path,
+    label_codes: Mapping[str, Mapping[str, str]] | None = None,
+) -> WrittenSeg:
     """Build and write the SEG atomically; returns its SOPInstanceUID and the note of :func:`seg_note`."""
     sources = read_source_datasets(files)
     seg = build_seg(labels, sources, label_names, model_name, label_codes)

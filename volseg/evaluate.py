@@ -29,8 +29,11 @@ class Pair:
 
 def pairs_from_manifest(pred_dir: Path, manifest: Path, split: str | None = "test") -> list[Pair]:
     """Predictions ``pred_dir/<case_id>.nii.gz`` paired with the manifest's labels (of ``split``, if set)."""
-    return [Pair(c.case_id, pred_dir / f"{c.case_id}.nii.gz", c.label) for c in read_manifest(manifest)
-            if c.label is not None and (split is None or c.split == split)]
+    return [
+        Pair(c.case_id, pred_dir / f"{c.case_id}.nii.gz", c.label)
+        for c in read_manifest(manifest)
+        if c.label is not None and (split is None or c.split == split)
+    ]
 
 
 def case_key(path: Path) -> str:
@@ -77,7 +80,8 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
                 "mean": float(finite.mean()) if finite.size else float("nan"),
                 "std": float(finite.std()) if finite.size else float("nan"),
                 "median": float(np.median(finite)) if finite.size else float("nan"),
-                "n": int(finite.size), "undefined": len(values) - int(finite.size),
+                "n": int(finite.size),
+                "undefined": len(values) - int(finite.size),
             }
     return summary
 

@@ -25,8 +25,13 @@ def _check_cases(check: Path | None, calibration: Path | None, split: str) -> tu
     return ([c for c in read_manifest(source) if c.split == split] if source else []), source
 
 
-def export_int8_and_measure(model: Path, folder: Path | None = None, calibration: Path | None = None,
-                            check: Path | None = None, check_split: str = "val") -> Int8Export:
+def export_int8_and_measure(
+    model: Path,
+    folder: Path | None = None,
+    calibration: Path | None = None,
+    check: Path | None = None,
+    check_split: str = "val",
+) -> Int8Export:
     """Quantize, then measure int8 against fp32 on ``check``'s ``check_split`` (default: the calibration
     manifest's) through OpenVINO, and record it; without check cases the record has no agreement, so
     ``--precision auto`` keeps fp32."""
@@ -41,8 +46,9 @@ def export_int8_and_measure(model: Path, folder: Path | None = None, calibration
         if folder is not None:
             raise VolsegError("an nnU-Net model's int8 twin goes to volseg's cache ($VOLSEG_CACHE); -o does not apply")
         if calibration is None:
-            raise VolsegError("--calibration FOLDER_OR_MANIFEST: scans of the kind the model is for "
-                              "(a manifest's train split)")
+            raise VolsegError(
+                "--calibration FOLDER_OR_MANIFEST: scans of the kind the model is for (a manifest's train split)"
+            )
         from volseg.inputs import collect_inputs
 
         cases = collect_inputs([calibration], split="train" if calibration.suffix.lower() == ".csv" else None)
@@ -61,10 +67,13 @@ def export_int8_and_measure(model: Path, folder: Path | None = None, calibration
 
         def segmenter(precision: str):
             return Segmenter(checkpoint, "cpu", backend="openvino", precision=precision)
+
     record = json.loads(record_path.read_text(encoding="utf-8"))
     cases, source = _check_cases(check, calibration, check_split)
     if cases:
-        record["agreement"] = {"check": f"{source} split {check_split}",
-                               **measure_agreement(segmenter("fp32"), segmenter("int8"), cases)}
+        record["agreement"] = {
+            "check": f"{source} split {check_split}",
+            **measure_agreement(segmenter("fp32"), segmenter("int8"), cases),
+        }
         write_record(record_path.parent, record)
     return Int8Export(written, record_path, record, str(record["calibration"].get("source", calibration)))

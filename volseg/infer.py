@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -63,8 +63,16 @@ def keep_largest_component(labels: np.ndarray, values: Iterable[int]) -> np.ndar
 class Segmenter:
     """A loaded model plus the preprocessing it was trained with; segments one case at a time."""
 
-    def __init__(self, model_path: str | Path, device: str = "auto", overlap: float = 0.5, tta: bool = False,
-                 keep_largest: bool = False, backend: str = "torch", precision: str = "fp32"):
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str = "auto",
+        overlap: float = 0.5,
+        tta: bool = False,
+        keep_largest: bool = False,
+        backend: str = "torch",
+        precision: str = "fp32",
+    ):
         self.device = resolve_device(device)
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
         path = Path(model_path)
@@ -76,16 +84,25 @@ class Segmenter:
         self.reader = LoadCased(self.cfg.data.label_remap, self.cfg)
         self.chain = preprocess(self.cfg, window_overlap=overlap)
         if tta and not mirror_axes(self.cfg):
-            raise VolsegError(f"--tta: {self.checkpoint} was trained without mirroring (augment.flip: false), so "
-                             "it has no mirror images to average; run without --tta")
+            raise VolsegError(
+                f"--tta: {self.checkpoint} was trained without mirroring (augment.flip: false), so "
+                "it has no mirror images to average; run without --tta"
+            )
         self.overlap, self.tta, self.keep_largest = overlap, tta, keep_largest
         self.label_values = sorted(self.cfg.data.labels)
 
     @property
     def info(self) -> ModelInfo:
         data = self.cfg.data
-        return ModelInfo(self.model_name, Path(self.checkpoint), f"{self.cfg.model.name} {self.cfg.model.dims}D",
-                         dict(data.labels), data.modality, data.label_colors, data.label_codes)
+        return ModelInfo(
+            self.model_name,
+            Path(self.checkpoint),
+            f"{self.cfg.model.name} {self.cfg.model.dims}D",
+            dict(data.labels),
+            data.modality,
+            data.label_colors,
+            data.label_codes,
+        )
 
     def read(self, case: CaseInput) -> dict:
         """The case's scan as read (``{"image": (C, X, Y, Z)}`` on its source grid), nothing preprocessed."""
@@ -121,8 +138,16 @@ class Segmenter:
             return out
 
         started = time.perf_counter()
-        probs = predict_probabilities(self.model, image, self.cfg, self.device, overlap=self.overlap, tta=self.tta,
-                                      batch_size=self.batch_size, network=network)
+        probs = predict_probabilities(
+            self.model,
+            image,
+            self.cfg,
+            self.device,
+            overlap=self.overlap,
+            tta=self.tta,
+            batch_size=self.batch_size,
+            network=network,
+        )
         windows = time.perf_counter()
         probs = to_source_grid(probs, image, self.chain)
         inverted = time.perf_counter()
@@ -133,22 +158,32 @@ class Segmenter:
             labels = self.split_sides(labels, data["source_image"])
         if self.keep_largest:
             labels = keep_largest_component(labels, self.label_values)
-        timings.update(network=network_seconds, stitching=windows - started - network_seconds,
-                       invert=inverted - windows, postprocess=time.perf_counter() - inverted)
+        timings.update(
+            network=network_seconds,
+            stitching=windows - started - network_seconds,
+            invert=inverted - windows,
+            postprocess=time.perf_counter() - inverted,
+        )
         return labels, torch.as_tensor(probs)
 
     def split_sides(self, labels: np.ndarray, source) -> np.ndarray:
         """``data.split_at_midline`` applied to a label map on the grid of ``source`` (the scan as read)."""
         if not self.cfg.data.split_at_midline:
             return labels
-        return split_at_midline(labels, source[0].numpy(), np.asarray(source.meta["original_affine"]),
-                                self.cfg.data.split_at_midline, body_mask_fn(self.cfg))
+        return split_at_midline(
+            labels,
+            source[0].numpy(),
+            np.asarray(source.meta["original_affine"]),
+            self.cfg.data.split_at_midline,
+            body_mask_fn(self.cfg),
+        )
 
     def attention(self, data: dict) -> np.ndarray:
         """The first attention gate's map (X, Y, Z) on the source grid (attention models only)."""
         image = data["image"]
-        maps = predict_probabilities(self.model, image, self.cfg, self.device, overlap=self.overlap,
-                                     network=attention_network(self.model))
+        maps = predict_probabilities(
+            self.model, image, self.cfg, self.device, overlap=self.overlap, network=attention_network(self.model)
+        )
         return to_source_grid(maps, image, self.chain)[0].numpy()
 
 
@@ -186,8 +221,7 @@ class RunRecord:
         self.done: set[str] = set()
         if keep and path.exists():
             _cut_torn_line(path)
-            self.done = {row["case_id"] for row in read_rows(path)
-                         if row.get("status") in ("ok", "partial", "skipped")}
+            self.done = {row["case_id"] for row in read_rows(path) if row.get("status") in ("ok", "partial", "skipped")}
         else:
             path.unlink(missing_ok=True)
 
@@ -227,8 +261,13 @@ def _in_background(fn: Callable, *args) -> Future:
     return future
 
 
-def run_batch(cases: list[CaseInput], outputs: RunOutputs, segmenter: CaseSegmenter, options: BatchOptions,
-              on_case: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+def run_batch(
+    cases: list[CaseInput],
+    outputs: RunOutputs,
+    segmenter: CaseSegmenter,
+    options: BatchOptions,
+    on_case: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
     """Segment every case into ``outputs.folder``; never stop on a bad case. Returns one result per case.
 
     ``outputs.run_record`` gets a line per case as it ends (:class:`RunRecord`); without one no record is
@@ -243,7 +282,9 @@ def run_batch(cases: list[CaseInput], outputs: RunOutputs, segmenter: CaseSegmen
 
     unknown = set(options.output_formats) - set(OUTPUT_FORMATS)
     if unknown or not options.output_formats:
-        raise VolsegError(f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}")
+        raise VolsegError(
+            f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}"
+        )
     run = outputs
     out_dir = run.folder
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,14 +300,24 @@ def run_batch(cases: list[CaseInput], outputs: RunOutputs, segmenter: CaseSegmen
         if case.rejected:
             results.append(CaseResult(case.case_id, case.source, "", "rejected", error=case.rejected))
         elif not safe_case_id(case.case_id) or done.resolve().parent != out_dir.resolve():
-            results.append(CaseResult(case.case_id, case.source, "", "failed",
-                                      error=f"{case.case_id!r}: case id is not a safe file name"))
+            results.append(
+                CaseResult(
+                    case.case_id, case.source, "", "failed", error=f"{case.case_id!r}: case id is not a safe file name"
+                )
+            )
         elif done.exists() and options.resume:
             results.append(CaseResult(case.case_id, case.source, _joined(outputs), "skipped"))
         elif any(p.exists() for p in outputs.values()) and not options.overwrite:
             existing = next(p for p in outputs.values() if p.exists())
-            results.append(CaseResult(case.case_id, case.source, str(existing), "failed",
-                                      error=f"{existing}: exists; pass --resume to keep it or --overwrite to replace it"))
+            results.append(
+                CaseResult(
+                    case.case_id,
+                    case.source,
+                    str(existing),
+                    "failed",
+                    error=f"{existing}: exists; pass --resume to keep it or --overwrite to replace it",
+                )
+            )
         else:
             todo.append((case, outputs))
     for r in results:
@@ -281,8 +332,10 @@ def run_batch(cases: list[CaseInput], outputs: RunOutputs, segmenter: CaseSegmen
             try:
                 data = current.result(timeout=options.case_timeout)
             except FutureTimeout:
-                raise TimeoutError(f"{case.source}: reading and preprocessing did not finish within "
-                                   f"{options.case_timeout:g} s (--case-timeout)") from None
+                raise TimeoutError(
+                    f"{case.source}: reading and preprocessing did not finish within "
+                    f"{options.case_timeout:g} s (--case-timeout)"
+                ) from None
             missing: dict[str, str] = {}  # requested format -> why it cannot be made from this input
             series = None
             dicom_formats = [fmt for fmt in ("dicom-seg", "rtstruct") if fmt in outputs]
@@ -308,8 +361,9 @@ def run_batch(cases: list[CaseInput], outputs: RunOutputs, segmenter: CaseSegmen
 
                 info = segmenter.info
                 try:
-                    written = write_seg(labels, series.files, info.labels, info.name, outputs["dicom-seg"],
-                                        info.label_codes)
+                    written = write_seg(
+                        labels, series.files, info.labels, info.name, outputs["dicom-seg"], info.label_codes
+                    )
                     notes.append(written.note and f"dicom-seg: {written.note}")
                 except SegError as e:  # this output only: the others are still written
                     missing["dicom-seg"] = str(e)
@@ -318,8 +372,9 @@ def run_batch(cases: list[CaseInput], outputs: RunOutputs, segmenter: CaseSegmen
 
                 info = segmenter.info
                 try:
-                    written = write_rtstruct(labels, series.files, info.labels, info.name, outputs["rtstruct"],
-                                             info.label_colors)
+                    written = write_rtstruct(
+                        labels, series.files, info.labels, info.name, outputs["rtstruct"], info.label_colors
+                    )
                     notes.append(written.note and f"rtstruct: {written.note}")
                 except RTStructWriteError as e:  # this output only, as for the SEG
                     missing["rtstruct"] = str(e)
@@ -329,12 +384,21 @@ def run_batch(cases: list[CaseInput], outputs: RunOutputs, segmenter: CaseSegmen
                 io.write_label(labels, data["image"], outputs["nifti"])  # last: its presence means the case is done
             if stats_csv is not None:  # after the outputs: a failed case has no statistics
                 source = data["source_image"]
-                statistics.append_rows(stats_csv, case.case_id, statistics.label_statistics(
-                    labels, source[0].numpy(), source.affine, segmenter.info.labels))
+                statistics.append_rows(
+                    stats_csv,
+                    case.case_id,
+                    statistics.label_statistics(labels, source[0].numpy(), source.affine, segmenter.info.labels),
+                )
             notes += [f"{fmt} not written: {why}" for fmt, why in missing.items()]
             made = {fmt: path for fmt, path in outputs.items() if fmt not in missing}
-            result = CaseResult(case.case_id, case.source, _joined(made), "partial" if missing else "ok",
-                                time.perf_counter() - started, note="; ".join(n for n in notes if n))
+            result = CaseResult(
+                case.case_id,
+                case.source,
+                _joined(made),
+                "partial" if missing else "ok",
+                time.perf_counter() - started,
+                note="; ".join(n for n in notes if n),
+            )
         except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
             log.debug("case %s failed", case.case_id, exc_info=True)
             result = CaseResult(case.case_id, case.source, "", "failed", time.perf_counter() - started, _one_line(e))

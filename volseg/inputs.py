@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from volseg.data.dicom_archive import NonImageSeries, discover_series
 from volseg.data.discover import IMAGE_SUFFIXES
@@ -57,12 +57,15 @@ def archive_cases(root: Path, rules: SeriesRules | None) -> list[CaseInput]:
     chosen = select(found, rules)
     picked = {id(s) for s in chosen.selected}
     reasons = {id(s): why for s, why in chosen.rejected}
-    return [CaseInput(s.case_id, (s,)) if id(s) in picked else CaseInput(s.case_id, (s,), rejected=reasons[id(s)])
-            for s in found] + not_images
+    return [
+        CaseInput(s.case_id, (s,)) if id(s) in picked else CaseInput(s.case_id, (s,), rejected=reasons[id(s)])
+        for s in found
+    ] + not_images
 
 
-def collect_inputs(inputs: Sequence[str | Path], split: str | None = None,
-                   rules: SeriesRules | None = None) -> list[CaseInput]:
+def collect_inputs(
+    inputs: Sequence[str | Path], split: str | None = None, rules: SeriesRules | None = None
+) -> list[CaseInput]:
     """NIfTI/NRRD/MHA files, folders of them, DICOM archives (any layout, series picked by ``rules``) and
     manifest CSVs, in that order."""
     cases: list[CaseInput] = []
@@ -73,8 +76,11 @@ def collect_inputs(inputs: Sequence[str | Path], split: str | None = None,
         elif path.is_dir() and _is_dicom_folder(path):
             cases += archive_cases(path, rules)
         elif path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(IMAGE_SUFFIXES)
-                           and not p.name.startswith("."))
+            files = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.name.endswith(IMAGE_SUFFIXES) and not p.name.startswith(".")
+            )
             cases += [CaseInput(_case_id(p), (p,)) for p in files]
         else:
             cases.append(CaseInput(_case_id(path), (path,)))  # a missing file fails as that case, not the batch

@@ -53,7 +53,10 @@ class DeepSupervisionLoss(nn.Module):
             return self.loss(outputs, target)
         total = outputs[0].new_zeros(())
         for weight, out in zip(deep_supervision_weights(len(outputs)), outputs):
-            resized = target if out.shape[2:] == target.shape[2:] else F.interpolate(
-                target.float(), size=out.shape[2:], mode="nearest")
+            resized = (
+                target
+                if out.shape[2:] == target.shape[2:]
+                else F.interpolate(target.float(), size=out.shape[2:], mode="nearest")
+            )
             total = total + weight * self.loss(out, resized)
         return total

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -24,8 +24,9 @@ def dice(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor) -> flo
     return 2.0 * int((pred & ref).sum()) / total
 
 
-def dice_per_label(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor,
-                   labels: Iterable[int]) -> dict[int, float]:
+def dice_per_label(
+    pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, labels: Iterable[int]
+) -> dict[int, float]:
     pred, ref = torch.as_tensor(pred), torch.as_tensor(ref)
     return {label: dice(pred == label, ref == label) for label in labels}
 
@@ -37,7 +38,10 @@ def mean_finite(values: Iterable[float]) -> float:
 
 def _surface_metrics(pred: torch.Tensor, ref: torch.Tensor, spacing: tuple[float, ...]) -> tuple[float, float]:
     """(HD95, mean symmetric surface distance) in mm, computed by MONAI's surface-distance code."""
-    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+    from monai.metrics import (
+        compute_average_surface_distance,
+        compute_hausdorff_distance,
+    )
 
     p, r = pred[None, None].float(), ref[None, None].float()
     with warnings.catch_warnings():  # MONAI 1.5+ warns about an internal argument of its own
@@ -47,8 +51,9 @@ def _surface_metrics(pred: torch.Tensor, ref: torch.Tensor, spacing: tuple[float
     return float(hd95), float(msd)
 
 
-def label_metrics(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, labels: Iterable[int],
-                  spacing: tuple[float, ...]) -> dict[int, dict[str, float]]:
+def label_metrics(
+    pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, labels: Iterable[int], spacing: tuple[float, ...]
+) -> dict[int, dict[str, float]]:
     """Dice, HD95 (mm), mean surface distance (mm) and volumes (mL) per label, with the empty-mask convention."""
     pred, ref = torch.as_tensor(pred), torch.as_tensor(ref)
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -62,6 +67,11 @@ def label_metrics(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tenso
             hd95, msd = 0.0, 0.0
         else:
             hd95, msd = float("nan"), float("nan")
-        results[label] = {"dice": dice(p, r), "hd95": hd95, "msd": msd,
-                          "volume_pred_ml": n_pred * voxel_ml, "volume_ref_ml": n_ref * voxel_ml}
+        results[label] = {
+            "dice": dice(p, r),
+            "hd95": hd95,
+            "msd": msd,
+            "volume_pred_ml": n_pred * voxel_ml,
+            "volume_ref_ml": n_ref * voxel_ml,
+        }
     return results

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def split_at_midline(labels: np.ndarray, image: np.ndarray, affine: np.ndarray, mapping: dict[int, int],
-                     is_body) -> np.ndarray:
+def split_at_midline(
+    labels: np.ndarray, image: np.ndarray, affine: np.ndarray, mapping: dict[int, int], is_body
+) -> np.ndarray:
     """``labels`` (X, Y, Z) with each ``value`` of ``mapping`` split: its voxels on the patient's left of the
     midline (world x below it, RAS) become ``mapping[value]``. The midline is the centre of the body
     (``is_body(image)``) over the slices that hold the label, along the axis closest to head-foot."""

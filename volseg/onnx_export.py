@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -41,7 +41,9 @@ def export_onnx(model: nn.Module, cfg: Config, path: str | Path) -> Path:
     """ONNX with dynamic batch and spatial sizes (the zoo takes any size), written atomically."""
     x = example_input(cfg)
     dim = torch.export.Dim
-    return export_onnx_for(model, x, path, {"x": {0: dim("batch"), **{2 + i: dim(f"size{i}") for i in range(x.dim() - 2)}}})
+    return export_onnx_for(
+        model, x, path, {"x": {0: dim("batch"), **{2 + i: dim(f"size{i}") for i in range(x.dim() - 2)}}}
+    )
 
 
 def export_onnx_for(model: nn.Module, example: torch.Tensor, path: str | Path, dynamic_shapes=None) -> Path:
@@ -51,8 +53,17 @@ def export_onnx_for(model: nn.Module, example: torch.Tensor, path: str | Path, d
         raise VolsegError(f"ONNX export needs {missing}: pip install 'volseg[onnxruntime]' or 'volseg[openvino]'")
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.onnx.export(model.eval().cpu(), (example,), str(tmp), dynamo=True, input_names=["image"],
-                          output_names=["logits"], dynamic_shapes=dynamic_shapes, external_data=False, verbose=False)
+        torch.onnx.export(
+            model.eval().cpu(),
+            (example,),
+            str(tmp),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=dynamic_shapes,
+            external_data=False,
+            verbose=False,
+        )
     return path
 
 

@@ -29,8 +29,13 @@ class InferenceOptions:
     checkpoint: str = "final"  # nnU-Net: checkpoint_final.pth or checkpoint_best.pth
 
 
-def open_segmenter(model: str | Path | None, options: InferenceOptions = InferenceOptions(),
-                   device: torch.device | str | None = None, roi: str | None = None, locator: Path | None = None):
+def open_segmenter(
+    model: str | Path | None,
+    options: InferenceOptions = InferenceOptions(),
+    device: torch.device | str | None = None,
+    roi: str | None = None,
+    locator: Path | None = None,
+):
     """The segmenter for ``model`` (None: the default built-in model); ``device`` overrides options.device
     (a torchrun rank's own device). ``roi``: the ROI cascade for that label, its locator model ``locator``
     or the one beside the model."""
@@ -44,7 +49,9 @@ def open_segmenter(model: str | Path | None, options: InferenceOptions = Inferen
         raise VolsegError(f"--roi works with volseg models only, not with {segmenter.info.summary}")
     locator = locator or locator_beside(segmenter.checkpoint)
     if locator is None:
-        raise FileNotFoundError(f"--roi: no locator model beside {segmenter.checkpoint} ({LOCATOR_FILE}); pass --locator")
+        raise FileNotFoundError(
+            f"--roi: no locator model beside {segmenter.checkpoint} ({LOCATOR_FILE}); pass --locator"
+        )
     coarse = Segmenter(locator, str(segmenter.device), backend=options.backend, precision=options.precision)
     return RoiSegmenter(segmenter, coarse, roi)
 
@@ -55,23 +62,40 @@ def _open(model, options: InferenceOptions, device):
 
     device = device if device is not None else options.device
     if model is not None and str(model).startswith(PREFIX):
-        from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
         from volseg.distributed import resolve_device
+        from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
 
-        return TotalSegmentatorSegmenter(str(model)[len(PREFIX):], resolve_device(str(device)), options.backend)
+        return TotalSegmentatorSegmenter(str(model)[len(PREFIX) :], resolve_device(str(device)), options.backend)
     folder = find_model_folder(model) if model is not None and Path(model).is_dir() else None
     if folder is not None:
-        from volseg.nnunet.segmenter import NnunetSegmenter
         from volseg.distributed import resolve_device
+        from volseg.nnunet.segmenter import NnunetSegmenter
 
-        return NnunetSegmenter(folder, resolve_device(str(device)), tta=options.tta, folds=options.folds,
-                               checkpoint=options.checkpoint, keep_largest=options.keep_largest,
-                               overlap=options.overlap, backend=options.backend, precision=options.precision)
+        return NnunetSegmenter(
+            folder,
+            resolve_device(str(device)),
+            tta=options.tta,
+            folds=options.folds,
+            checkpoint=options.checkpoint,
+            keep_largest=options.keep_largest,
+            overlap=options.overlap,
+            backend=options.backend,
+            precision=options.precision,
+        )
     if options.folds or options.checkpoint != "final":
-        raise VolsegError("--folds and --checkpoint choose among an nnU-Net model folder's checkpoints; "
-                         f"{model or 'the default model'} is a volseg model")
+        raise VolsegError(
+            "--folds and --checkpoint choose among an nnU-Net model folder's checkpoints; "
+            f"{model or 'the default model'} is a volseg model"
+        )
     from volseg.infer import Segmenter
     from volseg.pretrained import resolve_model
 
-    return Segmenter(resolve_model(model), device, overlap=options.overlap, tta=options.tta,
-                     keep_largest=options.keep_largest, backend=options.backend, precision=options.precision)
+    return Segmenter(
+        resolve_model(model),
+        device,
+        overlap=options.overlap,
+        tta=options.tta,
+        keep_largest=options.keep_largest,
+        backend=options.backend,
+        precision=options.precision,
+    )

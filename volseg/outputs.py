@@ -74,10 +74,10 @@ class RunOutputs:
     def statistics_json(self) -> Path:
         return self.folder / STATISTICS_JSON
 
-    def ranks(self, world_size: int) -> list["RunOutputs"]:
+    def ranks(self, world_size: int) -> list[RunOutputs]:
         """Every rank's outputs (rank 0 merges their records)."""
         return [RunOutputs(self.folder, self.keep_record, self.single, k) for k in range(world_size)]
 
     @property
-    def merged(self) -> "RunOutputs":
+    def merged(self) -> RunOutputs:
         return RunOutputs(self.folder, self.keep_record, self.single)

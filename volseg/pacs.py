@@ -25,9 +25,9 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pydicom
 import requests
@@ -87,8 +87,7 @@ def connect(url: str, auth: dict, timeout: float = 60):
     from dicomweb_client.api import DICOMwebClient
 
     if re.match(r"^[a-z]+://[^/@]+@", url):
-        raise PacsError("put PACS credentials in VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or --auth-file, "
-                        "not in the URL")
+        raise PacsError("put PACS credentials in VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or --auth-file, not in the URL")
     session = requests.Session()
     headers = {}
     if "token" in auth:
@@ -127,8 +126,14 @@ def _http_reason(error: Exception) -> str:
     """One line for a DICOMweb failure, with no URL credentials or response bodies."""
     if isinstance(error, requests.HTTPError) and error.response is not None:
         code = error.response.status_code
-        meaning = {401: "credentials refused", 403: "forbidden by the PACS", 404: "not found on the PACS",
-                   409: "conflict", 500: "PACS internal error", 503: "PACS unavailable"}.get(code, "HTTP error")
+        meaning = {
+            401: "credentials refused",
+            403: "forbidden by the PACS",
+            404: "not found on the PACS",
+            409: "conflict",
+            500: "PACS internal error",
+            503: "PACS unavailable",
+        }.get(code, "HTTP error")
         return f"HTTP {code} ({meaning})"
     if isinstance(error, requests.ConnectionError):
         return "connection failed"
@@ -156,8 +161,14 @@ def find_series(client, query: PacsQuery) -> list[dict]:
             modality = str(_value(item, "00080060"))
             if modality in ("SEG", "RTSTRUCT", "SR", "PR", "KO"):
                 continue
-            found.append({"study_uid": study_uid, "series_uid": str(_value(item, "0020000E")),
-                          "modality": modality, "instances": int(_value(item, "00201209", 0) or 0)})
+            found.append(
+                {
+                    "study_uid": study_uid,
+                    "series_uid": str(_value(item, "0020000E")),
+                    "modality": modality,
+                    "instances": int(_value(item, "00201209", 0) or 0),
+                }
+            )
     return found
 
 
@@ -200,6 +211,7 @@ class PacsRun:
     query: PacsQuery
     save_nifti: bool = False
     on_row: Callable[[dict], None] | None = None
+    rtstruct: bool = False  # also store an RTSTRUCT of the labels beside the SEG, in the same STOW-RS request
 
     def run(self) -> list[dict]:
         with withhold_header_messages():
@@ -235,8 +247,12 @@ class PacsRun:
         study_uid, series_uid = item["study_uid"], item["series_uid"]
         previous = record.get(series_uid)
         if previous and previous["status"] in ("ok", "rejected", "skipped"):
-            return {"case_id": previous["case_id"], "status": "skipped", "reason": f"{previous['status']} in an "
-                    "earlier run", "seg_uid": previous.get("seg_uid", "")}
+            return {
+                "case_id": previous["case_id"],
+                "status": "skipped",
+                "reason": f"{previous['status']} in an earlier run",
+                "seg_uid": previous.get("seg_uid", ""),
+            }
         if study_uid not in done_on_pacs:
             done_on_pacs[study_uid] = volseg_segs(self.client, study_uid)
         groups = series_from_metadata(self.client, study_uid, series_uid)
@@ -256,7 +272,8 @@ class PacsRun:
         return {"case_id": series.case_id, "status": "ok", "seg_uid": seg_uid, "reason": note}
 
     def _segment_and_store(self, wanted: DicomSeries, study_uid: str, series_uid: str) -> tuple[str, str]:
-        """The stored SEG's SOPInstanceUID, and a note when it was made unusually (a new frame of reference)."""
+        """The stored SEG's SOPInstanceUID (the RTSTRUCT, when asked for, goes in the same request), and a note
+        when it was made unusually (a new frame of reference)."""
         from volseg.data import io
         from volseg.dicom_seg import build_seg, read_source_datasets, seg_note
         from volseg.inputs import CaseInput
@@ -279,9 +296,14 @@ class PacsRun:
             info = self.segmenter.info
             sources = read_source_datasets(series.files)
             seg = build_seg(labels, sources, info.labels, info.name, info.label_codes)
+            objects = [seg]
+            if self.rtstruct:
+                from volseg.dicom_rtstruct import build_rtstruct
+
+                objects.append(build_rtstruct(labels, sources, info.labels, info.name, info.label_colors))
             if self.save_nifti:
                 io.write_label(labels, data["image"], self.out_dir / f"{series.case_id}.nii.gz")
-            response = self.client.store_instances([seg], study_instance_uid=study_uid)
+            response = self.client.store_instances(objects, study_instance_uid=study_uid)
             failed = response.get("FailedSOPSequence") if response is not None else None
             if failed:
                 reason = failed[0].get("FailureReason", "")
@@ -319,4 +341,3 @@ def accession_numbers(given: list[str], listing: Path | None) -> list[str]:
     if listing:
         numbers += [line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
     return numbers
-

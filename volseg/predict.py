@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,14 +33,20 @@ def activate(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
-def _sliding_window(network: Network, image: torch.Tensor, cfg: Config, device: torch.device,
-                    overlap: float, sw_batch_size: int) -> torch.Tensor:
+def _sliding_window(
+    network: Network, image: torch.Tensor, cfg: Config, device: torch.device, overlap: float, sw_batch_size: int
+) -> torch.Tensor:
     def run(stitch_device: torch.device) -> torch.Tensor:
         with autocast(device):
             return sliding_window_inference(
-                image[None], roi_size=cfg.sampling.patch_size_3d, sw_batch_size=sw_batch_size,
-                predictor=network, overlap=overlap, mode="gaussian",
-                sw_device=device, device=stitch_device,
+                image[None],
+                roi_size=cfg.sampling.patch_size_3d,
+                sw_batch_size=sw_batch_size,
+                predictor=network,
+                overlap=overlap,
+                mode="gaussian",
+                sw_device=device,
+                device=stitch_device,
             )[0]
 
     if device.type != "cuda":
@@ -53,8 +59,9 @@ def _sliding_window(network: Network, image: torch.Tensor, cfg: Config, device: 
         return run(torch.device("cpu"))
 
 
-def _slice_wise(network: Network, image: torch.Tensor, cfg: Config, device: torch.device,
-                batch_size: int) -> torch.Tensor:
+def _slice_wise(
+    network: Network, image: torch.Tensor, cfg: Config, device: torch.device, batch_size: int
+) -> torch.Tensor:
     axis, k = cfg.sampling.slice_axis, cfg.sampling.context_slices
     volume = image.movedim(1 + axis, 1)  # (C, S, H, W)
     padded = F.pad(volume, (0, 0, 0, 0, k, k)) if k else volume
@@ -62,7 +69,7 @@ def _slice_wise(network: Network, image: torch.Tensor, cfg: Config, device: torc
     outputs = []
     for start in range(0, n_slices, batch_size):
         stop = min(start + batch_size, n_slices)
-        stacks = torch.stack([padded[:, i:i + 2 * k + 1].reshape(-1, *volume.shape[2:]) for i in range(start, stop)])
+        stacks = torch.stack([padded[:, i : i + 2 * k + 1].reshape(-1, *volume.shape[2:]) for i in range(start, stop)])
         with autocast(device):
             outputs.append(network(stacks.to(device)).cpu())
     probs = torch.cat(outputs)  # (S, K, H, W)
@@ -79,9 +86,16 @@ def mirror_axes(cfg: Config) -> list[int]:
     return [in_plane[i] for i in trained]
 
 
-def predict_probabilities(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device,
-                          overlap: float = 0.5, tta: bool = False, batch_size: int | None = None,
-                          network: Network | None = None) -> torch.Tensor:
+def predict_probabilities(
+    model: nn.Module,
+    image: torch.Tensor,
+    cfg: Config,
+    device: torch.device,
+    overlap: float = 0.5,
+    tta: bool = False,
+    batch_size: int | None = None,
+    network: Network | None = None,
+) -> torch.Tensor:
     """Class probabilities (K, X, Y, Z) for a preprocessed (C, X, Y, Z) image, on the CPU.
 
     ``network`` replaces the default batch -> probabilities function, e.g. to stitch attention maps.

@@ -12,11 +12,23 @@ class CaseProgress:
         self.total, self.failed, self.visible, self.console = total, 0, visible, console
 
     def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
-        self.progress = Progress(TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn(),
-                                 console=self.console, disable=not self.visible)
+        self.progress = Progress(
+            TextColumn("segmenting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.visible,
+        )
         self.progress.__enter__()
         self.task = self.progress.add_task("cases", total=self.total, failed=0)
         return self
@@ -36,13 +48,25 @@ class TrainingProgress:
         self.console, self.visible = console, visible
 
     def __enter__(self):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("dice {task.fields[dice]}"), TextColumn("loader wait {task.fields[wait]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self.console, transient=False, disable=not self.visible,
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("dice {task.fields[dice]}"),
+            TextColumn("loader wait {task.fields[wait]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+            disable=not self.visible,
         )
         self.progress.__enter__()
         self.task, self.dice, self.losses = None, "-", []
@@ -53,8 +77,9 @@ class TrainingProgress:
 
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.losses = []
-        self.task = self.progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs or '?'}", loss=0.0,
-                                           dice=self.dice, wait="-")
+        self.task = self.progress.add_task(
+            "train", total=steps, epoch=f"{epoch}/{epochs or '?'}", loss=0.0, dice=self.dice, wait="-"
+        )
 
     def on_step(self, loss: float) -> None:
         self.losses.append(loss)

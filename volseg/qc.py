@@ -55,15 +55,26 @@ def save_qc(image: torch.Tensor, labels: np.ndarray, path: Path, attention: np.n
         attention = to_ras(np.asarray(attention), affine)
     cx, cy, cz = label_centre(labels)
     sx, sy, sz = ras_spacing(affine)
-    views = {"axial": (volume[:, :, cz], labels[:, :, cz], sy / sx), "coronal": (volume[:, cy, :], labels[:, cy, :], sz / sx),
-             "sagittal": (volume[cx, :, :], labels[cx, :, :], sz / sy)}
+    views = {
+        "axial": (volume[:, :, cz], labels[:, :, cz], sy / sx),
+        "coronal": (volume[:, cy, :], labels[:, cy, :], sz / sx),
+        "sagittal": (volume[cx, :, :], labels[cx, :, :], sz / sy),
+    }
     rows = 2 if attention is not None else 1
     fig, axes = plt.subplots(rows, 3, figsize=(12, 4 * rows), squeeze=False)
     lo, hi = np.percentile(volume, [1, 99])
     for ax, (title, (img, lab, aspect)) in zip(axes[0], views.items()):
         ax.imshow(img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi, aspect=aspect)
-        ax.imshow(np.ma.masked_equal(lab.T, 0), cmap="tab10", alpha=0.45, origin="lower", vmin=0, vmax=9,
-                  interpolation="nearest", aspect=aspect)
+        ax.imshow(
+            np.ma.masked_equal(lab.T, 0),
+            cmap="tab10",
+            alpha=0.45,
+            origin="lower",
+            vmin=0,
+            vmax=9,
+            interpolation="nearest",
+            aspect=aspect,
+        )
         ax.set_title(title)
     if attention is not None:
         att = [attention[:, :, cz], attention[:, cy, :], attention[cx, :, :]]

@@ -19,9 +19,9 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -55,8 +55,14 @@ def require_nncf() -> None:
         raise QuantizeError(f"int8 needs {missing}: pip install 'volseg[openvino]'")
 
 
-def calibration_windows(model: torch.nn.Module, cfg: Config, images: Sequence[Sequence[Path]], count: int = 40,
-                        overlap: float = 0.5, seed: int = 0) -> list[np.ndarray]:
+def calibration_windows(
+    model: torch.nn.Module,
+    cfg: Config,
+    images: Sequence[Sequence[Path]],
+    count: int = 40,
+    overlap: float = 0.5,
+    seed: int = 0,
+) -> list[np.ndarray]:
     """``count`` network inputs (1, C, ...) recorded from the model's own inference on ``images`` (a list
     of channel-path tuples): its preprocessing, its sliding window or slice loop, at most
     ceil(count / cases) from each case, chosen at random within it, cases in a seeded random order."""
@@ -89,21 +95,24 @@ def calibration_windows(model: torch.nn.Module, cfg: Config, images: Sequence[Se
             return torch.zeros(batch.shape[0], channels, *batch.shape[2:])
 
         data = chain(reader({"image": [str(p) for p in case_images]}))
-        predict_probabilities(model, data["image"], cfg, torch.device("cpu"), overlap=overlap, batch_size=1,
-                              network=record)
+        predict_probabilities(
+            model, data["image"], cfg, torch.device("cpu"), overlap=overlap, batch_size=1, network=record
+        )
         windows += kept
     return windows[:count]
 
 
-def cached_int8(model: torch.nn.Module, cfg: Config, checkpoint: Path, calibration: Path | None = None,
-                count: int = 40) -> Path:
+def cached_int8(
+    model: torch.nn.Module, cfg: Config, checkpoint: Path, calibration: Path | None = None, count: int = 40
+) -> Path:
     """The int8 model of ``checkpoint`` in the user's cache, quantized (once) on its training images."""
     require_nncf()
     images, digest = training_images(cfg, calibration)
     path = cached_path(checkpoint, digest)
     if not path.is_file():
-        log.warning("quantizing %s to int8 on %d windows of its training images (once; cached at %s)",
-                    checkpoint, count, path)
+        log.warning(
+            "quantizing %s to int8 on %d windows of its training images (once; cached at %s)", checkpoint, count, path
+        )
         windows = calibration_windows(model, cfg, images, count)
         quantize(checkpoint_onnx(model, cfg, checkpoint), windows, path)
     return path
@@ -114,8 +123,9 @@ def _first_last_convolutions(model) -> list[str]:
     return [convolutions[0], convolutions[-1]] if convolutions else []
 
 
-def quantize(source_onnx: Path, windows: list[np.ndarray], destination: Path,
-             keep_fp32: Sequence[str] = DEFAULT_KEEP_FP32) -> Path:
+def quantize(
+    source_onnx: Path, windows: list[np.ndarray], destination: Path, keep_fp32: Sequence[str] = DEFAULT_KEEP_FP32
+) -> Path:
     """NNCF post-training quantization (its defaults: per-channel weights, fast bias correction) of the
     ONNX model, written as OpenVINO IR at ``destination`` (.xml, with its .bin) atomically.
 
@@ -188,8 +198,10 @@ def training_images(cfg: Config, calibration: Path | None) -> tuple[list[tuple[P
 
     source = Path(calibration) if calibration else Path(cfg.data.manifest)
     if not source.exists():
-        raise QuantizeError(f"{source}: calibration data not found (the model's training manifest); give "
-                            "--calibration MANIFEST_OR_FOLDER")
+        raise QuantizeError(
+            f"{source}: calibration data not found (the model's training manifest); give "
+            "--calibration MANIFEST_OR_FOLDER"
+        )
     split = "train" if source.suffix.lower() == ".csv" else None
     images = [tuple(Path(p) for p in case.images) for case in collect_inputs([source], split=split)]
     if not images:
@@ -209,8 +221,10 @@ def measure_agreement(fp32, int8, cases) -> dict:
     names = dict(fp32.info.labels)
     values = sorted(names)
     vs_fp32: dict[str, list[float]] = {names[v]: [] for v in values}
-    vs_reference: dict[str, dict[str, list[float]]] = {"fp32": {n: [] for n in vs_fp32},
-                                                       "int8": {n: [] for n in vs_fp32}}
+    vs_reference: dict[str, dict[str, list[float]]] = {
+        "fp32": {n: [] for n in vs_fp32},
+        "int8": {n: [] for n in vs_fp32},
+    }
     for case in cases:
         data = fp32.load(case)  # loaded for each: inverting the preprocessing consumes its record of transforms
         source = data["source_image"]
@@ -235,8 +249,13 @@ def measure_agreement(fp32, int8, cases) -> dict:
     }
 
 
-def export_int8(checkpoint: Path, folder: Path | None = None, calibration: Path | None = None, count: int = 40,
-                keep_fp32: Sequence[str] = DEFAULT_KEEP_FP32) -> Path:
+def export_int8(
+    checkpoint: Path,
+    folder: Path | None = None,
+    calibration: Path | None = None,
+    count: int = 40,
+    keep_fp32: Sequence[str] = DEFAULT_KEEP_FP32,
+) -> Path:
     """Quantize ``checkpoint`` and write ``model_int8.xml``/``.bin`` and ``int8.json`` (no agreement yet) into
     ``folder`` (default: beside the checkpoint; another folder gets a copy of the checkpoint, so it is a
     complete model folder). Returns the checkpoint that the int8 model belongs to."""
@@ -250,17 +269,28 @@ def export_int8(checkpoint: Path, folder: Path | None = None, calibration: Path 
         shutil.copy2(checkpoint, folder / checkpoint.name)
         checkpoint = folder / checkpoint.name
     if not os.access(folder, os.W_OK):
-        raise QuantizeError(f"{folder}: not writable; give -o FOLDER for the int8 model (the checkpoint is copied there)")
+        raise QuantizeError(
+            f"{folder}: not writable; give -o FOLDER for the int8 model (the checkpoint is copied there)"
+        )
     images, _ = training_images(cfg, calibration)
     (folder / RECORD_NAME).unlink(missing_ok=True)  # the old record must never describe the new model
     windows = calibration_windows(model, cfg, images, count)
     quantize(checkpoint_onnx(model, cfg, checkpoint), windows, folder / IR_NAME, keep_fp32)
-    write_record(folder, {
-        "checkpoint": checkpoint.name, "checkpoint_sha256": file_digest(checkpoint),
-        "calibration": {"source": str(calibration or cfg.data.manifest), "images": len(images),
-                        "windows": len(windows)},
-        "keep_fp32": list(keep_fp32), "nncf": _version("nncf"), "openvino": _version("openvino"),
-    })
+    write_record(
+        folder,
+        {
+            "checkpoint": checkpoint.name,
+            "checkpoint_sha256": file_digest(checkpoint),
+            "calibration": {
+                "source": str(calibration or cfg.data.manifest),
+                "images": len(images),
+                "windows": len(windows),
+            },
+            "keep_fp32": list(keep_fp32),
+            "nncf": _version("nncf"),
+            "openvino": _version("openvino"),
+        },
+    )
     return checkpoint
 
 

@@ -20,7 +20,6 @@ from monai.data import MetaTensor
 
 from volseg.errors import VolsegError
 
-
 MARGIN_MM = 20.0  # around the located box: the locator's 6 mm voxels blur the boundary by a voxel or two
 LOCATOR_FILE = "locator.pt"  # beside a model's checkpoint: the locator its recipe trained
 
@@ -28,6 +27,7 @@ LOCATOR_FILE = "locator.pt"  # beside a model's checkpoint: the locator its reci
 @dataclass(frozen=True)
 class Box:
     """Voxel index ranges [start, stop) on the source grid, per spatial axis."""
+
     start: tuple[int, ...]
     stop: tuple[int, ...]
 
@@ -45,8 +45,9 @@ class Box:
         return not bool((mask.astype(bool) & ~inside).any())
 
 
-def locate(labels: np.ndarray, value: int, affine: np.ndarray, margin_mm: float = MARGIN_MM,
-           min_extent_mm=(0.0, 0.0, 0.0)) -> Box | None:
+def locate(
+    labels: np.ndarray, value: int, affine: np.ndarray, margin_mm: float = MARGIN_MM, min_extent_mm=(0.0, 0.0, 0.0)
+) -> Box | None:
     """The box of ``labels == value`` widened by ``margin_mm`` on each side and to at least ``min_extent_mm``
     per axis (centred, shifted to stay inside the scan), or None when there is no such voxel."""
     found = np.argwhere(labels == value)
@@ -112,16 +113,21 @@ class RoiSegmenter:
         raw = self.fine.read(case)
         read = time.perf_counter()
         coarse = self.locator.chain({"image": raw["image"].clone()})
-        return {"source_image": raw["image"], "image": raw["image"], "coarse": coarse,
-                "timings": {"read": read - started, "locate_preprocess": time.perf_counter() - read}}
+        return {
+            "source_image": raw["image"],
+            "image": raw["image"],
+            "coarse": coarse,
+            "timings": {"read": read - started, "locate_preprocess": time.perf_counter() - read},
+        }
 
     def predict(self, data: dict) -> tuple[np.ndarray, None]:
         timings = data["timings"]
         started = time.perf_counter()
         coarse_labels, _ = self.locator.predict(data.pop("coarse"))
         source = data["source_image"]
-        box = locate(coarse_labels, self.locator_value, source.meta["original_affine"], self.margin_mm,
-                     self.min_extent_mm)
+        box = locate(
+            coarse_labels, self.locator_value, source.meta["original_affine"], self.margin_mm, self.min_extent_mm
+        )
         timings["locate"] = time.perf_counter() - started
         if box is None:
             data["note"] = f"roi {self.label}: the locator found nothing; the whole scan was segmented"

@@ -4,8 +4,8 @@ kept apart from the loop so they can be tested against closed formulas and saved
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from volseg.config import Config
 
@@ -50,14 +50,14 @@ class Schedule:
     lr_epochs: int = 1
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "Schedule":
+    def from_config(cls, cfg: Config) -> Schedule:
         t = cfg.train
         if t.time_budget_minutes > 0:
             return cls(t.time_budget_minutes, None, t.epochs)
         return cls(0.0, t.epochs, t.epochs)
 
     @classmethod
-    def from_checkpoint(cls, state: dict, cfg: Config) -> "Schedule":
+    def from_checkpoint(cls, state: dict, cfg: Config) -> Schedule:
         """The saved schedule; a checkpoint from before schedules had its count written into the config."""
         if "schedule" in state:
             return cls(**state["schedule"])

@@ -7,9 +7,10 @@ nnU-Net model folders (:class:`volseg.nnunet.segmenter.NnunetSegmenter`) all imp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch

@@ -8,8 +8,8 @@ TotalSegmentator's ``--statistics`` is the reference. A batch appends one row pe
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -17,8 +17,7 @@ from volseg.atomic import write_csv_atomic, write_text_atomic
 from volseg.csv_rows import append_durably, read_rows
 from volseg.outputs import STATISTICS_CSV, STATISTICS_JSON  # noqa: F401  (named with the other outputs)
 
-COLUMNS = ("case_id", "label", "name", "voxels", "volume_ml", "mean_intensity", "median_intensity",
-           "touches_border")
+COLUMNS = ("case_id", "label", "name", "voxels", "volume_ml", "mean_intensity", "median_intensity", "touches_border")
 
 
 def voxel_ml(affine: np.ndarray) -> float:
@@ -31,8 +30,9 @@ def touches_border(mask: np.ndarray) -> bool:
     return any(mask.take(i, axis=a).any() for a in range(mask.ndim) for i in (0, -1))
 
 
-def label_statistics(labels: np.ndarray, image: np.ndarray, affine: np.ndarray,
-                     label_names: Mapping[int, str]) -> list[dict]:
+def label_statistics(
+    labels: np.ndarray, image: np.ndarray, affine: np.ndarray, label_names: Mapping[int, str]
+) -> list[dict]:
     """One dict per label of ``label_names`` (empty labels included, with zero volume and no intensity)."""
     ml = voxel_ml(affine)
     rows = []
@@ -41,12 +41,17 @@ def label_statistics(labels: np.ndarray, image: np.ndarray, affine: np.ndarray,
         voxels = int(mask.sum())
         inside = image[mask] if voxels else np.empty(0)
         border = voxels > 0 and touches_border(mask)
-        rows.append({
-            "label": int(value), "name": name, "voxels": voxels, "volume_ml": round(voxels * ml, 3),
-            "mean_intensity": round(float(inside.mean()), 2) if voxels else None,
-            "median_intensity": round(float(np.median(inside)), 2) if voxels else None,
-            "touches_border": bool(border),
-        })
+        rows.append(
+            {
+                "label": int(value),
+                "name": name,
+                "voxels": voxels,
+                "volume_ml": round(voxels * ml, 3),
+                "mean_intensity": round(float(inside.mean()), 2) if voxels else None,
+                "median_intensity": round(float(np.median(inside)), 2) if voxels else None,
+                "touches_border": bool(border),
+            }
+        )
     return rows
 
 
@@ -67,10 +72,14 @@ def write_json(csv_path: Path, json_path: Path) -> dict:
     out: dict[str, dict] = {}
     if csv_path.exists():
         for row in read_rows(csv_path):
-            entry = {"label": int(row["label"]), "voxels": int(row["voxels"]), "volume_ml": float(row["volume_ml"]),
-                     "mean_intensity": float(row["mean_intensity"]) if row["mean_intensity"] else None,
-                     "median_intensity": float(row["median_intensity"]) if row["median_intensity"] else None,
-                     "touches_border": row["touches_border"] == "True"}
+            entry = {
+                "label": int(row["label"]),
+                "voxels": int(row["voxels"]),
+                "volume_ml": float(row["volume_ml"]),
+                "mean_intensity": float(row["mean_intensity"]) if row["mean_intensity"] else None,
+                "median_intensity": float(row["median_intensity"]) if row["median_intensity"] else None,
+                "touches_border": row["touches_border"] == "True",
+            }
             out.setdefault(row["case_id"], {})[row["name"]] = entry
     write_text_atomic(json_path, json.dumps(out, indent=1))
     return out

@@ -8,22 +8,27 @@ import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from monai.utils import set_determinism
-
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from volseg import distributed
 from volseg.atomic import atomic_path, write_csv_atomic
 from volseg.checkpoint import (
-    FORMAT, CheckpointError, build_network, load_checkpoint, rng_state, save_atomic, set_rng_state,
+    FORMAT,
+    CheckpointError,
+    build_network,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
 )
 from volseg.config import Config, config_from_dict, save_config
 from volseg.data.dataset import checked_datasets, training_loader
@@ -52,9 +57,14 @@ class EpochRecord:
         return mean_finite(self.val_dice.values()) if self.val_dice else float("nan")
 
     def row(self, labels: dict[int, str]) -> dict:
-        row = {"epoch": self.epoch, "train_loss": f"{self.train_loss:.5f}", "lr": f"{self.lr:.6g}",
-               "seconds": f"{self.seconds:.1f}", "loader_wait_share": _fmt(self.loader_wait_share),
-               "val_dice_mean": _fmt(self.val_mean)}
+        row = {
+            "epoch": self.epoch,
+            "train_loss": f"{self.train_loss:.5f}",
+            "lr": f"{self.lr:.6g}",
+            "seconds": f"{self.seconds:.1f}",
+            "loader_wait_share": _fmt(self.loader_wait_share),
+            "val_dice_mean": _fmt(self.val_mean),
+        }
         for value, name in labels.items():
             row[f"val_dice_{name}"] = _fmt(self.val_dice.get(value, float("nan")))
         return row
@@ -133,7 +143,9 @@ def _plot_curves(history: list[EpochRecord], labels: dict[int, str], path: Path)
     ax_loss.set(title="training loss", xlabel="epoch")
     validated = [r for r in history if r.val_dice]
     for value, name in labels.items():
-        ax_dice.plot([r.epoch for r in validated], [r.val_dice.get(value, np.nan) for r in validated], marker=".", label=name)
+        ax_dice.plot(
+            [r.epoch for r in validated], [r.val_dice.get(value, np.nan) for r in validated], marker=".", label=name
+        )
     ax_dice.plot([r.epoch for r in validated], [r.val_mean for r in validated], "k--", label="mean")
     ax_dice.set(title="validation Dice", xlabel="epoch", ylim=(0, 1))
     ax_dice.legend(loc="lower right")
@@ -151,8 +163,14 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def train(cfg: Config, run_dir: str | Path, device: str = "auto", resume: bool = False,
-          callbacks: Callbacks | None = None, epochs: int | None = None) -> list[EpochRecord]:
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    device: str = "auto",
+    resume: bool = False,
+    callbacks: Callbacks | None = None,
+    epochs: int | None = None,
+) -> list[EpochRecord]:
     """Train ``cfg.model`` on the manifest's train split, validating on its val split (a :class:`Trainer`).
 
     Leaves ``run_dir`` with config.yaml, last.pt, best.pt, metrics.csv and curves.png.
@@ -177,8 +195,16 @@ class Trainer:
 
     clock = staticmethod(time.perf_counter)  # epoch timing (the budget's input); tests replace it
 
-    def __init__(self, cfg: Config, run_dir: Path, device: torch.device, ctx: distributed.Context,
-                 callbacks: Callbacks | None = None, resume: bool = False, epochs: int | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        device: torch.device,
+        ctx: distributed.Context,
+        callbacks: Callbacks | None = None,
+        resume: bool = False,
+        epochs: int | None = None,
+    ):
         self.cfg, self.run_dir, self.device, self.ctx = cfg, Path(run_dir), device, ctx
         self.callbacks = callbacks or Callbacks()
         self.resume, self.epochs = resume, epochs
@@ -202,8 +228,13 @@ class Trainer:
                 self.end_epoch(record)
                 self.save(record)
                 self.callbacks.on_epoch_end(record)
-                log.info("epoch %d loss %.4f val dice %s loader wait %.0f%%", record.epoch, record.train_loss,
-                         record.val_dice, 100 * record.loader_wait_share)
+                log.info(
+                    "epoch %d loss %.4f val dice %s loader wait %.0f%%",
+                    record.epoch,
+                    record.train_loss,
+                    record.val_dice,
+                    100 * record.loader_wait_share,
+                )
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -227,7 +258,9 @@ class Trainer:
             self.history = [EpochRecord(**h) for h in state["history"]]  # older checkpoints lack the newer fields
             self.best = state["best_dice"]
         elif last_path.exists():
-            raise VolsegError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output")
+            raise VolsegError(
+                f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output"
+            )
         else:
             self.schedule = Schedule.from_config(cfg)
         if self.epochs is not None:
@@ -246,19 +279,26 @@ class Trainer:
         if not train_cases:
             raise VolsegError(f"{cfg.data.manifest}: no cases with split 'train'")
         # every bad file named before an hour of training; with the memory cache, each file is read once
-        self.train_ds, self.val_ds = checked_datasets(train_cases, val_cases, cfg, dims, num_workers=cfg.train.num_workers)
+        self.train_ds, self.val_ds = checked_datasets(
+            train_cases, val_cases, cfg, dims, num_workers=cfg.train.num_workers
+        )
 
         set_determinism(seed=cfg.train.seed)
         self.network = build_network(cfg).to(dev)
         if ctx.enabled and cfg.train.sync_batchnorm:
             self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.network)
-        self.model = (DistributedDataParallel(self.network, device_ids=[dev.index] if dev.type == "cuda" else None)
-                      if ctx.enabled else self.network)
+        self.model = (
+            DistributedDataParallel(self.network, device_ids=[dev.index] if dev.type == "cuda" else None)
+            if ctx.enabled
+            else self.network
+        )
         self.optimizer = make_optimizer(cfg, self.model)
         self.loss_fn = DeepSupervisionLoss(SegmentationLoss(len(cfg.data.labels)))
         self.use_amp = cfg.train.amp and dev.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.sampler = DistributedSampler(self.train_ds, ctx.world_size, ctx.rank, seed=cfg.train.seed) if ctx.enabled else None
+        self.sampler = (
+            DistributedSampler(self.train_ds, ctx.world_size, ctx.rank, seed=cfg.train.seed) if ctx.enabled else None
+        )
         self.loader = training_loader(self.train_ds, cfg, dims, num_workers=cfg.train.num_workers, sampler=self.sampler)
         self.steps_per_epoch = cfg.train.iterations_per_epoch or len(self.loader)
 
@@ -294,8 +334,13 @@ class Trainer:
             self.callbacks.on_step(losses[-1])
             fetch_started = self.clock()
         loop_seconds = max(self.clock() - self.epoch_started, 1e-9)
-        return EpochRecord(epoch, distributed.mean(ctx, float(np.mean(losses))), lr, 0.0,
-                           loader_wait_share=distributed.mean(ctx, loader_wait / loop_seconds))
+        return EpochRecord(
+            epoch,
+            distributed.mean(ctx, float(np.mean(losses))),
+            lr,
+            0.0,
+            loader_wait_share=distributed.mean(ctx, loader_wait / loop_seconds),
+        )
 
     def train_step(self, batch: dict, lr: float) -> float:
         for group in self.optimizer.param_groups:
@@ -329,8 +374,12 @@ class Trainer:
         counting = self.schedule.epochs is None
         self.schedule.after_epoch(self.history, self.cfg.train.val_every)
         if counting:
-            log.info("time budget %.1f min: %d epochs%s", self.schedule.minutes, self.schedule.lr_epochs,
-                     "" if self.schedule.epochs else " (first count; fixed after epoch 2)")
+            log.info(
+                "time budget %.1f min: %d epochs%s",
+                self.schedule.minutes,
+                self.schedule.lr_epochs,
+                "" if self.schedule.epochs else " (first count; fixed after epoch 2)",
+            )
 
     def save(self, record: EpochRecord) -> None:
         """last.pt every epoch, best.pt on improvement (atomic), then metrics.csv, the curves and TensorBoard.
@@ -340,9 +389,14 @@ class Trainer:
         if self.ctx.is_main:
             cfg = self.cfg
             payload = {
-                "format": FORMAT, "model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict() if self.use_amp else None, "epoch": record.epoch,
-                "best_dice": self.best, "config": cfg.to_dict(), "rng": rng_state(),
+                "format": FORMAT,
+                "model": self.network.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.use_amp else None,
+                "epoch": record.epoch,
+                "best_dice": self.best,
+                "config": cfg.to_dict(),
+                "rng": rng_state(),
                 "label_names": dict(cfg.data.labels),
                 "schedule": self.schedule.to_dict(),  # whole, so a resumed run keeps its epoch count
                 "history": [asdict(r) for r in self.history],  # every field, so a resume loses none

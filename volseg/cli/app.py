@@ -27,18 +27,40 @@ _DEBUG = {"on": False}  # volseg --debug: tracebacks for volseg's own errors too
 DEFAULTS = InferenceOptions()
 # The inference options infer, pacs and demo share, declared once (defaults: volseg.open_model.InferenceOptions)
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Backend = Annotated[str, typer.Option("--backend", help="auto, torch, onnxruntime or openvino (auto: fastest installed).")]
-Precision = Annotated[str, typer.Option("--precision", help="auto, fp32 or int8 (OpenVINO; auto: int8 only for a model whose int8 agreement is recorded, see `volseg export`).")]
-Overlap = Annotated[float, typer.Option("--overlap", min=0.0, max=0.95, help="Sliding-window overlap (3D models; nnU-Net's tile step is 1 - overlap).")]
-Tta = Annotated[bool, typer.Option("--tta", help="Mirroring test-time augmentation along the axes the model was trained mirrored on (2^n passes).")]
-KeepLargest = Annotated[bool, typer.Option("--keep-largest", help="Keep only the largest connected component per label.")]
+Backend = Annotated[
+    str, typer.Option("--backend", help="auto, torch, onnxruntime or openvino (auto: fastest installed).")
+]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="auto, fp32 or int8 (OpenVINO; auto: int8 only for a model whose int8 agreement is recorded, see `volseg export`).",
+    ),
+]
+Overlap = Annotated[
+    float,
+    typer.Option(
+        "--overlap", min=0.0, max=0.95, help="Sliding-window overlap (3D models; nnU-Net's tile step is 1 - overlap)."
+    ),
+]
+Tta = Annotated[
+    bool,
+    typer.Option(
+        "--tta", help="Mirroring test-time augmentation along the axes the model was trained mirrored on (2^n passes)."
+    ),
+]
+KeepLargest = Annotated[
+    bool, typer.Option("--keep-largest", help="Keep only the largest connected component per label.")
+]
 
 
 @app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-    debug: bool = typer.Option(False, "--debug", help="Show the traceback of volseg's own errors too (one line otherwise)."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback of volseg's own errors too (one line otherwise)."
+    ),
 ) -> None:
     _DEBUG["on"] = debug
     if version:

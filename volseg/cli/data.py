@@ -17,12 +17,19 @@ from volseg.errors import VolsegError
 
 @app.command()
 def manifest(
-    src: Path = typer.Argument(..., help="MSD/nnU-Net dataset folder, a folder with images/ and labels/, or a DICOM archive of CT series and their RTSTRUCTs."),
+    src: Path = typer.Argument(
+        ...,
+        help="MSD/nnU-Net dataset folder, a folder with images/ and labels/, or a DICOM archive of CT series and their RTSTRUCTs.",
+    ),
     output: Path = typer.Option(Path("data_manifest.csv"), "-o", "--output", help="CSV to write."),
     val_fraction: float = typer.Option(0.2, help="Share of labeled cases for validation."),
     test_fraction: float = typer.Option(0.1, help="Share of labeled cases held out for testing."),
     seed: int = typer.Option(0, help="Split seed: the same seed gives the same split."),
-    structures: Optional[str] = typer.Option(None, "--structures", help="DICOM archive: labels from RTSTRUCT names, 'NAME=REGEX;NAME=REGEX' (case-insensitive full match; values 1..N in this order), e.g. 'liver=Liver|LIVER|Liver_.*;spleen=Spleen' [default: TG-263 names of common organs]."),
+    structures: Optional[str] = typer.Option(
+        None,
+        "--structures",
+        help="DICOM archive: labels from RTSTRUCT names, 'NAME=REGEX;NAME=REGEX' (case-insensitive full match; values 1..N in this order), e.g. 'liver=Liver|LIVER|Liver_.*;spleen=Spleen' [default: TG-263 names of common organs].",
+    ),
 ) -> None:
     """Build data_manifest.csv (case_id,image,label,split) from a dataset folder, or from a DICOM archive whose
     RTSTRUCTs label its CT series (one label map per case in OUTPUT-stem_labels/; a case with a problem is left
@@ -46,12 +53,15 @@ def manifest(
         labels = label_names_from_dataset_json(src)
         declared = write_declared_labels(output, labels, str(src / "dataset.json")) if labels else None
     counts = Counter(c.split for c in cases)
-    console.print(f"wrote {output}: {len(cases)} cases ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
-                  + (f"; declared labels {labels} in {declared}" if declared else ""))
+    console.print(
+        f"wrote {output}: {len(cases)} cases ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
+        + (f"; declared labels {labels} in {declared}" if declared else "")
+    )
 
 
-def _rtstruct_manifest(src: Path, output: Path, structures: Optional[str], val_fraction: float,
-                       test_fraction: float, seed: int) -> None:
+def _rtstruct_manifest(
+    src: Path, output: Path, structures: Optional[str], val_fraction: float, test_fraction: float, seed: int
+) -> None:
     from collections import Counter
 
     from volseg.data.discover import assign_splits
@@ -76,21 +86,33 @@ def _rtstruct_manifest(src: Path, output: Path, structures: Optional[str], val_f
         typer.echo(line)
     counts = Counter(c.split for c in cases)
     splits = f" ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})" if counts else ""
-    console.print(f"wrote {output}: {len(cases)} cases{splits}, "
-                  f"labels in {output.parent / (output.stem + '_labels')}; {len(result.skipped)} case(s) and "
-                  f"{len(result.problems) - sum(len(c.problems) for c in result.skipped)} RTSTRUCT(s) left out; "
-                  f"{len(result.unpaired)} series without RTSTRUCT; label names in {declared}; record {record}",
-                  highlight=False)
+    console.print(
+        f"wrote {output}: {len(cases)} cases{splits}, "
+        f"labels in {output.parent / (output.stem + '_labels')}; {len(result.skipped)} case(s) and "
+        f"{len(result.problems) - sum(len(c.problems) for c in result.skipped)} RTSTRUCT(s) left out; "
+        f"{len(result.unpaired)} series without RTSTRUCT; label names in {declared}; record {record}",
+        highlight=False,
+    )
     if result.problems:
         raise typer.Exit(code=1)
 
 
 @app.command()
 def check(
-    manifest_path: Path = typer.Argument(Path("data_manifest.csv"), metavar="MANIFEST_OR_ARCHIVE", help="Manifest CSV, or a folder of DICOM files (an archive, any layout)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose data.labels lists valid label values."),
-    series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="Archive: YAML rules to apply (see `volseg infer`)."),
-    modality: Optional[str] = typer.Option(None, "--modality", help="Archive: apply the default rules of this modality (CT or MR)."),
+    manifest_path: Path = typer.Argument(
+        Path("data_manifest.csv"),
+        metavar="MANIFEST_OR_ARCHIVE",
+        help="Manifest CSV, or a folder of DICOM files (an archive, any layout).",
+    ),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="Config whose data.labels lists valid label values."
+    ),
+    series_rules: Optional[Path] = typer.Option(
+        None, "--series-rules", help="Archive: YAML rules to apply (see `volseg infer`)."
+    ),
+    modality: Optional[str] = typer.Option(
+        None, "--modality", help="Archive: apply the default rules of this modality (CT or MR)."
+    ),
 ) -> None:
     """Load every case and report every problem, one line each. Exit 0 when clean, 1 otherwise.
 
@@ -135,8 +157,12 @@ def plan(
     modality: str = typer.Option("auto", help="CT, MR, or auto (CT when the images reach below -500)."),
     memory_gb: float = typer.Option(4.0, help="Training memory budget per device (GB) for patch and batch size."),
     base: Optional[Path] = typer.Option(None, "--config", "-c", help="Start from this config instead of the defaults."),
-    label_names: Optional[str] = typer.Option(None, "--labels", help="Names, e.g. '1=anterior,2=posterior' [default: dataset.json's or label_N]."),
-    overrides: list[str] = typer.Option([], "--set", help="Config override key=value before planning, e.g. data.label_remap={7: 1}."),
+    label_names: Optional[str] = typer.Option(
+        None, "--labels", help="Names, e.g. '1=anterior,2=posterior' [default: dataset.json's or label_N]."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Config override key=value before planning, e.g. data.label_remap={7: 1}."
+    ),
 ) -> None:
     """Fingerprint the labeled cases and write a config planned from them (plus NAME.fingerprint.json)."""
     from volseg.config import load_config, save_config
@@ -150,10 +176,17 @@ def plan(
         cases = read_manifest(manifest_path)
         base_cfg = load_config(base, overrides)
         fp = fingerprint(cases, label_remap=base_cfg.data.label_remap)
-        names = (_parse_label_names(label_names) if label_names else declared_labels(manifest_path)
-                 or label_names_from_dataset_json(cases[0].image.parent.parent))
-        widths = {d: tuple(base_cfg.model.features) if base_cfg.model.features and base_cfg.model.dims == d
-                  else default_features(base_cfg.model.name, d) for d in (2, 3)}
+        names = (
+            _parse_label_names(label_names)
+            if label_names
+            else declared_labels(manifest_path) or label_names_from_dataset_json(cases[0].image.parent.parent)
+        )
+        widths = {
+            d: tuple(base_cfg.model.features)
+            if base_cfg.model.features and base_cfg.model.dims == d
+            else default_features(base_cfg.model.name, d)
+            for d in (2, 3)
+        }
         cfg = make_plan(fp, base_cfg, widths, memory_budget_gb=memory_gb, modality=modality, label_names=names)
         cfg.data.manifest = str(manifest_path)
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -83,39 +83,84 @@ def _print_builtin_models() -> None:
         config = load_checkpoint(path)["config"]
         labels = ", ".join(f"{v} {n}" for v, n in config["data"]["labels"].items())
         int8 = beside_checkpoint(path)
-        twin = ("; int8 twin (" + ("used on CPU" if agrees(int8.record) else "fp32 kept: agreement below "
-                                   f"{MIN_AGREEMENT}") + ")") if int8 else ""
-        console.print(f"  {title}: {what}; {config['model']['name']} {config['model']['dims']}D; labels {labels}; "
-                      f"{path} ({path.stat().st_size / 1e6:.1f} MB){twin}", highlight=False)
+        twin = (
+            (
+                "; int8 twin ("
+                + ("used on CPU" if agrees(int8.record) else f"fp32 kept: agreement below {MIN_AGREEMENT}")
+                + ")"
+            )
+            if int8
+            else ""
+        )
+        console.print(
+            f"  {title}: {what}; {config['model']['name']} {config['model']['dims']}D; labels {labels}; "
+            f"{path} ({path.stat().st_size / 1e6:.1f} MB){twin}",
+            highlight=False,
+        )
 
 
 @app.command()
 def infer(
-    inputs: list[Path] = typer.Argument(..., help="NIfTI/NRRD/MHA files, folders of them, DICOM series folders, or a manifest CSV."),
+    inputs: list[Path] = typer.Argument(
+        ..., help="NIfTI/NRRD/MHA files, folders of them, DICOM series folders, or a manifest CSV."
+    ),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder [one input: ./CASE_seg.nii.gz]."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint, or built-in model name (see `volseg models`) [default: hippocampus-mri]."),
+    model: Optional[Path] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Run folder, checkpoint, or built-in model name (see `volseg models`) [default: hippocampus-mri].",
+    ),
     device: Device = DEFAULTS.device,
     backend: Backend = DEFAULTS.backend,
     precision: Precision = DEFAULTS.precision,
     overlap: Overlap = DEFAULTS.overlap,
     tta: Tta = DEFAULTS.tta,
     keep_largest: KeepLargest = DEFAULTS.keep_largest,
-    save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write CASE_probabilities.npz (float16)."),
+    save_probabilities: bool = typer.Option(
+        False, "--save-probabilities", help="Also write CASE_probabilities.npz (float16)."
+    ),
     qc: bool = typer.Option(False, "--qc", help="Write CASE_qc.png: three views with the labels overlaid."),
-    qc_attention: bool = typer.Option(False, "--qc-attention", help="With --qc: add the attention map (attunet, r2attunet)."),
+    qc_attention: bool = typer.Option(
+        False, "--qc-attention", help="With --qc: add the attention map (attunet, r2attunet)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Skip cases whose output already exists."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     split: Optional[str] = typer.Option(None, "--split", help="With a manifest: only cases of this split."),
-    case_timeout: Optional[float] = typer.Option(None, "--case-timeout", help="Fail a case whose reading/preprocessing takes longer (s)."),
+    case_timeout: Optional[float] = typer.Option(
+        None, "--case-timeout", help="Fail a case whose reading/preprocessing takes longer (s)."
+    ),
     num_parts: int = typer.Option(1, "--num-parts", help="Split the cohort into this many independent jobs..."),
     part_id: int = typer.Option(0, "--part-id", help="...and run this one (0-based)."),
-    output_format: str = typer.Option("nifti", "--output-format", help="Comma-separated: nifti, dicom-seg, rtstruct (the last two for DICOM inputs; rtstruct: CASE_rtstruct.dcm)."),
-    series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML rules picking the DICOM series to segment [default: the model's modality, ORIGINAL/PRIMARY, no localizers, >= 10 slices, axial for CT, one per study]."),
-    report: bool = typer.Option(False, "--report", help="Also write OUTPUT/report/index.html, the review page (see `volseg report`)."),
-    roi: Optional[str] = typer.Option(None, "--roi", help="Segment one label only, on the box a coarse locator model finds for it (label name, e.g. kidney_left); the run record notes the box."),
-    locator: Optional[Path] = typer.Option(None, "--locator", help="With --roi: the locator model [default: locator.pt beside the model]."),
-    folds: Optional[str] = typer.Option(None, "--folds", help="nnU-Net model folder: the folds to ensemble, e.g. 0,1 or all [default: every fold present]."),
-    checkpoint: str = typer.Option("final", "--checkpoint", help="nnU-Net model folder: final (checkpoint_final.pth) or best."),
+    output_format: str = typer.Option(
+        "nifti",
+        "--output-format",
+        help="Comma-separated: nifti, dicom-seg, rtstruct (the last two for DICOM inputs; rtstruct: CASE_rtstruct.dcm).",
+    ),
+    series_rules: Optional[Path] = typer.Option(
+        None,
+        "--series-rules",
+        help="YAML rules picking the DICOM series to segment [default: the model's modality, ORIGINAL/PRIMARY, no localizers, >= 10 slices, axial for CT, one per study].",
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="Also write OUTPUT/report/index.html, the review page (see `volseg report`)."
+    ),
+    roi: Optional[str] = typer.Option(
+        None,
+        "--roi",
+        help="Segment one label only, on the box a coarse locator model finds for it (label name, e.g. kidney_left); the run record notes the box.",
+    ),
+    locator: Optional[Path] = typer.Option(
+        None, "--locator", help="With --roi: the locator model [default: locator.pt beside the model]."
+    ),
+    folds: Optional[str] = typer.Option(
+        None,
+        "--folds",
+        help="nnU-Net model folder: the folds to ensemble, e.g. 0,1 or all [default: every fold present].",
+    ),
+    checkpoint: str = typer.Option(
+        "final", "--checkpoint", help="nnU-Net model folder: final (checkpoint_final.pth) or best."
+    ),
 ) -> None:
     """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed (or no
     series selected), 2 usage, 3 none failed but some partial (an output could not be made: see the note).
@@ -146,16 +191,28 @@ def infer(
         if not formats or set(formats) - set(OUTPUT_FORMATS):
             raise VolsegError(f"--output-format: expected some of {','.join(OUTPUT_FORMATS)}, got {output_format!r}")
         if roi and (save_probabilities or qc_attention):
-            raise VolsegError("--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply")
+            raise VolsegError(
+                "--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply"
+            )
         rules = load_rules(series_rules) if series_rules else None
         ctx = distributed.setup(device)
-        options = InferenceOptions(device, backend, precision, overlap, tta, keep_largest,
-                                   tuple(f.strip() for f in folds.split(",")) if folds else None, checkpoint)
+        options = InferenceOptions(
+            device,
+            backend,
+            precision,
+            overlap,
+            tta,
+            keep_largest,
+            tuple(f.strip() for f in folds.split(",")) if folds else None,
+            checkpoint,
+        )
         segmenter = open_segmenter(model, options, distributed.device_for(ctx, device), roi, locator)
         warn_about(model)
         if not isinstance(segmenter, Segmenter) and not roi and (save_probabilities or qc_attention):
-            raise VolsegError("--save-probabilities and --qc-attention work with volseg models only, "
-                              f"not with {segmenter.info.summary}")
+            raise VolsegError(
+                "--save-probabilities and --qc-attention work with volseg models only, "
+                f"not with {segmenter.info.summary}"
+            )
         rules = rules or default_rules(segmenter.info.modality)
         cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
         if not cases:
@@ -163,12 +220,21 @@ def infer(
         if qc_attention:
             attention_network(segmenter.model)  # fail now, not once per case
     if ctx.is_main:
-        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}, labels "
-                      f"{dict(segmenter.info.labels)}) on {segmenter.device}, backend {segmenter.backend} "
-                      f"{segmenter.precision}", highlight=False)
-    batch = BatchOptions(resume=resume, overwrite=overwrite, save_probabilities=save_probabilities,
-                         qc=qc or qc_attention, qc_attention=qc_attention, case_timeout=case_timeout,
-                         output_formats=formats)
+        console.print(
+            f"model: {segmenter.info.source} ({segmenter.info.summary}, labels "
+            f"{dict(segmenter.info.labels)}) on {segmenter.device}, backend {segmenter.backend} "
+            f"{segmenter.precision}",
+            highlight=False,
+        )
+    batch = BatchOptions(
+        resume=resume,
+        overwrite=overwrite,
+        save_probabilities=save_probabilities,
+        qc=qc or qc_attention,
+        qc_attention=qc_attention,
+        case_timeout=case_timeout,
+        output_formats=formats,
+    )
     with CaseProgress(len(cases), console, visible=ctx.is_main) as progress:
         run = run_cohort(cases, segmenter, batch, output, report, ctx, on_case=progress.update)
     for r in run.results:
@@ -179,7 +245,9 @@ def infer(
         typer.echo(run.results[0].output)
     elif not run.single and ctx.is_main:
         rejected = f", {run.rejected} series not selected ({rules.source})" if run.rejected else ""
-        partial = f", {run.partial} partial (an output could not be made: the record's note says why)" if run.partial else ""
+        partial = (
+            f", {run.partial} partial (an output could not be made: the record's note says why)" if run.partial else ""
+        )
         console.print(f"{run.done} of {run.done + run.failed} cases done{partial}{rejected}; record: {run.record}")
     if ctx.is_main and run.done + run.failed == 0:
         console.print(why_none_selected(run.rejections), style="red", markup=False, highlight=False)
@@ -191,16 +259,33 @@ def infer(
 @app.command()
 def pacs(
     url: str = typer.Argument(..., help="DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint, or built-in model name [default: hippocampus-mri]."),
-    output: Path = typer.Option(Path("volseg_pacs_out"), "-o", "--output", help="Folder for the run record (volseg_pacs.csv)."),
-    modality: Optional[str] = typer.Option(None, "--modality", help="Studies and series of this modality [default: the model's]."),
-    study_date: Optional[str] = typer.Option(None, "--study-date", help="YYYYMMDD-YYYYMMDD (inclusive) or one YYYYMMDD."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="Run folder, checkpoint, or built-in model name [default: hippocampus-mri]."
+    ),
+    output: Path = typer.Option(
+        Path("volseg_pacs_out"), "-o", "--output", help="Folder for the run record (volseg_pacs.csv)."
+    ),
+    modality: Optional[str] = typer.Option(
+        None, "--modality", help="Studies and series of this modality [default: the model's]."
+    ),
+    study_date: Optional[str] = typer.Option(
+        None, "--study-date", help="YYYYMMDD-YYYYMMDD (inclusive) or one YYYYMMDD."
+    ),
     accession: list[str] = typer.Option([], "--accession", help="An accession number (repeatable)."),
-    accessions_file: Optional[Path] = typer.Option(None, "--accessions-file", help="A file of accession numbers, one per line."),
+    accessions_file: Optional[Path] = typer.Option(
+        None, "--accessions-file", help="A file of accession numbers, one per line."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Segment at most this many series in this run."),
     series_rules: Optional[Path] = typer.Option(None, "--series-rules", help="YAML series rules (see `volseg infer`)."),
-    auth_file: Optional[Path] = typer.Option(None, "--auth-file", help="YAML with user/password or token [default: VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or VOLSEG_PACS_TOKEN]."),
+    auth_file: Optional[Path] = typer.Option(
+        None,
+        "--auth-file",
+        help="YAML with user/password or token [default: VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or VOLSEG_PACS_TOKEN].",
+    ),
     save_nifti: bool = typer.Option(False, "--save-nifti", help="Also keep each label map as OUT/CASE.nii.gz."),
+    rtstruct: bool = typer.Option(
+        False, "--rtstruct", help="Also store an RTSTRUCT of the labels beside each SEG (for planning systems)."
+    ),
     device: Device = DEFAULTS.device,
     backend: Backend = DEFAULTS.backend,
     precision: Precision = DEFAULTS.precision,
@@ -231,29 +316,53 @@ def pacs(
         warn_about(model)
         rules = rules or default_rules(segmenter.info.modality)
         query = PacsQuery(modality or segmenter.info.modality, dates, accessions, limit)
-        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}, {segmenter.info.modality}, labels "
-                      f"{dict(segmenter.info.labels)}); PACS {url}; {rules.source}", highlight=False)
+        console.print(
+            f"model: {segmenter.info.source} ({segmenter.info.summary}, {segmenter.info.modality}, labels "
+            f"{dict(segmenter.info.labels)}); PACS {url}; {rules.source}",
+            highlight=False,
+        )
 
         def show(row: dict) -> None:
             colour = {"ok": "green", "failed": "red"}.get(row["status"], "dim")
-            detail = f" SEG {row['seg_uid']}" if row["status"] == "ok" else f": {row['reason']}" if row["reason"] else ""
-            console.print(f"[{colour}]{row['status']}[/{colour}] {row['case_id'] or row['series_uid']}{detail}",
-                          highlight=False)
+            detail = (
+                f" SEG {row['seg_uid']}" if row["status"] == "ok" else f": {row['reason']}" if row["reason"] else ""
+            )
+            console.print(
+                f"[{colour}]{row['status']}[/{colour}] {row['case_id'] or row['series_uid']}{detail}", highlight=False
+            )
 
-        rows = PacsRun(client, segmenter, rules, output, query, save_nifti, on_row=show).run()
+        rows = PacsRun(client, segmenter, rules, output, query, save_nifti, on_row=show, rtstruct=rtstruct).run()
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "rejected", "skipped", "deferred")}
-    console.print(f"{len(rows)} series found: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-                  + f"; record: {output / 'volseg_pacs.csv'}")
+    console.print(
+        f"{len(rows)} series found: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + f"; record: {output / 'volseg_pacs.csv'}"
+    )
     raise typer.Exit(code=1 if counts["failed"] else 0)
 
 
 @app.command()
 def export(
     model: Path = typer.Argument(..., help="Run folder, checkpoint or built-in model name."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="fp32: the ONNX file to write. int8: the model folder [default: the checkpoint's folder]."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (ONNX, dynamic sizes) or int8 (OpenVINO IR, NNCF post-training quantization)."),
-    calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8: manifest (its train split) or folder of images to calibrate on [default: the model's training manifest]."),
-    check: Optional[Path] = typer.Option(None, "--check", help="int8: manifest whose cases measure int8 against fp32 [default: the calibration manifest]."),
+    output: Optional[Path] = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="fp32: the ONNX file to write. int8: the model folder [default: the checkpoint's folder].",
+    ),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32 (ONNX, dynamic sizes) or int8 (OpenVINO IR, NNCF post-training quantization)."
+    ),
+    calibration: Optional[Path] = typer.Option(
+        None,
+        "--calibration",
+        help="int8: manifest (its train split) or folder of images to calibrate on [default: the model's training manifest].",
+    ),
+    check: Optional[Path] = typer.Option(
+        None,
+        "--check",
+        help="int8: manifest whose cases measure int8 against fp32 [default: the calibration manifest].",
+    ),
     check_split: str = typer.Option("val", "--check-split", help="int8: the split of --check to measure on."),
 ) -> None:
     """Export a trained model: fp32 ONNX (for ONNX Runtime, OpenVINO, TensorRT, ...) or an int8 OpenVINO
@@ -276,29 +385,49 @@ def export(
         if precision != "int8":
             raise VolsegError(f"--precision must be fp32 or int8, got {precision!r}")
         done = export_int8_and_measure(model, output, calibration, check, check_split)
-    console.print(f"wrote {done.written} (int8, calibrated on {done.record['calibration']['windows']} windows of "
-                  f"{done.calibration})", highlight=False)
+    console.print(
+        f"wrote {done.written} (int8, calibrated on {done.record['calibration']['windows']} windows of "
+        f"{done.calibration})",
+        highlight=False,
+    )
     agreement = done.record.get("agreement")
     if not agreement:
-        console.print(f"[yellow]agreement not measured[/yellow] (no {check_split!r} cases: give --check MANIFEST "
-                      "--check-split SPLIT); --precision auto will keep fp32 for this model")
+        console.print(
+            f"[yellow]agreement not measured[/yellow] (no {check_split!r} cases: give --check MANIFEST "
+            "--check-split SPLIT); --precision auto will keep fp32 for this model"
+        )
         return
     for name, worst in agreement["dice_vs_fp32_min"].items():
         ref = agreement["dice_vs_reference"]
-        against = (f"; vs reference {ref['fp32'][name]:.4f} fp32, {ref['int8'][name]:.4f} int8"
-                   if ref["fp32"].get(name) is not None else "")
-        console.print(f"  {name}: int8 vs fp32 Dice mean {agreement['dice_vs_fp32_mean'][name]:.4f}, "
-                      f"worst {worst:.4f}{against}")
-    verdict = ("--precision auto uses it on CPU" if agrees(done.record) else
-               f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)")
+        against = (
+            f"; vs reference {ref['fp32'][name]:.4f} fp32, {ref['int8'][name]:.4f} int8"
+            if ref["fp32"].get(name) is not None
+            else ""
+        )
+        console.print(
+            f"  {name}: int8 vs fp32 Dice mean {agreement['dice_vs_fp32_mean'][name]:.4f}, worst {worst:.4f}{against}"
+        )
+    verdict = (
+        "--precision auto uses it on CPU"
+        if agrees(done.record)
+        else f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)"
+    )
     console.print(f"{agreement['cases']} cases; recorded in {done.record_path}: {verdict}", highlight=False)
 
 
 @app.command()
 def demo(
-    task: str = typer.Option("mri", "--task", help="mri: hippocampus-mri on the 10 bundled MSD test cases; ct: abdomen-ct on the bundled CTs."),
-    output: Path = typer.Option(Path("demo_out"), "-o", "--output", help="Folder for label maps, QC pictures and the report."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Run folder, checkpoint or built-in name [default: the task's built-in model]."),
+    task: str = typer.Option(
+        "mri",
+        "--task",
+        help="mri: hippocampus-mri on the 10 bundled MSD test cases; ct: abdomen-ct on the bundled CTs.",
+    ),
+    output: Path = typer.Option(
+        Path("demo_out"), "-o", "--output", help="Folder for label maps, QC pictures and the report."
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="Run folder, checkpoint or built-in name [default: the task's built-in model]."
+    ),
     device: Device = DEFAULTS.device,
     backend: Backend = DEFAULTS.backend,
     precision: Precision = DEFAULTS.precision,
@@ -323,9 +452,11 @@ def demo(
         manifest = task_manifest(spec)
         segmenter = open_segmenter(model or spec.model, InferenceOptions(device, backend, precision))
         warn_about(model or spec.model)
-        console.print(f"model: {segmenter.info.source} ({segmenter.info.summary}) on {segmenter.device}, backend "
-                      f"{segmenter.backend} {segmenter.precision}; cases: {'/'.join(spec.splits)} split of {manifest}",
-                      highlight=False)
+        console.print(
+            f"model: {segmenter.info.source} ({segmenter.info.summary}) on {segmenter.device}, backend "
+            f"{segmenter.backend} {segmenter.precision}; cases: {'/'.join(spec.splits)} split of {manifest}",
+            highlight=False,
+        )
         with CaseProgress(len(demo_cases(manifest, spec.splits)), console) as progress:
             result = run_demo(segmenter, output, manifest, on_case=progress.update, splits=spec.splits)
     labels = list(segmenter.info.labels.values())
@@ -338,7 +469,10 @@ def demo(
     for failure in result.failed:
         console.print(f"[red]failed[/red] {failure}", highlight=False)
     for split, cases, mean, means in split_means(result.rows, labels, spec.splits):
-        console.print(f"mean Dice over {cases} {split} case(s): {mean:.4f} ("
-                      + ", ".join(f"{label} {m:.4f}" for label, m in means.items()) + ")")
+        console.print(
+            f"mean Dice over {cases} {split} case(s): {mean:.4f} ("
+            + ", ".join(f"{label} {m:.4f}" for label, m in means.items())
+            + ")"
+        )
     console.print(f"report: {result.report}; review page: {result.review_page}")
     raise typer.Exit(code=1 if result.failed else 0)

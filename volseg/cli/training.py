@@ -25,11 +25,20 @@ def train(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder [default: runs/MODEL_DIMSd]."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (also extends a resumed run)."),
     minutes: Optional[float] = typer.Option(
-        None, "--minutes", help="Wall-clock training budget instead of --epochs: the epoch count is fixed after epoch 2."),
+        None,
+        "--minutes",
+        help="Wall-clock training budget instead of --epochs: the epoch count is fixed after epoch 2.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint (and its schedule)."),
-    overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. train.lr=0.01 (repeatable)."),
-    nproc: int = typer.Option(1, "--nproc", help="Shortcut for `torchrun --nproc_per_node N -m volseg train ...` on this machine."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --output from its last checkpoint (and its schedule)."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Config override key=value, e.g. train.lr=0.01 (repeatable)."
+    ),
+    nproc: int = typer.Option(
+        1, "--nproc", help="Shortcut for `torchrun --nproc_per_node N -m volseg train ...` on this machine."
+    ),
 ) -> None:
     """Train a zoo model on the manifest's train split, validating on its val split.
 
@@ -54,8 +63,10 @@ def train(
             history = run_training(cfg, run_dir, device=device, resume=resume, callbacks=progress, epochs=epochs)
     if history and is_main:
         best = max((r.val_mean for r in history if r.val_dice), default=float("nan"))
-        console.print(f"done: {len(history)} epochs, last loss {history[-1].train_loss:.4f}, "
-                      f"best validation Dice {best:.4f}; run folder {run_dir}")
+        console.print(
+            f"done: {len(history)} epochs, last loss {history[-1].train_loss:.4f}, "
+            f"best validation Dice {best:.4f}; run folder {run_dir}"
+        )
 
 
 def _relaunch_with_torchrun(nproc: int) -> None:
@@ -70,8 +81,19 @@ def _relaunch_with_torchrun(nproc: int) -> None:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              f"--nproc_per_node={nproc}", "-m", "volseg", *args])
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "volseg",
+            *args,
+        ],
+    )
 
 
 def _config_with_flags(config, overrides, manifest_path, dims, model, epochs=None, minutes=None):

@@ -15,7 +15,14 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 
-from volseg.data.io import ImageReadError, grid_mismatch, non_finite, read_image, read_label, stack_channels
+from volseg.data.io import (
+    ImageReadError,
+    grid_mismatch,
+    non_finite,
+    read_image,
+    read_label,
+    stack_channels,
+)
 from volseg.data.manifest import Case, ManifestError, declared_labels, parse_manifest
 
 logger = logging.getLogger(__name__)
@@ -98,7 +105,9 @@ def read_checked(case: Case, label_values: set[int] | None = None, **limits) -> 
         unknown = sorted(set(torch.unique(label.as_tensor()).long().tolist()) - set(label_values))
         if unknown:
             problems.append(
-                Problem(str(case.label), f"unknown label value(s) {unknown}; expected a subset of {sorted(label_values)}")
+                Problem(
+                    str(case.label), f"unknown label value(s) {unknown}; expected a subset of {sorted(label_values)}"
+                )
             )
     if label is not None and first is not None and (why := _grid_mismatch(label, first)):
         problems.append(Problem(str(case.label), f"label grid differs from image {case.images[0].name}: {why}"))
@@ -160,10 +169,16 @@ def check_archive(root: Path, rules=None) -> ArchiveCheck:
     for series in found:
         fault = geometry_fault(series, found)
         faults += fault is not None
-        verdict = (f"FAULT {fault}" if fault else f"not selected: {rejected[id(series)]}" if id(series) in rejected
-                   else "ok")
-        lines.append(f"{series.case_id} {series.modality or '?'} {series.plane} {series.slices} slices "
-                     f"{series.columns}x{series.rows}: {verdict}  [{series}]")
-    summary = (f"{len(found)} series, {faults} with faults"
-               + (f", {len(rejected)} not selected ({rules.source})" if rules else "") + f", {skipped} other files")
+        verdict = (
+            f"FAULT {fault}" if fault else f"not selected: {rejected[id(series)]}" if id(series) in rejected else "ok"
+        )
+        lines.append(
+            f"{series.case_id} {series.modality or '?'} {series.plane} {series.slices} slices "
+            f"{series.columns}x{series.rows}: {verdict}  [{series}]"
+        )
+    summary = (
+        f"{len(found)} series, {faults} with faults"
+        + (f", {len(rejected)} not selected ({rules.source})" if rules else "")
+        + f", {skipped} other files"
+    )
     return ArchiveCheck(lines, summary, faults, len(found))

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 from monai import data as md
 from monai import transforms as mt
 
 from volseg.config import Config
-from volseg.data.manifest import Case
 from volseg.data.check import check_cases, read_checked
-from volseg.data.transforms import load_and_preprocess, preprocess, remap_labels, resampling_limits, training_samples
+from volseg.data.manifest import Case
+from volseg.data.transforms import (
+    load_and_preprocess,
+    preprocess,
+    remap_labels,
+    resampling_limits,
+    training_samples,
+)
 from volseg.errors import VolsegError
 
 
@@ -38,8 +44,9 @@ def _cached(items: list[dict], transform: mt.Compose, cfg: Config, num_workers: 
 def training_dataset(cases: Sequence[Case], cfg: Config, spatial_dims: int, num_workers: int = 0) -> md.Dataset:
     """Each item yields ``samples_per_volume`` augmented patches (3D) or slices (2D) of one case."""
     _require_labels(cases)
-    transform = mt.Compose([*load_and_preprocess(cfg).flatten().transforms,
-                            *training_samples(cfg, spatial_dims).transforms])
+    transform = mt.Compose(
+        [*load_and_preprocess(cfg).flatten().transforms, *training_samples(cfg, spatial_dims).transforms]
+    )
     return _cached([case_dict(c) for c in cases], transform, cfg, num_workers)
 
 
@@ -48,8 +55,9 @@ def volume_dataset(cases: Sequence[Case], cfg: Config, num_workers: int = 0) -> 
     return _cached([case_dict(c) for c in cases], load_and_preprocess(cfg).flatten(), cfg, num_workers)
 
 
-def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg: Config, spatial_dims: int,
-                     num_workers: int = 0) -> tuple[md.Dataset, md.Dataset | None]:
+def checked_datasets(
+    train_cases: Sequence[Case], val_cases: Sequence[Case], cfg: Config, spatial_dims: int, num_workers: int = 0
+) -> tuple[md.Dataset, md.Dataset | None]:
     """Training and validation datasets, every case checked first; raises ValueError naming every problem.
 
     With the memory cache each file is read once: the read that is checked (:func:`read_checked`) is the
@@ -58,8 +66,10 @@ def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg
         problems = check_cases([*train_cases, *val_cases], **resampling_limits(cfg))
         if problems:
             raise VolsegError("\n".join(map(str, problems)))
-        return (training_dataset(train_cases, cfg, spatial_dims, num_workers),
-                volume_dataset(val_cases, cfg, num_workers) if val_cases else None)
+        return (
+            training_dataset(train_cases, cfg, spatial_dims, num_workers),
+            volume_dataset(val_cases, cfg, num_workers) if val_cases else None,
+        )
     _require_labels(train_cases)
     prepare = preprocess(cfg)  # load_and_preprocess after LoadCased, whose read read_checked has done
 
@@ -77,8 +87,8 @@ def checked_datasets(train_cases: Sequence[Case], val_cases: Sequence[Case], cfg
     if problems:
         raise VolsegError("\n".join(map(str, problems)))
     prepared = [item for item, _ in results]
-    train = md.CacheDataset(prepared[:len(train_cases)], training_samples(cfg, spatial_dims), progress=False)
-    val = md.CacheDataset(prepared[len(train_cases):], mt.Compose([]), progress=False) if val_cases else None
+    train = md.CacheDataset(prepared[: len(train_cases)], training_samples(cfg, spatial_dims), progress=False)
+    val = md.CacheDataset(prepared[len(train_cases) :], mt.Compose([]), progress=False) if val_cases else None
     return train, val
 
 
@@ -88,12 +98,18 @@ def _require_labels(cases: Sequence[Case]) -> None:
         raise VolsegError(f"training cases need labels; unlabeled: {missing[:5]}")
 
 
-def training_loader(dataset: md.Dataset, cfg: Config, spatial_dims: int, num_workers: int = 0,
-                    sampler=None) -> md.DataLoader:
+def training_loader(
+    dataset: md.Dataset, cfg: Config, spatial_dims: int, num_workers: int = 0, sampler=None
+) -> md.DataLoader:
     batch = cfg.sampling.batch_size_3d if spatial_dims == 3 else cfg.sampling.batch_size_2d
     per_item = cfg.sampling.samples_per_volume if spatial_dims == 3 else cfg.sampling.slices_per_volume
     return md.DataLoader(
-        dataset, batch_size=max(1, batch // per_item), shuffle=sampler is None, sampler=sampler,
-        num_workers=num_workers, collate_fn=md.list_data_collate, drop_last=False,
+        dataset,
+        batch_size=max(1, batch // per_item),
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=md.list_data_collate,
+        drop_last=False,
         persistent_workers=num_workers > 0,
     )

@@ -28,10 +28,11 @@ import logging
 import os
 import traceback
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -44,11 +45,31 @@ log = logging.getLogger(__name__)
 
 # The header elements discovery reads: identity-free selection tags plus geometry.
 HEADER_TAGS = [
-    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "ImageType",
-    "SeriesDescription", "SeriesNumber", "StudyDate", "AccessionNumber", "BodyPartExamined", "SliceThickness",
-    "ImageOrientationPatient", "ImagePositionPatient", "Rows", "Columns", "PixelSpacing", "NumberOfFrames",
-    "InstanceNumber", "GantryDetectorTilt", "SharedFunctionalGroupsSequence", "ContrastBolusAgent",
-    "ConvolutionKernel", "ProtocolName", "Manufacturer",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "ImageType",
+    "SeriesDescription",
+    "SeriesNumber",
+    "StudyDate",
+    "AccessionNumber",
+    "BodyPartExamined",
+    "SliceThickness",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "Rows",
+    "Columns",
+    "PixelSpacing",
+    "NumberOfFrames",
+    "InstanceNumber",
+    "GantryDetectorTilt",
+    "SharedFunctionalGroupsSequence",
+    "ContrastBolusAgent",
+    "ConvolutionKernel",
+    "ProtocolName",
+    "Manufacturer",
 ]
 # Pixel encodings SimpleITK (GDCM) decodes; anything else fails with its name instead of a GDCM trace.
 TRANSFER_SYNTAXES = {
@@ -78,8 +99,18 @@ NOT_IMAGES = {  # storage classes that hold no image volume (never segmented; No
 }
 # The series-level part of HEADER_TAGS, the view the selection rules test (per-slice geometry is read apart).
 SELECTION_TAGS = [t for t in HEADER_TAGS if t not in ("SharedFunctionalGroupsSequence", "ImagePositionPatient")]
-NUMERIC_VRS = {"DS": float, "FL": float, "FD": float, "IS": int, "US": int, "SS": int, "UL": int, "SL": int,
-               "SV": int, "UV": int}
+NUMERIC_VRS = {
+    "DS": float,
+    "FL": float,
+    "FD": float,
+    "IS": int,
+    "US": int,
+    "SS": int,
+    "UL": int,
+    "SL": int,
+    "SV": int,
+    "UV": int,
+}
 DICOM_LIBRARIES = ("pydicom", "highdicom", "dicomweb_client")  # their messages may quote header values
 SLICE_GAP_TOLERANCE = 0.1  # relative difference of a slice step from the median step
 TILT_TOLERANCE_DEG = 0.5  # slices stacked at more than this angle to their normal: gantry tilt
@@ -112,8 +143,15 @@ class DicomSeries:
 
     @property
     def case_id(self) -> str:
-        key = "|".join([self.study_uid, self.series_uid, f"{self.rows}x{self.columns}", repr(self.orientation),
-                        min(i.sop_uid for i in self.instances) if not self.series_uid else ""])
+        key = "|".join(
+            [
+                self.study_uid,
+                self.series_uid,
+                f"{self.rows}x{self.columns}",
+                repr(self.orientation),
+                min(i.sop_uid for i in self.instances) if not self.series_uid else "",
+            ]
+        )
         return "dcm-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
     @property
@@ -279,8 +317,9 @@ def safe_reason(error: BaseException) -> str:
 
 class _Withheld(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        log.debug("withheld a %s log record of %s (DICOM libraries may quote header values)",
-                  record.levelname, record.name)
+        log.debug(
+            "withheld a %s log record of %s (DICOM libraries may quote header values)", record.levelname, record.name
+        )
         return False
 
 
@@ -291,8 +330,9 @@ def withhold_header_messages():
     "<PatientName>" is unlikely to represent the intended person name", pydicom's invalid-value warnings),
     and a header value may identify a patient. Each is logged at DEBUG by its category and origin only,
     never its text."""
-    names = [name for name in logging.root.manager.loggerDict
-             if name.split(".")[0] in DICOM_LIBRARIES] + list(DICOM_LIBRARIES)
+    names = [name for name in logging.root.manager.loggerDict if name.split(".")[0] in DICOM_LIBRARIES] + list(
+        DICOM_LIBRARIES
+    )
     loggers = {logging.getLogger(name) for name in names}
     withheld = _Withheld()
     for logger in loggers:
@@ -305,8 +345,12 @@ def withhold_header_messages():
         for logger in loggers:
             logger.removeFilter(withheld)
     for w in caught:
-        log.debug("withheld a %s from %s:%s (its text may quote a header value)", w.category.__name__,
-                  Path(w.filename).name, w.lineno)
+        log.debug(
+            "withheld a %s from %s:%s (its text may quote a header value)",
+            w.category.__name__,
+            Path(w.filename).name,
+            w.lineno,
+        )
 
 
 def _header(path: Path) -> pydicom.Dataset | None:
@@ -327,8 +371,9 @@ def _orientation(ds: pydicom.Dataset) -> tuple[float, ...] | None:
     return tuple(round(float(v), 4) + 0.0 for v in value)
 
 
-def discover_series(roots: Iterable[str | Path], non_images: list[NonImageSeries] | None = None
-                    ) -> tuple[list[DicomSeries], int]:
+def discover_series(
+    roots: Iterable[str | Path], non_images: list[NonImageSeries] | None = None
+) -> tuple[list[DicomSeries], int]:
     """Every image series under ``roots`` (files or folders, any depth) and the number of files that are
     not DICOM images (other files, DICOMDIR, SEG, SR, ...). Reads headers only. ``non_images``, when given,
     receives the DICOM objects that hold no image, as series (:func:`non_image_series`)."""
@@ -357,30 +402,44 @@ def group_series(headers: Iterable[tuple[Path | None, pydicom.Dataset]]) -> list
     groups: dict[tuple, DicomSeries] = {}
     for path, ds in headers:
         orientation = _orientation(ds)
-        key = (_strip(_text(ds.get("StudyInstanceUID"))), _strip(_text(ds.get("SeriesInstanceUID"))), orientation,
-               int(ds.Rows), int(ds.Columns))
+        key = (
+            _strip(_text(ds.get("StudyInstanceUID"))),
+            _strip(_text(ds.get("SeriesInstanceUID"))),
+            orientation,
+            int(ds.Rows),
+            int(ds.Columns),
+        )
         series = groups.get(key)
         if series is None:
             view = tag_view(ds)
             series = groups[key] = DicomSeries(
-                study_uid=key[0], series_uid=key[1], modality=str(view.get("Modality", "")).upper(),
+                study_uid=key[0],
+                series_uid=key[1],
+                modality=str(view.get("Modality", "")).upper(),
                 image_type=tuple(str(v).upper() for v in as_list(view.get("ImageType"))),
-                orientation=orientation, rows=key[3], columns=key[4], tags=view,
+                orientation=orientation,
+                rows=key[3],
+                columns=key[4],
+                tags=view,
             )
         position = ds.get("ImagePositionPatient")
         number = ds.get("InstanceNumber")
         meta = getattr(ds, "file_meta", None)
-        series.instances.append(Instance(
-            path=path, sop_uid=_strip(_text(ds.get("SOPInstanceUID"))),
-            position=tuple(float(v) for v in position) if position is not None and len(position) == 3 else None,
-            instance_number=int(number) if number not in (None, "") else None,
-            transfer_syntax=str(getattr(meta, "TransferSyntaxUID", "")) if meta is not None else "",
-            frames=int(ds.get("NumberOfFrames") or 1),
-        ))
+        series.instances.append(
+            Instance(
+                path=path,
+                sop_uid=_strip(_text(ds.get("SOPInstanceUID"))),
+                position=tuple(float(v) for v in position) if position is not None and len(position) == 3 else None,
+                instance_number=int(number) if number not in (None, "") else None,
+                transfer_syntax=str(getattr(meta, "TransferSyntaxUID", "")) if meta is not None else "",
+                frames=int(ds.get("NumberOfFrames") or 1),
+            )
+        )
     found = list(groups.values())
     for series in found:
-        series.siblings = sum(1 for s in found if s.series_uid == series.series_uid
-                              and s.study_uid == series.study_uid) - 1
+        series.siblings = (
+            sum(1 for s in found if s.series_uid == series.series_uid and s.study_uid == series.study_uid) - 1
+        )
         _sort_along_normal(series)
     found.sort(key=lambda s: (str(s.folder), str(s.tags.get("SeriesNumber", "")), s.case_id))
     return found
@@ -400,8 +459,14 @@ def geometry_fault(series: DicomSeries, all_series: Iterable[DicomSeries] = ()) 
     unsupported = [c for c in codes if c and c not in TRANSFER_SYNTAXES]
     if unsupported:
         return f"unsupported transfer syntax {', '.join(unsupported)} (volseg reads {', '.join(TRANSFER_SYNTAXES.values())})"
-    mixed = [s for s in all_series if s is not series and s.study_uid == series.study_uid
-             and s.series_uid == series.series_uid and s.orientation == series.orientation]
+    mixed = [
+        s
+        for s in all_series
+        if s is not series
+        and s.study_uid == series.study_uid
+        and s.series_uid == series.series_uid
+        and s.orientation == series.orientation
+    ]
     if mixed:
         sizes = ", ".join(f"{s.columns}x{s.rows} ({len(s.instances)} files)" for s in [series, *mixed])
         return f"mixed image sizes in one series: {sizes}"
@@ -424,8 +489,10 @@ def geometry_fault(series: DicomSeries, all_series: Iterable[DicomSeries] = ()) 
     if float(np.median(tilt)) > TILT_TOLERANCE_DEG:
         stated = series.tags.get("GantryDetectorTilt", "")
         stated = f"{stated:g}" if isinstance(stated, float) else stated
-        return (f"gantry tilt: slices are stacked {float(np.median(tilt)):.1f} degrees off their normal"
-                f"{f' (GantryDetectorTilt {stated})' if stated else ''}; resample it to an orthogonal grid first")
+        return (
+            f"gantry tilt: slices are stacked {float(np.median(tilt)):.1f} degrees off their normal"
+            f"{f' (GantryDetectorTilt {stated})' if stated else ''}; resample it to an orthogonal grid first"
+        )
     bad = np.flatnonzero(np.abs(along - median) > SLICE_GAP_TOLERANCE * abs(median))
     if bad.size:
         where = ", ".join(f"{along[i]:.3g} mm between slices {i} and {i + 1}" for i in bad[:5])

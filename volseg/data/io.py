@@ -55,8 +55,14 @@ class ImageReadError(VolsegError):
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: int = MAX_VOXELS,
-               resample_to: Sequence[float] | None = None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS) -> MetaTensor:
+def read_image(
+    path: str | Path,
+    *,
+    series_uid: str | None = None,
+    max_voxels: int = MAX_VOXELS,
+    resample_to: Sequence[float] | None = None,
+    max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
+) -> MetaTensor:
     """Read one 3D volume (file or DICOM series folder) as a float32 MetaTensor of shape (1, X, Y, Z), RAS affine.
 
     ``series_uid`` picks one series of a DICOM folder holding several. Volumes whose header claims more than
@@ -67,8 +73,11 @@ def read_image(path: str | Path, *, series_uid: str | None = None, max_voxels: i
     is read (500 mm voxels of a corrupt header, resampled to 1 mm, would ask for terabytes).
     """
     if hasattr(path, "instances") or Path(path).is_dir():  # a DicomSeries found in an archive, or a series folder
-        image = read_series(path, max_voxels) if hasattr(path, "instances") else \
-            _read_dicom_series(Path(path), series_uid, max_voxels)
+        image = (
+            read_series(path, max_voxels)
+            if hasattr(path, "instances")
+            else _read_dicom_series(Path(path), series_uid, max_voxels)
+        )
         if resample_to is not None:  # its geometry is known once read, still before any resampling
             check_resampled_size(path, image.shape[1:], image.affine, resample_to, max_resampled_voxels)
         return image
@@ -106,8 +115,9 @@ def read_channels(paths: Sequence[str | Path], **limits) -> MetaTensor:
         channel = read_image(path, **limits)
         if why := non_finite(channel):
             raise ImageReadError(path, f"{why}; replace them (e.g. with the background value) before use")
-        if channels and (why := grid_mismatch(channel.affine, channel.shape[1:], channels[0].affine,
-                                              channels[0].shape[1:])):
+        if channels and (
+            why := grid_mismatch(channel.affine, channel.shape[1:], channels[0].affine, channels[0].shape[1:])
+        ):
             raise ImageReadError(path, f"channel grid differs from {Path(paths[0]).name}: {why}")
         channels.append(channel)
     return stack_channels(channels)
@@ -143,7 +153,9 @@ def non_finite(image: torch.Tensor) -> str | None:
     return f"{int(torch.isnan(values).sum())} NaN and {int(torch.isinf(values).sum())} Inf voxel(s)"
 
 
-def _read_nifti(path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS) -> MetaTensor:
+def _read_nifti(
+    path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
+) -> MetaTensor:
     try:
         image = nib.load(path)
         shape = _spatial_shape(path, image.shape, max_voxels)
@@ -164,7 +176,9 @@ def _read_nifti(path: Path, max_voxels: int, resample_to=None, max_resampled_vox
     return _meta_tensor(array, image.affine, path, extra)
 
 
-def _read_itk_file(path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS) -> MetaTensor:
+def _read_itk_file(
+    path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
+) -> MetaTensor:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -196,11 +210,13 @@ def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) ->
             raise ImageReadError(folder, f"no DICOM series {series_uid!r} here; found {', '.join(map(repr, uids))}")
         found = picked
     if len(found) > 1:
-        listing = ", ".join(f"{s.series_uid!r} ({len(s.instances)} files, {s.plane}, {s.columns}x{s.rows})"
-                            for s in found)
+        listing = ", ".join(
+            f"{s.series_uid!r} ({len(s.instances)} files, {s.plane}, {s.columns}x{s.rows})" for s in found
+        )
         raise ImageReadError(
-            folder, f"folder holds {len(found)} DICOM series; give each its own folder (or pick one with "
-            f"series_uid, or let `volseg infer` select by rules): {listing}"
+            folder,
+            f"folder holds {len(found)} DICOM series; give each its own folder (or pick one with "
+            f"series_uid, or let `volseg infer` select by rules): {listing}",
         )
     return read_series(found[0], max_voxels)
 
@@ -269,7 +285,8 @@ def _spatial_shape(path: Path, shape: Sequence[int], max_voxels: int) -> tuple[i
     if voxels > max_voxels:
         gib = voxels * 4 / 2**30
         raise ImageReadError(
-            path, f"header claims shape {shape} ({gib:.1f} GiB as float32), larger than the limit of {max_voxels} voxels"
+            path,
+            f"header claims shape {shape} ({gib:.1f} GiB as float32), larger than the limit of {max_voxels} voxels",
         )
     return shape
 
@@ -284,10 +301,13 @@ def check_resampled_size(path, shape: Sequence[int], affine: Any, spacing: Seque
     resampled = [max(1, math.ceil(n * s / t)) for n, s, t in zip(shape, source, target)]
     voxels = math.prod(resampled)
     if voxels > limit:
-        raise ImageReadError(path, f"resampling {tuple(int(n) for n in shape)} voxels of {_fmt(source)} mm to "
-                                   f"{_fmt(np.asarray(spacing, dtype=np.float64))} mm would make {tuple(resampled)} "
-                                   f"({voxels * 4 / 2**30:.1f} GiB as float32), more than the limit of {limit} voxels "
-                                   "(preprocess.max_resampled_voxels); check the header's voxel size")
+        raise ImageReadError(
+            path,
+            f"resampling {tuple(int(n) for n in shape)} voxels of {_fmt(source)} mm to "
+            f"{_fmt(np.asarray(spacing, dtype=np.float64))} mm would make {tuple(resampled)} "
+            f"({voxels * 4 / 2**30:.1f} GiB as float32), more than the limit of {limit} voxels "
+            "(preprocess.max_resampled_voxels); check the header's voxel size",
+        )
 
 
 def _check_affine(path: Path, affine: Any) -> None:
@@ -302,8 +322,8 @@ def _check_affine(path: Path, affine: Any) -> None:
         raise ImageReadError(path, f"zero voxel spacing {_fmt(spacing)} mm (singular affine)")
     if spacing.min() < low or spacing.max() > high:
         raise ImageReadError(
-            path, f"voxel spacing {_fmt(spacing)} mm is outside the plausible range {low:g}..{high:g} mm "
-            "(corrupt header?)"
+            path,
+            f"voxel spacing {_fmt(spacing)} mm is outside the plausible range {low:g}..{high:g} mm (corrupt header?)",
         )
     cosines = (matrix / spacing).T @ (matrix / spacing)
     np.fill_diagonal(cosines, 0.0)
@@ -311,8 +331,9 @@ def _check_affine(path: Path, affine: Any) -> None:
     if abs(cosines[i, j]) > ORTHOGONALITY_TOL:
         angle = np.degrees(np.arccos(np.clip(cosines[i, j], -1.0, 1.0)))
         raise ImageReadError(
-            path, f"non-orthonormal direction: voxel axes {i} and {j} are {angle:.2f} degrees apart, not 90 "
-            "(sheared affine); resample it onto an orthogonal grid first"
+            path,
+            f"non-orthonormal direction: voxel axes {i} and {j} are {angle:.2f} degrees apart, not 90 "
+            "(sheared affine); resample it onto an orthogonal grid first",
         )
 
 

@@ -102,7 +102,9 @@ def declared_labels(manifest: str | Path) -> dict[int, str] | None:
         labels = json.loads(path.read_text(encoding="utf-8"))["labels"]
         return {int(value): str(name) for value, name in labels.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ManifestError(f"{path}: not a label declaration ({exc}); expected {{\"labels\": {{\"1\": \"name\"}}}}") from None
+        raise ManifestError(
+            f'{path}: not a label declaration ({exc}); expected {{"labels": {{"1": "name"}}}}'
+        ) from None
 
 
 def write_declared_labels(manifest: str | Path, labels: dict[int, str], source: str) -> Path:

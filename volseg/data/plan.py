@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from monai import transforms as mt
@@ -45,11 +45,16 @@ class Fingerprint:
         return cls(**data)
 
 
-def fingerprint(cases: Sequence[Case], orientation: str = "RAS", seed: int = 0,
-                label_remap: dict[int, int] | None = None) -> Fingerprint:
+def fingerprint(
+    cases: Sequence[Case], orientation: str = "RAS", seed: int = 0, label_remap: dict[int, int] | None = None
+) -> Fingerprint:
     """Measure the labeled cases (reoriented, native spacing, labels remapped as training will see them)."""
-    load = mt.Compose([LoadCased(label_remap), mt.Orientationd(["image", "label"], axcodes=orientation, labels=RAS_LABELS,
-                                                     allow_missing_keys=True)])
+    load = mt.Compose(
+        [
+            LoadCased(label_remap),
+            mt.Orientationd(["image", "label"], axcodes=orientation, labels=RAS_LABELS, allow_missing_keys=True),
+        ]
+    )
     rng = np.random.default_rng(seed)
     spacings, shapes, samples, image_min, class_voxels = [], [], [], math.inf, {}
     labeled = [c for c in cases if c.label is not None]
@@ -70,12 +75,17 @@ def fingerprint(cases: Sequence[Case], orientation: str = "RAS", seed: int = 0,
             samples.append(rng.choice(foreground, take, replace=False))
     fg = np.concatenate(samples) if samples else np.zeros(1, np.float32)
     stats = {
-        "mean": float(fg.mean()), "std": float(fg.std()), "median": float(np.median(fg)),
-        "p00_5": float(np.percentile(fg, 0.5)), "p99_5": float(np.percentile(fg, 99.5)),
-        "min": float(fg.min()), "max": float(fg.max()),
+        "mean": float(fg.mean()),
+        "std": float(fg.std()),
+        "median": float(np.median(fg)),
+        "p00_5": float(np.percentile(fg, 0.5)),
+        "p99_5": float(np.percentile(fg, 99.5)),
+        "min": float(fg.min()),
+        "max": float(fg.max()),
     }
-    return Fingerprint(spacings, shapes, image_min, stats, sorted(class_voxels), dict(sorted(class_voxels.items())),
-                       len(labeled))
+    return Fingerprint(
+        spacings, shapes, image_min, stats, sorted(class_voxels), dict(sorted(class_voxels.items())), len(labeled)
+    )
 
 
 def target_spacing(spacings: np.ndarray) -> list[float]:
@@ -96,11 +106,12 @@ def _round_up(size: float, multiple: int) -> int:
 def bytes_per_voxel(features: Sequence[int], spatial_dims: int) -> float:
     """Rough fp32 training memory per input voxel: ~12 stored activations per stage width, each stage
     having 2^-d of the previous stage's voxels. Calibrated loosely on the zoo's U-Nets."""
-    return 4.0 * sum(12 * f / (2 ** spatial_dims) ** level for level, f in enumerate(features))
+    return 4.0 * sum(12 * f / (2**spatial_dims) ** level for level, f in enumerate(features))
 
 
-def fit_patch(median_shape: Sequence[float], features: Sequence[int], budget_bytes: float,
-              min_batch: int = 2) -> list[int]:
+def fit_patch(
+    median_shape: Sequence[float], features: Sequence[int], budget_bytes: float, min_batch: int = 2
+) -> list[int]:
     """Smallest multiple of 2^pools covering the median case, shrunk along its longest axis until
     ``min_batch`` patches fit the memory budget."""
     multiple = 2 ** (len(features) - 1)
@@ -112,8 +123,9 @@ def fit_patch(median_shape: Sequence[float], features: Sequence[int], budget_byt
     return patch
 
 
-def fit_batch(patch: Sequence[int], features: Sequence[int], budget_bytes: float, dataset_voxels: float,
-              max_batch: int) -> int:
+def fit_batch(
+    patch: Sequence[int], features: Sequence[int], budget_bytes: float, dataset_voxels: float, max_batch: int
+) -> int:
     """As many patches as the budget holds, at least 2, and at most ~5% of the dataset per step."""
     per_sample = math.prod(patch) * bytes_per_voxel(features, len(patch))
     by_memory = int(budget_bytes // per_sample)
@@ -121,8 +133,14 @@ def fit_batch(patch: Sequence[int], features: Sequence[int], budget_bytes: float
     return int(np.clip(min(by_memory, by_data), 2, max_batch))
 
 
-def plan(fp: Fingerprint, base: Config, widths: dict[int, Sequence[int]], memory_budget_gb: float = 4.0,
-         modality: str = "auto", label_names: dict[int, str] | None = None) -> Config:
+def plan(
+    fp: Fingerprint,
+    base: Config,
+    widths: dict[int, Sequence[int]],
+    memory_budget_gb: float = 4.0,
+    modality: str = "auto",
+    label_names: dict[int, str] | None = None,
+) -> Config:
     """Turn a fingerprint into a config (``base`` with data, preprocess and sampling filled).
 
     ``widths`` gives the channel widths per level of the model ``base`` configures, for 2 and 3 spatial

@@ -37,7 +37,7 @@ def interpolate_axis(volume: torch.Tensor, axis: int, coords: np.ndarray) -> tor
     matrix = torch.from_numpy(weights)
     if axis == volume.dim() - 1:
         return volume @ matrix.T
-    lead, rest = volume.shape[:axis], volume.shape[axis + 1:]
+    lead, rest = volume.shape[:axis], volume.shape[axis + 1 :]
     flat = volume.reshape(int(np.prod(lead)), n, int(np.prod(rest)))  # a view: every result stays contiguous
     return (matrix @ flat).reshape(*lead, len(coords), *rest)
 
@@ -69,10 +69,16 @@ class SeparableResample(mt.SpatialResample):
         if kw_args.get("align_corners") == TraceKeys.NONE:
             kw_args["align_corners"] = False
         fast = None
-        if (kw_args["mode"] == "bilinear" and kw_args["padding_mode"] == "border" and not kw_args["align_corners"]
-                and isinstance(data, MetaTensor) and data.dim() == 4):
-            fast = axis_aligned_resample(data.as_tensor().float(), data.affine, kw_args["dst_affine"],
-                                         kw_args["spatial_size"])
+        if (
+            kw_args["mode"] == "bilinear"
+            and kw_args["padding_mode"] == "border"
+            and not kw_args["align_corners"]
+            and isinstance(data, MetaTensor)
+            and data.dim() == 4
+        ):
+            fast = axis_aligned_resample(
+                data.as_tensor().float(), data.affine, kw_args["dst_affine"], kw_args["spatial_size"]
+            )
         if fast is None:
             with self.trace_transform(False):
                 return mt.SpatialResample.__call__(self, data, **kw_args)

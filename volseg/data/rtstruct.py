@@ -66,7 +66,11 @@ import torch
 from monai.data import MetaTensor
 from pydicom.errors import InvalidDicomError
 
-from volseg.data.dicom_archive import DicomSeries, discover_series, withhold_header_messages
+from volseg.data.dicom_archive import (
+    DicomSeries,
+    discover_series,
+    withhold_header_messages,
+)
 from volseg.data.io import read_series
 from volseg.errors import VolsegError
 
@@ -126,8 +130,9 @@ class StructureSet:
         """The structure called exactly ``name``; absent or named twice is an :class:`RTStructError`."""
         found = [s for s in self.structures if s.name == name]
         if not found:
-            raise RTStructError(self.path, f"no such structure; this RTSTRUCT has {', '.join(map(repr, self.names))}",
-                                [name])
+            raise RTStructError(
+                self.path, f"no such structure; this RTSTRUCT has {', '.join(map(repr, self.names))}", [name]
+            )
         if len(found) > 1:
             numbers = ", ".join(str(s.number) for s in found)
             raise RTStructError(self.path, f"{len(found)} structures carry this name (ROI numbers {numbers})", [name])
@@ -147,8 +152,10 @@ def read_structure_set(path: str | Path) -> StructureSet:
         raise RTStructError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class != RTSTRUCT_SOP_CLASS:
-        raise RTStructError(path, f"not an RT Structure Set (SOPClassUID {sop_class or 'missing'}, "
-                                  f"Modality {ds.get('Modality', 'missing')})")
+        raise RTStructError(
+            path,
+            f"not an RT Structure Set (SOPClassUID {sop_class or 'missing'}, Modality {ds.get('Modality', 'missing')})",
+        )
     frames, series, sops = [], [], set()
     for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
         frames.append(_uid(frame.get("FrameOfReferenceUID")))
@@ -159,8 +166,9 @@ def read_structure_set(path: str | Path) -> StructureSet:
     structures = {}
     for roi in ds.get("StructureSetROISequence", []):
         number = int(roi.ROINumber)
-        structures[number] = Structure(number, str(roi.get("ROIName", "")).strip(),
-                                       _uid(roi.get("ReferencedFrameOfReferenceUID")))
+        structures[number] = Structure(
+            number, str(roi.get("ROIName", "")).strip(), _uid(roi.get("ReferencedFrameOfReferenceUID"))
+        )
     for roi in ds.get("ROIContourSequence", []):
         structure = structures.get(int(roi.ReferencedROINumber))
         if structure is None:
@@ -176,8 +184,13 @@ def read_structure_set(path: str | Path) -> StructureSet:
                 structure.contours.append(Contour(kind, _points(item), refs))
             except (ValueError, TypeError) as exc:
                 structure.contours.append(Contour(kind, np.zeros((0, 3)), refs, f"unreadable ContourData ({exc})"))
-    return StructureSet(path, tuple(f for f in frames if f), tuple(s for s in series if s),
-                        frozenset(s for s in sops if s), list(structures.values()))
+    return StructureSet(
+        path,
+        tuple(f for f in frames if f),
+        tuple(s for s in series if s),
+        frozenset(s for s in sops if s),
+        list(structures.values()),
+    )
 
 
 def _uid(value) -> str:
@@ -206,8 +219,9 @@ def _points(item: pydicom.Dataset) -> np.ndarray:
 # ----------------------------------------------------------------------------------- the referenced series
 
 
-def find_referenced_series(structure_set: StructureSet, candidates: Iterable[DicomSeries],
-                           structures: Sequence[str] = ()) -> DicomSeries:
+def find_referenced_series(
+    structure_set: StructureSet, candidates: Iterable[DicomSeries], structures: Sequence[str] = ()
+) -> DicomSeries:
     """The series among ``candidates`` that the RTSTRUCT references (see the module docstring for the order of
     the rules). None of them: an :class:`RTStructError` naming the referenced series and those given."""
     candidates = list(candidates)
@@ -221,15 +235,23 @@ def find_referenced_series(structure_set: StructureSet, candidates: Iterable[Dic
     elif not structure_set.series_uids and not structure_set.sop_uids:
         found = [s for s in candidates if _frame_of_reference(s) in structure_set.frame_of_reference_uids]
         if len(found) > 1:
-            raise RTStructError(path, f"the RTSTRUCT references no series or instance, and {len(found)} of the "
-                                      "series given share its frame of reference; give the one it was drawn on", names)
+            raise RTStructError(
+                path,
+                f"the RTSTRUCT references no series or instance, and {len(found)} of the "
+                "series given share its frame of reference; give the one it was drawn on",
+                names,
+            )
     else:
         found = []
     if not found:
         wanted = ", ".join(structure_set.series_uids) or f"{len(structure_set.sop_uids)} SOP instances"
         given = ", ".join(sorted({s.series_uid or "<empty>" for s in candidates})) or "none"
-        raise RTStructError(path, f"its referenced series ({wanted}) is not among the {len(candidates)} series "
-                                  f"given (SeriesInstanceUID {given})", names)
+        raise RTStructError(
+            path,
+            f"its referenced series ({wanted}) is not among the {len(candidates)} series "
+            f"given (SeriesInstanceUID {given})",
+            names,
+        )
     # a localizer split off under the same UID holds fewer (or none) of the referenced slices
     return max(found, key=lambda s: (sum(i.sop_uid in structure_set.sop_uids for i in s.instances), s.slices))
 
@@ -286,8 +308,13 @@ def fill_even_odd(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np.
     return (np.cumsum(mask, axis=1)[:, :ni] > 0).T
 
 
-def structure_mask(structure_set: StructureSet, name: str, affine: np.ndarray, shape: Sequence[int],
-                   slice_positions: np.ndarray | None = None) -> np.ndarray:
+def structure_mask(
+    structure_set: StructureSet,
+    name: str,
+    affine: np.ndarray,
+    shape: Sequence[int],
+    slice_positions: np.ndarray | None = None,
+) -> np.ndarray:
     """One structure's boolean (X, Y, Z) mask on the grid of RAS ``affine`` and ``shape``.
 
     ``slice_positions`` (Z,) are the slices' real positions in the grid's slice-index units (from each file's
@@ -308,30 +335,44 @@ def structure_mask(structure_set: StructureSet, name: str, affine: np.ndarray, s
         if contour.problem:
             raise RTStructError(path, f"{where}: {contour.problem}", [name])
         if contour.geometric_type not in AREA_TYPES:
-            raise RTStructError(path, f"{where} is {contour.geometric_type or 'untyped'}, not a closed planar contour "
-                                      "(a point or an open line encloses no area)", [name])
+            raise RTStructError(
+                path,
+                f"{where} is {contour.geometric_type or 'untyped'}, not a closed planar contour "
+                "(a point or an open line encloses no area)",
+                [name],
+            )
         if len(contour.points) < 3:
-            raise RTStructError(path, f"{where} has {len(contour.points)} point(s); a closed contour needs at least 3",
-                                [name])
+            raise RTStructError(
+                path, f"{where} has {len(contour.points)} point(s); a closed contour needs at least 3", [name]
+            )
         if not np.isfinite(contour.points).all():
             raise RTStructError(path, f"{where} holds non-finite coordinates", [name])
         ras = contour.points @ _LPS_TO_RAS
         voxel = ras @ to_voxel[:3, :3].T + to_voxel[:3, 3]
         k = voxel[:, 2]
         if float(k.max() - k.min()) > half_step:
-            raise RTStructError(path, f"{where} is not in one slice plane: its points spread over "
-                                      f"{k.max() - k.min():.3g} slices along the series' normal", [name])
+            raise RTStructError(
+                path,
+                f"{where} is not in one slice plane: its points spread over "
+                f"{k.max() - k.min():.3g} slices along the series' normal",
+                [name],
+            )
         centre = float(k.mean())
         slice_index = int(np.argmin(np.abs(positions - centre)))
         if abs(positions[slice_index] - centre) > half_step + 1e-6:
             at = ", ".join(f"{v:.2f}" for v in contour.points.mean(axis=0))
-            raise RTStructError(path, f"{where} (centred at LPS {at} mm) lies off every slice of the series: "
-                                      f"{_distance_out(positions, centre):.2f} slices beyond its "
-                                      f"{len(positions)} slices", [name])
+            raise RTStructError(
+                path,
+                f"{where} (centred at LPS {at} mm) lies off every slice of the series: "
+                f"{_distance_out(positions, centre):.2f} slices beyond its "
+                f"{len(positions)} slices",
+                [name],
+            )
         ij = np.round(voxel[:, :2], 6)  # vertices on voxel centres (common) fall on the same side every time
         if (ij.max(axis=0) < -0.5).any() or (ij.min(axis=0) > np.array(shape[:2]) - 0.5).any():
-            raise RTStructError(path, f"{where} on slice {slice_index} lies outside the image's "
-                                      f"{shape[0]}x{shape[1]} voxels", [name])
+            raise RTStructError(
+                path, f"{where} on slice {slice_index} lies outside the image's {shape[0]}x{shape[1]} voxels", [name]
+            )
         per_slice.setdefault(slice_index, []).append(ij)
     mask = np.zeros(shape, dtype=bool)
     filled = 0
@@ -340,7 +381,7 @@ def structure_mask(structure_set: StructureSet, name: str, affine: np.ndarray, s
         low = np.clip(np.floor(points.min(axis=0)).astype(int), 0, np.array(shape[:2]))
         high = np.clip(np.ceil(points.max(axis=0)).astype(int) + 1, 0, np.array(shape[:2]))
         box = fill_even_odd([p - low for p in polygons], tuple(high - low))
-        mask[low[0]:high[0], low[1]:high[1], slice_index] = box
+        mask[low[0] : high[0], low[1] : high[1], slice_index] = box
         filled += int(box.sum())
     if not filled:
         raise RTStructError(path, f"empty structure: its {len(contours)} contour(s) enclose no voxel centre", [name])
@@ -362,8 +403,13 @@ def slice_positions(series: DicomSeries, affine: np.ndarray) -> np.ndarray | Non
     return ras @ to_voxel[2, :3] + to_voxel[2, 3]
 
 
-def label_map(structure_set: StructureSet, structures: Sequence[str] | Mapping[str, int], affine: np.ndarray,
-              shape: Sequence[int], slice_positions: np.ndarray | None = None) -> np.ndarray:
+def label_map(
+    structure_set: StructureSet,
+    structures: Sequence[str] | Mapping[str, int],
+    affine: np.ndarray,
+    shape: Sequence[int],
+    slice_positions: np.ndarray | None = None,
+) -> np.ndarray:
     """The asked structures as one integer (X, Y, Z) label map: a name list gives values 1..N in its order, a
     mapping its own values; where structures overlap the later one wins."""
     values = _values(structures)
@@ -389,8 +435,13 @@ def _values(structures: Sequence[str] | Mapping[str, int]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------- the one call
 
 
-def read_structures(rtstruct: str | Path, series: DicomSeries | str | Path | Iterable[DicomSeries | str | Path],
-                    structures: Sequence[str] | Mapping[str, int], *, image: MetaTensor | None = None) -> MetaTensor:
+def read_structures(
+    rtstruct: str | Path,
+    series: DicomSeries | str | Path | Iterable[DicomSeries | str | Path],
+    structures: Sequence[str] | Mapping[str, int],
+    *,
+    image: MetaTensor | None = None,
+) -> MetaTensor:
     """The asked structures of ``rtstruct`` as a label map on the referenced series' grid.
 
     ``series``: the candidate series (discovered :class:`DicomSeries`, or folders/files to discover them under);
@@ -411,15 +462,22 @@ def read_structures(rtstruct: str | Path, series: DicomSeries | str | Path | Ite
     for name in names:
         drawn_in = structure_set.structure(name).frame_of_reference_uid or (declared[0] if len(declared) == 1 else "")
         if drawn_in and frame and drawn_in != frame:
-            raise RTStructError(structure_set.path, f"frame of reference mismatch: the structure is drawn in "
-                                                    f"{drawn_in}, the series {found.series_uid} is in {frame}", [name])
+            raise RTStructError(
+                structure_set.path,
+                f"frame of reference mismatch: the structure is drawn in "
+                f"{drawn_in}, the series {found.series_uid} is in {frame}",
+                [name],
+            )
     if image is None:
         image = read_series(found)
     affine = np.asarray(image.affine, dtype=np.float64)  # the grid the image tensor lies on
     shape = tuple(int(s) for s in image.shape[1:])
     if found.slices != shape[2]:
-        raise RTStructError(structure_set.path, f"the image given has {shape[2]} slices, its series {found.series_uid} "
-                                                f"{found.slices}", names)
+        raise RTStructError(
+            structure_set.path,
+            f"the image given has {shape[2]} slices, its series {found.series_uid} {found.slices}",
+            names,
+        )
     positions = slice_positions(found, affine)
     label = label_map(structure_set, values, affine, shape, positions)
     meta = {k: v for k, v in image.meta.items() if k != "affine"}  # the affine goes in apart (MONAI warns)

@@ -101,8 +101,10 @@ def parse_structures(text: str | None) -> dict[str, re.Pattern]:
             name, sep, pattern = part.partition("=")
             name, pattern = name.strip(), pattern.strip()
             if not sep or not name or not pattern:
-                raise VolsegError(f"--structures {text!r}: expected NAME=PATTERN pairs separated by ';', e.g. "
-                                  "'liver=Liver|LIVER|Liver_.*;spleen=Spleen', not {part!r}")
+                raise VolsegError(
+                    f"--structures {text!r}: expected NAME=PATTERN pairs separated by ';', e.g. "
+                    "'liver=Liver|LIVER|Liver_.*;spleen=Spleen', not {part!r}"
+                )
             items.append((name, pattern))
     patterns: dict[str, re.Pattern] = {}
     for name, pattern in items:
@@ -113,8 +115,9 @@ def parse_structures(text: str | None) -> dict[str, re.Pattern]:
         try:
             patterns[name] = re.compile(pattern, re.IGNORECASE)
         except re.error as exc:
-            raise VolsegError(f"--structures: label {name!r}: pattern {pattern!r} is not a regular expression "
-                              f"({exc})") from None
+            raise VolsegError(
+                f"--structures: label {name!r}: pattern {pattern!r} is not a regular expression ({exc})"
+            ) from None
     if not patterns:
         raise VolsegError(f"--structures {text!r}: no label given")
     return patterns
@@ -157,17 +160,22 @@ def match_structures(case: RTCase, patterns: Mapping[str, re.Pattern]) -> None:
         for structure in ss.structures:
             labels = [name for name, pattern in patterns.items() if pattern.fullmatch(structure.name)]
             if len(labels) > 1:
-                case.problems.append(f"{ss.path}: structure {structure.name!r}: matches labels "
-                                     f"{', '.join(map(repr, labels))}; narrow their --structures patterns")
+                case.problems.append(
+                    f"{ss.path}: structure {structure.name!r}: matches labels "
+                    f"{', '.join(map(repr, labels))}; narrow their --structures patterns"
+                )
             for name in labels:
                 hits[name].append((ss, structure))
     for name, found in hits.items():
         if len(found) > 1:
             first = found[0][0].path
-            which = ", ".join(f"{s.name!r} (ROI {s.number}" + (f" of {ss.path}" if ss.path != first else "") + ")"
-                              for ss, s in found)
-            case.problems.append(f"{first}: structures {which}: {len(found)} structures match label {name!r} "
-                                 f"({patterns[name].pattern}); rename one or narrow the pattern")
+            which = ", ".join(
+                f"{s.name!r} (ROI {s.number}" + (f" of {ss.path}" if ss.path != first else "") + ")" for ss, s in found
+            )
+            case.problems.append(
+                f"{first}: structures {which}: {len(found)} structures match label {name!r} "
+                f"({patterns[name].pattern}); rename one or narrow the pattern"
+            )
         elif found:
             case.matched[name] = found[0]
     if not any(hits.values()):
@@ -198,18 +206,21 @@ def pair_archive(root: str | Path) -> tuple[list[RTCase], list[str], list[DicomS
     return cases, problems, unpaired
 
 
-def build_case(case: RTCase, patterns: Mapping[str, re.Pattern], all_series: list[DicomSeries],
-               labels_dir: Path, images_dir: Path) -> None:
+def build_case(
+    case: RTCase, patterns: Mapping[str, re.Pattern], all_series: list[DicomSeries], labels_dir: Path, images_dir: Path
+) -> None:
     """Match, check, rasterise and write one case; problems go to ``case.problems`` (nothing written then)."""
     match_structures(case, patterns)
     series = case.series
     frame = _frame_of_reference(series)
-    for name, (ss, structure) in case.matched.items():
+    for ss, structure in case.matched.values():
         declared = ss.frame_of_reference_uids
         drawn_in = structure.frame_of_reference_uid or (declared[0] if len(declared) == 1 else "")
         if drawn_in and frame and drawn_in != frame:
-            case.problems.append(f"{ss.path}: structure {structure.name!r}: frame of reference mismatch: drawn in "
-                                 f"{drawn_in}, its series {series.series_uid} is in {frame}")
+            case.problems.append(
+                f"{ss.path}: structure {structure.name!r}: frame of reference mismatch: drawn in "
+                f"{drawn_in}, its series {series.series_uid} is in {frame}"
+            )
     if fault := geometry_fault(series, all_series):
         case.problems.append(f"{series.folder}: {fault}")
     if case.problems or not case.matched:
@@ -274,8 +285,9 @@ def write_image(image, path: Path) -> Path:
     return path
 
 
-def build_rtstruct_manifest(archive: str | Path, output: str | Path, structures: str | None = None,
-                            progress=None) -> RTManifest:
+def build_rtstruct_manifest(
+    archive: str | Path, output: str | Path, structures: str | None = None, progress=None
+) -> RTManifest:
     """Pair, check and rasterise every case of ``archive`` (see the module docstring); writes the label maps
     (and converted images) beside ``output``, not the manifest itself (the caller splits and writes it)."""
     archive, output = Path(archive), Path(output)
@@ -294,10 +306,12 @@ def build_rtstruct_manifest(archive: str | Path, output: str | Path, structures:
         if progress is not None:
             progress(case)
     if not cases and not unreadable:
-        found = (f"{len(unpaired)} DICOM image series and no RTSTRUCT found" if unpaired else
-                 "no DICOM image series found (and no dataset.json, imagesTr/ or images/ of a dataset folder)")
-        raise ManifestError(f"{archive}: {found}; a manifest from a DICOM archive needs CT series with their "
-                            "RTSTRUCTs")
+        found = (
+            f"{len(unpaired)} DICOM image series and no RTSTRUCT found"
+            if unpaired
+            else "no DICOM image series found (and no dataset.json, imagesTr/ or images/ of a dataset folder)"
+        )
+        raise ManifestError(f"{archive}: {found}; a manifest from a DICOM archive needs CT series with their RTSTRUCTs")
     labels = {value: name for value, name in enumerate(patterns, start=1)}
     return RTManifest(good, bad, unreadable, unpaired, labels)
 
@@ -317,11 +331,16 @@ def write_record(result: RTManifest, manifest: str | Path, archive: str | Path, 
     record = {
         "archive": str(archive),
         "structures": {name: p.pattern for name, p in patterns.items()},
-        "cases": {c.case_id: {"series": str(c.series.folder), "series_uid": c.series.series_uid,
-                              "rtstruct": [str(ss.path) for ss in c.structure_sets],
-                              "matched": {name: s.name for name, (_, s) in c.matched.items()},
-                              "missing": [name for name in patterns if name not in c.matched]}
-                  for c in result.cases},
+        "cases": {
+            c.case_id: {
+                "series": str(c.series.folder),
+                "series_uid": c.series.series_uid,
+                "rtstruct": [str(ss.path) for ss in c.structure_sets],
+                "matched": {name: s.name for name, (_, s) in c.matched.items()},
+                "missing": [name for name in patterns if name not in c.matched],
+            }
+            for c in result.cases
+        },
         "problems": result.problems,
         "skipped": {c.case_id: c.problems for c in result.skipped},
         "unpaired_series": [str(s) for s in result.unpaired],

@@ -33,12 +33,26 @@ import yaml
 from volseg.data.dicom_archive import DicomSeries
 from volseg.errors import VolsegError
 
-_COMPARE = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
-            ">": operator.gt}
+_COMPARE = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
 _COMPARISON = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+(?:[eE]-?\d+)?)\s*$")
 DERIVED = ("plane", "slices")
-NUMERIC = {"slices", "SliceThickness", "SeriesNumber", "Rows", "Columns", "NumberOfFrames", "InstanceNumber",
-           "PixelSpacing"}  # conditions on these must be comparisons, ranges or numbers
+NUMERIC = {
+    "slices",
+    "SliceThickness",
+    "SeriesNumber",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "InstanceNumber",
+    "PixelSpacing",
+}  # conditions on these must be comparisons, ranges or numbers
 IDENTIFYING = {"AccessionNumber", "StudyDate"}  # tags a rule may test whose values a reason never quotes
 
 
@@ -127,8 +141,13 @@ def select(found: list[DicomSeries], rules: SeriesRules) -> Selection:
         out.selected.append(best)
         for other in group:
             if other is not best:
-                out.rejected.append((other, f"another series of the study was preferred ({best.case_id}, "
-                                            f"{best.slices} slices vs {other.slices})"))
+                out.rejected.append(
+                    (
+                        other,
+                        f"another series of the study was preferred ({best.case_id}, "
+                        f"{best.slices} slices vs {other.slices})",
+                    )
+                )
     return out
 
 
@@ -204,8 +223,11 @@ def _fails(series: DicomSeries, tag: str, want: Any) -> str | None:
         if present:
             return f"ImageType {shown} has {'/'.join(present)}"
         return None
-    if isinstance(want, list) or (isinstance(want, str) and _COMPARISON.match(want)) or (
-            isinstance(want, (int, float)) and not isinstance(want, bool)):
+    if (
+        isinstance(want, list)
+        or (isinstance(want, str) and _COMPARISON.match(want))
+        or (isinstance(want, (int, float)) and not isinstance(want, bool))
+    ):
         number = _number(have)
         if number is None:
             return f"{tag} missing or not a number" + ("" if tag in IDENTIFYING else f" ({_text(have)!r})")
@@ -249,21 +271,37 @@ def _reason_group(reason: str) -> tuple[tuple, Any]:
         have, want = m.groups()
         have = have or "of no modality"
         model = f"a {have} model" if m[1] else "a model of its modality"
-        return ("modality", have, want), lambda n: (f"{_series(n, 'is')} {have} but the model expects {want} "
-                                                    f"(pass --series-rules or {model})")
+        return (
+            "modality",
+            have,
+            want,
+        ), lambda n: f"{_series(n, 'is')} {have} but the model expects {want} (pass --series-rules or {model})"
     if m := _IMAGE_TYPE.match(first):
         how, values = m.groups()
         if how == "has":
-            return ("imagetype", how, values), lambda n: (f"{_series(n, 'is')} marked {values.replace('/', ' and ')}"
-                                                          f" in ImageType (pass --series-rules to take {_them(n)})")
-        return ("imagetype", how, values), lambda n: (f"{_series(n, 'lacks')} {values.replace('/', ' and ')} "
-                                                      f"in ImageType (pass --series-rules to take {_them(n)})")
+            return (
+                ("imagetype", how, values),
+                lambda n: (
+                    f"{_series(n, 'is')} marked {values.replace('/', ' and ')}"
+                    f" in ImageType (pass --series-rules to take {_them(n)})"
+                ),
+            )
+        return (
+            ("imagetype", how, values),
+            lambda n: (
+                f"{_series(n, 'lacks')} {values.replace('/', ' and ')} "
+                f"in ImageType (pass --series-rules to take {_them(n)})"
+            ),
+        )
     if m := _SLICES.match(first):
         return ("slices", m[2]), lambda n: f"{_series(n, 'has')} too few slices (the rules want {m[2]})"
     if m := _PLANE.match(first):
         have, want = m.groups()
-        return ("plane", have, want), lambda n: (f"{_series(n, 'is')} {have}, not {want} (pass --series-rules "
-                                                 f"to take {_them(n)})")
+        return (
+            "plane",
+            have,
+            want,
+        ), lambda n: f"{_series(n, 'is')} {have}, not {want} (pass --series-rules to take {_them(n)})"
     if first.startswith("not an image series"):  # an RTSTRUCT, SEG, SR beside the images: listed last
         return ("not-image",), lambda n: f"{_series(n, 'holds')} no image (nothing to segment)"
     if first.startswith("mixed image sizes"):

@@ -114,8 +114,14 @@ class CropBodyd(mt.CropForegroundd):
     """CropForegroundd whose box is widened to whole sliding windows (see :func:`window_aligned_box`)."""
 
     def __init__(self, select_fn, roi_size, overlap: float) -> None:
-        super().__init__(KEYS, source_key="image", select_fn=select_fn, margin=CROP_MARGIN_VOXELS,
-                         allow_smaller=True, allow_missing_keys=True)
+        super().__init__(
+            KEYS,
+            source_key="image",
+            select_fn=select_fn,
+            margin=CROP_MARGIN_VOXELS,
+            allow_smaller=True,
+            allow_missing_keys=True,
+        )
         box = self.cropper.compute_bounding_box
 
         def aligned(img):
@@ -136,18 +142,34 @@ def preprocess(cfg: Config, window_overlap: float | None = None) -> mt.Compose:
     if p.spacing is not None:
         if p.image_interp not in _IMAGE_INTERP:
             raise VolsegError(f"preprocess.image_interp must be one of {list(_IMAGE_INTERP)}, got {p.image_interp!r}")
-        spacing = mt.Spacingd(KEYS, pixdim=p.spacing, mode=(_IMAGE_INTERP[p.image_interp], "nearest"),
-                              dtype=np.float32, allow_missing_keys=True)
+        spacing = mt.Spacingd(
+            KEYS,
+            pixdim=p.spacing,
+            mode=(_IMAGE_INTERP[p.image_interp], "nearest"),
+            dtype=np.float32,
+            allow_missing_keys=True,
+        )
         resample = spacing.spacing_transform.sp_resample  # its inverse maps predictions back: make it fast
         spacing.spacing_transform.sp_resample = SeparableResample(
-            mode=resample.mode, padding_mode=resample.padding_mode, align_corners=resample.align_corners,
-            dtype=resample.dtype)
+            mode=resample.mode,
+            padding_mode=resample.padding_mode,
+            align_corners=resample.align_corners,
+            dtype=resample.dtype,
+        )
         steps.append(spacing)
     if p.crop_foreground and window_overlap is not None and cfg.model.dims == 3:
         steps.append(CropBodyd(body_mask_fn(cfg), cfg.sampling.patch_size_3d, window_overlap))
     elif p.crop_foreground:
-        steps.append(mt.CropForegroundd(KEYS, source_key="image", select_fn=body_mask_fn(cfg),
-                                        margin=CROP_MARGIN_VOXELS, allow_smaller=True, allow_missing_keys=True))
+        steps.append(
+            mt.CropForegroundd(
+                KEYS,
+                source_key="image",
+                select_fn=body_mask_fn(cfg),
+                margin=CROP_MARGIN_VOXELS,
+                allow_smaller=True,
+                allow_missing_keys=True,
+            )
+        )
     steps.append(_normalization(cfg))
     steps.append(mt.EnsureTyped(KEYS, dtype=torch.float32, allow_missing_keys=True))
     return mt.Compose(steps)
@@ -191,16 +213,24 @@ def _augmentations(cfg: Config, spatial_dims: int) -> list:
     a = cfg.augment
     steps: list = []
     if a.rotate_scale:
-        steps.append(mt.RandAffined(
-            KEYS, prob=a.spatial_prob, rotate_range=[np.deg2rad(15)] * (1 if spatial_dims == 2 else 3),
-            scale_range=[a.scale] * spatial_dims, mode=("bilinear", "nearest"), padding_mode="zeros",
-        ))
+        steps.append(
+            mt.RandAffined(
+                KEYS,
+                prob=a.spatial_prob,
+                rotate_range=[np.deg2rad(15)] * (1 if spatial_dims == 2 else 3),
+                scale_range=[a.scale] * spatial_dims,
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            )
+        )
     flip_axes = (range(spatial_dims) if a.flip else ()) if isinstance(a.flip, bool) else a.flip
     for axis in flip_axes:
         steps.append(mt.RandFlipd(KEYS, prob=0.5, spatial_axis=axis))
     if a.intensity:
-        steps += [mt.RandScaleIntensityd("image", factors=0.15, prob=0.15),
-                  mt.RandShiftIntensityd("image", offsets=0.1, prob=0.15)]
+        steps += [
+            mt.RandScaleIntensityd("image", factors=0.15, prob=0.15),
+            mt.RandShiftIntensityd("image", offsets=0.1, prob=0.15),
+        ]
     if a.gamma:
         steps.append(mt.RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.15))
     if a.noise:
@@ -224,10 +254,16 @@ def training_samples(cfg: Config, spatial_dims: int) -> mt.Compose:
         steps = [MoveAxisLastd(s.slice_axis), mt.SpatialPadd(KEYS, spatial_size=size)]
         if s.context_slices:
             steps.append(mt.BorderPadd(KEYS, spatial_border=[0, 0, s.context_slices]))
-    steps.append(mt.RandCropByPosNegLabeld(
-        KEYS, label_key="label", spatial_size=size, pos=fg, neg=1 - fg,
-        num_samples=s.samples_per_volume if spatial_dims == 3 else s.slices_per_volume,
-    ))
+    steps.append(
+        mt.RandCropByPosNegLabeld(
+            KEYS,
+            label_key="label",
+            spatial_size=size,
+            pos=fg,
+            neg=1 - fg,
+            num_samples=s.samples_per_volume if spatial_dims == 3 else s.slices_per_volume,
+        )
+    )
     if spatial_dims == 2:
         steps.append(FoldSlicesToChannelsd())
     steps += _augmentations(cfg, spatial_dims)
@@ -235,14 +271,18 @@ def training_samples(cfg: Config, spatial_dims: int) -> mt.Compose:
     return mt.Compose(steps)
 
 
-def to_source_grid(prediction: torch.Tensor, preprocessed_image: MetaTensor, preprocessing: mt.Compose,
-                   nearest: bool = False) -> MetaTensor:
+def to_source_grid(
+    prediction: torch.Tensor, preprocessed_image: MetaTensor, preprocessing: mt.Compose, nearest: bool = False
+) -> MetaTensor:
     """Invert ``preprocessing`` on a (C, ...) prediction made on ``preprocessed_image``'s grid.
 
     Probabilities go back with linear interpolation (``nearest=False``), label maps with nearest.
     The result has the source scan's shape and ``affine``.
     """
-    pred = MetaTensor(torch.as_tensor(prediction).float(), meta=dict(preprocessed_image.meta),
-                      applied_operations=list(preprocessed_image.applied_operations))
+    pred = MetaTensor(
+        torch.as_tensor(prediction).float(),
+        meta=dict(preprocessed_image.meta),
+        applied_operations=list(preprocessed_image.applied_operations),
+    )
     inverter = mt.Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=nearest)
     return inverter({"pred": pred, "image": preprocessed_image})["pred"]

@@ -13,14 +13,28 @@ from volseg.models.registry import register_model
     features_2d=(64, 128, 256, 512, 1024),
 )
 def attunet(
-    spatial_dims, in_channels, out_channels, features, norm,
-    upsample="interp", deep_supervision=False, init="kaiming",
+    spatial_dims,
+    in_channels,
+    out_channels,
+    features,
+    norm,
+    upsample="interp",
+    deep_supervision=False,
+    init="kaiming",
 ) -> EncoderDecoder:
     """Seed 000's AttU_Net: DoubleConv stages, ``up_conv`` (upsample + conv3-norm-ReLU to the skip
     width), gate(g=upsampled decoder, x=skip) with F_int = skip width / 2, concat, DoubleConv.
     Use ``model.forward_with_attention(x)`` to get the gates' maps."""
     return EncoderDecoder(
-        spatial_dims, in_channels, out_channels, features, DoubleConv, norm,
-        upsample=upsample, project_up=True, attention=True,
-        deep_supervision=deep_supervision, init=init,
+        spatial_dims,
+        in_channels,
+        out_channels,
+        features,
+        DoubleConv,
+        norm,
+        upsample=upsample,
+        project_up=True,
+        attention=True,
+        deep_supervision=deep_supervision,
+        init=init,
     )

@@ -7,7 +7,7 @@ odd-size handling and deep supervision, lives here once.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -28,10 +28,13 @@ def check_features(features: Sequence[int]) -> tuple[int, ...]:
     return features
 
 
-def encoder_stages(spatial_dims: int, in_channels: int, features: Sequence[int], block: StageBlock,
-                   norm: str | None) -> nn.ModuleList:
+def encoder_stages(
+    spatial_dims: int, in_channels: int, features: Sequence[int], block: StageBlock, norm: str | None
+) -> nn.ModuleList:
     """One stage per width; stage i > 0 runs after a 2x pooling of stage i - 1's output."""
-    return nn.ModuleList(block(spatial_dims, c_in, c_out, norm) for c_in, c_out in zip((in_channels, *features), features))
+    return nn.ModuleList(
+        block(spatial_dims, c_in, c_out, norm) for c_in, c_out in zip((in_channels, *features), features)
+    )
 
 
 class EncoderDecoder(nn.Module):
@@ -75,9 +78,11 @@ class EncoderDecoder(nn.Module):
                 self.gates.append(AttentionGate(spatial_dims, up.out_channels, skip, max(skip // 2, 1), norm))
             self.decoder.append(block(spatial_dims, skip + up.out_channels, skip, norm))
         self.head = layers.conv(spatial_dims, features[0], out_channels, kernel_size=1)
-        self.aux_heads = nn.ModuleList(
-            layers.conv(spatial_dims, f, out_channels, kernel_size=1) for f in features[1:-1]
-        ) if deep_supervision else None
+        self.aux_heads = (
+            nn.ModuleList(layers.conv(spatial_dims, f, out_channels, kernel_size=1) for f in features[1:-1])
+            if deep_supervision
+            else None
+        )
         if init is not None:
             initialize(self, init)
 

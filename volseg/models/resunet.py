@@ -13,8 +13,14 @@ from volseg.models.registry import register_model
     features_2d=(64, 128, 256, 512, 1024),
 )
 def resunet(
-    spatial_dims, in_channels, out_channels, features, norm,
-    upsample="interp", deep_supervision=False, init="kaiming",
+    spatial_dims,
+    in_channels,
+    out_channels,
+    features,
+    norm,
+    upsample="interp",
+    deep_supervision=False,
+    init="kaiming",
 ) -> EncoderDecoder:
     """U-Net with every encoder and decoder stage a residual unit (He et al. 2016, "Deep Residual
     Learning"; as a U-Net: Zhang, Liu & Wang 2018, "Road Extraction by Deep Residual U-Net"):
@@ -25,6 +31,13 @@ def resunet(
     decoder's. Here each stage's residual unit maps its true input width to the stage width.
     """
     return EncoderDecoder(
-        spatial_dims, in_channels, out_channels, features, ResidualBlock, norm,
-        upsample=upsample, deep_supervision=deep_supervision, init=init,
+        spatial_dims,
+        in_channels,
+        out_channels,
+        features,
+        ResidualBlock,
+        norm,
+        upsample=upsample,
+        deep_supervision=deep_supervision,
+        init=init,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -42,10 +42,13 @@ class NestedUNet(nn.Module):
         self.pool = layers.max_pool(spatial_dims)
         self.encoder = encoder_stages(spatial_dims, in_channels, features, DoubleConv, norm)
         # nodes[f"{i}_{j}"] for j >= 1, i + j < depth
-        self.nodes = nn.ModuleDict({
-            f"{i}_{j}": NestedNode(spatial_dims, features[i], features[i + 1], j, norm, upsample)
-            for j in range(1, self.depth) for i in range(self.depth - j)
-        })
+        self.nodes = nn.ModuleDict(
+            {
+                f"{i}_{j}": NestedNode(spatial_dims, features[i], features[i + 1], j, norm, upsample)
+                for j in range(1, self.depth)
+                for i in range(self.depth - j)
+            }
+        )
         n_heads = self.depth - 1 if deep_supervision else 1
         self.heads = nn.ModuleList(
             layers.conv(spatial_dims, features[0], out_channels, kernel_size=1) for _ in range(n_heads)
@@ -75,9 +78,23 @@ class NestedUNet(nn.Module):
     features_2d=(32, 64, 128, 256, 512),
 )
 def unetpp(
-    spatial_dims, in_channels, out_channels, features, norm,
-    upsample="interp", deep_supervision=False, init="kaiming",
+    spatial_dims,
+    in_channels,
+    out_channels,
+    features,
+    norm,
+    upsample="interp",
+    deep_supervision=False,
+    init="kaiming",
 ) -> NestedUNet:
     """Seed 000's NestedUNet: VGG (DoubleConv) nodes, linear upsampling, 1x1 heads."""
-    return NestedUNet(spatial_dims, in_channels, out_channels, features, norm,
-                      upsample=upsample, deep_supervision=deep_supervision, init=init)
+    return NestedUNet(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        features,
+        norm,
+        upsample=upsample,
+        deep_supervision=deep_supervision,
+        init=init,
+    )

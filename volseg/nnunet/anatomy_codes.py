@@ -14,22 +14,34 @@ from pathlib import Path
 import highdicom as hd
 
 TABLE = Path(__file__).with_name("totalsegmentator_snomed_mapping.csv")
-_PREFIXES = {"category": "SegmentedPropertyCategoryCodeSequence", "type": "SegmentedPropertyTypeCodeSequence",
-             "modifier": "SegmentedPropertyTypeModifierCodeSequence"}
+_PREFIXES = {
+    "category": "SegmentedPropertyCategoryCodeSequence",
+    "type": "SegmentedPropertyTypeCodeSequence",
+    "modifier": "SegmentedPropertyTypeModifierCodeSequence",
+}
 
 
 def _concept(row: dict, prefix: str) -> hd.sr.CodedConcept | None:
     value = row.get(f"{prefix}.CodeValue", "").strip()
     if not value:
         return None
-    return hd.sr.CodedConcept(value=value, scheme_designator=row[f"{prefix}.CodingSchemeDesignator"].strip(),
-                              meaning=row[f"{prefix}.CodeMeaning"].strip())
+    return hd.sr.CodedConcept(
+        value=value,
+        scheme_designator=row[f"{prefix}.CodingSchemeDesignator"].strip(),
+        meaning=row[f"{prefix}.CodeMeaning"].strip(),
+    )
 
 
 @lru_cache(maxsize=1)
 def totalsegmentator_codes() -> dict[str, tuple]:
     """structure name -> (category, type, modifier or None)."""
     with TABLE.open(encoding="utf-8", newline="") as f:
-        return {row["Structure"].strip(): (_concept(row, _PREFIXES["category"]), _concept(row, _PREFIXES["type"]),
-                                           _concept(row, _PREFIXES["modifier"]))
-                for row in csv.DictReader(f) if row.get("Structure")}
+        return {
+            row["Structure"].strip(): (
+                _concept(row, _PREFIXES["category"]),
+                _concept(row, _PREFIXES["type"]),
+                _concept(row, _PREFIXES["modifier"]),
+            )
+            for row in csv.DictReader(f)
+            if row.get("Structure")
+        }

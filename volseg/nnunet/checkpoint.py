@@ -39,8 +39,10 @@ def load_nnunet_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = found[1] if found else str(e).strip().splitlines()[0][:120]
-        raise VolsegError(f"{path}: refused, it holds {what}; only tensors, plain data and numpy scalars are read "
-                         "(other objects can run code when loaded)") from None
+        raise VolsegError(
+            f"{path}: refused, it holds {what}; only tensors, plain data and numpy scalars are read "
+            "(other objects can run code when loaded)"
+        ) from None
     except (RuntimeError, EOFError, OSError) as e:
         raise VolsegError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:160]})") from None
     weights = payload.get("network_weights") if isinstance(payload, dict) else None

@@ -96,9 +96,15 @@ def export_twin(segmenter, calibration_cases, count: int = 40) -> Path:
         onnx.unlink()
     for name in ("plans.json", "dataset.json"):
         shutil.copy2(model.path / name, folder / name)
-    write_record(folder, {"source": str(model.path), "folds": model.folds,
-                          "checkpoints_sha256": [file_digest(c) for c in model.checkpoints],
-                          "calibration": {"cases": len(calibration_cases), "windows": len(windows)}})
+    write_record(
+        folder,
+        {
+            "source": str(model.path),
+            "folds": model.folds,
+            "checkpoints_sha256": [file_digest(c) for c in model.checkpoints],
+            "calibration": {"cases": len(calibration_cases), "windows": len(windows)},
+        },
+    )
     return folder
 
 

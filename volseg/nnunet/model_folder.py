@@ -40,8 +40,10 @@ def find_model_folder(path: str | Path) -> Path | None:
         if len(inside) == 1:
             return inside[0]
         if len(inside) > 1:
-            raise NnunetFolderError(f"{path}: holds {len(inside)} nnU-Net model folders "
-                                    f"({', '.join(p.name for p in inside)}); pass one of them")
+            raise NnunetFolderError(
+                f"{path}: holds {len(inside)} nnU-Net model folders "
+                f"({', '.join(p.name for p in inside)}); pass one of them"
+            )
     return None
 
 
@@ -66,7 +68,7 @@ class Labels:
         return len(self.regions) if self.regions is not None else len(self.values)
 
     @classmethod
-    def from_dataset(cls, dataset: dict, source: Path) -> "Labels":
+    def from_dataset(cls, dataset: dict, source: Path) -> Labels:
         labels = dataset.get("labels")
         if not isinstance(labels, dict) or labels.get("background") != 0:
             raise NnunetFolderError(f"{source}: 'labels' must map names to values with background 0")
@@ -86,8 +88,9 @@ class Labels:
             regions.append(region)
             region_names.append(name)
         if not isinstance(order, list) or len(order) != len(regions):
-            raise NnunetFolderError(f"{source}: region-based labels need 'regions_class_order' with one value per "
-                                    f"region ({len(regions)})")
+            raise NnunetFolderError(
+                f"{source}: region-based labels need 'regions_class_order' with one value per region ({len(regions)})"
+            )
         return cls([int(v) for v in order], {int(v): n for v, n in zip(order, region_names)}, regions, ignore)
 
 
@@ -121,34 +124,52 @@ class ModelFolder:
         return f"{self.path.parent.name}/{self.path.name}"
 
     @classmethod
-    def open(cls, path: str | Path, folds: list[str] | None = None, checkpoint: str = "final") -> "ModelFolder":
+    def open(cls, path: str | Path, folds: list[str] | None = None, checkpoint: str = "final") -> ModelFolder:
         path = Path(path)
         if not is_model_folder(path):
             raise NnunetFolderError(f"{path}: not an nnU-Net model folder (needs plans.json, dataset.json, fold_N/)")
         if checkpoint not in CHECKPOINTS:
             raise NnunetFolderError(f"--checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
         plans, dataset = _read_json(path / "plans.json"), _read_json(path / "dataset.json")
-        present = sorted((m[1] for p in path.iterdir() if p.is_dir() and (m := _FOLD.match(p.name))
-                          and (p / CHECKPOINTS[checkpoint]).is_file()), key=lambda f: (f == "all", f.zfill(4)))
+        present = sorted(
+            (
+                m[1]
+                for p in path.iterdir()
+                if p.is_dir() and (m := _FOLD.match(p.name)) and (p / CHECKPOINTS[checkpoint]).is_file()
+            ),
+            key=lambda f: (f == "all", f.zfill(4)),
+        )
         chosen = [str(f) for f in folds] if folds else present
         missing = [f for f in chosen if f not in present]
         if missing or not chosen:
-            raise NnunetFolderError(f"{path}: no {CHECKPOINTS[checkpoint]} for fold(s) {', '.join(missing) or 'any'}"
-                                    f" (present: {', '.join(present) or 'none'})")
+            raise NnunetFolderError(
+                f"{path}: no {CHECKPOINTS[checkpoint]} for fold(s) {', '.join(missing) or 'any'}"
+                f" (present: {', '.join(present) or 'none'})"
+            )
         files = [path / f"fold_{f}" / CHECKPOINTS[checkpoint] for f in chosen]
         loaded = [load_nnunet_checkpoint(f) for f in files]
         first = loaded[0]
         configuration_name = first.get("init_args", {}).get("configuration") or path.name.split("__")[-1]
         configuration = resolve_configuration(plans, configuration_name, path / "plans.json")
         if configuration.get("previous_stage") or "cascade" in configuration_name:
-            raise NnunetFolderError(f"{path}: {configuration_name} is a cascade stage (it needs the low-resolution "
-                                    "stage's labels as input); cascades are not supported, use 3d_fullres")
+            raise NnunetFolderError(
+                f"{path}: {configuration_name} is a cascade stage (it needs the low-resolution "
+                "stage's labels as input); cascades are not supported, use 3d_fullres"
+            )
         mirror = first.get("inference_allowed_mirroring_axes")
-        return cls(path, plans, dataset, configuration_name, configuration,
-                   Labels.from_dataset(dataset, path / "dataset.json"), files, chosen,
-                   str(first.get("trainer_name", path.name.split("__")[0])),
-                   tuple(int(a) for a in mirror) if mirror is not None else None,
-                   [c["network_weights"] for c in loaded])
+        return cls(
+            path,
+            plans,
+            dataset,
+            configuration_name,
+            configuration,
+            Labels.from_dataset(dataset, path / "dataset.json"),
+            files,
+            chosen,
+            str(first.get("trainer_name", path.name.split("__")[0])),
+            tuple(int(a) for a in mirror) if mirror is not None else None,
+            [c["network_weights"] for c in loaded],
+        )
 
 
 def resolve_configuration(plans: dict, name: str, source: Path) -> dict:
@@ -183,11 +204,14 @@ def _architecture_from_old_plans(cfg: dict, source: Path) -> dict:
         dims = len(cfg["patch_size"])
         per_stage = "n_conv_per_stage" if unet == "PlainConvUNet" else "n_blocks_per_stage"
         if unet not in ("PlainConvUNet", "ResidualEncoderUNet"):
-            raise NnunetFolderError(f"{source}: unknown UNet_class_name {unet!r} (PlainConvUNet or ResidualEncoderUNet)")
+            raise NnunetFolderError(
+                f"{source}: unknown UNet_class_name {unet!r} (PlainConvUNet or ResidualEncoderUNet)"
+            )
         kwargs = {
             "n_stages": stages,
-            "features_per_stage": [min(cfg["UNet_base_num_features"] * 2**i, cfg["unet_max_num_features"])
-                                   for i in range(stages)],
+            "features_per_stage": [
+                min(cfg["UNet_base_num_features"] * 2**i, cfg["unet_max_num_features"]) for i in range(stages)
+            ],
             "conv_op": f"torch.nn.modules.conv.Conv{dims}d",
             "kernel_sizes": cfg["conv_kernel_sizes"],
             "strides": cfg["pool_op_kernel_sizes"],
@@ -196,10 +220,17 @@ def _architecture_from_old_plans(cfg: dict, source: Path) -> dict:
             "conv_bias": True,
             "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dims}d",
             "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None, "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
+            "dropout_op": None,
+            "dropout_op_kwargs": None,
+            "nonlin": "torch.nn.LeakyReLU",
+            "nonlin_kwargs": {"inplace": True},
         }
     except KeyError as e:
-        raise NnunetFolderError(f"{source}: the configuration has neither 'architecture' nor the older {e} key") from None
-    return {"network_class_name": unet, "arch_kwargs": kwargs,
-            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
+        raise NnunetFolderError(
+            f"{source}: the configuration has neither 'architecture' nor the older {e} key"
+        ) from None
+    return {
+        "network_class_name": unet,
+        "arch_kwargs": kwargs,
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }

@@ -19,8 +19,11 @@ def _unet_classes() -> dict:
         from dynamic_network_architectures.architectures import unet
     except ImportError:
         raise NnunetFolderError(f"nnU-Net models need dynamic_network_architectures: {INSTALL}") from None
-    return {"PlainConvUNet": unet.PlainConvUNet, "ResidualEncoderUNet": unet.ResidualEncoderUNet,
-            "ResidualUNet": unet.ResidualUNet}
+    return {
+        "PlainConvUNet": unet.PlainConvUNet,
+        "ResidualEncoderUNet": unet.ResidualEncoderUNet,
+        "ResidualUNet": unet.ResidualUNet,
+    }
 
 
 def _torch_class(dotted: str, source) -> type:
@@ -38,8 +41,10 @@ def build_network(model: ModelFolder) -> nn.Module:
     class_name = architecture["network_class_name"].rsplit(".", 1)[-1]
     classes = _unet_classes()
     if class_name not in classes:
-        raise NnunetFolderError(f"{source}: network {architecture['network_class_name']!r} is not supported "
-                                f"(supported: {', '.join(classes)})")
+        raise NnunetFolderError(
+            f"{source}: network {architecture['network_class_name']!r} is not supported "
+            f"(supported: {', '.join(classes)})"
+        )
     kwargs = dict(architecture["arch_kwargs"])
     for key in architecture.get("_kw_requires_import", ()):
         if kwargs.get(key) is not None:

@@ -39,14 +39,25 @@ def source_spacing(image) -> list[float]:
 class NnunetSegmenter:
     """Every fold of a model folder (``folds`` to choose), nnU-Net's preprocessing and export around them."""
 
-    def __init__(self, folder: str | Path, device: torch.device | str = "cpu", tta: bool = False,
-                 folds: list[str] | None = None, checkpoint: str = "final", keep_largest: bool = False,
-                 overlap: float = 0.5, backend: str = "torch", precision: str = "fp32"):
+    def __init__(
+        self,
+        folder: str | Path,
+        device: torch.device | str = "cpu",
+        tta: bool = False,
+        folds: list[str] | None = None,
+        checkpoint: str = "final",
+        keep_largest: bool = False,
+        overlap: float = 0.5,
+        backend: str = "torch",
+        precision: str = "fp32",
+    ):
         self.model = ModelFolder.open(folder, folds, checkpoint)
         reader = str(self.model.plans.get("image_reader_writer", "SimpleITKIO"))
         if reader not in READERS:
-            raise NnunetFolderError(f"{self.model.path / 'plans.json'}: image reader {reader!r} is not supported "
-                                    f"(supported: {', '.join(READERS)})")
+            raise NnunetFolderError(
+                f"{self.model.path / 'plans.json'}: image reader {reader!r} is not supported "
+                f"(supported: {', '.join(READERS)})"
+            )
         self.reorient = reader == "NibabelIOWithReorient"
         self.device = torch.device(device)
         first = build_network(self.model).to(self.device)
@@ -61,15 +72,19 @@ class NnunetSegmenter:
             raise VolsegError(f"--overlap must be in [0, 1), got {overlap}")
         self.backend = backends.choose(backend, self.device)
         self.precision, self.int8 = self._precision(precision)
-        self.forwards = [self._engine(n, f, fold) for n, f, fold in
-                         zip(self.networks, self.model.checkpoints, self.model.folds)]
+        self.forwards = [
+            self._engine(n, f, fold) for n, f, fold in zip(self.networks, self.model.checkpoints, self.model.folds)
+        ]
         self.reader = LoadCased()
         folds = ",".join(self.model.folds)
         self.info = ModelInfo(
-            name=self.model.name, source=self.model.path,
+            name=self.model.name,
+            source=self.model.path,
             summary=f"nnU-Net {self.model.configuration_name}, fold{'s' if len(self.model.folds) > 1 else ''} "
-                    f"{folds}{', mirroring TTA' if tta and self.mirror_axes else ''}",
-            labels=dict(self.model.labels.names), modality=self.model.modality)
+            f"{folds}{', mirroring TTA' if tta and self.mirror_axes else ''}",
+            labels=dict(self.model.labels.names),
+            modality=self.model.modality,
+        )
 
     @property
     def mirror_axes(self) -> tuple[int, ...] | None:
@@ -89,8 +104,10 @@ class NnunetSegmenter:
             raise VolsegError(f"int8 runs through OpenVINO on the CPU; here the backend is {self.backend!r}")
         record = read_twin(self.model)
         if precision == "int8" and record is None:
-            raise VolsegError(f"{self.model.path}: no int8 twin for these folds; make it with `volseg export "
-                             f"{self.model.path} --precision int8 --calibration CASES`")
+            raise VolsegError(
+                f"{self.model.path}: no int8 twin for these folds; make it with `volseg export "
+                f"{self.model.path} --precision int8 --calibration CASES`"
+            )
         if precision == "auto" and not agrees(record):
             return "fp32", None
         return "int8", twin_folder(self.model)
@@ -105,8 +122,11 @@ class NnunetSegmenter:
             return lambda x: network(x.to(self.device)).float().cpu()
         patch = tuple(self.model.configuration["patch_size"])
         example = torch.zeros(1, self.model.channels, *patch)
-        onnx = onnx_export.cached_onnx(checkpoint, "-nnunet-" + "x".join(map(str, patch)),
-                                       lambda path: onnx_export.export_onnx_for(network, example, path))
+        onnx = onnx_export.cached_onnx(
+            checkpoint,
+            "-nnunet-" + "x".join(map(str, patch)),
+            lambda path: onnx_export.export_onnx_for(network, example, path),
+        )
         if self.backend == "onnxruntime":
             return backends.onnxruntime_backend(onnx)
         return backends.openvino_backend(onnx)
@@ -120,8 +140,10 @@ class NnunetSegmenter:
         started = time.perf_counter()
         image = self.read(case)
         if image.shape[0] != self.model.channels:
-            raise VolsegError(f"{case.source}: the model takes {self.model.channels} channel(s) "
-                             f"({self.model.dataset.get('channel_names')}), the case has {image.shape[0]}")
+            raise VolsegError(
+                f"{case.source}: the model takes {self.model.channels} channel(s) "
+                f"({self.model.dataset.get('channel_names')}), the case has {image.shape[0]}"
+            )
         read = time.perf_counter()
         array, spacing = image.numpy(), source_spacing(image)
         ornt = None
@@ -130,8 +152,13 @@ class NnunetSegmenter:
             array = np.stack([nib.orientations.apply_orientation(c, ornt) for c in array])
             spacing = [spacing[int(axis)] for axis in ornt[:, 0]]
         prepared = preprocess(array.transpose(0, 3, 2, 1), spacing[::-1], self.model)
-        return {"image": image, "source_image": image, "prepared": prepared, "orientation": ornt,
-                "timings": {"read": read - started, "preprocess": time.perf_counter() - read}}
+        return {
+            "image": image,
+            "source_image": image,
+            "prepared": prepared,
+            "orientation": ornt,
+            "timings": {"read": read - started, "preprocess": time.perf_counter() - read},
+        }
 
     def predict(self, data: dict, split_sides: bool = True) -> tuple[np.ndarray, None]:
         timings = data.setdefault("timings", {})
@@ -139,8 +166,13 @@ class NnunetSegmenter:
         started = time.perf_counter()
         axes = self.mirror_axes if self.tta else None
         with torch.inference_mode():
-            logits = predict_logits(prepared.data, [mirrored(f, axes) for f in self.forwards],
-                                    self.model.configuration["patch_size"], self.model.labels.heads, self.step)
+            logits = predict_logits(
+                prepared.data,
+                [mirrored(f, axes) for f in self.forwards],
+                self.model.configuration["patch_size"],
+                self.model.labels.heads,
+                self.step,
+            )
         predicted = time.perf_counter()
         labels = logits_to_labels(logits, prepared, self.model).transpose(2, 1, 0)
         if data.get("orientation") is not None:

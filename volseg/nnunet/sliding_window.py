@@ -10,8 +10,8 @@ what makes the labels agree voxel for voxel where the logits of two classes are 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ def steps(image_size: Sequence[int], patch: Sequence[int], step: float = 0.5) ->
 
 def pad_to_patch(data: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
     """``pad_nd_image(data, patch, 'constant', value=0)``: centred, the odd voxel after; and the slicer back."""
-    spatial = data.shape[-len(patch):]
+    spatial = data.shape[-len(patch) :]
     below, above = [], []
     for size, tile in zip(spatial, patch):
         missing = max(tile - size, 0)
@@ -78,13 +78,20 @@ def tiles(shape: Sequence[int], patch: Sequence[int], step: float = 0.5) -> list
     """Spatial slicers of every tile; a 2D patch on a 3D image tiles each slice of the first axis."""
     if len(patch) < len(shape):
         starts = steps(shape[1:], patch, step)
-        return [(d, *[slice(s, s + t) for s, t in zip(corner, patch)])
-                for d in range(shape[0]) for corner in itertools.product(*starts)]
-    return [tuple(slice(s, s + t) for s, t in zip(corner, patch)) for corner in itertools.product(*steps(shape, patch, step))]
+        return [
+            (d, *[slice(s, s + t) for s, t in zip(corner, patch)])
+            for d in range(shape[0])
+            for corner in itertools.product(*starts)
+        ]
+    return [
+        tuple(slice(s, s + t) for s, t in zip(corner, patch))
+        for corner in itertools.product(*steps(shape, patch, step))
+    ]
 
 
-def predict_logits(data: torch.Tensor, networks: Sequence[Network], patch: Sequence[int], heads: int,
-                   step: float = 0.5) -> torch.Tensor:
+def predict_logits(
+    data: torch.Tensor, networks: Sequence[Network], patch: Sequence[int], heads: int, step: float = 0.5
+) -> torch.Tensor:
     """Float16 logits (K, *spatial) of a preprocessed (C, *spatial) image, averaged over ``networks`` (folds)."""
     patch = tuple(int(p) for p in patch)
     padded, unpad = pad_to_patch(data, patch)

@@ -82,8 +82,10 @@ def resolve_task(task: str) -> Task:
         from totalsegmentator.map_to_binary import class_map
     except ImportError:
         if task not in LAYOUT:
-            raise NnunetFolderError(f"{PREFIX}{task}: unknown task without the totalsegmentator package installed "
-                                    f"(known: {', '.join(LAYOUT)}; pip install TotalSegmentator for all)") from None
+            raise NnunetFolderError(
+                f"{PREFIX}{task}: unknown task without the totalsegmentator package installed "
+                f"(known: {', '.join(LAYOUT)}; pip install TotalSegmentator for all)"
+            ) from None
         ids, spacing, trainer = LAYOUT[task]
         return Task(task, base, ids, [spacing] * 3, trainer)
     config = TASK_CONFIGS.get(base)
@@ -97,8 +99,17 @@ def resolve_task(task: str) -> Task:
     ids = config["task_id"] if isinstance(config["task_id"], list) else [config["task_id"]]
     spacing = config.get("resample")
     spacing = [float(spacing)] * 3 if isinstance(spacing, (int, float)) else [float(s) for s in spacing]
-    return Task(task, base, ids, spacing, config["trainer"], config.get("model", "3d_fullres"),
-                config.get("plans") or "nnUNetPlans", dict(class_map.get(base, {})) or None, _package_parts(ids))
+    return Task(
+        task,
+        base,
+        ids,
+        spacing,
+        config["trainer"],
+        config.get("model", "3d_fullres"),
+        config.get("plans") or "nnUNetPlans",
+        dict(class_map.get(base, {})) or None,
+        _package_parts(ids),
+    )
 
 
 def _package_parts(ids: list[int]) -> dict[int, dict[int, str]] | None:
@@ -107,10 +118,12 @@ def _package_parts(ids: list[int]) -> dict[int, dict[int, str]] | None:
         return None
     from totalsegmentator import map_to_binary as maps
 
-    for id_map, parts in (("map_taskid_to_partname_ct", "class_map_5_parts"),
-                          ("map_taskid_to_partname_ct_v3", "class_map_5_parts_total_v3"),
-                          ("map_taskid_to_partname_mr", "class_map_parts_mr"),
-                          ("map_taskid_to_partname_headneck_muscles", "class_map_parts_headneck_muscles")):
+    for id_map, parts in (
+        ("map_taskid_to_partname_ct", "class_map_5_parts"),
+        ("map_taskid_to_partname_ct_v3", "class_map_5_parts_total_v3"),
+        ("map_taskid_to_partname_mr", "class_map_parts_mr"),
+        ("map_taskid_to_partname_headneck_muscles", "class_map_parts_headneck_muscles"),
+    ):
         names = getattr(maps, id_map, {})
         if all(i in names for i in ids):
             return {i: dict(getattr(maps, parts)[names[i]]) for i in ids}
@@ -126,7 +139,8 @@ def part_folders(task: Task, root: Path | None = None) -> list[Path]:
             raise NnunetFolderError(
                 f"{PREFIX}{task.name}: no weights for Dataset{dataset_id:03d} under {root}; on a machine with internet "
                 f"run `totalseg_download_weights -t {task.name}` and copy its ~/.totalsegmentator here "
-                "(or set TOTALSEG_HOME_DIR)")
+                "(or set TOTALSEG_HOME_DIR)"
+            )
         folders.append(found[0])
     return folders
 
@@ -134,8 +148,11 @@ def part_folders(task: Task, root: Path | None = None) -> list[Path]:
 def canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``nib.as_closest_canonical``: the array and affine in RAS axis order, and the orientation used."""
     ornt = nib.orientations.io_orientation(affine)
-    return (nib.orientations.apply_orientation(array, ornt),
-            affine @ nib.orientations.inv_ornt_aff(ornt, array.shape), ornt)
+    return (
+        nib.orientations.apply_orientation(array, ornt),
+        affine @ nib.orientations.inv_ornt_aff(ornt, array.shape),
+        ornt,
+    )
 
 
 def zooms(affine: np.ndarray) -> np.ndarray:
@@ -165,9 +182,13 @@ class TotalSegmentatorSegmenter:
                 lut[value] = value_of.get(name, 0)
             self.luts.append(lut)
         modality = "MR" if self.task.base.endswith("_mr") else "CT"
-        self.info = ModelInfo(f"TotalSegmentator {task}", self.parts[0].model.path.parent.parent,
-                              f"TotalSegmentator {task}: {len(self.parts)} nnU-Net part model(s) at "
-                              f"{self.task.spacing[0]:g} mm", names, modality)
+        self.info = ModelInfo(
+            f"TotalSegmentator {task}",
+            self.parts[0].model.path.parent.parent,
+            f"TotalSegmentator {task}: {len(self.parts)} nnU-Net part model(s) at {self.task.spacing[0]:g} mm",
+            names,
+            modality,
+        )
 
     def _names_in_part_order(self) -> dict[int, str]:
         names: dict[int, str] = {}
@@ -189,17 +210,27 @@ class TotalSegmentatorSegmenter:
         grid_affine[:3, :3] = grid_affine[:3, :3] / zoom
         spacing = zooms(grid_affine)[::-1]
         prepared = [preprocess(resampled.transpose(2, 1, 0)[None], spacing, part.model) for part in self.parts]
-        return {"image": image, "source_image": image, "prepared": prepared, "orientation": ornt,
-                "canonical_shape": array.shape,
-                "timings": {"read": read - started, "preprocess": time.perf_counter() - read}}
+        return {
+            "image": image,
+            "source_image": image,
+            "prepared": prepared,
+            "orientation": ornt,
+            "canonical_shape": array.shape,
+            "timings": {"read": read - started, "preprocess": time.perf_counter() - read},
+        }
 
     def predict(self, data: dict) -> tuple[np.ndarray, None]:
         started = time.perf_counter()
         combined = None
         for part, prepared, lut in zip(self.parts, data["prepared"], self.luts):
             with torch.inference_mode():
-                logits = predict_logits(prepared.data, [mirrored(f, None) for f in part.forwards],
-                                        part.model.configuration["patch_size"], part.model.labels.heads, self.step)
+                logits = predict_logits(
+                    prepared.data,
+                    [mirrored(f, None) for f in part.forwards],
+                    part.model.configuration["patch_size"],
+                    part.model.labels.heads,
+                    self.step,
+                )
             labels = lut[logits_to_labels(logits, prepared, part.model).transpose(2, 1, 0)]
             combined = labels if combined is None else np.where(labels != 0, labels, combined)
         predicted = time.perf_counter()

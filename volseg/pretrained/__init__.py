@@ -20,7 +20,7 @@ BUILTIN = {
 # One line printed when a run starts with a model that must not be mistaken for a clinical one
 WARNINGS = {
     "abdomen-ct": "abdomen-ct is a demonstration trained on one patient's CT, not for use on patients; for CT organs "
-                  "use an nnU-Net or TotalSegmentator model (--model NNUNET_FOLDER or totalsegmentator:total)",
+    "use an nnU-Net or TotalSegmentator model (--model NNUNET_FOLDER or totalsegmentator:total)",
 }
 
 
@@ -35,10 +35,13 @@ def resolve_model(spec: str | Path | None) -> Path:
     path = Path(spec)
     if path.exists() or str(spec) not in BUILTIN:
         if not path.exists() and not path.suffix and len(path.parts) == 1:
-            raise CheckpointError(f"{spec}: no such run folder or checkpoint, and not a built-in model "
-                                  f"(built-in: {', '.join(BUILTIN)})")
+            raise CheckpointError(
+                f"{spec}: no such run folder or checkpoint, and not a built-in model (built-in: {', '.join(BUILTIN)})"
+            )
         return path
     if not model_file(str(spec)).is_file():
-        raise CheckpointError(f"{model_file(str(spec))}: the built-in model {spec!r} is not installed; pass --model "
-                              "RUN_FOLDER_OR_CHECKPOINT (a folder written by `volseg train`)")
+        raise CheckpointError(
+            f"{model_file(str(spec))}: the built-in model {spec!r} is not installed; pass --model "
+            "RUN_FOLDER_OR_CHECKPOINT (a folder written by `volseg train`)"
+        )
     return model_file(str(spec))

@@ -16,11 +16,11 @@ import logging
 import math
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -61,9 +61,15 @@ class CaseEntry:
     missing: str = ""  # a partial case: the run record's note (which requested output was not written, why)
 
 
-def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colors: dict[int, str] | None = None,
-                 reference: str | Path | None = None, evaluation: str | Path | None = None,
-                 max_side: int = MAX_SIDE, on_case: Callable[[str], None] | None = None) -> Path:
+def build_report(
+    run_dir: str | Path,
+    labels: dict[int, str] | None = None,
+    colors: dict[int, str] | None = None,
+    reference: str | Path | None = None,
+    evaluation: str | Path | None = None,
+    max_side: int = MAX_SIDE,
+    on_case: Callable[[str], None] | None = None,
+) -> Path:
     """Write ``run_dir/report/`` (built beside it, then swapped in: never half-written) and return index.html.
 
     ``labels`` names the label values (default: the names in statistics.csv, else ``label_N``); ``reference``
@@ -74,7 +80,9 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
     run_dir = Path(run_dir)
     record = run_dir / RUN_CSV
     if not record.is_file():
-        raise FileNotFoundError(f"{record}: no run record; segment into this folder with `volseg infer -o {run_dir}` first")
+        raise FileNotFoundError(
+            f"{record}: no run record; segment into this folder with `volseg infer -o {run_dir}` first"
+        )
     rows = [r for r in read_run_csv(record).values() if r["status"] != "rejected"]
     if not rows:
         raise VolsegError(f"{record}: no case to report (every series was rejected)")
@@ -89,17 +97,24 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
     (work / "cases").mkdir(parents=True)
     entries, found_values = [], set(names)
     for row in sorted(rows, key=lambda r: r["case_id"]):
-        entry = CaseEntry(row["case_id"], "ok" if row["status"] == "skipped" else row["status"],
-                          float(row["seconds"] or 0), _without_paths(row["error"], row["input"]))
+        entry = CaseEntry(
+            row["case_id"],
+            "ok" if row["status"] == "skipped" else row["status"],
+            float(row["seconds"] or 0),
+            _without_paths(row["error"], row["input"]),
+        )
         if entry.status == "partial":
             entry.missing = _without_paths(row.get("note", ""), row["input"])
         if entry.status in SEGMENTED:
-            found_values |= _add_case_files(entry, row, run_dir, work, names, colors, references.get(entry.id), max_side)
+            found_values |= _add_case_files(
+                entry, row, run_dir, work, names, colors, references.get(entry.id), max_side
+            )
         entries.append(entry)
         on_case and on_case(entry.id)
     names = {v: names.get(v, f"label_{v}") for v in sorted(found_values)}
-    metric_rows = _read_evaluation(Path(evaluation)) if evaluation else \
-        _metrics(entries, references, names) if references else []
+    metric_rows = (
+        _read_evaluation(Path(evaluation)) if evaluation else _metrics(entries, references, names) if references else []
+    )
     by_id = {e.id: e for e in entries}
     for r in metric_rows:  # a label the reference lacks scores no Dice (both empty would read as a perfect 1)
         entry = by_id.get(r["case_id"])
@@ -138,8 +153,16 @@ def build_report(run_dir: str | Path, labels: dict[int, str] | None = None, colo
     return final / "index.html"
 
 
-def _add_case_files(entry: CaseEntry, row: dict, run_dir: Path, work: Path, names: dict[int, str],
-                    colors: dict[int, str] | None, reference: Path | None, max_side: int) -> set[int]:
+def _add_case_files(
+    entry: CaseEntry,
+    row: dict,
+    run_dir: Path,
+    work: Path,
+    names: dict[int, str],
+    colors: dict[int, str] | None,
+    reference: Path | None,
+    max_side: int,
+) -> set[int]:
     """Volumes, border contact, thumbnail and viewer script of one segmented case; the label values found."""
     label_path = _label_output(row, run_dir)
     if not label_path.is_file():  # a run that wrote DICOM SEG only, or a folder whose label maps were moved
@@ -169,8 +192,9 @@ def _add_case_files(entry: CaseEntry, row: dict, run_dir: Path, work: Path, name
             ref = case_files.Volume(np.asarray(ref_image[0]).astype(np.int64), np.asarray(ref_image.affine, float))
         except (io.ImageReadError, ValueError, OSError) as e:
             entry.note = _without_paths(f"reference unreadable: {e}", str(reference))
-    case_files.write_thumbnail(work / "thumbs" / f"{entry.id}.png", image, labels,
-                               case_files.label_colors(values | set(names), colors))
+    case_files.write_thumbnail(
+        work / "thumbs" / f"{entry.id}.png", image, labels, case_files.label_colors(values | set(names), colors)
+    )
     case_files.write_case_script(work / "cases" / f"{entry.id}.js", entry.id, image, labels, ref, max_side)
     entry.thumb, entry.data = f"thumbs/{entry.id}.png", f"cases/{entry.id}.js"
     qc = qc_beside(label_path)
@@ -228,8 +252,11 @@ def _reference_paths(reference: str | Path) -> dict[str, Path]:
 
 
 def _metrics(entries: list[CaseEntry], references: dict[str, Path], names: dict[int, str]) -> list[dict]:
-    pairs = [Pair(e.id, e.label_path, references[e.id]) for e in entries
-             if e.status in SEGMENTED and e.label_path is not None and e.id in references]
+    pairs = [
+        Pair(e.id, e.label_path, references[e.id])
+        for e in entries
+        if e.status in SEGMENTED and e.label_path is not None and e.id in references
+    ]
     rows, errors = evaluate(pairs, names)
     for error in errors:
         log.warning("report: %s", error)
@@ -246,20 +273,35 @@ def _finite(x: float) -> float | None:
 
 
 def _case_json(e: CaseEntry) -> dict:
-    return {"id": e.id, "status": e.status, "seconds": round(e.seconds, 2), "error": e.error,
-            "volumes": {str(v): ml for v, ml in e.volumes.items()},
-            "dice": {str(v): _finite(x) for v, x in e.dice.items()},
-            "hd95": {str(v): _finite(x) for v, x in e.hd95.items()},
-            "flags": e.flags, "thumb": e.thumb, "data": e.data, "qc": e.qc}
+    return {
+        "id": e.id,
+        "status": e.status,
+        "seconds": round(e.seconds, 2),
+        "error": e.error,
+        "volumes": {str(v): ml for v, ml in e.volumes.items()},
+        "dice": {str(v): _finite(x) for v, x in e.dice.items()},
+        "hd95": {str(v): _finite(x) for v, x in e.hd95.items()},
+        "flags": e.flags,
+        "thumb": e.thumb,
+        "data": e.data,
+        "qc": e.qc,
+    }
 
 
 def _summary_json(rows: list[dict], names: dict[int, str]) -> dict:
     """Per label: Dice and HD95 mean/median/std over the cases where the reference has the label."""
-    typed = [{**r, **{m: float(r[m]) for m in ("dice", "hd95", "msd", "volume_pred_ml", "volume_ref_ml")}} for r in rows]
+    typed = [
+        {**r, **{m: float(r[m]) for m in ("dice", "hd95", "msd", "volume_pred_ml", "volume_ref_ml")}} for r in rows
+    ]
     summary = summarize([r for r in typed if r["volume_ref_ml"] > 0])
-    return {label: {metric: {k: _finite(v) if isinstance(v, float) else v for k, v in stats.items()}
-                     for metric, stats in metrics.items() if metric in ("dice", "hd95")}
-            for label, metrics in summary.items()}
+    return {
+        label: {
+            metric: {k: _finite(v) if isinstance(v, float) else v for k, v in stats.items()}
+            for metric, stats in metrics.items()
+            if metric in ("dice", "hd95")
+        }
+        for label, metrics in summary.items()
+    }
 
 
 def _page(report: dict, viewer: str) -> str:

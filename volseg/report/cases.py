@@ -22,8 +22,7 @@ from volseg.atomic import atomic_path, write_text_atomic
 from volseg.qc import label_centre, ras_spacing, to_ras
 
 # matplotlib's tab10, by label value: the colours of the QC pictures
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 CT_WINDOW = (-160.0, 240.0)  # soft tissue (level 40, width 400): where abdominal organs are told apart
 
 
@@ -34,6 +33,7 @@ def label_colors(values, configured: dict[int, str] | None = None) -> dict[int, 
 @dataclass
 class Volume:
     """An (X, Y, Z) array in world space (the 4x4 voxel-to-RAS-mm affine)."""
+
     array: np.ndarray
     affine: np.ndarray
 
@@ -71,16 +71,22 @@ def nifti_base64(volume: Volume) -> str:
     return base64.b64encode(gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)).decode("ascii")
 
 
-def write_case_script(path: Path, case_id: str, image: Volume | None, labels: Volume,
-                      reference: Volume | None, max_side: int) -> Path:
+def write_case_script(
+    path: Path, case_id: str, image: Volume | None, labels: Volume, reference: Volume | None, max_side: int
+) -> Path:
     """``cases/<id>.js``: calls ``volsegCaseData({...})`` with the display copies (image may be absent)."""
     step = strides(labels.array.shape, max_side)
-    payload = {"id": case_id, "labels": nifti_base64(downsample(Volume(labels.array.astype(np.uint8), labels.affine), step))}
+    payload = {
+        "id": case_id,
+        "labels": nifti_base64(downsample(Volume(labels.array.astype(np.uint8), labels.affine), step)),
+    }
     if image is not None:
         small = downsample(image, strides(image.array.shape, max_side))
         payload["image"] = nifti_base64(Volume(to_uint8(small.array, display_window(small.array)), small.affine))
     if reference is not None:
-        payload["reference"] = nifti_base64(downsample(Volume(reference.array.astype(np.uint8), reference.affine), step))
+        payload["reference"] = nifti_base64(
+            downsample(Volume(reference.array.astype(np.uint8), reference.affine), step)
+        )
     return write_text_atomic(path, f"volsegCaseData({json.dumps(payload)});\n")
 
 
@@ -100,12 +106,15 @@ def write_thumbnail(path: Path, image: Volume | None, labels: Volume, colors: di
     rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
     for value, colour in colors.items():
         mask = lab2d == value
-        rgb[mask] = 0.5 * rgb[mask] + 0.5 * np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], np.float32)
+        rgb[mask] = 0.5 * rgb[mask] + 0.5 * np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], np.float32)
     picture = rgb.transpose(1, 0, 2)[::-1, ::-1].round().astype(np.uint8)  # rows: anterior up; columns: R..L
     sx, sy, _ = ras_spacing(labels.affine)
     height_mm, width_mm = picture.shape[0] * sy, picture.shape[1] * sx
-    size = (width, max(1, round(width * height_mm / width_mm))) if width_mm >= height_mm else \
-        (max(1, round(width * width_mm / height_mm)), width)
+    size = (
+        (width, max(1, round(width * height_mm / width_mm)))
+        if width_mm >= height_mm
+        else (max(1, round(width * width_mm / height_mm)), width)
+    )
     with atomic_path(path, ".png") as tmp:
         Image.fromarray(picture).resize(size, Image.NEAREST).save(tmp, format="PNG")
     return path

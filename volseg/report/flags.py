@@ -4,7 +4,7 @@ judging a case against its cohort rather than a fixed threshold)."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,8 +22,14 @@ def robust_range(volumes, k: float = 3.0) -> tuple[float, float] | None:
     return (max(0.0, median - k * spread), median + k * spread) if spread > 0 else None
 
 
-def case_flags(status: str, error: str, volumes: Mapping[int, float], border: set[int],
-               ranges: Mapping[int, tuple[float, float] | None], names: Mapping[int, str]) -> list[dict]:
+def case_flags(
+    status: str,
+    error: str,
+    volumes: Mapping[int, float],
+    border: set[int],
+    ranges: Mapping[int, tuple[float, float] | None],
+    names: Mapping[int, str],
+) -> list[dict]:
     """One dict per flag: ``kind`` (failed, empty, volume, border), the ``label`` it concerns, and ``text``."""
     if status == "failed":
         return [{"kind": "failed", "label": None, "text": f"failed: {error}"}]
@@ -35,8 +41,13 @@ def case_flags(status: str, error: str, volumes: Mapping[int, float], border: se
             continue
         low_high = ranges.get(value)
         if low_high is not None and not low_high[0] <= volume <= low_high[1]:
-            flags.append({"kind": "volume", "label": value,
-                          "text": f"{name} {volume:.3g} mL outside the batch range {low_high[0]:.3g}-{low_high[1]:.3g} mL"})
+            flags.append(
+                {
+                    "kind": "volume",
+                    "label": value,
+                    "text": f"{name} {volume:.3g} mL outside the batch range {low_high[0]:.3g}-{low_high[1]:.3g} mL",
+                }
+            )
         if value in border:
             flags.append({"kind": "border", "label": value, "text": f"{name} touches the border"})
     return flags

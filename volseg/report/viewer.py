@@ -53,8 +53,13 @@ def install() -> Path:
     if npm is None:
         raise RuntimeError("npm not found: install Node.js and npm, then run `python -m volseg.report.viewer`")
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([npm, "pack", f"{NIIVUE_PACKAGE}@{NIIVUE_VERSION}", "--silent"], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL, encoding="utf-8")
+        subprocess.run(
+            [npm, "pack", f"{NIIVUE_PACKAGE}@{NIIVUE_VERSION}", "--silent"],
+            cwd=tmp,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            encoding="utf-8",
+        )
         (tarball,) = Path(tmp).glob("*.tgz")
         with tarfile.open(tarball) as tar:
             data = tar.extractfile(NIIVUE_FILE).read()
