@@ -211,7 +211,7 @@ class Trainer:
         self.history: list[EpochRecord] = []
         self.best = -1.0
         self.writer = None
-        self.saved_at: float | None = None  # when the last epoch finished saving (its time counts in the next)
+        self.stopped_at: float | None = None  # when the last epoch's clock stopped (its save counts in the next)
 
     @property
     def epoch(self) -> int:
@@ -370,10 +370,12 @@ class Trainer:
 
     def end_epoch(self, record: EpochRecord) -> None:
         """Stop the epoch's clock (slowest rank) and let a time budget count the epochs from it."""
-        # from the end of the previous epoch's save: checkpoints, metrics and curves take time the budget must see
-        # (tiny epochs spent more time saving than training, and a 2-minute budget ran 7 minutes)
-        since = self.epoch_started if self.saved_at is None else min(self.saved_at, self.epoch_started)
-        record.seconds = max(distributed.gather(self.ctx, self.clock() - since))
+        # from where the previous epoch's clock stopped, so its save (checkpoints, metrics, curves) counts here:
+        # tiny epochs spent more time saving than training, and a 2-minute budget ran 7 minutes
+        now = self.clock()
+        since = self.epoch_started if self.stopped_at is None else min(self.stopped_at, self.epoch_started)
+        record.seconds = max(distributed.gather(self.ctx, now - since))
+        self.stopped_at = now
         self.history.append(record)
         counting = self.schedule.epochs is None
         self.schedule.after_epoch(self.history, self.cfg.train.val_every)
@@ -414,7 +416,6 @@ class Trainer:
                 for value, d in record.val_dice.items():
                     self.writer.add_scalar(f"dice/{cfg.data.labels[value]}", d, record.epoch)
         distributed.barrier(self.ctx)
-        self.saved_at = self.clock()
 
     def should_stop(self) -> bool:
         """The schedule's epoch count is reached, or validation stopped improving (early stop)."""
