@@ -1,0 +1,1075 @@
+"""Issue 30, acceptance 1: nnU-Net v2 CT models run by ``nnUNetv2_predict`` and by ``volseg infer``, side by side.
+
+    .venv/bin/python benchmarks/nnunet_models.py [--spacing 3 1.5] [--ct philips bundled ircadb]
+        [--no-tta-off] [--no-tta-on] [--no-defaults] [--no-int8] [--epochs 2 --iterations 10]
+
+1. Data (all of it in ``--work``, default ``runs/nnunet_models/``; none of it is committed):
+   - training: the bundled TotalSegmentator example CT and its 4 organ labels (``data/abdomen_ct/ct.nii.gz`` +
+     ``ct_labels.nii.gz``, Apache-2.0), resampled with SimpleITK (linear for the image, nearest for the labels)
+     to 3 mm (``Dataset931_AbdomenCT3mm``, TotalSegmentator's ``--fast`` spacing) and 1.5 mm
+     (``Dataset932_AbdomenCT1p5mm``, its full-resolution spacing);
+   - test CTs, each written once as NIfTI with SimpleITK and given as the same file to both tools:
+     ``philips`` (the TCIA Philips planning CT, ``../shared/data/tcia_pancreatic_ct_cbct_seg_cb001/planning_ct``,
+     DICOM), ``bundled`` (the training CT itself, as shipped, 3 mm: seen in training), ``ircadb`` (3D-IRCADb-01
+     patient 1, ``../shared/data/ircadb_3d``, CC BY-NC-ND: local use only; its manual liver, spleen and kidney
+     masks score both tools). A missing input is named and skipped; the rest goes on.
+2. nnU-Net 2.8.1 in its own venv (``--venv``, created when missing, as ``benchmarks/nnunet_reference.py``
+   does): ``nnUNetv2_plan_and_preprocess -c 3d_fullres``, then ``nnUNetv2_train ... all`` with
+   ``nnUNetTrainerVolsegShort`` (written into nnU-Net's package: nnU-Net's default recipe, ``--epochs`` x
+   ``--iterations``, final validation skipped). The weights are barely trained on purpose: small class
+   margins make label agreement a sharp test. Trained models are reused.
+3. ``volseg export MODEL --precision int8 --calibration <the training CT> --check <a manifest of the training
+   CT>`` once per model (this also makes the fp32 ONNX that OpenVINO compiles, so no timed run pays for it).
+4. Timed runs, each a separate process, whole case file to file, under ``/usr/bin/time -v`` (its peak RSS,
+   which is the largest single process's; the summed RSS of the process tree is sampled too):
+   - ``tta_off``: ``nnUNetv2_predict -device cpu -f all --disable_tta``; ``volseg infer --backend openvino
+     --precision fp32`` and ``--precision int8``; and ``volseg infer --backend torch`` (volseg's pipeline on
+     the runtime nnU-Net uses, which separates the pipeline's exactness from OpenVINO's fp32 arithmetic);
+   - ``tta_on``: ``nnUNetv2_predict -device cpu -f all`` (mirroring: nnU-Net's default) and the same volseg
+     runs with ``--tta``;
+   - ``defaults``: each tool as a user runs it: nnU-Net's default (the ``tta_on`` run) against ``volseg infer
+     --model MODEL`` (``--backend auto --precision auto``, no TTA).
+   Before each timed run the machine is checked: 1-minute load average below ``--max-load`` and, sampled
+   over 10 s while this script sleeps, fewer than ``--max-busy`` cores busy (the load average alone also
+   carries the tail of this script's previous run); it waits up to ``--quiet-wait`` seconds for the first
+   run of an invocation, ``--quiet-wait-each`` for the others, and records both either way. Each run also
+   records the CPU that the rest of the machine used while it ran (``/proc/stat`` less the run's own user +
+   system time), so a run disturbed by other work shows it.
+5. ``benchmarks/results/nnunet_models.{json,md}`` through ``benchmarks/record.py``: every run record found in
+   the work folder (runs of earlier invocations included, so parts can be run separately), with seconds, peak
+   MB, speed-up against ``nnUNetv2_predict`` in the same setting, label Dice of volseg against nnU-Net (per
+   label and mean), int8 against fp32, and against the manual masks where a CT has them.
+
+Run records are kept in ``<work>/timed/``; a run already recorded is not repeated (``--redo`` repeats the
+selected ones, ``--redo-disturbed`` those that did not start quiet or shared the CPU with other work). Run it alone: these are wall-clock times on a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.record import provenance, write  # noqa: E402
+
+NNUNET = "nnunetv2==2.8.1"
+TRAINER_NAME = "nnUNetTrainerVolsegShort"
+PLANS = "nnUNetPlans"
+CONFIGURATION = "3d_fullres"
+SHARED = REPO.parent / "shared" / "data"
+BUNDLED = REPO / "data" / "abdomen_ct"
+LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4}  # data/abdomen_ct
+IRCADB_MASKS = {"liver": "liver", "spleen": "spleen", "kidney_right": "rightkidney", "kidney_left": "leftkidney"}
+MODELS = {  # spacing (mm) -> (dataset id, dataset name)
+    "3": (931, "Dataset931_AbdomenCT3mm"),
+    "1.5": (932, "Dataset932_AbdomenCT1p5mm"),
+}
+CTS = ("philips", "bundled", "ircadb")
+SETTINGS = ("tta_off", "tta_on", "defaults")
+# each timed run: (name, tool, setting it belongs to); the nnU-Net default is the tta_on run
+RUNS = {
+    "nnunet_tta_off": ("nnunet", "tta_off"),
+    "volseg_fp32_tta_off": ("volseg", "tta_off"),
+    "volseg_int8_tta_off": ("volseg", "tta_off"),
+    "volseg_torch_tta_off": ("volseg", "tta_off"),  # volseg's pipeline on nnU-Net's own runtime: exactness apart
+    "nnunet_tta_on": ("nnunet", "tta_on"),
+    "volseg_fp32_tta_on": ("volseg", "tta_on"),
+    "volseg_int8_tta_on": ("volseg", "tta_on"),
+    "volseg_default": ("volseg", "defaults"),
+}
+
+# nnU-Net finds trainers by class name inside its own package (also at prediction time), so the trainer is
+# written there: nnU-Net's documented way to add a trainer.
+TRAINER = '''
+import os
+
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class nnUNetTrainerVolsegShort(nnUNetTrainer):
+    """nnU-Net's default recipe, a few iterations long (benchmarks/nnunet_models.py in volseg). The final
+    validation (nnU-Net's sliding-window prediction of the validation cases) is skipped: only the weights
+    are needed."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(os.environ.get("VOLSEG_NNUNET_SHORT_EPOCHS", "2"))
+        self.num_iterations_per_epoch = int(os.environ.get("VOLSEG_NNUNET_SHORT_ITERATIONS", "10"))
+        self.num_val_iterations_per_epoch = int(os.environ.get("VOLSEG_NNUNET_SHORT_VAL_ITERATIONS", "1"))
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self.print_to_log_file("nnUNetTrainerVolsegShort: final validation skipped")
+'''
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(cmd: list, env: dict, log_path: Path) -> float:
+    """Run a command, its output into ``log_path``; returns wall seconds. On failure prints the log's tail."""
+    cmd = [str(c) for c in cmd]
+    log("+ " + " ".join(cmd))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as out:
+        out.write("+ " + " ".join(cmd) + "\n")
+        out.flush()
+        proc = subprocess.run(cmd, check=False, env=env, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if proc.returncode:
+        print(log_path.read_text(encoding="utf-8", errors="replace")[-6000:], file=sys.stderr)
+        raise SystemExit(f"failed ({proc.returncode}) after {seconds:.0f} s: see {log_path}")
+    log(f"  {seconds:.1f} s")
+    return seconds
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cpu_info() -> dict:
+    info: dict = {"cores": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        names = {
+            "model name": "model_name",
+            "cpu family": "family",
+            "model": "model_number",
+            "stepping": "stepping",
+            "cpu MHz": "mhz",
+        }
+        if key in names and names[key] not in info:
+            info[names[key]] = value.strip()
+        elif key == "flags" and "flags" not in info:
+            info["flags"] = value.split()
+    flags = set(info.get("flags", []))
+    info["simd"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4")))
+    return info
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds spent by every process on the machine since boot (/proc/stat: all but idle and iowait)."""
+    fields = Path("/proc/stat").read_text(encoding="utf-8").splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cores(seconds: float) -> float:
+    """Cores kept busy by the whole machine over the next ``seconds`` (this script sleeps meanwhile)."""
+    before, started = machine_cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return (machine_cpu_seconds() - before) / (time.monotonic() - started)
+
+
+def wait_quiet(max_load: float, max_busy: float, wait_s: float, step_s: float = 20.0) -> dict:
+    """Wait (up to ``wait_s``) until the 1-minute load average is below ``max_load`` and the machine's other
+    processes kept fewer than ``max_busy`` cores busy over the last 10 s; record both either way. (The load
+    average alone also carries the decaying tail of this script's previous run.)"""
+    first = load_average()
+    started = time.monotonic()
+    busy = busy_cores(10.0)
+    now = load_average()
+    while (now[0] >= max_load or busy >= max_busy) and time.monotonic() - started < wait_s:
+        log(f"load average {now}, {busy:.2f} cores busy (want < {max_load} and < {max_busy}); waiting")
+        time.sleep(min(step_s, max(1.0, wait_s - (time.monotonic() - started))))
+        busy = busy_cores(10.0)
+        now = load_average()
+    return {
+        "load_before_wait": first,
+        "waited_s": round(time.monotonic() - started, 1),
+        "load_at_start": now,
+        "busy_cores_10s_before": round(busy, 2),
+        "quiet": now[0] < max_load and busy < max_busy,
+        "max_load": max_load,
+        "max_busy": max_busy,
+    }
+
+
+def timed(cmd: list, env: dict, log_path: Path) -> dict:
+    """One process under ``/usr/bin/time -v``: wall seconds, its peak RSS (largest single process) and the
+    peak summed PSS of the process tree (sampled every 0.2 s; PSS shares pages between the processes that
+    map them, so forked workers are not counted twice)."""
+    import psutil
+
+    time_file = log_path.with_suffix(".time")
+    full = ["/usr/bin/time", "-v", "-o", str(time_file), *[str(c) for c in cmd]]
+    log("+ " + " ".join(str(c) for c in cmd))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    peak_tree = [0]
+    tree_cpu: dict[int, float] = {}  # each process's own user + system seconds, last seen
+    with open(log_path, "w", encoding="utf-8") as out:
+        out.write("+ " + " ".join(str(c) for c in cmd) + "\n")
+        out.flush()
+        started, machine_before = time.perf_counter(), machine_cpu_seconds()
+        proc = subprocess.Popen(full, env=env, stdout=out, stderr=subprocess.STDOUT)
+        done = threading.Event()
+
+        def sample():
+            try:
+                root = psutil.Process(proc.pid)
+            except psutil.Error:
+                return
+            while not done.is_set():
+                total = 0
+                try:
+                    for p in [root, *root.children(recursive=True)]:
+                        try:
+                            t = p.cpu_times()
+                            tree_cpu[p.pid] = t.user + t.system
+                            total += p.memory_full_info().pss
+                        except (psutil.Error, AttributeError):
+                            try:
+                                total += p.memory_info().rss
+                            except psutil.Error:
+                                pass
+                except psutil.Error:
+                    pass
+                peak_tree[0] = max(peak_tree[0], total)
+                done.wait(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        rc = proc.wait()
+        seconds = time.perf_counter() - started
+        machine_cpu = machine_cpu_seconds() - machine_before
+        done.set()
+        sampler.join()
+    text = time_file.read_text(encoding="utf-8", errors="replace") if time_file.exists() else ""
+    if rc:
+        print(log_path.read_text(encoding="utf-8", errors="replace")[-6000:], file=sys.stderr)
+        raise SystemExit(f"failed ({rc}) after {seconds:.0f} s: see {log_path}")
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    elapsed = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
+    log(f"  {seconds:.1f} s")
+    result = {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(int(rss.group(1)) / 1024, 1) if rss else None,
+        "peak_tree_pss_mb": round(peak_tree[0] / 2**20, 1),
+        "time_v_elapsed": elapsed.group(1) if elapsed else None,
+    }
+    for key, pattern in (
+        ("user_s", r"User time \(seconds\): ([\d.]+)"),
+        ("system_s", r"System time \(seconds\): ([\d.]+)"),
+        ("cpu_percent", r"Percent of CPU this job got: (\d+)%"),
+    ):
+        found = re.search(pattern, text)
+        result[key] = float(found.group(1)) if found else None
+    # what the rest of the machine used meanwhile: every process's CPU time less this run's own. The run's own
+    # is the larger of /usr/bin/time's (its waited-for processes) and the sampled sum over its process tree
+    # (which also sees workers that are not waited for, less their last 0.2 s)
+    own = max((result["user_s"] or 0.0) + (result["system_s"] or 0.0), sum(tree_cpu.values()))
+    result.update(
+        machine_cpu_s=round(machine_cpu, 1),
+        run_cpu_s=round(own, 1),
+        tree_cpu_sampled_s=round(sum(tree_cpu.values()), 1),
+        others_cores_during=round(max(0.0, machine_cpu - own) / seconds, 2),
+    )
+    return result
+
+
+# ---------------------------------------------------------------- data
+
+
+def resample_to(image, spacing: float, interpolator):
+    """``image`` on a grid of ``spacing`` mm covering the same extent (same origin and direction)."""
+    import SimpleITK as sitk
+
+    size = [max(1, int(round(n * s / spacing))) for n, s in zip(image.GetSize(), image.GetSpacing())]
+    return sitk.Resample(
+        image,
+        size,
+        sitk.Transform(),
+        interpolator,
+        image.GetOrigin(),
+        (spacing,) * 3,
+        image.GetDirection(),
+        -1024 if interpolator != sitk.sitkNearestNeighbor else 0,
+        image.GetPixelID(),
+    )
+
+
+def make_training_dataset(raw: Path, name: str, spacing: float) -> Path:
+    """The bundled CT and its labels at ``spacing`` mm as an nnU-Net raw dataset (one case)."""
+    import SimpleITK as sitk
+
+    folder = raw / name
+    if (folder / "dataset.json").exists():
+        return folder
+    for sub in ("imagesTr", "labelsTr"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    image = sitk.ReadImage(str(BUNDLED / "ct.nii.gz"))
+    label = sitk.ReadImage(str(BUNDLED / "ct_labels.nii.gz"))
+    image = sitk.Cast(resample_to(sitk.Cast(image, sitk.sitkFloat32), spacing, sitk.sitkLinear), sitk.sitkFloat32)
+    image = sitk.Cast(sitk.Round(image), sitk.sitkInt16)  # HU stay integers, as in the source
+    label = resample_to(label, spacing, sitk.sitkNearestNeighbor)
+    case = "abdomenct_000"
+    sitk.WriteImage(image, str(folder / "imagesTr" / f"{case}_0000.nii.gz"))
+    sitk.WriteImage(label, str(folder / "labelsTr" / f"{case}.nii.gz"))
+    dataset = {
+        "channel_names": {"0": "CT"},
+        "labels": LABELS,
+        "numTraining": 1,
+        "file_ending": ".nii.gz",
+        "name": name,
+        "description": f"data/abdomen_ct/ct.nii.gz + ct_labels.nii.gz (TotalSegmentator example, "
+        f"Apache-2.0) resampled to {spacing:g} mm; benchmarks/nnunet_models.py",
+    }
+    (folder / "dataset.json").write_text(json.dumps(dataset, indent=1), encoding="utf-8")  # last: marks it done
+    return folder
+
+
+def dicom_to_nifti(folder: Path, out: Path) -> Path:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if len(series) != 1:
+        raise SystemExit(f"{folder}: expected one DICOM series, found {len(series)}")
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(reader.Execute(), str(out))
+    return out
+
+
+def prepare_ct(ct: str, inputs: Path) -> dict | None:
+    """The test CT's NIfTI (``inputs/<ct>/<ct>_0000.nii.gz``, the nnU-Net naming that volseg keeps as case id
+    ``<ct>``, alone in its folder: nnU-Net takes every NIfTI of the folder as a case) and its manual masks
+    (``references/<ct>/``), or None when its source is absent."""
+    import SimpleITK as sitk
+
+    folder = inputs / ct
+    image = folder / f"{ct}_0000.nii.gz"
+    record_path = folder / "input.json"
+    if record_path.exists() and image.exists():
+        return json.loads(record_path.read_text(encoding="utf-8"))
+    if ct == "philips":
+        source = SHARED / "tcia_pancreatic_ct_cbct_seg_cb001" / "planning_ct"
+        if not source.is_dir():
+            return None
+        dicom_to_nifti(source, image)
+        record = {
+            "source": str(source),
+            "what": "TCIA Pancreatic-CT-CBCT-SEG case 1 planning CT (Philips, contrast)",
+            "license": "TCIA (see ../shared/data/tcia_pancreatic_ct_cbct_seg_cb001/LICENSE_TCIA.txt)",
+        }
+    elif ct == "bundled":
+        source = BUNDLED / "ct.nii.gz"
+        if not source.is_file():
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, image)  # as shipped, byte for byte
+        record = {
+            "source": str(source),
+            "what": "the bundled TotalSegmentator example CT (the training CT)",
+            "license": "Apache-2.0",
+            "reference": str(BUNDLED / "ct_labels.nii.gz"),
+            "reference_kind": "training labels (TotalSegmentator --fast output, not manual)",
+        }
+    elif ct == "ircadb":
+        source = SHARED / "ircadb_3d" / "3Dircadb1.1"
+        if not (source / "PATIENT_DICOM.zip").is_file() or not (source / "MASKS_DICOM.zip").is_file():
+            return None
+        references = inputs.parent / "references" / ct
+        unzipped = references / "dicom"
+        for archive in ("PATIENT_DICOM.zip", "MASKS_DICOM.zip"):
+            with zipfile.ZipFile(source / archive) as z:
+                z.extractall(unzipped)
+        dicom_to_nifti(unzipped / "PATIENT_DICOM", image)
+        ct_image = sitk.ReadImage(str(image))
+        masks = {}
+        for organ, mask_name in IRCADB_MASKS.items():
+            mask_path = references / f"mask_{organ}.nii.gz"
+            mask = dicom_to_nifti(unzipped / "MASKS_DICOM" / mask_name, mask_path)
+            m = sitk.ReadImage(str(mask))
+            if m.GetSize() != ct_image.GetSize() or not np.allclose(m.GetSpacing(), ct_image.GetSpacing()):
+                raise SystemExit(f"{mask_name}: mask grid differs from the CT's")
+            masks[organ] = str(mask_path)
+        record = {
+            "source": str(source),
+            "what": "3D-IRCADb-01 patient 1 (venous CT), manual masks",
+            "license": "CC BY-NC-ND 4.0: local use only, never committed",
+            "masks": masks,
+            "reference_kind": "manual masks (3D-IRCADb-01)",
+        }
+    else:
+        raise ValueError(ct)
+    written = sitk.ReadImage(str(image))
+    record.update(
+        image=str(image),
+        size=list(written.GetSize()),
+        spacing=[round(s, 4) for s in written.GetSpacing()],
+        sha256=file_sha256(image),
+    )
+    record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+# ---------------------------------------------------------------- nnU-Net
+
+
+def ensure_venv(venv: Path, work: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        run([sys.executable, "-m", "venv", venv], dict(os.environ), work / "logs" / "venv.log")
+        run([python, "-m", "pip", "install", "-q", NNUNET], dict(os.environ), work / "logs" / "pip.log")
+    site = subprocess.run(
+        [python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    trainer = Path(site) / "training" / "nnUNetTrainer" / "variants" / "volseg_models" / f"{TRAINER_NAME}.py"
+    if not trainer.exists() or trainer.read_text(encoding="utf-8") != TRAINER:
+        trainer.parent.mkdir(parents=True, exist_ok=True)
+        (trainer.parent / "__init__.py").touch()
+        trainer.write_text(TRAINER, encoding="utf-8")
+    return venv / "bin"
+
+
+def versions(python: Path, packages: tuple[str, ...]) -> dict:
+    code = (
+        "import json, sys, importlib.metadata as m\nout = {}\nfor p in sys.argv[1:]:\n    try: out[p] = m.version(p)\n"
+        "    except Exception: pass\nprint(json.dumps(out))"
+    )
+    return json.loads(
+        subprocess.run([str(python), "-c", code, *packages], check=True, capture_output=True, text=True).stdout
+    )
+
+
+def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dict:
+    """The model folder at ``spacing`` mm, trained (or reused); returns its record."""
+    did, name = MODELS[spacing]
+    raw, pre, results = work / "nnUNet_raw", work / "nnUNet_preprocessed", work / "nnUNet_results"
+    make_training_dataset(raw, name, float(spacing))
+    record_path = work / "models" / f"{name}.json"
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
+    if not (pre / name / f"{PLANS}_{CONFIGURATION}").is_dir():
+        record["plan_and_preprocess_s"] = round(
+            run(
+                [
+                    bin_dir / "nnUNetv2_plan_and_preprocess",
+                    "-d",
+                    did,
+                    "-c",
+                    CONFIGURATION,
+                    "--verify_dataset_integrity",
+                    "-np",
+                    args.processes,
+                    "-npfp",
+                    args.processes,
+                ],
+                env,
+                work / "logs" / f"plan_and_preprocess_{did}.log",
+            ),
+            1,
+        )
+    folder = results / name / f"{TRAINER_NAME}__{PLANS}__{CONFIGURATION}"
+    checkpoint = folder / "fold_all" / "checkpoint_final.pth"
+    if not checkpoint.exists():
+        # augmentation in the trainer's own process (nnU-Net's planner needs this unset: it sets torch's threads)
+        train_env = {
+            **env,
+            "nnUNet_n_proc_DA": "0",
+            "nnUNet_compile": "false",
+            "VOLSEG_NNUNET_SHORT_EPOCHS": str(args.epochs),
+            "VOLSEG_NNUNET_SHORT_ITERATIONS": str(args.iterations),
+            "VOLSEG_NNUNET_SHORT_VAL_ITERATIONS": str(args.val_iterations),
+        }
+        seconds = run(
+            [bin_dir / "nnUNetv2_train", did, CONFIGURATION, "all", "-tr", TRAINER_NAME, "-p", PLANS, "-device", "cpu"],
+            train_env,
+            work / "logs" / f"train_{did}.log",
+        )
+        record["training"] = {
+            "seconds": round(seconds, 1),
+            "epochs": args.epochs,
+            "iterations_per_epoch": args.iterations,
+            "val_iterations_per_epoch": args.val_iterations,
+            "batch_size": None,
+        }
+    plans = json.loads((folder / "plans.json").read_text(encoding="utf-8"))
+    cfg = plans["configurations"][CONFIGURATION]
+    logs = sorted((folder / "fold_all").glob("training_log_*.txt"))
+    pseudo_dice = []
+    if logs:
+        for line in logs[-1].read_text(encoding="utf-8", errors="replace").splitlines():
+            if "Pseudo dice" in line:
+                values = re.sub(r"np\.float\d+\(", "", line.split("Pseudo dice", 1)[1])  # [np.float32(0.1), ...]
+                pseudo_dice.append([float(v) for v in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", values)])
+    record.update(
+        spacing_mm=float(spacing),
+        dataset_id=did,
+        dataset=name,
+        model_folder=str(folder),
+        checkpoint=str(checkpoint),
+        checkpoint_sha256=file_sha256(checkpoint),
+        plan={
+            "spacing": cfg["spacing"],
+            "patch_size": cfg["patch_size"],
+            "batch_size": cfg["batch_size"],
+            "network": cfg["architecture"]["network_class_name"].rsplit(".", 1)[-1],
+            "features_per_stage": cfg["architecture"]["arch_kwargs"].get("features_per_stage"),
+            "median_image_size": cfg.get("median_image_size_in_voxels"),
+        },
+        pseudo_dice_per_epoch=pseudo_dice,
+    )
+    if "training" in record:
+        record["training"]["batch_size"] = cfg["batch_size"]
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+# ---------------------------------------------------------------- volseg's int8 twin
+
+
+def export_int8(model: dict, work: Path, env: dict) -> dict:
+    """``volseg export MODEL --precision int8`` calibrated and checked on the model's training CT (once per
+    checkpoint). It also leaves the fp32 ONNX in the cache, so no timed fp32 run pays for the export."""
+    name = model["dataset"]
+    record_path = work / "models" / f"{name}.int8.json"
+    if record_path.exists():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("checkpoint_sha256") == model["checkpoint_sha256"]:
+            return record
+    training = work / "nnUNet_raw" / name
+    manifest = work / "models" / f"{name}.check.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["case_id", "image", "label", "split"])
+        w.writerow(
+            [
+                "abdomenct_000",
+                training / "imagesTr" / "abdomenct_000_0000.nii.gz",
+                training / "labelsTr" / "abdomenct_000.nii.gz",
+                "val",
+            ]
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "volseg",
+        "export",
+        model["model_folder"],
+        "--precision",
+        "int8",
+        "--calibration",
+        training / "imagesTr",
+        "--check",
+        manifest,
+        "--check-split",
+        "val",
+    ]
+    log_path = work / "logs" / f"export_int8_{name}.log"
+    seconds = run(cmd, env, log_path)
+    twins = sorted((Path(env["XDG_CACHE_HOME"]) / "volseg" / "nnunet_int8").glob("*/int8.json"))
+    twin = next(
+        (
+            json.loads(p.read_text(encoding="utf-8"))
+            for p in twins
+            if model["checkpoint_sha256"] in json.loads(p.read_text(encoding="utf-8")).get("checkpoints_sha256", [])
+        ),
+        None,
+    )
+    record = {
+        "checkpoint_sha256": model["checkpoint_sha256"],
+        "seconds": round(seconds, 1),
+        "command": "volseg " + " ".join(str(c) for c in cmd[3:]),
+        "twin_record": twin,
+        "output_tail": log_path.read_text(encoding="utf-8", errors="replace")[-2000:],
+    }
+    record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+# ---------------------------------------------------------------- timed runs
+
+
+def run_command(run_name: str, model: dict, ct: dict, bin_dir: Path, out: Path) -> list:
+    image = Path(ct["image"])
+    if run_name.startswith("nnunet"):
+        cmd = [
+            bin_dir / "nnUNetv2_predict",
+            "-i",
+            image.parent,
+            "-o",
+            out,
+            "-d",
+            model["dataset_id"],
+            "-c",
+            CONFIGURATION,
+            "-tr",
+            TRAINER_NAME,
+            "-p",
+            PLANS,
+            "-f",
+            "all",
+            "-device",
+            "cpu",
+        ]
+        return cmd + (["--disable_tta"] if run_name == "nnunet_tta_off" else [])
+    cmd = [sys.executable, "-m", "volseg", "infer", image, "--model", model["model_folder"], "-o", out]
+    if run_name != "volseg_default":
+        if "torch" in run_name:
+            cmd += ["--backend", "torch"]
+        else:
+            cmd += ["--backend", "openvino", "--precision", "int8" if "int8" in run_name else "fp32"]
+        cmd += ["--tta"] if run_name.endswith("tta_on") else []
+    return cmd
+
+
+def output_of(run_name: str, out: Path, ct_name: str) -> Path:
+    return out / f"{ct_name}.nii.gz"  # both name the output by the case id (the input's name less _0000)
+
+
+def display(cmd: list, bin_dir: Path) -> str:
+    words = [str(c) for c in cmd]
+    if words[:3] == [sys.executable, "-m", "volseg"]:
+        words = ["volseg", *words[3:]]
+    elif words[0].startswith(str(bin_dir)):
+        words[0] = Path(words[0]).name
+    return " ".join(words)
+
+
+def labels_of(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    image = nib.load(str(path))
+    return np.asarray(image.dataobj).astype(np.int16), image.affine
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Dice of two masks; None when both are empty."""
+    total = int(a.sum()) + int(b.sum())
+    return None if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def dice_per_label(pred: np.ndarray, ref: np.ndarray) -> dict:
+    return {name: dice(pred == value, ref == value) for name, value in LABELS.items() if value}
+
+
+def mean_of(values: dict) -> float | None:
+    kept = [v for v in values.values() if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def reference_masks(ct: dict) -> dict[str, np.ndarray] | None:
+    if "masks" in ct:
+        return {organ: np.asarray(nib.load(p).dataobj) > 0 for organ, p in ct["masks"].items()}
+    if "reference" in ct:
+        ref = np.asarray(nib.load(ct["reference"]).dataobj)
+        return {name: ref == value for name, value in LABELS.items() if value}
+    return None
+
+
+def disturbed(record: dict, max_busy: float) -> bool:
+    """A run that did not start on a quiet machine, or during which other processes kept ``max_busy`` cores
+    or more busy on average."""
+    others = record.get("others_cores_during")
+    return not record.get("quiet") or others is None or others >= max_busy
+
+
+def do_run(
+    run_name: str,
+    model: dict,
+    ct_name: str,
+    ct: dict,
+    bin_dir: Path,
+    work: Path,
+    nn_env: dict,
+    vs_env: dict,
+    args,
+    first: list,
+) -> dict:
+    folder = work / "timed" / model["dataset"] / ct_name / run_name
+    record_path = folder / "run.json"
+    if record_path.exists() and not args.redo:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("checkpoint_sha256") == model["checkpoint_sha256"] and record.get("input_sha256") == ct["sha256"]:
+            if not (args.redo_disturbed and disturbed(record, args.max_busy)):
+                log(f"reusing {record_path}")
+                return record
+            log(
+                f"repeating {record_path}: disturbed (quiet at start: {record.get('quiet')}, other processes' "
+                f"cores during it: {record.get('others_cores_during')})"
+            )
+    out = folder / "out"
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = run_command(run_name, model, ct, bin_dir, out)
+    load = wait_quiet(args.max_load, args.max_busy, args.quiet_wait if first[0] else args.quiet_wait_each)
+    first[0] = False
+    started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    result = timed(cmd, nn_env if run_name.startswith("nnunet") else vs_env, folder / "run.log")
+    output = output_of(run_name, out, ct_name)
+    if not output.is_file():
+        raise SystemExit(f"{run_name}: no output {output}; see {folder / 'run.log'}")
+    text = (folder / "run.log").read_text(encoding="utf-8", errors="replace")
+    engine = re.search(r"backend (\w+) (\w+)", text)
+    record = {
+        "run": run_name,
+        "tool": RUNS[run_name][0],
+        "setting": RUNS[run_name][1],
+        "model": model["dataset"],
+        "spacing_mm": model["spacing_mm"],
+        "ct": ct_name,
+        "command": display(cmd, bin_dir),
+        "started": started_at,
+        **load,
+        **result,
+        "output": str(output),
+        "checkpoint_sha256": model["checkpoint_sha256"],
+        "input_sha256": ct["sha256"],
+        "engine": f"{engine.group(1)} {engine.group(2)}" if engine and RUNS[run_name][0] == "volseg" else None,
+    }
+    record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+# ---------------------------------------------------------------- comparison and tables
+
+
+def compare(records: dict, ct: dict) -> dict:
+    """Dice figures for one model x CT from its run records (keyed by run name)."""
+    labels = {name: labels_of(Path(r["output"])) for name, r in records.items() if Path(r["output"]).is_file()}
+    out: dict = {}
+    pairs = [
+        ("volseg_fp32_tta_off", "nnunet_tta_off"),
+        ("volseg_int8_tta_off", "nnunet_tta_off"),
+        ("volseg_torch_tta_off", "nnunet_tta_off"),
+        ("volseg_fp32_tta_off", "volseg_torch_tta_off"),
+        ("volseg_fp32_tta_on", "nnunet_tta_on"),
+        ("volseg_int8_tta_on", "nnunet_tta_on"),
+        ("volseg_default", "nnunet_tta_on"),
+        ("volseg_default", "nnunet_tta_off"),
+        ("volseg_int8_tta_off", "volseg_fp32_tta_off"),
+        ("volseg_int8_tta_on", "volseg_fp32_tta_on"),
+        ("volseg_fp32_tta_on", "volseg_fp32_tta_off"),
+        ("nnunet_tta_on", "nnunet_tta_off"),
+    ]
+    for a, b in pairs:
+        if a in labels and b in labels:
+            (la, aa), (lb, ab) = labels[a], labels[b]
+            if la.shape != lb.shape:
+                out[f"{a}_vs_{b}"] = {"error": f"grids differ: {la.shape} vs {lb.shape}"}
+                continue
+            per = dice_per_label(la, lb)
+            out[f"{a}_vs_{b}"] = {
+                "dice": per,
+                "mean": mean_of(per),
+                "min": min((v for v in per.values() if v is not None), default=None),
+                "voxels_differing": int((la != lb).sum()),
+                "voxels": int(la.size),
+                "affine_max_abs_difference": float(np.abs(aa - ab).max()),
+            }
+    masks = reference_masks(ct)
+    if masks is not None:
+        for name, (lab, _) in labels.items():
+            if lab.shape != next(iter(masks.values())).shape:
+                out[f"{name}_vs_reference"] = {"error": f"grid {lab.shape} differs from the reference's"}
+                continue
+            per = {organ: dice(lab == LABELS[organ], mask) for organ, mask in masks.items()}
+            out[f"{name}_vs_reference"] = {"dice": per, "mean": mean_of(per)}
+    out["label_voxels"] = {
+        name: {k: int((lab == v).sum()) for k, v in LABELS.items() if v} for name, (lab, _) in labels.items()
+    }
+    return out
+
+
+def fmt(value, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def tables(result: dict) -> list[str]:
+    cpu = result["cpu"]
+    lines = [
+        "# nnU-Net v2 CT models: `nnUNetv2_predict` vs `volseg infer` (issue 30, acceptance 1)",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Date: {result['date']}; machine: {cpu.get('model_name')} (family {cpu.get('family')} model "
+        f"{cpu.get('model_number')}, {cpu.get('cores')} cores; SIMD flags {' '.join(cpu.get('simd', []))}); "
+        f"load average at the start of this invocation {result['load_at_invocation']}.  ",
+        f"nnU-Net venv: {result['versions']['nnunet_venv']}; volseg venv: {result['versions']['volseg_venv']}.",
+        "",
+        "Each run is one process, whole case from file to file (start-up, model loading, reading, "
+        "preprocessing, network, export, writing), timed with `/usr/bin/time -v`. Peak MB: its maximum RSS "
+        "(the largest single process); tree MB: the summed PSS of the process tree (nnU-Net's worker processes "
+        "included, shared pages counted once), sampled every 0.2 s. "
+        "Speed-up: the `nnUNetv2_predict` run of the same model, CT and setting divided by this run (the "
+        "defaults rows: nnU-Net's default, mirroring on). Dice vs nnU-Net: per label, label maps of the same "
+        "model and setting (mean over the 4 organs; min is the worst organ); a label empty in both counts "
+        "as absent (—), not as 1. The models are barely trained on purpose (see below), so Dice against "
+        "the reference masks measures agreement of the tools, not a usable model.",
+        "",
+    ]
+    lines += [
+        "## Models",
+        "",
+        "| model | plan spacing | patch | batch | network | training | pseudo Dice last epoch "
+        "| int8 twin: int8 vs fp32 on the training CT (worst label) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in result["models"].values():
+        t = m.get("training") or {}
+        twin = (m.get("int8") or {}).get("twin_record") or {}
+        agreement = twin.get("agreement", {}).get("dice_vs_fp32_min")
+        worst = min((v for v in (agreement or {}).values() if v is not None), default=None)
+        plan = m["plan"]
+        lines.append(
+            f"| {m['dataset']} | {plan['spacing']} | {plan['patch_size']} | {plan['batch_size']} | "
+            f"{plan['network']} {plan['features_per_stage']} | {t.get('epochs', '?')} x "
+            f"{t.get('iterations_per_epoch', '?')} iterations, {fmt(t.get('seconds'), 0)} s | "
+            f"{(m.get('pseudo_dice_per_epoch') or ['—'])[-1]} | {fmt(worst)} |"
+        )
+    lines += ["", "## Test CTs", "", "| CT | size | spacing (mm) | reference labels |", "|---|---|---|---|"]
+    for name, ct in result["cts"].items():
+        if ct is None:
+            lines.append(f"| {name} | missing | | |")
+        else:
+            lines.append(
+                f"| {name} | {'x'.join(map(str, ct['size']))} | {'x'.join(f'{s:g}' for s in ct['spacing'])} | "
+                f"{ct.get('reference_kind', 'none')} |"
+            )
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "| model | CT | setting | run | engine | s | peak MB | tree MB | speed-up vs nnU-Net "
+        "| Dice vs nnU-Net mean (min) | int8 vs fp32 mean (min) | vs reference mean | load 1/5/15 at start "
+        "| other processes' cores during the run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        r, c = row["record"], result["comparisons"][row["comparisons_key"]]
+        base = row.get("nnunet_seconds")
+        vs_nn = c.get(f"{r['run']}_vs_{row['nnunet_run']}") if r["tool"] == "volseg" else None
+        against = ""
+        if vs_nn is None and r["run"] == "volseg_default" and "volseg_default_vs_nnunet_tta_off" in c:
+            vs_nn, against = c["volseg_default_vs_nnunet_tta_off"], " vs nnU-Net TTA off"  # nnU-Net's default not run
+        int8 = c.get(f"{r['run']}_vs_volseg_fp32_{r['setting']}") if "int8" in r["run"] else None
+        ref = c.get(f"{r['run']}_vs_reference")
+        speedup = f"{base / r['seconds']:.2f}x" if base and r["tool"] == "volseg" else "—"
+        lines.append(
+            f"| {r['spacing_mm']:g} mm | {r['ct']} | {r['setting']} | {r['run']} | {r.get('engine') or ('torch' if r['tool'] == 'nnunet' else '')} | "
+            f"{r['seconds']:.1f} | {fmt(r.get('peak_rss_mb'), 0)} | {fmt(r.get('peak_tree_pss_mb'), 0)} | "
+            f"{speedup} | "
+            f"{(fmt(vs_nn.get('mean')) + ' (' + fmt(vs_nn.get('min')) + ')' + against) if vs_nn and 'error' not in vs_nn else '—'} | "
+            f"{(fmt(int8.get('mean')) + ' (' + fmt(int8.get('min')) + ')') if int8 and 'error' not in int8 else '—'} | "
+            f"{fmt(ref.get('mean')) if ref and 'error' not in ref else '—'} | "
+            f"{'/'.join(str(v) for v in r['load_at_start'])}{'' if r.get('quiet') else ' (busy)'} | "
+            f"{fmt(r.get('others_cores_during'), 2)} |"
+        )
+    lines += [
+        "",
+        "## Dice per label",
+        "",
+        "| model | CT | comparison | " + " | ".join(n for n in LABELS if LABELS[n]) + " | voxels differing |",
+        "|---|---|---|" + "---|" * (len(LABELS) - 1) + "---|",
+    ]
+    for key, c in result["comparisons"].items():
+        model, ct = key.split("|")
+        for name, v in c.items():
+            if name == "label_voxels" or "dice" not in v:
+                continue
+            lines.append(
+                f"| {model} | {ct} | {name} | "
+                + " | ".join(fmt(v["dice"].get(n)) for n in LABELS if LABELS[n])
+                + f" | {v.get('voxels_differing', '—')} |"
+            )
+    lines += ["", "## Not run", ""]
+    lines += [f"- {item}" for item in result["not_run"]] or ["- nothing: every model, CT and setting has a run."]
+    return lines
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "nnunet_models")
+    parser.add_argument("--venv", type=Path, default=REPO.parent / "nnunet_venv", help="nnU-Net's own venv")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--spacing", nargs="+", choices=sorted(MODELS), default=["3", "1.5"], help="models to run (mm)")
+    parser.add_argument("--ct", nargs="+", choices=CTS, default=list(CTS), help="test CTs to run")
+    parser.add_argument("--no-tta-off", action="store_true", help="skip the TTA-off runs")
+    parser.add_argument("--no-tta-on", action="store_true", help="skip the TTA-on runs (and so nnU-Net's default)")
+    parser.add_argument("--no-defaults", action="store_true", help="skip volseg's default run")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 export and runs")
+    parser.add_argument("--no-torch", action="store_true", help="skip volseg's torch-backend run (TTA off)")
+    parser.add_argument("--train-only", action="store_true", help="prepare, train and export; no timed runs")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs (new models only)")
+    parser.add_argument("--iterations", type=int, default=10, help="training iterations per epoch")
+    parser.add_argument("--val-iterations", type=int, default=1, help="validation iterations per epoch")
+    parser.add_argument("--processes", type=int, default=2, help="nnU-Net's preprocessing worker processes")
+    parser.add_argument("--max-load", type=float, default=1.5, help="1-minute load average taken as quiet")
+    parser.add_argument("--max-busy", type=float, default=0.3, help="cores busy over 10 s taken as quiet")
+    parser.add_argument(
+        "--quiet-wait", type=float, default=600, help="seconds to wait for quiet before the first timed run"
+    )
+    parser.add_argument("--quiet-wait-each", type=float, default=180, help="... and before each later one")
+    parser.add_argument("--redo", action="store_true", help="repeat selected timed runs already recorded")
+    parser.add_argument(
+        "--redo-disturbed",
+        action="store_true",
+        help="repeat selected recorded runs that did not start quiet or shared the CPU with other work",
+    )
+    args = parser.parse_args()
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    load_at_invocation = load_average()
+    invocation_started = time.perf_counter()
+    bin_dir = ensure_venv(args.venv.absolute(), work)
+    nn_env = {
+        **os.environ,
+        "nnUNet_raw": str(work / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
+        "nnUNet_results": str(work / "nnUNet_results"),
+    }
+    # volseg's caches (ONNX, the int8 twin) inside the work folder: nothing from other runs is reused
+    vs_env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache")}
+    vs_env.pop("VOLSEG_CACHE", None)
+
+    cts: dict = {}
+    for name in CTS:
+        cts[name] = prepare_ct(name, work / "inputs") if name in args.ct else None
+        if name in args.ct and cts[name] is None:
+            log(f"missing input: {name} (its source under {SHARED} is absent); going on without it")
+    # CTs prepared by earlier invocations stay in the tables
+    for name in CTS:
+        record_path = work / "inputs" / name / "input.json"
+        if cts[name] is None and record_path.exists():
+            cts[name] = json.loads(record_path.read_text(encoding="utf-8"))
+
+    selected = [
+        r
+        for r in RUNS
+        if not (
+            (args.no_tta_off and r.endswith("tta_off"))
+            or (args.no_tta_on and r.endswith("tta_on"))
+            or (args.no_defaults and r == "volseg_default")
+            or (args.no_int8 and "int8" in r)
+            or (args.no_torch and "torch" in r)
+        )
+    ]
+    models: dict = {}
+    for spacing in MODELS:
+        name = MODELS[spacing][1]
+        record_path = work / "models" / f"{name}.json"
+        if spacing in args.spacing:
+            models[spacing] = train_model(bin_dir, work, spacing, nn_env, args)
+            if not args.no_int8:
+                models[spacing]["int8"] = export_int8(models[spacing], work, vs_env)
+        elif record_path.exists():
+            models[spacing] = json.loads(record_path.read_text(encoding="utf-8"))
+            int8_path = work / "models" / f"{name}.int8.json"
+            if int8_path.exists():
+                models[spacing]["int8"] = json.loads(int8_path.read_text(encoding="utf-8"))
+
+    first = [True]
+    if not args.train_only:
+        for spacing in args.spacing:
+            for ct_name in args.ct:
+                if cts[ct_name] is None:
+                    continue
+                for run_name in selected:
+                    do_run(run_name, models[spacing], ct_name, cts[ct_name], bin_dir, work, nn_env, vs_env, args, first)
+
+    # every run recorded in the work folder, this invocation's or earlier ones'
+    rows, comparisons, not_run = [], {}, []
+    for model in models.values():
+        for ct_name, ct in cts.items():
+            if ct is None:
+                not_run.append(f"{model['dataset']} x {ct_name}: input missing")
+                continue
+            records = {}
+            for run_name in RUNS:
+                path = work / "timed" / model["dataset"] / ct_name / run_name / "run.json"
+                r = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+                if (
+                    r
+                    and r.get("checkpoint_sha256") == model["checkpoint_sha256"]
+                    and r.get("input_sha256") == ct["sha256"]
+                ):
+                    records[run_name] = r
+                else:
+                    not_run.append(f"{model['dataset']} x {ct_name}: {run_name}")
+            if not records:
+                continue
+            key = f"{model['dataset']}|{ct_name}"
+            comparisons[key] = compare(records, ct)
+            for r in records.values():
+                nnunet_run = "nnunet_tta_off" if r["setting"] == "tta_off" else "nnunet_tta_on"
+                base = records.get(nnunet_run)
+                rows.append(
+                    {
+                        "record": r,
+                        "nnunet_run": nnunet_run,
+                        "nnunet_seconds": base["seconds"] if base else None,
+                        "comparisons_key": key,
+                    }
+                )
+    for model_spacing in MODELS:
+        if model_spacing not in models:
+            not_run.append(f"{MODELS[model_spacing][1]}: not trained in this work folder")
+
+    result = {
+        **provenance(__file__),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_info(),
+        "load_at_invocation": load_at_invocation,
+        "versions": {
+            "nnunet_venv": versions(
+                bin_dir / "python", ("nnunetv2", "torch", "numpy", "SimpleITK", "dynamic_network_architectures")
+            ),
+            "volseg_venv": versions(
+                Path(sys.executable),
+                ("torch", "openvino", "nncf", "numpy", "SimpleITK", "dynamic_network_architectures"),
+            ),
+        },
+        "work": str(work),
+        "models": {m["dataset"]: m for m in models.values()},
+        "cts": cts,
+        "rows": rows,
+        "comparisons": comparisons,
+        "not_run": not_run,
+        "this_invocation_s": round(time.perf_counter() - invocation_started, 1),
+    }
+    print(write(args.out, "nnunet_models", result, tables(result)))
+
+
+if __name__ == "__main__":
+    main()
