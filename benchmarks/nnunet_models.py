@@ -831,15 +831,20 @@ def tables(result: dict) -> list[str]:
         "Speed-up: the `nnUNetv2_predict` run of the same model, CT and setting divided by this run (the "
         "defaults rows: nnU-Net's default, mirroring on). Dice vs nnU-Net: per label, label maps of the same "
         "model and setting (mean over the 4 organs; min is the worst organ); a label empty in both counts "
-        "as absent (—), not as 1. The models are barely trained on purpose (see below), so Dice against "
-        "the reference masks measures agreement of the tools, not a usable model.",
+        "as absent (—), not as 1. The models are barely trained on purpose (their pseudo Dice is in the "
+        "Models table; the label voxel counts are at the end): Dice against the reference masks measures "
+        "the agreement of the tools, not a usable model, and where a label has a few hundred voxels each "
+        "voxel that differs moves its Dice by about 0.002-0.01. Rows: every run recorded in the work folder, "
+        "possibly by several invocations (each run's command, start time and load are in the JSON). Other "
+        "processes' cores: the machine's CPU time during the run (/proc/stat) less the run's own, per second; "
+        "about 0.1 on an idle machine (system services and this script's sampler).",
         "",
     ]
     lines += [
         "## Models",
         "",
         "| model | plan spacing | patch | batch | network | training | pseudo Dice last epoch "
-        "| int8 twin: int8 vs fp32 on the training CT (worst label) |",
+        "| int8 twin: calibration windows; int8 vs fp32 on the training CT (worst label) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for m in result["models"].values():
@@ -852,7 +857,8 @@ def tables(result: dict) -> list[str]:
             f"| {m['dataset']} | {plan['spacing']} | {plan['patch_size']} | {plan['batch_size']} | "
             f"{plan['network']} {plan['features_per_stage']} | {t.get('epochs', '?')} x "
             f"{t.get('iterations_per_epoch', '?')} iterations, {fmt(t.get('seconds'), 0)} s | "
-            f"{(m.get('pseudo_dice_per_epoch') or ['—'])[-1]} | {fmt(worst)} |"
+            f"{(m.get('pseudo_dice_per_epoch') or ['—'])[-1]} | "
+            f"{twin.get('calibration', {}).get('windows', '—')} windows; {fmt(worst)} |"
         )
     lines += ["", "## Test CTs", "", "| CT | size | spacing (mm) | reference labels |", "|---|---|---|---|"]
     for name, ct in result["cts"].items():
@@ -909,6 +915,24 @@ def tables(result: dict) -> list[str]:
                 + " | ".join(fmt(v["dice"].get(n)) for n in LABELS if LABELS[n])
                 + f" | {v.get('voxels_differing', '—')} |"
             )
+    low = [
+        f"{key.replace('|', ' x ')}: {name} {label} {d:.4f}"
+        for key, c in result["comparisons"].items()
+        for name, v in c.items()
+        if name.startswith("volseg_") and "int8" not in name and "dice" in v
+        and name.endswith(("_vs_nnunet_tta_off", "_vs_nnunet_tta_on"))
+        for label, d in v["dice"].items()
+        if d is not None and d < 0.99
+    ]
+    lines += ["", "## volseg fp32 (OpenVINO, torch, default) labels below 0.99 Dice against nnU-Net's", ""]
+    lines += [f"- {item}" for item in low] or ["- none"]
+    names = [n for n in LABELS if LABELS[n]]
+    lines += ["", "## Label voxels", "", "| model | CT | run | " + " | ".join(names) + " |",
+              "|---|---|---|" + "---|" * len(names)]
+    for key, c in result["comparisons"].items():
+        model, ct = key.split("|")
+        for name, counts in c.get("label_voxels", {}).items():
+            lines.append(f"| {model} | {ct} | {name} | " + " | ".join(str(counts[n]) for n in names) + " |")
     lines += ["", "## Not run", ""]
     lines += [f"- {item}" for item in result["not_run"]] or ["- nothing: every model, CT and setting has a run."]
     return lines
