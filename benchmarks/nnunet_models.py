@@ -919,7 +919,9 @@ def tables(result: dict) -> list[str]:
         f"{key.replace('|', ' x ')}: {name} {label} {d:.4f}"
         for key, c in result["comparisons"].items()
         for name, v in c.items()
-        if name.startswith("volseg_") and "int8" not in name and "dice" in v
+        if name.startswith("volseg_")
+        and "int8" not in name
+        and "dice" in v
         and name.endswith(("_vs_nnunet_tta_off", "_vs_nnunet_tta_on"))
         for label, d in v["dice"].items()
         if d is not None and d < 0.99
@@ -927,8 +929,13 @@ def tables(result: dict) -> list[str]:
     lines += ["", "## volseg fp32 (OpenVINO, torch, default) labels below 0.99 Dice against nnU-Net's", ""]
     lines += [f"- {item}" for item in low] or ["- none"]
     names = [n for n in LABELS if LABELS[n]]
-    lines += ["", "## Label voxels", "", "| model | CT | run | " + " | ".join(names) + " |",
-              "|---|---|---|" + "---|" * len(names)]
+    lines += [
+        "",
+        "## Label voxels",
+        "",
+        "| model | CT | run | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
     for key, c in result["comparisons"].items():
         model, ct = key.split("|")
         for name, counts in c.get("label_voxels", {}).items():
