@@ -28,7 +28,7 @@ from volseg.dicom_rtstruct import (
     slice_contours,
     write_rtstruct,
 )
-from volseg.dicom_seg import new_frame_of_reference, read_source_datasets
+from volseg.dicom_source import new_frame_of_reference, read_source_datasets
 
 from .bad_inputs import CT_TAGS, dicom_series
 from .conftest import shared_path

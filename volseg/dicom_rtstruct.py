@@ -22,10 +22,9 @@ series: :class:`RTStructWriteError`).
 Empty labels: a label the model did not find still gets its ROI (StructureSetROISequence, ROIContourSequence item
 with its colour and no ContourSequence, observation), so a planning system lists it as looked for and absent.
 
-A source series without a FrameOfReferenceUID gets the same treatment as the SEG (:mod:`volseg.dicom_seg`): the
-structure set references a new frame of reference derived from the series' Study and Series Instance UIDs (the
-UID every SEG volseg writes for that series carries too), and :func:`write_rtstruct` returns a note saying so. A
-series with an empty StudyInstanceUID or SeriesInstanceUID cannot be referenced: :class:`RTStructWriteError`.
+A source series without a FrameOfReferenceUID gets the derived frame of reference of :mod:`volseg.dicom_source`
+(the one the SEG carries too), and :func:`write_rtstruct` returns a note saying so. A series with an empty
+StudyInstanceUID or SeriesInstanceUID cannot be referenced: :class:`RTStructWriteError`.
 
 Patient data: the Patient and Study modules are copied from the first source, as highdicom does for the SEG, and no
 other text from the source. Every pydicom/highdicom call runs under
@@ -49,15 +48,18 @@ from pydicom.uid import ExplicitVRLittleEndian
 from volseg import __version__
 from volseg.atomic import atomic_path
 from volseg.data.dicom_archive import safe_reason, withhold_header_messages
-from volseg.dicom_seg import new_frame_of_reference, read_source_datasets
+from volseg.dicom_source import (
+    frame_of_reference,
+    needs_new_frame_of_reference,
+    new_frame_of_reference_note,
+    read_source_datasets,
+    require_references,
+)
 from volseg.errors import VolsegError
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # what RTReferencedStudySequence items name (PS3.3 C.8.8.5)
-NEW_FRAME_OF_REFERENCE = (
-    "the source series has no FrameOfReferenceUID: the RTSTRUCT was written with a new frame "
-    "of reference, its contours referencing the source's instances"
-)
+NEW_FRAME_OF_REFERENCE = new_frame_of_reference_note("RTSTRUCT", "contours")
 # matplotlib's tab10 by label value, as the QC pictures and the review page colour labels (volseg.report.cases)
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -71,13 +73,9 @@ class WrittenRTStruct(NamedTuple):
     note: str  # how the RTSTRUCT was made where it matters (a new frame of reference), else ""
 
 
-def _has(ds: pydicom.Dataset, keyword: str) -> bool:
-    return bool(str(ds.get(keyword, "") or "").strip())
-
-
 def rtstruct_note(sources: list[pydicom.Dataset]) -> str:
     """What :func:`build_rtstruct` does beyond the usual for these sources: a note for the run record, or ""."""
-    return NEW_FRAME_OF_REFERENCE if sources and not _has(sources[0], "FrameOfReferenceUID") else ""
+    return NEW_FRAME_OF_REFERENCE if needs_new_frame_of_reference(sources) else ""
 
 
 # ------------------------------------------------------------------------------------------------ contours
@@ -154,7 +152,7 @@ def build_rtstruct(
     label_colors: Mapping[int, str] | None = None,
 ) -> pydicom.Dataset:
     """An RT Structure Set of ``labels`` (X=column, Y=row, Z=slice in the order of ``sources``, the source series'
-    headers as :func:`~volseg.dicom_seg.read_source_datasets` reads them): one ROI per entry of ``label_names``
+    headers as :func:`~volseg.dicom_source.read_source_datasets` reads them): one ROI per entry of ``label_names``
     (value -> name), numbered 1..N in value order; a label absent from ``labels`` keeps its ROI, with no contour."""
     with withhold_header_messages():
         try:
@@ -175,12 +173,7 @@ def _build_rtstruct(
     if not sources:
         raise RTStructWriteError("no source slices given")
     first = sources[0]
-    for keyword in ("SeriesInstanceUID", "StudyInstanceUID"):
-        if not _has(first, keyword):
-            raise RTStructWriteError(
-                f"the source series has an empty {keyword}, so an RTSTRUCT cannot reference it "
-                "(NIfTI output works; or fix the series' UIDs)"
-            )
+    require_references(sources, "an RTSTRUCT", RTStructWriteError)
     if len(sources) == 1 and int(first.get("NumberOfFrames", 1) or 1) > 1:
         raise RTStructWriteError(
             "the source is an enhanced multi-frame image; RTSTRUCT output is written for "
@@ -190,11 +183,7 @@ def _build_rtstruct(
         raise RTStructWriteError(
             f"label map {labels.shape} does not match the series ({first.Columns}x{first.Rows}x{len(sources)})"
         )
-    frame_uid = (
-        str(first.FrameOfReferenceUID).strip()
-        if _has(first, "FrameOfReferenceUID")
-        else new_frame_of_reference(sources)
-    )
+    frame_uid = frame_of_reference(sources)
     now = datetime.datetime.now()
     ds = hd.SOPClass(
         study_instance_uid=str(first.StudyInstanceUID),

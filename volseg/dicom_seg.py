@@ -11,11 +11,9 @@ viewer lists it as looked for and absent. When every label is empty the SEG stil
 description and every frame, encoded empty (a SEG cannot have no frame), so "no finding" is also a
 result a PACS can store.
 
-A source series without a FrameOfReferenceUID (3D-IRCADb's CT, many research exports) still gets a SEG:
-its frames reference the source instances as usual, and the SEG has a new frame of reference of its own,
-derived from the series' Study and Series Instance UIDs (so every SEG volseg writes for that series shares
-it). :func:`write_seg` returns a note saying so, which the run record keeps. A series with an empty
-StudyInstanceUID or SeriesInstanceUID cannot be referenced at all: :class:`SegError`.
+A source series without a FrameOfReferenceUID (3D-IRCADb's CT, many research exports) still gets a SEG, with
+the derived frame of reference of :mod:`volseg.dicom_source`; :func:`write_seg` returns a note saying so, which
+the run record keeps. A series with an empty StudyInstanceUID or SeriesInstanceUID: :class:`SegError`.
 
 Patient data: the SEG copies the source's Patient and General Study modules, as DICOM requires. highdicom
 warns with the value when a PatientName has one component ("The string "<name>" is unlikely to represent
@@ -39,6 +37,13 @@ from pydicom.sr.codedict import codes
 from volseg import __version__
 from volseg.atomic import atomic_path
 from volseg.data.dicom_archive import safe_reason, withhold_header_messages
+from volseg.dicom_source import (
+    needs_new_frame_of_reference,
+    new_frame_of_reference,
+    new_frame_of_reference_note,
+    read_source_datasets,
+    require_references,
+)
 from volseg.errors import VolsegError
 from volseg.nnunet.anatomy_codes import totalsegmentator_codes
 
@@ -74,10 +79,7 @@ CODES: dict[str, tuple] = {
 ALGORITHM_FAMILY = codes.cid7162.ArtificialIntelligence
 
 
-NEW_FRAME_OF_REFERENCE = (
-    "the source series has no FrameOfReferenceUID: the SEG was written with a new frame "
-    "of reference, its frames referencing the source's instances"
-)
+NEW_FRAME_OF_REFERENCE = new_frame_of_reference_note("SEG", "frames")
 
 
 class SegError(VolsegError):
@@ -89,23 +91,9 @@ class WrittenSeg(NamedTuple):
     note: str  # how the SEG was made where it matters (a new frame of reference), else ""
 
 
-def _has(ds: pydicom.Dataset, keyword: str) -> bool:
-    return bool(str(ds.get(keyword, "") or "").strip())
-
-
 def seg_note(sources: list[pydicom.Dataset]) -> str:
     """What :func:`build_seg` does beyond the usual for these sources: a note for the run record, or ""."""
-    return NEW_FRAME_OF_REFERENCE if sources and not _has(sources[0], "FrameOfReferenceUID") else ""
-
-
-def new_frame_of_reference(sources: list[pydicom.Dataset]) -> str:
-    """The frame of reference a SEG gets when its source has none: a UID derived from the series' UIDs."""
-    first = sources[0]
-    return str(
-        pydicom.uid.generate_uid(
-            entropy_srcs=["volseg frame of reference", str(first.StudyInstanceUID), str(first.SeriesInstanceUID)]
-        )
-    )
+    return NEW_FRAME_OF_REFERENCE if needs_new_frame_of_reference(sources) else ""
 
 
 def _code(text: str) -> hd.sr.CodedConcept:
@@ -136,12 +124,6 @@ def segment_codes(name: str, overrides: Mapping[str, Mapping[str, str]] | None =
     )
 
 
-def read_source_datasets(files) -> list[pydicom.Dataset]:
-    """Headers of the source instances (no pixel data), in the series' slice order."""
-    with withhold_header_messages():
-        return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
-
-
 def build_seg(
     labels: np.ndarray,
     sources: list[pydicom.Dataset],
@@ -166,13 +148,10 @@ def _build_seg(
     model_name: str,
     label_codes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> hd.seg.Segmentation:
-    for keyword in ("SeriesInstanceUID", "StudyInstanceUID"):
-        if not _has(sources[0], keyword):
-            raise SegError(
-                f"the source series has an empty {keyword}, so a SEG cannot reference it "
-                "(NIfTI output works; or fix the series' UIDs)"
-            )
-    if seg_note(sources):  # a SEG of its own frame of reference, on copies: the caller's headers stay as read
+    require_references(sources, "a SEG", SegError)
+    if needs_new_frame_of_reference(
+        sources
+    ):  # a SEG of its own frame of reference, on copies: the caller's headers stay as read
         uid = new_frame_of_reference(sources)
         sources = [copy.deepcopy(ds) for ds in sources]
         for ds in sources:

@@ -275,7 +275,8 @@ class PacsRun:
         """The stored SEG's SOPInstanceUID (the RTSTRUCT, when asked for, goes in the same request), and a note
         when it was made unusually (a new frame of reference)."""
         from volseg.data import io
-        from volseg.dicom_seg import build_seg, read_source_datasets, seg_note
+        from volseg.dicom_seg import build_seg, seg_note
+        from volseg.dicom_source import read_source_datasets
         from volseg.inputs import CaseInput
 
         work = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.out_dir))
