@@ -134,6 +134,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_size(args.one, args.folder)))
         return
+    made = provenance(__file__)
     rows = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -145,11 +146,11 @@ def main() -> None:
             )
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
-    result = {"rows": rows, **provenance(__file__)}
+    result = {"rows": rows}
     lines = [
         "# Batch runs at archive scale",
         "",
-        f"`{result['command']}`: a {SIDE}^3 scan listed N times, tiny 3D U-Net (4-8-16), `run_batch` as "
+        f"`{made['command']}`: a {SIDE}^3 scan listed N times, tiny 3D U-Net (4-8-16), `run_batch` as "
         "`volseg infer` runs it (run record, statistics, label maps), one fresh process per size.",
         "",
         "| cases | failed | wall s | s/case | s/case first 10 % | s/case last 10 % | run record bytes/case | "
@@ -162,7 +163,7 @@ def main() -> None:
             for r in rows
         ],
     ]
-    print(write(args.out, "batch_scale", result, lines))
+    print(write(args.out, "batch_scale", result, lines, made))
 
 
 if __name__ == "__main__":

@@ -316,6 +316,7 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=REPO / "runs" / "nnunet_venv")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
+    made = provenance(__file__)
     args.work.mkdir(parents=True, exist_ok=True)
     manifest = args.work / "manifest.csv"
     run([sys.executable, REPO / "pipelines" / "hippocampus_manifest.py", args.source, manifest])
@@ -328,7 +329,7 @@ def main() -> None:
         f"# volseg vs nnU-Net v2 in {args.minutes:g} CPU-minutes of training (hippocampus, same split)",
         "",
         f"{len(splits['train'])} train / {len(splits['val'])} val cases; test: the {len(splits['test'])} bundled "
-        "test cases, scored by `volseg evaluate`. Command: `" + provenance(__file__)["command"] + "`.",
+        "test cases, scored by `volseg evaluate`. Command: `" + made["command"] + "`.",
         "",
         "| recipe | epochs | train min | val Dice | test Dice anterior | test Dice posterior | test Dice mean | predict s/case |",
         "|---|---|---|---|---|---|---|---|",
@@ -339,7 +340,7 @@ def main() -> None:
             f"| {r['recipe']} | {r['epochs']} | {r['train_minutes']:.1f} | {r['val_dice']:.3f} | "
             f"{d['anterior']:.4f} | {d['posterior']:.4f} | **{d['mean']:.4f}** | {r['predict_s_per_case']:.2f} |"
         )
-    print(write(args.out, "nnunet_budget", {**provenance(__file__), "minutes": args.minutes, "rows": rows}, lines))
+    print(write(args.out, "nnunet_budget", {"minutes": args.minutes, "rows": rows}, lines, made))
 
 
 if __name__ == "__main__":

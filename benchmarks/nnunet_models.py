@@ -813,13 +813,13 @@ def fmt(value, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def tables(result: dict) -> list[str]:
+def tables(result: dict, made: dict) -> list[str]:
     cpu = result["cpu"]
     lines = [
         "# nnU-Net v2 CT models: `nnUNetv2_predict` vs `volseg infer` (issue 30, acceptance 1)",
         "",
-        f"Command: `{result['command']}`  ",
-        f"Date: {result['date']}; machine: {cpu.get('model_name')} (family {cpu.get('family')} model "
+        f"Command: `{made['command']}`  ",
+        f"Date: {made['date']}; machine: {cpu.get('model_name')} (family {cpu.get('family')} model "
         f"{cpu.get('model_number')}, {cpu.get('cores')} cores; SIMD flags {' '.join(cpu.get('simd', []))}); "
         f"load average at the start of this invocation {result['load_at_invocation']}.  ",
         f"nnU-Net venv: {result['versions']['nnunet_venv']}; volseg venv: {result['versions']['volseg_venv']}.",
@@ -978,6 +978,7 @@ def main() -> None:
         help="repeat selected recorded runs that did not start quiet or shared the CPU with other work",
     )
     args = parser.parse_args()
+    made = provenance(__file__)
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -1078,8 +1079,6 @@ def main() -> None:
             not_run.append(f"{MODELS[model_spacing][1]}: not trained in this work folder")
 
     result = {
-        **provenance(__file__),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": cpu_info(),
         "load_at_invocation": load_at_invocation,
         "versions": {
@@ -1099,7 +1098,7 @@ def main() -> None:
         "not_run": not_run,
         "this_invocation_s": round(time.perf_counter() - invocation_started, 1),
     }
-    print(write(args.out, "nnunet_models", result, tables(result)))
+    print(write(args.out, "nnunet_models", result, tables(result, made), made))
 
 
 if __name__ == "__main__":

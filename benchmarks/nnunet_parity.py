@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--backends", default="torch,openvino")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
+    made = provenance(__file__)
     reference = json.loads((args.work / "reference.json").read_text())
     rows = []
     for run in reference["predictions"]:
@@ -60,7 +61,7 @@ def main() -> None:
     lines = [
         "# volseg vs nnUNetv2_predict on models nnU-Net trained",
         "",
-        f"`{provenance(__file__)['command']}` on {provenance(__file__)['machine']}; nnU-Net "
+        f"`{made['command']}` on {made['machine']['cpu']}; nnU-Net "
         f"{reference['versions']['nnunetv2']}; models and predictions from `{reference['command']}`.",
         "",
         "| run | backend | case | voxels differing | Dice per label |",
@@ -78,7 +79,7 @@ def main() -> None:
         f"{len(rows)} case runs; {sum(r['differ'] == 0 for r in rows)} identical voxel for voxel; "
         f"worst per-label Dice {worst:.4f}.",
     ]
-    print(write(args.out, "nnunet_parity", {**provenance(__file__), "rows": rows, "worst_dice": worst}, lines))
+    print(write(args.out, "nnunet_parity", {"rows": rows, "worst_dice": worst}, lines, made))
 
 
 if __name__ == "__main__":

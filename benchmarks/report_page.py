@@ -119,6 +119,7 @@ def main() -> None:
     from volseg.report import build_report
     from volseg.report.viewer import viewer_path
 
+    made = provenance(__file__)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "batch"
         write_batch(run, args.cases)
@@ -140,12 +141,11 @@ def main() -> None:
         "openings": openings,
         "table_s_median": round(table_s, 3),
         "goals": {"table under 2 s": table_s < TABLE_GOAL_S, "index.html under 5 MB": page_mb < PAGE_GOAL_MB},
-        **provenance(__file__),
     }
     lines = [
         "# Review page at batch scale",
         "",
-        f"`{result['command']}`: {args.cases} synthetic cases (64x64x40, two labels), opened "
+        f"`{made['command']}`: {args.cases} synthetic cases (64x64x40, two labels), opened "
         f"{args.repeats} times from file:// in headless Debian chromium (SwiftShader WebGL).",
         "",
         "| measure | value | goal |",
@@ -164,7 +164,7 @@ def main() -> None:
             for i, o in enumerate(openings)
         ],
     ]
-    print(write(args.out, "report_page", result, lines))
+    print(write(args.out, "report_page", result, lines, made))
 
 
 if __name__ == "__main__":

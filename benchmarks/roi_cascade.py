@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
+    made = provenance(__file__)
 
     from volseg.infer import Segmenter
     from volseg.inputs import CaseInput
@@ -105,12 +106,11 @@ def main() -> None:
         "backend": fine.backend,
         "precision": fine.precision,
         "rows": rows,
-        **provenance(__file__),
     }
     lines = [
         "# ROI cascade vs the full-volume fine model",
         "",
-        f"`{result['command']}`: {args.model} ({fine.backend} {fine.precision}) with its locator "
+        f"`{made['command']}`: {args.model} ({fine.backend} {fine.precision}) with its locator "
         f"({Path(locator_path).name}), each run end to end from the file, best of {args.repeats}.",
         "",
         "| CT | organ | full s | ROI s | speed-up | box share of the scan | Dice vs full | box holds the full-volume organ |",
@@ -121,7 +121,7 @@ def main() -> None:
             for r in rows
         ],
     ]
-    print(write(args.out, "roi_cascade", result, lines))
+    print(write(args.out, "roi_cascade", result, lines, made))
 
 
 if __name__ == "__main__":

@@ -182,6 +182,7 @@ def main() -> None:
         "--before", type=Path, help="an earlier totalseg_parity.json to show beside (e.g. before a fix)"
     )
     args = parser.parse_args()
+    made = provenance(__file__)
     work = args.work.resolve()
     info = facts(args.ts_python)
     home = work / "home"
@@ -299,7 +300,7 @@ def main() -> None:
     lines = [
         "# volseg vs TotalSegmentator on synthesized part models",
         "",
-        f"`{provenance(__file__)['command']}` on {provenance(__file__)['machine']}; TotalSegmentator "
+        f"`{made['command']}` on {made['machine']['cpu']}; TotalSegmentator "
         f"{info['versions']['TotalSegmentator']}, nnU-Net {info['versions']['nnunetv2']}, torch "
         f"{info['versions']['torch']} (its venv). Part models: tests/nnunet_folder.write_model_folder under "
         "TotalSegmentator's dataset folder names, labelled with its part class maps, random weights, 32^3 patches.",
@@ -356,14 +357,13 @@ def main() -> None:
             "TotalSegmentator's default `--resampling_order 1` (it used order 3).",
         ]
     result = {
-        **provenance(__file__),
         "versions": info["versions"],
         "commands": commands,
         "rows": rows,
         "naming": naming,
         "before": list(before.values()),
     }
-    print(write(args.out, "totalseg_parity", result, lines))
+    print(write(args.out, "totalseg_parity", result, lines, made))
 
 
 if __name__ == "__main__":
