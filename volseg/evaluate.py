@@ -13,6 +13,7 @@ import numpy as np
 
 from volseg.atomic import write_csv_atomic, write_text_atomic
 from volseg.data import io
+from volseg.data.case_ids import label_case_id
 from volseg.data.manifest import read_manifest
 from volseg.metrics import label_metrics
 
@@ -36,16 +37,10 @@ def pairs_from_manifest(pred_dir: Path, manifest: Path, split: str | None = "tes
     ]
 
 
-def case_key(path: Path) -> str:
-    """The case id a label map's file name stands for: ``<case_id>[_seg].nii[.gz]``."""
-    stem = path.name.split(".nii")[0]
-    return stem[:-4] if stem.endswith("_seg") else stem
-
-
 def pairs_from_folder(pred_dir: Path, ref_dir: Path) -> list[Pair]:
     """Predictions and references matched by file name (``<case_id>.nii.gz``, ``_seg`` suffix ignored)."""
-    refs = {case_key(p): p for p in sorted(ref_dir.glob("*.nii*"))}
-    return [Pair(k, p, refs[k]) for p in sorted(pred_dir.glob("*.nii*")) if (k := case_key(p)) in refs]
+    refs = {label_case_id(p): p for p in sorted(ref_dir.glob("*.nii*"))}
+    return [Pair(k, p, refs[k]) for p in sorted(pred_dir.glob("*.nii*")) if (k := label_case_id(p)) in refs]
 
 
 def evaluate(pairs: list[Pair], labels: dict[int, str] | None = None) -> tuple[list[dict], list[str]]:

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from volseg.data.case_ids import IMAGE_SUFFIXES, image_case_id
 from volseg.data.dicom_archive import NonImageSeries, discover_series
-from volseg.data.discover import IMAGE_SUFFIXES
 from volseg.data.manifest import read_manifest, safe_case_id
 from volseg.data.series_rules import SeriesRules, select
 from volseg.errors import VolsegError
@@ -27,15 +27,6 @@ class CaseInput:
     def source(self) -> str:
         """The run record's link back to the input (the only place a source path or UID is written)."""
         return ";".join(str(p) for p in self.images)
-
-
-def _case_id(path: Path) -> str:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return name[:-5] if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit() else name
 
 
 def _is_dicom_folder(folder: Path) -> bool:
@@ -81,9 +72,9 @@ def collect_inputs(
                 for p in path.iterdir()
                 if p.is_file() and p.name.endswith(IMAGE_SUFFIXES) and not p.name.startswith(".")
             )
-            cases += [CaseInput(_case_id(p), (p,)) for p in files]
+            cases += [CaseInput(image_case_id(p), (p,)) for p in files]
         else:
-            cases.append(CaseInput(_case_id(path), (path,)))  # a missing file fails as that case, not the batch
+            cases.append(CaseInput(image_case_id(path), (path,)))  # a missing file fails as that case, not the batch
     seen: set[str] = set()
     for case in cases:
         if case.case_id in seen:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from volseg.data.case_ids import file_stem
+
 RUN_CSV = "volseg_run.csv"
 STATISTICS_CSV = "statistics.csv"
 STATISTICS_JSON = "statistics.json"
@@ -21,7 +23,7 @@ FORMAT_ORDER = ("dicom-seg", "rtstruct", "nifti")
 
 def stem(path: Path) -> str:
     """``CASE`` of ``CASE.nii.gz`` / ``CASE.nii`` (the stem side files are named after)."""
-    return Path(path).name.split(".nii")[0]
+    return file_stem(path) or Path(path).name
 
 
 def qc_beside(label_map: Path) -> Path:

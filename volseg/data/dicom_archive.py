@@ -39,7 +39,7 @@ import pydicom
 from pydicom.datadict import dictionary_VM
 from pydicom.errors import InvalidDicomError
 
-from volseg.data.discover import IMAGE_SUFFIXES
+from volseg.data.case_ids import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 

@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from pathlib import Path
 
+from volseg.data.case_ids import CHANNEL, file_stem
 from volseg.data.manifest import Case, ManifestError, safe_case_id
 from volseg.errors import VolsegError
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-
-
-def _stem(path: Path) -> str | None:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.endswith(suffix) and not name.startswith("."):
-            return name[: -len(suffix)]
-    return None
 
 
 def _images_by_case(folder: Path, label_ids: set[str]) -> dict[str, list[Path]]:
     """Group files into cases; nnU-Net's ``_0000`` suffixes become channels in suffix order."""
-    stems = {p: s for p in sorted(folder.iterdir()) if (s := _stem(p)) is not None}
-    channel_style = any(m and m["case"] in label_ids for m in map(_CHANNEL.match, stems.values())) or (
-        not label_ids and stems and all(_CHANNEL.match(s) for s in stems.values())
+    stems = {p: s for p in sorted(folder.iterdir()) if (s := file_stem(p)) is not None}
+    channel_style = any(m and m["case"] in label_ids for m in map(CHANNEL.match, stems.values())) or (
+        not label_ids and stems and all(CHANNEL.match(s) for s in stems.values())
     )
     cases: dict[str, list[tuple[str, Path]]] = {}
     for path, stem in stems.items():
-        match = _CHANNEL.match(stem) if channel_style else None
+        match = CHANNEL.match(stem) if channel_style else None
         case_id, channel = (match["case"], match["channel"]) if match else (stem, "0000")
         cases.setdefault(case_id, []).append((channel, path))
     return {case_id: [p for _, p in sorted(chs)] for case_id, chs in cases.items()}
@@ -58,13 +47,13 @@ def discover_cases(src: str | Path) -> list[Case]:
     if isinstance(training, list) and training and isinstance(training[0], dict) and "image" in training[0]:
         for entry in training:  # MSD: explicit image/label pairs
             image, label = root / entry["image"], root / entry["label"]
-            cases.append(Case(_stem(image) or image.name, (image,), label, "train"))
+            cases.append(Case(file_stem(image) or image.name, (image,), label, "train"))
     else:
         images = _first_dir(root, ("imagesTr", "images"))
         labels = _first_dir(root, ("labelsTr", "labels"))
         if images is None:
             raise ManifestError(f"{root}: no imagesTr/ or images/ folder and no dataset.json training list")
-        label_files = {s: p for p in sorted(labels.iterdir()) if (s := _stem(p))} if labels else {}
+        label_files = {s: p for p in sorted(labels.iterdir()) if (s := file_stem(p))} if labels else {}
         for case_id, channels in _images_by_case(images, set(label_files)).items():
             cases.append(Case(case_id, tuple(channels), label_files.get(case_id), "train"))
     test_dir = _first_dir(root, ("imagesTs",))

@@ -26,9 +26,10 @@ import numpy as np
 
 from volseg import statistics
 from volseg.data import io
+from volseg.data.case_ids import label_case_id
 from volseg.data.manifest import read_manifest
 from volseg.errors import VolsegError
-from volseg.evaluate import Pair, case_key, evaluate, summarize
+from volseg.evaluate import Pair, evaluate, summarize
 from volseg.outputs import qc_beside
 from volseg.report import cases as case_files
 from volseg.report.flags import case_flags, robust_range
@@ -248,7 +249,7 @@ def _reference_paths(reference: str | Path) -> dict[str, Path]:
         return {c.case_id: c.label for c in read_manifest(reference) if c.label is not None}
     if not reference.is_dir():
         raise FileNotFoundError(f"{reference}: reference labels must be a manifest CSV or a folder")
-    return {case_key(p): p for p in sorted(reference.glob("*.nii*"))}
+    return {label_case_id(p): p for p in sorted(reference.glob("*.nii*"))}
 
 
 def _metrics(entries: list[CaseEntry], references: dict[str, Path], names: dict[int, str]) -> list[dict]:
