@@ -7,11 +7,12 @@ TotalSegmentator or nnU-Net model codes its segments as TotalSegmentator's own D
 
 from __future__ import annotations
 
-import csv
 from functools import lru_cache
 from pathlib import Path
 
 import highdicom as hd
+
+from volseg.csv_rows import read_rows
 
 TABLE = Path(__file__).with_name("totalsegmentator_snomed_mapping.csv")
 _PREFIXES = {
@@ -35,13 +36,12 @@ def _concept(row: dict, prefix: str) -> hd.sr.CodedConcept | None:
 @lru_cache(maxsize=1)
 def totalsegmentator_codes() -> dict[str, tuple]:
     """structure name -> (category, type, modifier or None)."""
-    with TABLE.open(encoding="utf-8", newline="") as f:
-        return {
-            row["Structure"].strip(): (
-                _concept(row, _PREFIXES["category"]),
-                _concept(row, _PREFIXES["type"]),
-                _concept(row, _PREFIXES["modifier"]),
-            )
-            for row in csv.DictReader(f)
-            if row.get("Structure")
-        }
+    return {
+        row["Structure"].strip(): (
+            _concept(row, _PREFIXES["category"]),
+            _concept(row, _PREFIXES["type"]),
+            _concept(row, _PREFIXES["modifier"]),
+        )
+        for row in read_rows(TABLE)
+        if row.get("Structure")
+    }

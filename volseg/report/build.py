@@ -9,7 +9,6 @@ and error messages have the input's path replaced by ``<input>``.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from volseg import statistics
+from volseg.csv_rows import read_rows
 from volseg.data import io
 from volseg.data.case_ids import label_case_id
 from volseg.data.manifest import read_manifest
@@ -238,8 +238,7 @@ def _without_paths(text: str, source: str) -> str:
 def _statistics_names(path: Path) -> dict[int, str]:
     if not path.is_file():
         return {}
-    with path.open(encoding="utf-8", newline="") as f:
-        return {int(r["label"]): r["name"] for r in csv.DictReader(f)}
+    return {int(r["label"]): r["name"] for r in read_rows(path)}
 
 
 def _reference_paths(reference: str | Path) -> dict[str, Path]:
@@ -265,8 +264,7 @@ def _metrics(entries: list[CaseEntry], references: dict[str, Path], names: dict[
 
 
 def _read_evaluation(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
+    return read_rows(path)
 
 
 def _finite(x: float) -> float | None:
