@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.record import provenance, write  # noqa: E402
+
 SLICES = 100
 
 
@@ -101,6 +104,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child)))
         return
+    made = provenance(__file__)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ARCHIVE"
         start = time.perf_counter()
@@ -119,24 +123,21 @@ def main() -> None:
             "bytes_read_per_file": result["bytes_read"] / max(result["files"], 1),
             "file_bytes": archive_bytes / args.files,
             "write_seconds": write_seconds,
-            "command": f"python benchmarks/archive_discovery.py --files {args.files}",
         }
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "archive_discovery.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    (args.out / "archive_discovery.md").write_text(markdown(result), encoding="utf-8")
-    print(markdown(result))
+    print(write(args.out, "archive_discovery", result, markdown(result, made["command"]), made))
 
 
-def markdown(r: dict) -> str:
-    return (
-        f"Header discovery (`{r['command']}`): {r['files']:,} files in {r['series']} series "
-        f"({r['archive_mb']:.0f} MB, nested patient/study/series folders, no extensions).\n\n"
-        "| files | series | seconds | files per second | peak memory MB | bytes read per file | file size |\n"
-        "|---|---|---|---|---|---|---|\n"
+def markdown(r: dict, command: str) -> list[str]:
+    return [
+        f"Header discovery (`{command}`): {r['files']:,} files in {r['series']} series "
+        f"({r['archive_mb']:.0f} MB, nested patient/study/series folders, no extensions).",
+        "",
+        "| files | series | seconds | files per second | peak memory MB | bytes read per file | file size |",
+        "|---|---|---|---|---|---|---|",
         f"| {r['files']:,} | {r['series']} | {r['seconds']:.1f} | {r['files_per_second']:,.0f} | "
-        f"{r['peak_memory_mb']:.0f} | {r['bytes_read_per_file']:,.0f} | {r['file_bytes']:,.0f} |\n"
-    )
+        f"{r['peak_memory_mb']:.0f} | {r['bytes_read_per_file']:,.0f} | {r['file_bytes']:,.0f} |",
+    ]
 
 
 if __name__ == "__main__":

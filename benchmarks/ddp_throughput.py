@@ -8,9 +8,7 @@ Trains the same model for a fixed number of steps per rank on the embedded data 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.record import provenance, write  # noqa: E402
 
 
 def run(nproc: int, iterations: int, batch: int, tmp: Path, device: str) -> dict:
@@ -70,29 +70,20 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    made = provenance(__file__)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run(n, args.iterations, args.batch, Path(tmp), args.device) for n in (1, args.nproc)]
     base = rows[0]["samples_per_second"]
     for r in rows:
         r["speedup"] = r["samples_per_second"] / base
-    report = {
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "device": args.device,
-        "torch": torch.__version__,
-        "rows": rows,
-        "wall_seconds": time.time() - started,
-    }
-    (args.out / "ddp_throughput.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    report = {"device": args.device, "rows": rows, "wall_seconds": time.time() - started}
     lines = ["| processes | s/epoch | samples/s | speed-up |", "|---|---|---|---|"]
     lines += [
         f"| {r['nproc']} | {r['seconds_per_epoch']:.1f} | {r['samples_per_second']:.2f} | {r['speedup']:.2f}x |"
         for r in rows
     ]
-    (args.out / "ddp_throughput.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    print(write(args.out, "ddp_throughput", report, lines, made))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.record import provenance, write  # noqa: E402
+
 SETTINGS = [(0.5, False), (0.25, False), (0.5, True), (0.25, True)]  # the first is the default
 
 
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--name", default="inference_settings")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
+    made = provenance(__file__)
 
     from volseg.data.io import read_label
     from volseg.data.manifest import read_manifest
@@ -82,13 +85,10 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     source = str(args.manifest) + f" split {args.split}" if args.manifest else str(args.ct)
     report = {"ct": source, "model": args.model, "backend": args.backend, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (args.out / f"{args.name}.md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    print(write(args.out, args.name, report, markdown(report), made))
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict) -> list[str]:
     labels = list(next(r for r in report["rows"] if "refused" not in r)["dice_vs_reference"])
     base = report["rows"][0]["seconds"]
     lines = [
@@ -107,7 +107,7 @@ def markdown(report: dict) -> str:
             f"| {r['overlap']} | {'yes' if r['tta'] else 'no'} | {r['seconds']:.1f} | "
             f"{r['seconds'] / base:.2f}x | {fmt(r['dice_vs_default'])} | {fmt(r['dice_vs_reference'])} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

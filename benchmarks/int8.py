@@ -25,7 +25,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.record import seconds_per_call  # noqa: E402
+from benchmarks.record import provenance, seconds_per_call, write  # noqa: E402
 
 
 def window_seconds(segmenter, cfg, repeats: int = 5) -> float:
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--quick", action="store_true", help="two check cases, one variant (the test suite)")
     args = parser.parse_args()
+    made = provenance(__file__)
 
     from volseg.data.manifest import read_manifest
     from volseg.infer import Segmenter
@@ -93,13 +94,10 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (args.out / f"{args.name}.md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    print(write(args.out, args.name, report, markdown(report), made))
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict) -> list[str]:
     labels = list(report["rows"][0]["dice_vs_fp32_min"]) if report["rows"] else []
     lines = [
         f"Model: {report['model']} ({report['architecture']}), window {'x'.join(map(str, report['window']))}; "
@@ -122,7 +120,7 @@ def markdown(report: dict) -> str:
             + " | ".join(cells)
             + " |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

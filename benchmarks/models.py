@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.record import seconds_per_call  # noqa: E402
+from benchmarks.record import provenance, seconds_per_call, write  # noqa: E402
 
 # volseg model -> (its widths, the MONAI counterpart built at matched widths)
 PAIRS = {
@@ -176,6 +175,7 @@ def main() -> None:
         )
         print(json.dumps(result))
         return
+    made = provenance(__file__)
 
     def child(kind: str, name: str) -> dict:
         cmd = [
@@ -209,14 +209,10 @@ def main() -> None:
             )
     report = {
         "device": args.device,
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
         "patch": args.patch,
         "matmul_gflops_per_s": peak,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "models.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     lines = [
         f"fp32 matmul: {peak:.0f} GFLOP/s (best of 3 rounds of 4096^2 matmuls); device {args.device}",
         "",
@@ -273,8 +269,7 @@ def main() -> None:
             )
             + " |"
         )
-    (args.out / "models.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    print(write(args.out, "models", report, lines, made))
 
 
 if __name__ == "__main__":

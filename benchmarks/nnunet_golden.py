@@ -24,6 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.nnunet_budget import ensure_venv  # noqa: E402
+from benchmarks.record import provenance  # noqa: E402
 from tests.nnunet_folder import write_model_folder  # noqa: E402
 
 VARIANTS = {
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=REPO / "runs" / "nnunet_venv")
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "nnunet_tiny")
     args = parser.parse_args()
+    made = provenance(__file__)
     bin_dir = ensure_venv(args.venv)
     write_images(args.out / "images")
     env = {
@@ -112,7 +114,8 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    (args.out / "made_by.json").write_text(json.dumps({"command": " ".join(sys.argv), "nnunetv2": version}, indent=1))
+    made_by = {"nnunetv2": version, "provenance": made}  # what benchmarks/record.py writes for every benchmark
+    (args.out / "made_by.json").write_text(json.dumps(made_by, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

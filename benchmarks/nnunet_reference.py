@@ -25,7 +25,7 @@ Everything is tiny and synthetic, so the whole chain runs on a CPU in minutes; t
 4. ``reference.json`` in the work folder: per prediction run its model folder, folds, checkpoint, TTA,
    inputs, outputs (with label voxel counts), command and wall seconds; the trainings and preprocessing with
    their times; and the type listing of a real ``checkpoint_final.pth`` (what ``torch.load(...,
-   weights_only=True)`` says about it, and the globals it needs).
+   weights_only=True)`` says about it, and the globals it needs); the provenance (``benchmarks/record.py``).
 
 nnU-Net runs in its own virtual environment (``--venv``; created with ``nnunetv2==2.8.1`` when missing), with
 nnUNet_raw / nnUNet_preprocessed / nnUNet_results inside the work folder. Idempotent: datasets, preprocessing,
@@ -48,6 +48,9 @@ import nibabel as nib
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.record import provenance  # noqa: E402
+
 NNUNET = "nnunetv2==2.8.1"
 TRAINER_NAME = "nnUNetTrainerTiny"
 PLANS = "nnUNetPlans"
@@ -551,6 +554,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="nnU-Net's worker processes (preprocessing)")
     parser.add_argument("--force", action="store_true", help="delete this script's outputs and redo everything")
     args = parser.parse_args()
+    made = provenance(__file__)
     work = args.work.resolve()
     raw, pre, results, predictions = (
         work / "nnUNet_raw",
@@ -731,7 +735,8 @@ def main() -> None:
         probe_path.write_text(json.dumps(json.loads(probe.stdout.strip().splitlines()[-1]), indent=1), encoding="utf-8")
     reference = {
         "script": "benchmarks/nnunet_reference.py",
-        "command": "python " + " ".join([Path(__file__).resolve().relative_to(REPO).as_posix(), *sys.argv[1:]]),
+        "command": made["command"],  # benchmarks/nnunet_parity.py quotes it
+        "provenance": made,
         "nnunet_venv": str(args.venv.absolute()),
         "versions": versions(python),
         "environment": {

@@ -3,8 +3,8 @@
 Usage: python benchmarks/run.py [--quick] [--out benchmarks/results]
 Runs models.py (zoo vs MONAI, default model's forward GFLOP/s) and whole_volume.py (a 512x512x120 CT
 through the pancreas 3D model, stage by stage, vs MONAI), each writing its own JSON and Markdown, then
-summary.json and summary.md: each goal with its measured value. The DDP throughput benchmark needs
-torchrun and is run on its own (benchmarks/ddp_throughput.py).
+summary.json (``goals``: each goal with its measured value) and summary.md. The DDP throughput benchmark
+needs torchrun and is run on its own (benchmarks/ddp_throughput.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from benchmarks.record import provenance, write  # noqa: E402
+
 MEMORY_LIMIT_MB = 4096
 
 
@@ -80,6 +83,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny setting for the test suite")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
+    made = provenance(__file__)
     quick = {"models.py": ["--quick", "--models", "unet"], "whole_volume.py": ["--quick", "--backends", "auto", "int8"]}
     for script in ("models.py", "whole_volume.py"):
         options = quick[script] if args.quick else []
@@ -87,11 +91,9 @@ def main() -> None:
     models = json.loads((args.out / "models.json").read_text(encoding="utf-8"))
     whole = json.loads((args.out / "whole_volume.json").read_text(encoding="utf-8"))
     results = goals(models, whole)
-    (args.out / "summary.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     lines = ["| goal | measured | met |", "|---|---|---|"]
     lines += [f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'no'} |" for g in results]
-    (args.out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    print(write(args.out, "summary", {"goals": results}, lines, made))
 
 
 if __name__ == "__main__":

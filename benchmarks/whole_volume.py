@@ -35,6 +35,9 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.record import provenance, write  # noqa: E402
+
 SPACING = [1.5, 1.5, 2.0]
 STAGES = ["read", "preprocess", "network", "stitching", "postprocess", "invert", "write"]
 
@@ -214,11 +217,9 @@ def main() -> None:
         else:
             print(json.dumps(run_case(ct, checkpoint, kind, args.overlap, checkpoint.parent)))
         return
+    made = provenance(__file__)
     report = benchmark(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (args.out / f"{args.name}.md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    print(write(args.out, args.name, report, markdown(report), made))
 
 
 def per_label_dice(ours: np.ndarray, other: np.ndarray, labels: dict[int, str], within=None) -> dict[str, float]:
@@ -311,7 +312,7 @@ def int8_beside(checkpoint: Path, model: str | None, ct: Path) -> None:
     export_int8(checkpoint, checkpoint.parent, manifest)
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict) -> list[str]:
     names = {"monai": "MONAI sliding_window_inference, eager fp32 (baseline)"}
     lines = [
         f"CT: {report['ct']}; model: {report.get('model', 'fitted')}; resampled to {report['spacing']} mm; "
@@ -335,7 +336,7 @@ def markdown(report: dict) -> str:
             f"{r['speedup_vs_monai']:.2f}x | {r['dice_vs_monai']:.4f} | {r['dice_vs_monai_in_body']:.4f} | "
             + (f"{r['dice_vs_truth']:.4f} |" if "dice_vs_truth" in r else "n/a |")
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

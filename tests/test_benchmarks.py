@@ -10,6 +10,16 @@ from .helpers import REPO
 STAGES = {"read", "preprocess", "network", "stitching", "postprocess", "invert", "write"}
 
 
+def assert_provenance(folder, name, script):
+    """The result was written through benchmarks/record.py: command, commit, date and machine."""
+    made = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))["provenance"]
+    assert made["command"].startswith(f"python benchmarks/{script}")
+    assert made["commit"] and made["date"].endswith("Z")
+    assert made["machine"]["cores"] > 0 and made["machine"]["python"]
+    last = (folder / f"{name}.md").read_text(encoding="utf-8").splitlines()[-1]
+    assert last.startswith(f"Made by `{made['command']}` at commit {made['commit']}")
+
+
 def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
@@ -38,7 +48,7 @@ def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
     assert whole["rows"][0]["dice_vs_monai"] == 1.0  # the baseline against itself: the comparison is wired
 
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
-    goals = " ".join(g["goal"] for g in summary)
+    goals = " ".join(g["goal"] for g in summary["goals"])
     for words in (
         "2.5x faster",
         "8x faster",
@@ -49,6 +59,8 @@ def test_benchmark_entry_point_runs_tiny_and_reports_each_goal(tmp_path):
     ):
         assert words in goals
     assert "| goal | measured | met |" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+    for name, script in (("models", "models.py"), ("whole_volume", "whole_volume.py"), ("summary", "run.py")):
+        assert_provenance(tmp_path, name, script)
 
 
 def test_archive_discovery_reads_headers_only(tmp_path):
@@ -63,3 +75,4 @@ def test_archive_discovery_reads_headers_only(tmp_path):
     assert found["files"] == 250 and found["series"] == 3 and found["files_per_second"] > 0
     assert found["bytes_read_per_file"] < found["file_bytes"] / 4  # 32 KB of pixels per file stay unread
     assert "| files | series |" in (tmp_path / "archive_discovery.md").read_text(encoding="utf-8")
+    assert_provenance(tmp_path, "archive_discovery", "archive_discovery.py")
