@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from volseg.atomic import atomic_path
 from volseg.config import Config, config_from_dict
 from volseg.errors import VolsegError
 from volseg.losses import output_channels
@@ -30,28 +30,13 @@ class CheckpointError(VolsegError):
 
 
 def save_atomic(payload: dict, path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename: a reader (or a crash) never
-    sees a half-written checkpoint under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Written atomically (:func:`volseg.atomic.atomic_path`) and fsync'd before the rename: a reader (or a
+    crash, power loss included) never sees a half-written checkpoint under the final name."""
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
