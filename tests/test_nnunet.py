@@ -361,3 +361,16 @@ def test_int8_twin_lives_in_the_cache_and_auto_takes_it_only_when_it_agrees(tmp_
         both = ((labels == value) & (expected == value)).sum()
         assert 2 * both / ((labels == value).sum() + (expected == value).sum()) > 0.8
     assert NnunetSegmenter(folder, backend="torch", precision="auto").precision == "fp32"
+
+
+def test_calibration_tops_up_a_case_of_few_tiles_with_other_views():
+    """A scan that is one or two tiles of the model still gives the requested number of calibration windows,
+    each a patch of the model's preprocessed input, not copies of one tile."""
+    from volseg.nnunet.int8 import calibration_windows
+
+    segmenter = NnunetSegmenter(model(), backend="torch")
+    patch = tuple(segmenter.model.configuration["patch_size"])
+    windows = calibration_windows(segmenter, [case_of(IMAGES[0])], count=20)  # the scan is 8 tiles
+    assert len(windows) == 20 and all(w.shape == (1, segmenter.model.channels, *patch) for w in windows)
+    distinct = {w.tobytes() for w in windows}
+    assert len(distinct) >= 16

@@ -22,7 +22,7 @@ import torch
 from volseg.atomic import write_text_atomic
 from volseg.cache import cache_folder
 from volseg.nnunet.model_folder import ModelFolder
-from volseg.nnunet.sliding_window import predict_logits
+from volseg.nnunet.sliding_window import pad_to_patch, predict_logits
 
 RECORD = "int8.json"
 IR_NAME = "model_int8.xml"
@@ -47,8 +47,10 @@ def read_twin(model: ModelFolder) -> dict | None:
 
 
 def calibration_windows(segmenter, cases, count: int = 40, seed: int = 0) -> list[np.ndarray]:
-    """``count`` network inputs recorded from the model's own preprocessing and sliding window over ``cases``
-    (at most ceil(count / cases) from each, chosen at random within it)."""
+    """``count`` network inputs from the model's own preprocessing over ``cases``: the sliding window's tiles
+    (at most ceil(count / cases) from each, chosen at random within it), topped up with patches at random
+    positions, flipped at random over the model's mirroring axes, where a case has fewer tiles than that (a CT
+    at 3 mm can be one or two tiles: calibrating on those alone sees one view of the body)."""
     rng = random.Random(seed)
     cases = rng.sample(list(cases), len(cases))
     per_case = -(-count // max(1, min(count, len(cases))))
@@ -69,9 +71,23 @@ def calibration_windows(segmenter, cases, count: int = 40, seed: int = 0) -> lis
             return torch.zeros(x.shape[0], model.labels.heads, *x.shape[2:])
 
         prepared = segmenter.load(case)["prepared"]
-        predict_logits(prepared.data, [record], model.configuration["patch_size"], model.labels.heads)
+        patch = tuple(int(p) for p in model.configuration["patch_size"])
+        predict_logits(prepared.data, [record], patch, model.labels.heads)
+        padded, _ = pad_to_patch(prepared.data, patch)
+        while len(kept) < per_case:
+            kept.append(_random_patch(padded, patch, model.mirror_axes, rng))
         windows += kept
     return windows[:count]
+
+
+def _random_patch(padded: torch.Tensor, patch: tuple[int, ...], mirror_axes, rng: random.Random) -> np.ndarray:
+    spatial = padded.shape[1:]
+    lead = len(spatial) - len(patch)  # a 2D model's slice axis
+    start = [rng.randrange(s - p + 1) for s, p in zip(spatial[lead:], patch)]
+    index = [rng.randrange(s) for s in spatial[:lead]] + [slice(a, a + p) for a, p in zip(start, patch)]
+    window = padded[(slice(None), *index)][None]
+    flips = [a + 2 for a in (mirror_axes or ()) if rng.random() < 0.5]
+    return (torch.flip(window, flips) if flips else window).numpy().copy()
 
 
 def export_twin(segmenter, calibration_cases, count: int = 40) -> Path:
