@@ -23,24 +23,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.nnunet_env import NNUNET, Trainer, ensure, environment, run  # noqa: E402
 from benchmarks.record import provenance, write  # noqa: E402
 from volseg.checkpoint import load_checkpoint  # noqa: E402
 
-NNUNET = "nnunetv2==2.8.1"
 DATASET = "Dataset004_Hippocampus"
 LABELS = {"background": 0, "anterior": 1, "posterior": 2}
 
-# nnU-Net finds trainers by class name inside its own package, so the budget trainer is written there
-# (nnU-Net's documented way to add a trainer), in the benchmark's own virtual environment.
-TRAINER = '''
+# written into nnU-Net's package (in the benchmark's own virtual environment) by benchmarks/nnunet_env.py
+TRAINER_CODE = '''
 import os
 from time import time
 
@@ -91,30 +88,7 @@ class nnUNetTrainerBudget(nnUNetTrainer):
 '''
 
 
-def run(cmd: list, env: dict | None = None) -> float:
-    """Run a command, echoing it; returns its wall time in seconds."""
-    print("+ " + " ".join(map(str, cmd)), flush=True)
-    started = time.perf_counter()
-    subprocess.run([str(c) for c in cmd], check=True, env=env)
-    return time.perf_counter() - started
-
-
-def ensure_venv(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        run([sys.executable, "-m", "venv", venv])
-        run([python, "-m", "pip", "install", "-q", NNUNET])
-    site = subprocess.run(
-        [python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    trainer = Path(site) / "training" / "nnUNetTrainer" / "variants" / "volseg_budget" / "nnUNetTrainerBudget.py"
-    trainer.parent.mkdir(parents=True, exist_ok=True)
-    (trainer.parent / "__init__.py").touch()
-    trainer.write_text(TRAINER, encoding="utf-8")
-    return venv / "bin"
+TRAINER = Trainer("nnUNetTrainerBudget", "volseg_budget", TRAINER_CODE)
 
 
 def nnunet_raw(manifest: Path, raw: Path) -> dict[str, list[str]]:
@@ -169,13 +143,7 @@ def test_dice(pred: Path, manifest: Path, config: Path) -> dict[str, float]:
 
 
 def nnunet(bin_dir: Path, work: Path, manifest: Path, splits: dict, minutes: float, config: Path) -> dict:
-    env = {
-        **os.environ,
-        "nnUNet_raw": str(work / "nnUNet_raw"),
-        "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
-        "nnUNet_results": str(work / "nnUNet_results"),
-        "VOLSEG_NNUNET_BUDGET_MINUTES": str(minutes),
-    }
+    env = environment(work, VOLSEG_NNUNET_BUDGET_MINUTES=str(minutes))
     timings = work / "nnunet_timings.json"  # measured once; a rerun reuses the steps and keeps their times
     row: dict = {
         "recipe": "nnU-Net v2 default (3d_fullres), 25-iteration epochs",
@@ -323,7 +291,7 @@ def main() -> None:
     splits = nnunet_raw(manifest, args.work / "nnUNet_raw")
     rows = [
         volseg_recipe(args.work, manifest, args.minutes, args.config.resolve(), len(splits["test"])),
-        nnunet(ensure_venv(args.venv), args.work, manifest, splits, args.minutes, args.config),
+        nnunet(ensure(args.venv, [TRAINER]), args.work, manifest, splits, args.minutes, args.config),
     ]
     lines = [
         f"# volseg vs nnU-Net v2 in {args.minutes:g} CPU-minutes of training (hippocampus, same split)",

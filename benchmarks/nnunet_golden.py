@@ -23,7 +23,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.nnunet_budget import ensure_venv  # noqa: E402
+from benchmarks.nnunet_env import FOLDERS, ensure, versions  # noqa: E402
 from benchmarks.record import provenance  # noqa: E402
 from tests.nnunet_folder import write_model_folder  # noqa: E402
 
@@ -72,12 +72,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "nnunet_tiny")
     args = parser.parse_args()
     made = provenance(__file__)
-    bin_dir = ensure_venv(args.venv)
+    bin_dir = ensure(args.venv)  # nnUNetv2_predict_from_modelfolder needs no trainer of volseg's
     write_images(args.out / "images")
-    env = {
-        **os.environ,
-        **{k: str(args.out / "unused") for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},
-    }
+    env = {**os.environ, **dict.fromkeys(FOLDERS, str(args.out / "unused"))}  # set, never read
     for name, plan_args in VARIANTS.items():
         folder = write_model_folder(args.out / "models" / name, folds=("0", "1"), **plan_args)
         for tta in (False, True):
@@ -108,13 +105,8 @@ def main() -> None:
             )
             for extra in ("dataset.json", "plans.json", "predict_from_raw_data_args.json"):
                 (out / extra).unlink(missing_ok=True)
-    version = subprocess.run(
-        [bin_dir / "python", "-c", "import importlib.metadata as m; print(m.version('nnunetv2'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    made_by = {"nnunetv2": version, "provenance": made}  # what benchmarks/record.py writes for every benchmark
+    version = versions(bin_dir / "python", ["nnunetv2"])["nnunetv2"]
+    made_by = {"nnunetv2": version, "provenance": made}  # the provenance every benchmark writes (record.py)
     (args.out / "made_by.json").write_text(json.dumps(made_by, indent=1), encoding="utf-8")
 
 

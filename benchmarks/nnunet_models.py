@@ -13,8 +13,8 @@
      DICOM), ``bundled`` (the training CT itself, as shipped, 3 mm: seen in training), ``ircadb`` (3D-IRCADb-01
      patient 1, ``../shared/data/ircadb_3d``, CC BY-NC-ND: local use only; its manual liver, spleen and kidney
      masks score both tools). A missing input is named and skipped; the rest goes on.
-2. nnU-Net 2.8.1 in its own venv (``--venv``, created when missing, as ``benchmarks/nnunet_reference.py``
-   does): ``nnUNetv2_plan_and_preprocess -c 3d_fullres``, then ``nnUNetv2_train ... all`` with
+2. nnU-Net 2.8.1 in its own venv (``--venv``, created when missing by
+   ``benchmarks/nnunet_env.py``): ``nnUNetv2_plan_and_preprocess -c 3d_fullres``, then ``nnUNetv2_train ... all`` with
    ``nnUNetTrainerVolsegShort`` (written into nnU-Net's package: nnU-Net's default recipe, ``--epochs`` x
    ``--iterations``, final validation skipped). The weights are barely trained on purpose: small class
    margins make label agreement a sharp test. Trained models are reused.
@@ -66,9 +66,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks import nnunet_env  # noqa: E402
+from benchmarks.nnunet_env import ensure, environment, short_trainer, versions  # noqa: E402
 from benchmarks.record import provenance, write  # noqa: E402
 
-NNUNET = "nnunetv2==2.8.1"
 TRAINER_NAME = "nnUNetTrainerVolsegShort"
 PLANS = "nnUNetPlans"
 CONFIGURATION = "3d_fullres"
@@ -94,30 +95,16 @@ RUNS = {
     "volseg_default": ("volseg", "defaults"),
 }
 
-# nnU-Net finds trainers by class name inside its own package (also at prediction time), so the trainer is
-# written there: nnU-Net's documented way to add a trainer.
-TRAINER = '''
-import os
-
-import torch
-
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-
-class nnUNetTrainerVolsegShort(nnUNetTrainer):
-    """nnU-Net's default recipe, a few iterations long (benchmarks/nnunet_models.py in volseg). The final
-    validation (nnU-Net's sliding-window prediction of the validation cases) is skipped: only the weights
-    are needed."""
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = int(os.environ.get("VOLSEG_NNUNET_SHORT_EPOCHS", "2"))
-        self.num_iterations_per_epoch = int(os.environ.get("VOLSEG_NNUNET_SHORT_ITERATIONS", "10"))
-        self.num_val_iterations_per_epoch = int(os.environ.get("VOLSEG_NNUNET_SHORT_VAL_ITERATIONS", "1"))
-
-    def perform_actual_validation(self, save_probabilities: bool = False):
-        self.print_to_log_file("nnUNetTrainerVolsegShort: final validation skipped")
-'''
+# written into nnU-Net's package by benchmarks/nnunet_env.py
+TRAINER = short_trainer(
+    TRAINER_NAME,
+    "volseg_models",
+    "nnU-Net's default recipe, a few iterations long (benchmarks/nnunet_models.py in volseg). The final\n"
+    "    validation (nnU-Net's sliding-window prediction of the validation cases) is skipped: only the weights\n"
+    "    are needed.",
+    "VOLSEG_NNUNET_SHORT",
+    val_iterations=1,
+)
 
 
 # ---------------------------------------------------------------- helpers
@@ -129,20 +116,7 @@ def log(message: str) -> None:
 
 def run(cmd: list, env: dict, log_path: Path) -> float:
     """Run a command, its output into ``log_path``; returns wall seconds. On failure prints the log's tail."""
-    cmd = [str(c) for c in cmd]
-    log("+ " + " ".join(cmd))
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as out:
-        out.write("+ " + " ".join(cmd) + "\n")
-        out.flush()
-        proc = subprocess.run(cmd, check=False, env=env, stdout=out, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    if proc.returncode:
-        print(log_path.read_text(encoding="utf-8", errors="replace")[-6000:], file=sys.stderr)
-        raise SystemExit(f"failed ({proc.returncode}) after {seconds:.0f} s: see {log_path}")
-    log(f"  {seconds:.1f} s")
-    return seconds
+    return nnunet_env.run(cmd, env, log_path, say=log)
 
 
 def file_sha256(path: Path) -> str:
@@ -440,35 +414,6 @@ def prepare_ct(ct: str, inputs: Path) -> dict | None:
 
 
 # ---------------------------------------------------------------- nnU-Net
-
-
-def ensure_venv(venv: Path, work: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        run([sys.executable, "-m", "venv", venv], dict(os.environ), work / "logs" / "venv.log")
-        run([python, "-m", "pip", "install", "-q", NNUNET], dict(os.environ), work / "logs" / "pip.log")
-    site = subprocess.run(
-        [python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    trainer = Path(site) / "training" / "nnUNetTrainer" / "variants" / "volseg_models" / f"{TRAINER_NAME}.py"
-    if not trainer.exists() or trainer.read_text(encoding="utf-8") != TRAINER:
-        trainer.parent.mkdir(parents=True, exist_ok=True)
-        (trainer.parent / "__init__.py").touch()
-        trainer.write_text(TRAINER, encoding="utf-8")
-    return venv / "bin"
-
-
-def versions(python: Path, packages: tuple[str, ...]) -> dict:
-    code = (
-        "import json, sys, importlib.metadata as m\nout = {}\nfor p in sys.argv[1:]:\n    try: out[p] = m.version(p)\n"
-        "    except Exception: pass\nprint(json.dumps(out))"
-    )
-    return json.loads(
-        subprocess.run([str(python), "-c", code, *packages], check=True, capture_output=True, text=True).stdout
-    )
 
 
 def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dict:
@@ -984,13 +929,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     load_at_invocation = load_average()
     invocation_started = time.perf_counter()
-    bin_dir = ensure_venv(args.venv.absolute(), work)
-    nn_env = {
-        **os.environ,
-        "nnUNet_raw": str(work / "nnUNet_raw"),
-        "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
-        "nnUNet_results": str(work / "nnUNet_results"),
-    }
+    bin_dir = ensure(args.venv.absolute(), [TRAINER], work / "logs")
+    nn_env = environment(work)
     # volseg's caches (ONNX, the int8 twin) inside the work folder: nothing from other runs is reused
     vs_env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache")}
     vs_env.pop("VOLSEG_CACHE", None)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -49,36 +48,22 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.nnunet_env import ensure, environment, run, short_trainer, versions  # noqa: E402
 from benchmarks.record import provenance  # noqa: E402
 
-NNUNET = "nnunetv2==2.8.1"
 TRAINER_NAME = "nnUNetTrainerTiny"
 PLANS = "nnUNetPlans"
 CT, REGIONS = "Dataset901_TinyCT", "Dataset902_TinyRegions"
 
-# nnU-Net finds trainers by class name inside its own package (also at prediction time, for
-# build_network_architecture), so the trainer is written there.
-TRAINER = '''
-import os
-
-import torch
-
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-
-class nnUNetTrainerTiny(nnUNetTrainer):
-    """nnU-Net's default recipe, a few iterations long (volseg's reference models: benchmarks/nnunet_reference.py).
-    The final validation (nnU-Net's sliding-window prediction of the validation cases) is skipped."""
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = int(os.environ.get("VOLSEG_NNUNET_TINY_EPOCHS", "2"))
-        self.num_iterations_per_epoch = int(os.environ.get("VOLSEG_NNUNET_TINY_ITERATIONS", "10"))
-        self.num_val_iterations_per_epoch = int(os.environ.get("VOLSEG_NNUNET_TINY_VAL_ITERATIONS", "2"))
-
-    def perform_actual_validation(self, save_probabilities: bool = False):
-        self.print_to_log_file("nnUNetTrainerTiny: final validation skipped")
-'''
+# written into nnU-Net's package by benchmarks/nnunet_env.py
+TRAINER = short_trainer(
+    TRAINER_NAME,
+    "volseg_reference",
+    "nnU-Net's default recipe, a few iterations long (volseg's reference models: benchmarks/nnunet_reference.py).\n"
+    "    The final validation (nnU-Net's sliding-window prediction of the validation cases) is skipped.",
+    "VOLSEG_NNUNET_TINY",
+    val_iterations=2,
+)
 
 # Run in nnU-Net's venv: every type inside a checkpoint, and what weights_only=True makes of it.
 CHECKPOINT_PROBE = r"""
@@ -475,52 +460,6 @@ def write_dataset(folder: Path, cases: list, dataset: dict, rng, kind: str) -> d
 # ---------------------------------------------------------------- nnU-Net steps
 
 
-def run(cmd: list, env: dict, log: Path) -> float:
-    """Run a command, its output into ``log``; returns wall seconds. On failure prints the log's tail."""
-    cmd = [str(c) for c in cmd]
-    print("+ " + " ".join(cmd), flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as out:
-        out.write("+ " + " ".join(cmd) + "\n")
-        out.flush()
-        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    if proc.returncode:
-        print(log.read_text(encoding="utf-8", errors="replace")[-6000:], file=sys.stderr)
-        raise SystemExit(f"failed ({proc.returncode}) after {seconds:.0f} s: see {log}")
-    print(f"  {seconds:.1f} s", flush=True)
-    return seconds
-
-
-def ensure_venv(venv: Path, work: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        env = dict(os.environ)
-        run([sys.executable, "-m", "venv", venv], env, work / "logs" / "venv.log")
-        run([python, "-m", "pip", "install", "-q", NNUNET], env, work / "logs" / "pip.log")
-    site = subprocess.run(
-        [python, "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    trainer = Path(site) / "training" / "nnUNetTrainer" / "variants" / "volseg_reference" / f"{TRAINER_NAME}.py"
-    if not trainer.exists() or trainer.read_text(encoding="utf-8") != TRAINER:
-        trainer.parent.mkdir(parents=True, exist_ok=True)
-        (trainer.parent / "__init__.py").touch()
-        trainer.write_text(TRAINER, encoding="utf-8")
-    return venv / "bin"
-
-
-def versions(python: Path) -> dict:
-    code = (
-        "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
-        "('nnunetv2', 'torch', 'numpy', 'SimpleITK', 'dynamic_network_architectures', 'batchgeneratorsv2')}))"
-    )
-    return json.loads(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout)
-
-
 def label_counts(path: Path) -> dict:
     data = np.asarray(nib.load(str(path)).dataobj)
     values, counts = np.unique(data, return_counts=True)
@@ -579,18 +518,15 @@ def main() -> None:
                 folder.unlink()
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    bin_dir = ensure_venv(args.venv.absolute(), work)
-    env = {
-        **os.environ,
-        "nnUNet_raw": str(raw),
-        "nnUNet_preprocessed": str(pre),
-        "nnUNet_results": str(results),
-        "nnUNet_compile": "false",
-        "PYTHONHASHSEED": "0",
-        "VOLSEG_NNUNET_TINY_EPOCHS": str(args.epochs),
-        "VOLSEG_NNUNET_TINY_ITERATIONS": str(args.iterations),
-        "VOLSEG_NNUNET_TINY_VAL_ITERATIONS": str(args.val_iterations),
-    }
+    bin_dir = ensure(args.venv.absolute(), [TRAINER], work / "logs")
+    env = environment(
+        work,  # nnUNet_raw, nnUNet_preprocessed, nnUNet_results: raw, pre, results above
+        nnUNet_compile="false",
+        PYTHONHASHSEED="0",
+        VOLSEG_NNUNET_TINY_EPOCHS=str(args.epochs),
+        VOLSEG_NNUNET_TINY_ITERATIONS=str(args.iterations),
+        VOLSEG_NNUNET_TINY_VAL_ITERATIONS=str(args.val_iterations),
+    )
     timings_path = work / "timings.json"  # measured once; a rerun that reuses a step keeps its time
     timings = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.exists() else {}
 
@@ -738,7 +674,9 @@ def main() -> None:
         "command": made["command"],  # benchmarks/nnunet_parity.py quotes it
         "provenance": made,
         "nnunet_venv": str(args.venv.absolute()),
-        "versions": versions(python),
+        "versions": versions(
+            python, ("nnunetv2", "torch", "numpy", "SimpleITK", "dynamic_network_architectures", "batchgeneratorsv2")
+        ),
         "environment": {
             **{k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},
             "nnUNet_n_proc_DA (training)": train_env["nnUNet_n_proc_DA"],
