@@ -176,6 +176,14 @@ def _describe(value) -> str:
     return ", ".join(bits)
 
 
+def _machine_value(data: dict, key: str, old_key: str):
+    """A machine fact from the result's provenance, else from the top-level key older results used."""
+    machine = (data.get("provenance") or {}).get("machine")
+    if isinstance(machine, dict) and machine.get(key) is not None:
+        return machine[key]
+    return data.get(old_key, "?")
+
+
 def command(data: dict) -> str:
     prov = data.get("provenance") if isinstance(data, dict) else None
     if isinstance(prov, dict) and prov.get("command"):
@@ -508,7 +516,9 @@ def comparison_summary() -> str:
 
 
 def benchmarks_summary() -> str:
-    rows = [[g["goal"], g["measured"], "yes" if g["met"] else "no"] for g in result("summary")]
+    data = result("summary")
+    goals = data["goals"] if isinstance(data, dict) else data  # a bare list before results carried provenance
+    rows = [[g["goal"], g["measured"], "yes" if g["met"] else "no"] for g in goals]
     return (
         table(["goal", "measured", "met"], rows)
         + "\n\n"
@@ -626,7 +636,7 @@ def models_forward() -> str:
             ]
         )
     return (
-        f"fp32 matmul: {matmul:.0f} GFLOP/s; device {data['device']}, torch {data.get('torch', '?')}.\n\n"
+        f"fp32 matmul: {matmul:.0f} GFLOP/s; device {data['device']}, torch {_machine_value(data, 'torch', 'torch')}.\n\n"
         "Default model forward pass (as `volseg infer` runs it, one window):\n\n"
         + table(["backend", "patch", "GFLOP", "forward s", "GFLOP/s", "% of matmul"], default)
         + f"\n\nZoo vs MONAI, eager torch fp32, patch {data['patch']}^3, batch 1:\n\n"
@@ -708,7 +718,7 @@ def ddp_throughput() -> str:
     return (
         f"Measured: {f2(one['samples_per_second'])} samples/s with {one['nproc']} process and"
         f" {f2(two['samples_per_second'])} with {two['nproc']} processes sharing the same"
-        f" {d.get('cpu_count', '?')} cores, {times(two['speedup'])}. " + source("ddp_throughput")
+        f" {_machine_value(d, 'cores', 'cpu_count')} cores, {times(two['speedup'])}. " + source("ddp_throughput")
     )
 
 
