@@ -124,12 +124,17 @@ def _skimage_resize(image: np.ndarray, shape, order: int) -> np.ndarray:
     return resize(image, shape, order, mode="edge", anti_aliasing=False)
 
 
-def _linear(data: np.ndarray, shape) -> np.ndarray:
-    """skimage's order-1 ``resize`` (edge mode, no anti-aliasing) of every leading slice at once, in float64:
-    torch's (bi/tri)linear with align_corners=False is the same interpolation, 5x faster on logits here
-    (5x80x100x60 to 2x: 0.25 s vs 1.3 s; 135 of 19 M float16 values one unit apart, argmax identical)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float64))
-    return layers.interpolate(tensor[None], tuple(int(s) for s in shape))[0].numpy()
+def _linear(data: np.ndarray, shape, dtype_out) -> np.ndarray:
+    """skimage's order-1 ``resize`` (edge mode, no anti-aliasing) of every leading slice, in float64, cast to
+    ``dtype_out``: torch's (bi/tri)linear with align_corners=False is the same interpolation, 5x faster on
+    logits here (5x80x100x60 to 2x: 0.25 s vs 1.3 s; 135 of 19 M float16 values one unit apart, argmax
+    identical). One leading slice at a time, so only one is ever held in float64."""
+    shape = tuple(int(s) for s in shape)
+    out = np.empty((data.shape[0], *shape), dtype=dtype_out)
+    for i in range(data.shape[0]):
+        tensor = torch.from_numpy(np.asarray(data[i : i + 1], dtype=np.float64))
+        out[i] = layers.interpolate(tensor[None], shape)[0, 0].numpy()
+    return out
 
 
 def _nearest_along(data: np.ndarray, axis: int, size: int) -> np.ndarray:
@@ -160,10 +165,10 @@ def resample_skimage(
     if order != 1 or (do_separate and order_z != 0):
         return resample_exact(data, shape, do_separate, axis, order, order_z, dtype_out)
     if not do_separate:
-        return _linear(data, shape).astype(dtype_out)
+        return _linear(data, shape, dtype_out)
     moved = np.moveaxis(np.asarray(data), 1 + axis, 1)
     plane = np.delete(shape, axis)
-    in_plane = _linear(moved.reshape(-1, *moved.shape[2:]), plane).reshape(*moved.shape[:2], *plane)
+    in_plane = _linear(moved.reshape(-1, *moved.shape[2:]), plane, np.float64).reshape(*moved.shape[:2], *plane)
     partial = np.moveaxis(in_plane, 1, 1 + axis)
     if old[axis] != shape[axis]:
         partial = _nearest_along(partial, axis, int(shape[axis]))
@@ -279,6 +284,19 @@ def preprocess(image: np.ndarray, spacing, model: ModelFolder) -> Prepared:
     return Prepared(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), spacing, before, bbox, after)
 
 
+def first_argmax(scores: np.ndarray) -> np.ndarray:
+    """``scores.argmax(0)`` (the first of equal maxima), as a scan over the classes: 2x faster than numpy's
+    strided argmax over the first axis of a large float16 array."""
+    best = torch.from_numpy(np.ascontiguousarray(scores[0])).clone()
+    index = torch.zeros(best.shape, dtype=torch.uint8 if len(scores) < 256 else torch.int64)
+    for k in range(1, len(scores)):
+        candidate = torch.from_numpy(np.ascontiguousarray(scores[k]))
+        higher = candidate > best
+        best = torch.where(higher, candidate, best)
+        index[higher] = k
+    return index.numpy()
+
+
 def logits_to_labels(logits: torch.Tensor, prepared: Prepared, model: ModelFolder) -> np.ndarray:
     """``convert_predicted_logits_to_segmentation_with_correct_shape``: logits resampled to the cropped shape,
     to labels (argmax, or regions painted in ``regions_class_order``), un-cropped, transposed back. Returns
@@ -303,7 +321,7 @@ def logits_to_labels(logits: torch.Tensor, prepared: Prepared, model: ModelFolde
         for i, value in enumerate(labels.values):
             segmentation[probabilities[i] > 0.5] = value
     else:
-        segmentation = np.asarray(labels.values, dtype=np.uint16)[np.asarray(resampled).argmax(0)]
+        segmentation = np.asarray(labels.values, dtype=np.uint16)[first_argmax(resampled)]
     full = np.zeros(prepared.shape_before_cropping, dtype=np.uint16)
     full[tuple(slice(a, b) for a, b in prepared.bbox)] = segmentation
     return full.transpose(plans["transpose_backward"])
