@@ -118,6 +118,13 @@ def nnunet_raw(manifest: Path, raw: Path) -> dict[str, list[str]]:
     return splits
 
 
+def write_splits(preprocessed: Path, splits: dict[str, list[str]]) -> None:
+    """volseg's train/val split as nnU-Net's fold 0 (``splits_final.json`` in the preprocessed dataset)."""
+    (preprocessed / "splits_final.json").write_text(
+        json.dumps([{"train": splits["train"], "val": splits["val"]}]), encoding="utf-8"
+    )
+
+
 def test_dice(pred: Path, manifest: Path, config: Path) -> dict[str, float]:
     run(
         [
@@ -165,9 +172,7 @@ def nnunet(bin_dir: Path, work: Path, manifest: Path, splits: dict, minutes: flo
             ],
             env,
         )
-    (preprocessed / "splits_final.json").write_text(
-        json.dumps([{"train": splits["train"], "val": splits["val"]}]), encoding="utf-8"
-    )
+    write_splits(preprocessed, splits)
     results = work / "nnUNet_results" / DATASET / "nnUNetTrainerBudget__nnUNetPlans__3d_fullres" / "fold_0"
     if not (results / "checkpoint_final.pth").exists():
         started = time.perf_counter()

@@ -1,8 +1,20 @@
-"""Issue 30, acceptance 1: nnU-Net v2 CT models run by ``nnUNetv2_predict`` and by ``volseg infer``, side by side.
+"""Issue 30, acceptance 1: nnU-Net v2 models run by ``nnUNetv2_predict`` and by ``volseg infer``, side by side.
 
-    .venv/bin/python benchmarks/nnunet_models.py [--spacing 3 1.5] [--ct philips bundled ircadb]
+    .venv/bin/python benchmarks/nnunet_models.py [--spacing 3 1.5] [--ct philips bundled ircadb] [--no-ct]
+        [--no-hippocampus] [--hippocampus-minutes 25] [--test-cases 10]
         [--no-tta-off] [--no-tta-on] [--no-defaults] [--no-int8] [--epochs 2 --iterations 10]
 
+0. The hippocampus model (``--no-hippocampus`` skips it): MSD Task04 (``--hippocampus-source``, default
+   ``../shared/data/msd_task04_hippocampus``) on volseg's split (``pipelines/hippocampus_manifest.py``: 176
+   train / 44 val as nnU-Net's fold 0, the 10 bundled test cases held out), made into nnU-Net's raw dataset
+   by ``benchmarks/nnunet_budget.py`` (``Dataset004_Hippocampus``), ``3d_fullres`` fold 0 trained by its
+   ``nnUNetTrainerBudget`` (nnU-Net's default recipe, 25-iteration epochs, their number fitted to
+   ``--hippocampus-minutes`` of training wall clock; nnU-Net's final validation of the 44 val cases runs),
+   under ``nice -n 19``. Its test set: the ``--test-cases`` (10) held-out cases copied into one folder that
+   both tools get whole (one ``nnUNetv2_predict`` and one ``volseg infer`` process for all of them, as a user
+   runs them), scored against their manual labels; Dice per case and label, then the mean over cases per
+   label and the worst case. Its int8 twin is calibrated on ``--calibration-cases`` (10) training cases and
+   checked on as many val cases. The same timed runs as the CTs' follow.
 1. Data (all of it in ``--work``, default ``runs/nnunet_models/``; none of it is committed):
    - training: the bundled TotalSegmentator example CT and its 4 organ labels (``data/abdomen_ct/ct.nii.gz`` +
      ``ct_labels.nii.gz``, Apache-2.0), resampled with SimpleITK (linear for the image, nearest for the labels)
@@ -66,7 +78,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks import nnunet_env  # noqa: E402
+from benchmarks import nnunet_budget, nnunet_env  # noqa: E402
 from benchmarks.nnunet_env import ensure, environment, short_trainer, versions  # noqa: E402
 from benchmarks.record import provenance, write  # noqa: E402
 
@@ -82,6 +94,11 @@ MODELS = {  # spacing (mm) -> (dataset id, dataset name)
     "1.5": (932, "Dataset932_AbdomenCT1p5mm"),
 }
 CTS = ("philips", "bundled", "ircadb")
+# the hippocampus model: its key in ``models``, and the name of its test set (in the runs' "ct" field)
+HIPPOCAMPUS = "hippocampus"
+HIPPOCAMPUS_ID, HIPPOCAMPUS_DATASET = 4, nnunet_budget.DATASET
+HIPPOCAMPUS_LABELS = nnunet_budget.LABELS
+HIPPOCAMPUS_TRAINER = nnunet_budget.TRAINER  # nnUNetTrainerBudget: the default recipe in a wall-clock budget
 SETTINGS = ("tta_off", "tta_on", "defaults")
 # each timed run: (name, tool, setting it belongs to); the nnU-Net default is the tta_on run
 RUNS = {
@@ -419,30 +436,11 @@ def prepare_ct(ct: str, inputs: Path) -> dict | None:
 def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dict:
     """The model folder at ``spacing`` mm, trained (or reused); returns its record."""
     did, name = MODELS[spacing]
-    raw, pre, results = work / "nnUNet_raw", work / "nnUNet_preprocessed", work / "nnUNet_results"
+    raw, results = work / "nnUNet_raw", work / "nnUNet_results"
     make_training_dataset(raw, name, float(spacing))
     record_path = work / "models" / f"{name}.json"
     record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
-    if not (pre / name / f"{PLANS}_{CONFIGURATION}").is_dir():
-        record["plan_and_preprocess_s"] = round(
-            run(
-                [
-                    bin_dir / "nnUNetv2_plan_and_preprocess",
-                    "-d",
-                    did,
-                    "-c",
-                    CONFIGURATION,
-                    "--verify_dataset_integrity",
-                    "-np",
-                    args.processes,
-                    "-npfp",
-                    args.processes,
-                ],
-                env,
-                work / "logs" / f"plan_and_preprocess_{did}.log",
-            ),
-            1,
-        )
+    plan_and_preprocess(bin_dir, work, did, name, env, args, record)
     folder = results / name / f"{TRAINER_NAME}__{PLANS}__{CONFIGURATION}"
     checkpoint = folder / "fold_all" / "checkpoint_final.pth"
     if not checkpoint.exists():
@@ -467,19 +465,56 @@ def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dic
             "val_iterations_per_epoch": args.val_iterations,
             "batch_size": None,
         }
-    plans = json.loads((folder / "plans.json").read_text(encoding="utf-8"))
-    cfg = plans["configurations"][CONFIGURATION]
-    logs = sorted((folder / "fold_all").glob("training_log_*.txt"))
+    return describe(record, record_path, did, name, folder, "all", spacing_mm=float(spacing))
+
+
+def plan_and_preprocess(bin_dir: Path, work: Path, did: int, name: str, env: dict, args, record: dict) -> None:
+    """``nnUNetv2_plan_and_preprocess -c 3d_fullres`` (niced) unless done; its seconds into ``record``."""
+    if (work / "nnUNet_preprocessed" / name / f"{PLANS}_{CONFIGURATION}").is_dir():
+        return
+    record["plan_and_preprocess_s"] = round(
+        run(
+            [
+                "nice",
+                "-n",
+                "19",
+                bin_dir / "nnUNetv2_plan_and_preprocess",
+                "-d",
+                did,
+                "-c",
+                CONFIGURATION,
+                "--verify_dataset_integrity",
+                "-np",
+                args.processes,
+                "-npfp",
+                args.processes,
+            ],
+            env,
+            work / "logs" / f"plan_and_preprocess_{did}.log",
+        ),
+        1,
+    )
+
+
+def training_log(fold_dir: Path) -> list[str]:
+    logs = sorted(fold_dir.glob("training_log_*.txt"))
+    return logs[-1].read_text(encoding="utf-8", errors="replace").splitlines() if logs else []
+
+
+def describe(record: dict, record_path: Path, did: int, name: str, folder: Path, fold: str, **extra) -> dict:
+    """``record`` completed from the trained model folder (plans, checkpoint, pseudo Dice per epoch) and saved."""
+    checkpoint = folder / f"fold_{fold}" / "checkpoint_final.pth"
+    cfg = json.loads((folder / "plans.json").read_text(encoding="utf-8"))["configurations"][CONFIGURATION]
     pseudo_dice = []
-    if logs:
-        for line in logs[-1].read_text(encoding="utf-8", errors="replace").splitlines():
-            if "Pseudo dice" in line:
-                values = re.sub(r"np\.float\d+\(", "", line.split("Pseudo dice", 1)[1])  # [np.float32(0.1), ...]
-                pseudo_dice.append([float(v) for v in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", values)])
+    for line in training_log(folder / f"fold_{fold}"):
+        if "Pseudo dice" in line:
+            values = re.sub(r"np\.float\d+\(", "", line.split("Pseudo dice", 1)[1])  # [np.float32(0.1), ...]
+            pseudo_dice.append([float(v) for v in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", values)])
     record.update(
-        spacing_mm=float(spacing),
+        **extra,
         dataset_id=did,
         dataset=name,
+        fold=fold,
         model_folder=str(folder),
         checkpoint=str(checkpoint),
         checkpoint_sha256=file_sha256(checkpoint),
@@ -500,32 +535,164 @@ def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dic
     return record
 
 
+# ---------------------------------------------------------------- the hippocampus model
+
+
+def hippocampus_manifest(work: Path, source: Path) -> Path:
+    """volseg's split of MSD Task04 (``pipelines/hippocampus_manifest.py``) as ``work/hippocampus/manifest.csv``."""
+    manifest = work / "hippocampus" / "manifest.csv"
+    if not manifest.exists():
+        if not source.is_dir():
+            raise SystemExit(f"hippocampus: {source} is absent (--hippocampus-source, or --no-hippocampus)")
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        run(
+            [sys.executable, REPO / "pipelines" / "hippocampus_manifest.py", source.resolve(), manifest],
+            dict(os.environ),
+            work / "logs" / "hippocampus_manifest.log",
+        )
+    return manifest
+
+
+def prepare_hippocampus_tests(manifest: Path, inputs: Path, count: int) -> dict:
+    """The first ``count`` held-out test cases copied into ``inputs/hippocampus/`` as ``<case>_0000.nii.gz``
+    (the folder both tools get), with their manual labels; returns the test set's record."""
+    import SimpleITK as sitk
+
+    from volseg.data.manifest import read_manifest
+
+    cases = sorted((c for c in read_manifest(manifest) if c.split == "test"), key=lambda c: c.case_id)[:count]
+    ids = [c.case_id for c in cases]
+    folder = inputs / HIPPOCAMPUS
+    record_path = folder / "input.json"
+    if record_path.exists():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("cases") == ids and all((folder / f"{i}_0000.nii.gz").is_file() for i in ids):
+            return record
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    digest = hashlib.sha256()
+    sizes, spacings, references = {}, {}, {}
+    for case in cases:
+        image = folder / f"{case.case_id}_0000.nii.gz"
+        shutil.copyfile(case.images[0], image)  # byte for byte
+        digest.update(file_sha256(image).encode())
+        written = sitk.ReadImage(str(image))
+        sizes[case.case_id] = list(written.GetSize())
+        spacings[case.case_id] = [round(v, 4) for v in written.GetSpacing()]
+        references[case.case_id] = str(Path(case.label).resolve())
+    record = {
+        "source": str(Path(cases[0].images[0]).resolve().parent) if cases else None,
+        "what": f"MSD Task04 hippocampus MRI: {len(ids)} of the held-out test cases of volseg's data_manifest.csv",
+        "license": "CC BY-SA 4.0 (Medical Segmentation Decathlon)",
+        "folder": str(folder),
+        "image": str(folder),
+        "cases": ids,
+        "sizes": sizes,
+        "spacings": spacings,
+        "references": references,
+        "reference_kind": "manual labels (MSD Task04)",
+        "sha256": digest.hexdigest(),  # of the files' digests, in case order
+    }
+    record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+def train_hippocampus(bin_dir: Path, work: Path, manifest: Path, env: dict, args) -> dict:
+    """``3d_fullres`` fold 0 of the hippocampus on volseg's split, trained by nnU-Net's own trainer for
+    ``--hippocampus-minutes`` (niced), or reused; returns its record."""
+    did, name = HIPPOCAMPUS_ID, HIPPOCAMPUS_DATASET
+    splits = nnunet_budget.nnunet_raw(manifest, work / "nnUNet_raw")
+    record_path = work / "models" / f"{name}.json"
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
+    plan_and_preprocess(bin_dir, work, did, name, env, args, record)
+    nnunet_budget.write_splits(work / "nnUNet_preprocessed" / name, splits)
+    trainer = HIPPOCAMPUS_TRAINER.name
+    folder = work / "nnUNet_results" / name / f"{trainer}__{PLANS}__{CONFIGURATION}"
+    fold_dir = folder / "fold_0"
+    if not (fold_dir / "checkpoint_final.pth").exists():
+        train_env = {
+            **env,
+            "VOLSEG_NNUNET_BUDGET_MINUTES": f"{args.hippocampus_minutes:g}",
+            "VOLSEG_NNUNET_ITERATIONS": str(args.hippocampus_iterations),
+        }
+        cmd = ["nice", "-n", "19", bin_dir / "nnUNetv2_train", did, CONFIGURATION, "0", "-tr", trainer, "-p", PLANS]
+        cmd += ["-device", "cpu"]
+        seconds = run(cmd, train_env, work / "logs" / f"train_{did}.log")
+        record["training"] = {
+            "command": display(cmd, bin_dir),
+            "seconds": round(seconds, 1),  # start-up, the epochs and nnU-Net's final validation
+            "budget_minutes": args.hippocampus_minutes,
+            "iterations_per_epoch": args.hippocampus_iterations,
+            "splits": {k: len(v) for k, v in splits.items()},
+        }
+    lines = training_log(fold_dir)
+    epoch_seconds = [float(line.split("Epoch time:")[1].split()[0]) for line in lines if "Epoch time:" in line]
+    summary = fold_dir / "validation" / "summary.json"
+    if "training" in record:
+        record["training"].update(
+            epochs=len(epoch_seconds),
+            train_minutes=round(sum(epoch_seconds) / 60, 2),  # the logged epoch times: the budget's clock
+            val_dice=json.loads(summary.read_text(encoding="utf-8"))["foreground_mean"]["Dice"]
+            if summary.exists()
+            else None,
+        )
+    return describe(
+        record, record_path, did, name, folder, "0", kind=HIPPOCAMPUS, trainer=trainer, labels=HIPPOCAMPUS_LABELS
+    )
+
+
+def hippocampus_int8_manifests(manifest: Path, work: Path, count: int) -> tuple[Path, Path]:
+    """Manifests of ``count`` training cases (calibration, split train) and ``count`` val cases (the int8
+    check, split val), from volseg's split."""
+    from volseg.data.manifest import read_manifest
+
+    cases = read_manifest(manifest)
+    paths = []
+    for split, what in (("train", "calibration"), ("val", "check")):
+        path = work / "models" / f"{HIPPOCAMPUS_DATASET}.{what}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["case_id", "image", "label", "split"])
+            for c in [c for c in cases if c.split == split][:count]:
+                w.writerow([c.case_id, Path(c.images[0]).resolve(), Path(c.label).resolve(), split])
+        paths.append(path)
+    return paths[0], paths[1]
+
+
 # ---------------------------------------------------------------- volseg's int8 twin
 
 
-def export_int8(model: dict, work: Path, env: dict) -> dict:
-    """``volseg export MODEL --precision int8`` calibrated and checked on the model's training CT (once per
-    checkpoint). It also leaves the fp32 ONNX in the cache, so no timed fp32 run pays for the export."""
+def export_int8(model: dict, work: Path, env: dict, calibration: tuple[Path, Path] | None = None) -> dict:
+    """``volseg export MODEL --precision int8`` calibrated and checked on the model's training CT, or on
+    ``calibration`` (a calibration manifest and a check manifest), once per checkpoint, niced. It also leaves
+    the fp32 ONNX in the cache, so no timed fp32 run pays for the export."""
     name = model["dataset"]
     record_path = work / "models" / f"{name}.int8.json"
     if record_path.exists():
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if record.get("checkpoint_sha256") == model["checkpoint_sha256"]:
             return record
-    training = work / "nnUNet_raw" / name
-    manifest = work / "models" / f"{name}.check.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["case_id", "image", "label", "split"])
-        w.writerow(
-            [
-                "abdomenct_000",
-                training / "imagesTr" / "abdomenct_000_0000.nii.gz",
-                training / "labelsTr" / "abdomenct_000.nii.gz",
-                "val",
-            ]
-        )
+    if calibration is None:
+        training = work / "nnUNet_raw" / name
+        manifest = work / "models" / f"{name}.check.csv"
+        with open(manifest, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["case_id", "image", "label", "split"])
+            w.writerow(
+                [
+                    "abdomenct_000",
+                    training / "imagesTr" / "abdomenct_000_0000.nii.gz",
+                    training / "labelsTr" / "abdomenct_000.nii.gz",
+                    "val",
+                ]
+            )
+        calibration = (training / "imagesTr", manifest)
     cmd = [
+        "nice",
+        "-n",
+        "19",
         sys.executable,
         "-m",
         "volseg",
@@ -534,9 +701,9 @@ def export_int8(model: dict, work: Path, env: dict) -> dict:
         "--precision",
         "int8",
         "--calibration",
-        training / "imagesTr",
+        calibration[0],
         "--check",
-        manifest,
+        calibration[1],
         "--check-split",
         "val",
     ]
@@ -554,7 +721,7 @@ def export_int8(model: dict, work: Path, env: dict) -> dict:
     record = {
         "checkpoint_sha256": model["checkpoint_sha256"],
         "seconds": round(seconds, 1),
-        "command": "volseg " + " ".join(str(c) for c in cmd[3:]),
+        "command": "volseg " + " ".join(str(c) for c in cmd[6:]),
         "twin_record": twin,
         "output_tail": log_path.read_text(encoding="utf-8", errors="replace")[-2000:],
     }
@@ -566,12 +733,13 @@ def export_int8(model: dict, work: Path, env: dict) -> dict:
 
 
 def run_command(run_name: str, model: dict, ct: dict, bin_dir: Path, out: Path) -> list:
+    """The run's command; a test set with a ``folder`` (the hippocampus cases) is given whole to both tools."""
     image = Path(ct["image"])
     if run_name.startswith("nnunet"):
         cmd = [
             bin_dir / "nnUNetv2_predict",
             "-i",
-            image.parent,
+            ct.get("folder", image.parent),
             "-o",
             out,
             "-d",
@@ -579,11 +747,11 @@ def run_command(run_name: str, model: dict, ct: dict, bin_dir: Path, out: Path) 
             "-c",
             CONFIGURATION,
             "-tr",
-            TRAINER_NAME,
+            model.get("trainer", TRAINER_NAME),
             "-p",
             PLANS,
             "-f",
-            "all",
+            model.get("fold", "all"),
             "-device",
             "cpu",
         ]
@@ -598,8 +766,9 @@ def run_command(run_name: str, model: dict, ct: dict, bin_dir: Path, out: Path) 
     return cmd
 
 
-def output_of(run_name: str, out: Path, ct_name: str) -> Path:
-    return out / f"{ct_name}.nii.gz"  # both name the output by the case id (the input's name less _0000)
+def outputs_of(out: Path, ct_name: str, ct: dict) -> dict[str, Path]:
+    """Each case's label map: both tools name it by the case id (the input's name less _0000)."""
+    return {case: out / f"{case}.nii.gz" for case in ct.get("cases", [ct_name])}
 
 
 def display(cmd: list, bin_dir: Path) -> str:
@@ -622,8 +791,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
-def dice_per_label(pred: np.ndarray, ref: np.ndarray) -> dict:
-    return {name: dice(pred == value, ref == value) for name, value in LABELS.items() if value}
+def dice_per_label(pred: np.ndarray, ref: np.ndarray, labels: dict = LABELS) -> dict:
+    return {name: dice(pred == value, ref == value) for name, value in labels.items() if value}
 
 
 def mean_of(values: dict) -> float | None:
@@ -679,9 +848,10 @@ def do_run(
     first[0] = False
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     result = timed(cmd, nn_env if run_name.startswith("nnunet") else vs_env, folder / "run.log")
-    output = output_of(run_name, out, ct_name)
-    if not output.is_file():
-        raise SystemExit(f"{run_name}: no output {output}; see {folder / 'run.log'}")
+    outputs = outputs_of(out, ct_name, ct)
+    missing = [str(p) for p in outputs.values() if not p.is_file()]
+    if missing:
+        raise SystemExit(f"{run_name}: no output {', '.join(missing)}; see {folder / 'run.log'}")
     text = (folder / "run.log").read_text(encoding="utf-8", errors="replace")
     engine = re.search(r"backend (\w+) (\w+)", text)
     record = {
@@ -689,13 +859,14 @@ def do_run(
         "tool": RUNS[run_name][0],
         "setting": RUNS[run_name][1],
         "model": model["dataset"],
-        "spacing_mm": model["spacing_mm"],
+        "spacing_mm": model.get("spacing_mm"),
         "ct": ct_name,
         "command": display(cmd, bin_dir),
         "started": started_at,
         **load,
         **result,
-        "output": str(output),
+        "output": str(outputs[ct_name]) if ct_name in outputs else str(out),
+        **({"outputs": {k: str(v) for k, v in outputs.items()}} if "cases" in ct else {}),
         "checkpoint_sha256": model["checkpoint_sha256"],
         "input_sha256": ct["sha256"],
         "engine": f"{engine.group(1)} {engine.group(2)}" if engine and RUNS[run_name][0] == "volseg" else None,
@@ -707,25 +878,76 @@ def do_run(
 # ---------------------------------------------------------------- comparison and tables
 
 
+PAIRS = [  # label maps compared: (run, against run)
+    ("volseg_fp32_tta_off", "nnunet_tta_off"),
+    ("volseg_int8_tta_off", "nnunet_tta_off"),
+    ("volseg_torch_tta_off", "nnunet_tta_off"),
+    ("volseg_fp32_tta_off", "volseg_torch_tta_off"),
+    ("volseg_fp32_tta_on", "nnunet_tta_on"),
+    ("volseg_int8_tta_on", "nnunet_tta_on"),
+    ("volseg_default", "nnunet_tta_on"),
+    ("volseg_default", "nnunet_tta_off"),
+    ("volseg_int8_tta_off", "volseg_fp32_tta_off"),
+    ("volseg_int8_tta_on", "volseg_fp32_tta_on"),
+    ("volseg_fp32_tta_on", "volseg_fp32_tta_off"),
+    ("nnunet_tta_on", "nnunet_tta_off"),
+]
+
+
+def compare_cases(records: dict, test: dict, labels: dict) -> dict:
+    """Dice figures for a test set of several cases (the hippocampus): per case and label, then per label the
+    mean over cases (``dice``), their mean (``mean``), the worst case and label (``min``) and the worst case's
+    mean over labels (``case_mean_min``); against the manual labels the mean over cases per label."""
+    maps = {
+        name: {case: labels_of(Path(p))[0] for case, p in r["outputs"].items()}
+        for name, r in records.items()
+        if all(Path(p).is_file() for p in r.get("outputs", {}).values()) and r.get("outputs")
+    }
+
+    def summary(per_case: dict) -> dict:
+        per_label = {n: mean_of({c: v[n] for c, v in per_case.items()}) for n in next(iter(per_case.values()), {})}
+        values = [d for v in per_case.values() for d in v.values() if d is not None]
+        case_means = [m for m in (mean_of(v) for v in per_case.values()) if m is not None]
+        return {
+            "dice": per_label,
+            "mean": mean_of(per_label),
+            "min": min(values, default=None),
+            "case_mean_min": min(case_means, default=None),
+            "per_case": per_case,
+        }
+
+    out: dict = {}
+    for a, b in PAIRS:
+        if a in maps and b in maps:
+            if any(maps[a][c].shape != maps[b][c].shape for c in test["cases"]):
+                out[f"{a}_vs_{b}"] = {"error": "grids differ"}
+                continue
+            per_case = {c: dice_per_label(maps[a][c], maps[b][c], labels) for c in test["cases"]}
+            out[f"{a}_vs_{b}"] = {
+                **summary(per_case),
+                "voxels_differing": int(sum((maps[a][c] != maps[b][c]).sum() for c in test["cases"])),
+                "voxels": int(sum(maps[a][c].size for c in test["cases"])),
+            }
+    references = {
+        c: np.rint(np.asarray(nib.load(p).dataobj, dtype=np.float32)).astype(np.int16)
+        for c, p in test["references"].items()
+        if c in test["cases"]
+    }
+    for name, cases in maps.items():
+        per_case = {c: dice_per_label(cases[c], references[c], labels) for c in test["cases"]}
+        out[f"{name}_vs_reference"] = summary(per_case)
+    out["label_voxels"] = {
+        name: {k: int(sum((m == v).sum() for m in cases.values())) for k, v in labels.items() if v}
+        for name, cases in maps.items()
+    }
+    return out
+
+
 def compare(records: dict, ct: dict) -> dict:
     """Dice figures for one model x CT from its run records (keyed by run name)."""
     labels = {name: labels_of(Path(r["output"])) for name, r in records.items() if Path(r["output"]).is_file()}
     out: dict = {}
-    pairs = [
-        ("volseg_fp32_tta_off", "nnunet_tta_off"),
-        ("volseg_int8_tta_off", "nnunet_tta_off"),
-        ("volseg_torch_tta_off", "nnunet_tta_off"),
-        ("volseg_fp32_tta_off", "volseg_torch_tta_off"),
-        ("volseg_fp32_tta_on", "nnunet_tta_on"),
-        ("volseg_int8_tta_on", "nnunet_tta_on"),
-        ("volseg_default", "nnunet_tta_on"),
-        ("volseg_default", "nnunet_tta_off"),
-        ("volseg_int8_tta_off", "volseg_fp32_tta_off"),
-        ("volseg_int8_tta_on", "volseg_fp32_tta_on"),
-        ("volseg_fp32_tta_on", "volseg_fp32_tta_off"),
-        ("nnunet_tta_on", "nnunet_tta_off"),
-    ]
-    for a, b in pairs:
+    for a, b in PAIRS:
         if a in labels and b in labels:
             (la, aa), (lb, ab) = labels[a], labels[b]
             if la.shape != lb.shape:
@@ -758,10 +980,128 @@ def fmt(value, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def hippocampus_tables(result: dict) -> list[str]:
+    """The hippocampus model's section: its runs over the whole test set, Dice per label and per case."""
+    test = result.get(HIPPOCAMPUS)
+    model = result["models"].get(HIPPOCAMPUS_DATASET)
+    key = f"{HIPPOCAMPUS_DATASET}|{HIPPOCAMPUS}"
+    if not test or not model or key not in result["comparisons"]:
+        return []
+    c = result["comparisons"][key]
+    names = [n for n in HIPPOCAMPUS_LABELS if HIPPOCAMPUS_LABELS[n]]
+    t = model.get("training") or {}
+    n = len(test["cases"])
+    lines = [
+        "",
+        f"## Hippocampus: nnU-Net `3d_fullres` fold 0 on {n} held-out MSD Task04 test cases",
+        "",
+        f"Trained by nnU-Net's own `{model.get('trainer')}` on volseg's split ({t.get('splits')}) for a budget of "
+        f"{t.get('budget_minutes')} min: {t.get('epochs')} epochs x {t.get('iterations_per_epoch')} iterations, "
+        f"{fmt(t.get('train_minutes'), 1)} min of logged epochs, {fmt(t.get('seconds'), 0)} s in all with nnU-Net's "
+        f"final validation (val Dice {fmt(t.get('val_dice'))}); `{t.get('command')}`. Test cases: "
+        f"{', '.join(test['cases'])} (sizes {min(min(v) for v in test['sizes'].values())}-"
+        f"{max(max(v) for v in test['sizes'].values())} voxels a side, 1 mm). Each run is one process for the whole "
+        "folder of cases. Dice vs nnU-Net: per case and label, label maps of the same model and setting; mean: "
+        "over cases per label, then over labels; worst case: the lowest mean over labels of one case; worst "
+        "case x label: the lowest single Dice. vs manual: mean Dice against the manual labels; Δ: that less "
+        "nnU-Net's in the same setting (the defaults row: less nnU-Net's default, mirroring on).",
+        "",
+        "| setting | run | engine | s | s per case | peak MB | tree MB | speed-up vs nnU-Net "
+        "| Dice vs nnU-Net mean | worst case | worst case x label | int8 vs fp32 mean (worst case) "
+        "| vs manual mean | Δ vs nnU-Net's | load 1/5/15 at start | other processes' cores during the run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in [row for row in result["rows"] if row["record"]["ct"] == HIPPOCAMPUS]:
+        r = row["record"]
+        base = row.get("nnunet_seconds")
+        vs_nn = c.get(f"{r['run']}_vs_{row['nnunet_run']}") if r["tool"] == "volseg" else None
+        int8 = c.get(f"{r['run']}_vs_volseg_fp32_{r['setting']}") if "int8" in r["run"] else None
+        ref = c.get(f"{r['run']}_vs_reference")
+        nn_ref = c.get(f"{row['nnunet_run']}_vs_reference")
+        delta = (
+            f"{ref['mean'] - nn_ref['mean']:+.4f}"
+            if r["tool"] == "volseg"
+            and ref
+            and nn_ref
+            and ref.get("mean") is not None
+            and nn_ref.get("mean") is not None
+            else "—"
+        )
+        ok = vs_nn and "error" not in vs_nn
+        speedup = f"{base / r['seconds']:.2f}x" if base and r["tool"] == "volseg" else "—"
+        lines.append(
+            f"| {r['setting']} | {r['run']} | {r.get('engine') or ('torch' if r['tool'] == 'nnunet' else '')} | "
+            f"{r['seconds']:.1f} | {r['seconds'] / n:.2f} | {fmt(r.get('peak_rss_mb'), 0)} | "
+            f"{fmt(r.get('peak_tree_pss_mb'), 0)} | "
+            f"{speedup} | "
+            f"{fmt(vs_nn.get('mean')) if ok else '—'} | {fmt(vs_nn.get('case_mean_min')) if ok else '—'} | "
+            f"{fmt(vs_nn.get('min')) if ok else '—'} | "
+            f"{(fmt(int8.get('mean')) + ' (' + fmt(int8.get('case_mean_min')) + ')') if int8 and 'error' not in int8 else '—'} | "
+            f"{fmt(ref.get('mean')) if ref else '—'} | {delta} | "
+            f"{'/'.join(str(v) for v in r['load_at_start'])}{'' if r.get('quiet') else ' (busy)'} | "
+            f"{fmt(r.get('others_cores_during'), 2)} |"
+        )
+    lines += ["", "Acceptance (issue 30: mean >= 0.99, every case >= 0.97; vs manual within 0.003 of nnU-Net):", ""]
+    for setting in ("tta_off", "tta_on"):
+        v = c.get(f"volseg_fp32_{setting}_vs_nnunet_{setting}")
+        ref, nn_ref = c.get(f"volseg_fp32_{setting}_vs_reference"), c.get(f"nnunet_{setting}_vs_reference")
+        if not v or "error" in v:
+            lines.append(f"- {setting}: not run")
+            continue
+        gap = abs(ref["mean"] - nn_ref["mean"]) if ref and nn_ref else None
+        met = v["mean"] >= 0.99 and v["case_mean_min"] >= 0.97 and gap is not None and gap <= 0.003
+        lines.append(
+            f"- {setting}, volseg OpenVINO fp32 vs `nnUNetv2_predict`: mean {fmt(v['mean'])}, worst case "
+            f"{fmt(v['case_mean_min'])} (worst case x label {fmt(v['min'])}); vs manual labels "
+            f"{fmt(ref and ref['mean'])} against nnU-Net's {fmt(nn_ref and nn_ref['mean'])} (gap {fmt(gap)}): "
+            f"{'met' if met else 'not met'}"
+        )
+    lines += [
+        "",
+        "### Hippocampus Dice per label (mean over cases; worst case in brackets)",
+        "",
+        "| comparison | " + " | ".join(names) + " | voxels differing |",
+        "|---|" + "---|" * len(names) + "---|",
+    ]
+    for name, v in c.items():
+        if name == "label_voxels" or "dice" not in v:
+            continue
+        worst = {
+            label: min((d[label] for d in v["per_case"].values() if d[label] is not None), default=None)
+            for label in names
+        }
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{fmt(v['dice'].get(label))} ({fmt(worst[label])})" for label in names)
+            + f" | {v.get('voxels_differing', '—')} |"
+        )
+    shown = [k for k in ("volseg_fp32_tta_off_vs_nnunet_tta_off", "volseg_fp32_tta_on_vs_nnunet_tta_on") if k in c]
+    shown += [k for k in ("nnunet_tta_off_vs_reference", "volseg_fp32_tta_off_vs_reference") if k in c]
+    if shown:
+        lines += [
+            "",
+            "### Hippocampus per case (mean Dice over labels)",
+            "",
+            "| case | size | " + " | ".join(shown) + " |",
+            "|---|---|" + "---|" * len(shown),
+        ]
+        for case in test["cases"]:
+            lines.append(
+                f"| {case} | {'x'.join(map(str, test['sizes'][case]))} | "
+                + " | ".join(fmt(mean_of(c[k]["per_case"][case])) for k in shown)
+                + " |"
+            )
+    lines += ["", "| run | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for name, counts in c.get("label_voxels", {}).items():
+        lines.append(f"| {name} (label voxels, all cases) | " + " | ".join(str(counts[x]) for x in names) + " |")
+    return lines
+
+
 def tables(result: dict, made: dict) -> list[str]:
     cpu = result["cpu"]
+    ct_comparisons = {k: v for k, v in result["comparisons"].items() if not k.endswith(f"|{HIPPOCAMPUS}")}
     lines = [
-        "# nnU-Net v2 CT models: `nnUNetv2_predict` vs `volseg infer` (issue 30, acceptance 1)",
+        "# nnU-Net v2 models: `nnUNetv2_predict` vs `volseg infer` (issue 30, acceptance 1)",
         "",
         f"Command: `{made['command']}`  ",
         f"Date: {made['date']}; machine: {cpu.get('model_name')} (family {cpu.get('family')} model "
@@ -789,7 +1129,7 @@ def tables(result: dict, made: dict) -> list[str]:
         "## Models",
         "",
         "| model | plan spacing | patch | batch | network | training | pseudo Dice last epoch "
-        "| int8 twin: calibration windows; int8 vs fp32 on the training CT (worst label) |",
+        "| int8 twin: calibration windows; int8 vs fp32 on its check cases (worst label) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for m in result["models"].values():
@@ -823,7 +1163,7 @@ def tables(result: dict, made: dict) -> list[str]:
         "| other processes' cores during the run |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in result["rows"]:
+    for row in [row for row in result["rows"] if row["record"]["ct"] != HIPPOCAMPUS]:
         r, c = row["record"], result["comparisons"][row["comparisons_key"]]
         base = row.get("nnunet_seconds")
         vs_nn = c.get(f"{r['run']}_vs_{row['nnunet_run']}") if r["tool"] == "volseg" else None
@@ -850,7 +1190,7 @@ def tables(result: dict, made: dict) -> list[str]:
         "| model | CT | comparison | " + " | ".join(n for n in LABELS if LABELS[n]) + " | voxels differing |",
         "|---|---|---|" + "---|" * (len(LABELS) - 1) + "---|",
     ]
-    for key, c in result["comparisons"].items():
+    for key, c in ct_comparisons.items():
         model, ct = key.split("|")
         for name, v in c.items():
             if name == "label_voxels" or "dice" not in v:
@@ -862,7 +1202,7 @@ def tables(result: dict, made: dict) -> list[str]:
             )
     low = [
         f"{key.replace('|', ' x ')}: {name} {label} {d:.4f}"
-        for key, c in result["comparisons"].items()
+        for key, c in ct_comparisons.items()
         for name, v in c.items()
         if name.startswith("volseg_")
         and "int8" not in name
@@ -881,10 +1221,11 @@ def tables(result: dict, made: dict) -> list[str]:
         "| model | CT | run | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
     ]
-    for key, c in result["comparisons"].items():
+    for key, c in ct_comparisons.items():
         model, ct = key.split("|")
         for name, counts in c.get("label_voxels", {}).items():
             lines.append(f"| {model} | {ct} | {name} | " + " | ".join(str(counts[n]) for n in names) + " |")
+    lines += hippocampus_tables(result)
     lines += ["", "## Not run", ""]
     lines += [f"- {item}" for item in result["not_run"]] or ["- nothing: every model, CT and setting has a run."]
     return lines
@@ -900,6 +1241,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--spacing", nargs="+", choices=sorted(MODELS), default=["3", "1.5"], help="models to run (mm)")
     parser.add_argument("--ct", nargs="+", choices=CTS, default=list(CTS), help="test CTs to run")
+    parser.add_argument("--no-ct", action="store_true", help="skip the CT models (their earlier runs stay)")
+    parser.add_argument("--no-hippocampus", action="store_true", help="skip the hippocampus model")
+    parser.add_argument(
+        "--hippocampus-source", type=Path, default=SHARED / "msd_task04_hippocampus", help="MSD Task04 folder"
+    )
+    parser.add_argument(
+        "--hippocampus-minutes", type=float, default=25.0, help="hippocampus training budget, wall-clock minutes"
+    )
+    parser.add_argument("--hippocampus-iterations", type=int, default=25, help="hippocampus iterations per epoch")
+    parser.add_argument("--test-cases", type=int, default=10, help="hippocampus test cases run (the first N)")
+    parser.add_argument(
+        "--calibration-cases", type=int, default=10, help="hippocampus int8: training cases calibrated on"
+    )
     parser.add_argument("--no-tta-off", action="store_true", help="skip the TTA-off runs")
     parser.add_argument("--no-tta-on", action="store_true", help="skip the TTA-on runs (and so nnU-Net's default)")
     parser.add_argument("--no-defaults", action="store_true", help="skip volseg's default run")
@@ -929,12 +1283,14 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     load_at_invocation = load_average()
     invocation_started = time.perf_counter()
-    bin_dir = ensure(args.venv.absolute(), [TRAINER], work / "logs")
+    bin_dir = ensure(args.venv.absolute(), [TRAINER, HIPPOCAMPUS_TRAINER], work / "logs")
     nn_env = environment(work)
     # volseg's caches (ONNX, the int8 twin) inside the work folder: nothing from other runs is reused
     vs_env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache")}
     vs_env.pop("VOLSEG_CACHE", None)
 
+    if args.no_ct:
+        args.spacing, args.ct = [], []
     cts: dict = {}
     for name in CTS:
         cts[name] = prepare_ct(name, work / "inputs") if name in args.ct else None
@@ -971,8 +1327,41 @@ def main() -> None:
             if int8_path.exists():
                 models[spacing]["int8"] = json.loads(int8_path.read_text(encoding="utf-8"))
 
+    # the hippocampus model and its test set (a folder of cases), or those of an earlier invocation
+    hippocampus_record = work / "models" / f"{HIPPOCAMPUS_DATASET}.json"
+    tests: dict = {}
+    if not args.no_hippocampus:
+        manifest = hippocampus_manifest(work, args.hippocampus_source)
+        tests[HIPPOCAMPUS] = prepare_hippocampus_tests(manifest, work / "inputs", args.test_cases)
+        models[HIPPOCAMPUS] = train_hippocampus(bin_dir, work, manifest, nn_env, args)
+        if not args.no_int8:
+            models[HIPPOCAMPUS]["int8"] = export_int8(
+                models[HIPPOCAMPUS], work, vs_env, hippocampus_int8_manifests(manifest, work, args.calibration_cases)
+            )
+    elif hippocampus_record.exists() and (work / "inputs" / HIPPOCAMPUS / "input.json").exists():
+        models[HIPPOCAMPUS] = json.loads(hippocampus_record.read_text(encoding="utf-8"))
+        tests[HIPPOCAMPUS] = json.loads((work / "inputs" / HIPPOCAMPUS / "input.json").read_text(encoding="utf-8"))
+        int8_path = work / "models" / f"{HIPPOCAMPUS_DATASET}.int8.json"
+        if int8_path.exists():
+            models[HIPPOCAMPUS]["int8"] = json.loads(int8_path.read_text(encoding="utf-8"))
+
     first = [True]
     if not args.train_only:
+        # the hippocampus first: it is the part asked for, the CTs' runs may already be recorded
+        if not args.no_hippocampus:
+            for run_name in selected:
+                do_run(
+                    run_name,
+                    models[HIPPOCAMPUS],
+                    HIPPOCAMPUS,
+                    tests[HIPPOCAMPUS],
+                    bin_dir,
+                    work,
+                    nn_env,
+                    vs_env,
+                    args,
+                    first,
+                )
         for spacing in args.spacing:
             for ct_name in args.ct:
                 if cts[ct_name] is None:
@@ -983,7 +1372,8 @@ def main() -> None:
     # every run recorded in the work folder, this invocation's or earlier ones'
     rows, comparisons, not_run = [], {}, []
     for model in models.values():
-        for ct_name, ct in cts.items():
+        hippocampus = model.get("kind") == HIPPOCAMPUS
+        for ct_name, ct in (tests if hippocampus else cts).items():
             if ct is None:
                 not_run.append(f"{model['dataset']} x {ct_name}: input missing")
                 continue
@@ -1002,7 +1392,7 @@ def main() -> None:
             if not records:
                 continue
             key = f"{model['dataset']}|{ct_name}"
-            comparisons[key] = compare(records, ct)
+            comparisons[key] = compare_cases(records, ct, HIPPOCAMPUS_LABELS) if hippocampus else compare(records, ct)
             for r in records.values():
                 nnunet_run = "nnunet_tta_off" if r["setting"] == "tta_off" else "nnunet_tta_on"
                 base = records.get(nnunet_run)
@@ -1014,9 +1404,10 @@ def main() -> None:
                         "comparisons_key": key,
                     }
                 )
-    for model_spacing in MODELS:
+    for model_spacing in [*MODELS, HIPPOCAMPUS]:
         if model_spacing not in models:
-            not_run.append(f"{MODELS[model_spacing][1]}: not trained in this work folder")
+            name = HIPPOCAMPUS_DATASET if model_spacing == HIPPOCAMPUS else MODELS[model_spacing][1]
+            not_run.append(f"{name}: not trained in this work folder")
 
     result = {
         "cpu": cpu_info(),
@@ -1033,6 +1424,7 @@ def main() -> None:
         "work": str(work),
         "models": {m["dataset"]: m for m in models.values()},
         "cts": cts,
+        HIPPOCAMPUS: tests.get(HIPPOCAMPUS),
         "rows": rows,
         "comparisons": comparisons,
         "not_run": not_run,
