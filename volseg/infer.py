@@ -34,7 +34,6 @@ from volseg.inputs import CaseInput
 from volseg.midline import split_at_midline
 from volseg.outputs import RunOutputs
 from volseg.predict import (
-    activate,
     attention_network,
     mirror_axes,
     predict_probabilities,
@@ -79,7 +78,7 @@ class Segmenter:
         self.model_name = path.parent.name if path.name in ("model.pt", "best.pt", "last.pt") else path.stem
         engine = make_backend(backend, self.model, self.cfg, self.device, self.checkpoint, precision)
         self.backend, self.precision = engine.name, engine.precision
-        self.network = lambda x: activate(engine.forward(x))
+        self.network = engine.forward  # logits: predict_probabilities blends them, then activates
         self.batch_size = engine.window_batch if self.cfg.model.dims == 3 else None
         self.reader = LoadCased(self.cfg.data.label_remap, self.cfg)
         self.chain = preprocess(self.cfg, window_overlap=overlap)
@@ -182,7 +181,13 @@ class Segmenter:
         """The first attention gate's map (X, Y, Z) on the source grid (attention models only)."""
         image = data["image"]
         maps = predict_probabilities(
-            self.model, image, self.cfg, self.device, overlap=self.overlap, network=attention_network(self.model)
+            self.model,
+            image,
+            self.cfg,
+            self.device,
+            overlap=self.overlap,
+            network=attention_network(self.model),
+            activation=None,
         )
         return to_source_grid(maps, image, self.chain)[0].numpy()
 

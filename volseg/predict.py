@@ -2,7 +2,12 @@
 
 3D models run MONAI's sliding-window inference with Gaussian blending; 2D models run batched slice-wise
 along the planned slice axis (with the same neighbouring-slice channels as in training). Mirroring
-test-time augmentation averages the probabilities over every flip of the spatial axes.
+test-time augmentation averages over every flip of the spatial axes.
+
+What is blended and averaged are the logits, and softmax (sigmoid for one channel) comes once at the end, as
+nnU-Net and MONAI's ``sliding_window_inference`` do: blending probabilities instead was the whole of volseg's
+disagreement with MONAI on the abdominal CT (right kidney Dice 0.9885 between the two;
+benchmarks/whole_volume.py measures it).
 """
 
 from __future__ import annotations
@@ -95,14 +100,16 @@ def predict_probabilities(
     tta: bool = False,
     batch_size: int | None = None,
     network: Network | None = None,
+    activation: Callable[[torch.Tensor], torch.Tensor] | None = activate,
 ) -> torch.Tensor:
     """Class probabilities (K, X, Y, Z) for a preprocessed (C, X, Y, Z) image, on the CPU.
 
-    ``network`` replaces the default batch -> probabilities function, e.g. to stitch attention maps.
+    ``network`` replaces the default batch -> logits function (a backend's engine). ``activation`` turns the
+    blended logits into probabilities; None keeps the blended maps as they are (attention maps).
     ``tta`` averages the mirror images along :func:`mirror_axes` (2^n passes).
     """
     model.eval()
-    network = network or (lambda x: activate(model(x).float()))
+    network = network or (lambda x: model(x).float())
     image = torch.as_tensor(image).float()
     spatial_dims = cfg.model.dims
     flips = [()]
@@ -119,14 +126,15 @@ def predict_probabilities(
                 probs = _slice_wise(network, x, cfg, device, batch_size or max(cfg.sampling.batch_size_2d, 16))
             probs = probs.cpu().flip(flip) if flip else probs.cpu()
             total = probs if total is None else total + probs
-    return total / len(flips)
+        total = total / len(flips)
+        return activation(total[None])[0] if activation is not None else total
 
 
 def attention_network(model: nn.Module) -> Network:
     """The full-resolution attention gate's map, for models that expose ``forward_with_attention``."""
     if not getattr(model, "has_attention", False):
         raise VolsegError(f"{type(model).__name__} has no attention gates; attention maps need attunet or r2attunet")
-    return lambda x: model.forward_with_attention(x)[1][0].float()
+    return lambda x: model.forward_with_attention(x)[1][0].float()  # blended as they are: activation=None
 
 
 def probabilities_to_labels(probs: torch.Tensor) -> torch.Tensor:
