@@ -221,6 +221,27 @@ def test_cpu_backends_give_nnunets_labels(backend):
         assert np.array_equal(labels, golden("plain", True, case.case_id))
 
 
+def test_bf16_runs_where_the_cpu_has_it_and_is_refused_where_it_does_not(monkeypatch):
+    """--precision bf16: OpenVINO at bf16 inference precision on a CPU with native bf16 (labels close to fp32's);
+    one line, before any work, where the CPU would emulate it."""
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'volseg[openvino]')")
+    from volseg import backends
+    from volseg.errors import VolsegError
+
+    monkeypatch.setattr(backends, "native_bf16", lambda: False)
+    with pytest.raises(VolsegError, match="no native bf16"):
+        NnunetSegmenter(model(), backend="openvino", precision="bf16")
+    with pytest.raises(VolsegError, match="through OpenVINO"):
+        NnunetSegmenter(model(), backend="torch", precision="bf16")
+    monkeypatch.setattr(backends, "native_bf16", lambda: True)
+    segmenter = NnunetSegmenter(model(), backend="openvino", precision="bf16")
+    assert segmenter.precision == "bf16"
+    case = case_of(IMAGES[0])
+    labels, _ = segmenter.predict(segmenter.load(case))
+    expected = golden("plain", False, case.case_id)
+    assert labels.shape == expected.shape and (labels == expected).mean() > 0.98
+
+
 def _totalsegmentator_home(home: Path, parts: dict[int, dict], spacing: float, trainer: str) -> Path:
     """TotalSegmentator 2.x's weights layout with tiny part models (their labels named as TotalSegmentator's)."""
     root = home / "nnunet" / "results"

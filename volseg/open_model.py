@@ -21,7 +21,7 @@ from volseg.errors import VolsegError
 class InferenceOptions:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     backend: str = "auto"  # auto (the fastest installed), torch, onnxruntime, openvino
-    precision: str = "auto"  # auto (int8 only where its agreement was measured), fp32, int8
+    precision: str = "auto"  # auto (int8 only where its agreement was measured), fp32, bf16 (native bf16 CPUs), int8
     overlap: float = 0.5  # sliding-window overlap (nnU-Net's tile step is 1 - overlap)
     tta: bool = False  # mirroring test-time augmentation
     keep_largest: bool = False  # keep the largest connected component per label

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 IR_NAME = "model_int8.xml"
 RECORD_NAME = "int8.json"
 MIN_AGREEMENT = 0.99  # worst case Dice per label, int8 labels vs fp32 labels
-PRECISIONS = ("auto", "fp32", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 DEFAULT_KEEP_FP32: tuple[str, ...] = ()  # measured: benchmarks/results/int8.md
 
 

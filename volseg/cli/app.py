@@ -34,7 +34,8 @@ Precision = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="auto, fp32 or int8 (OpenVINO; auto: int8 only for a model whose int8 agreement is recorded, see `volseg export`).",
+        help="auto, fp32, bf16 or int8 (OpenVINO; auto: int8 only for a model whose int8 agreement is recorded, see "
+        "`volseg export`; bf16: on CPUs with native bf16, AVX512_BF16 or AMX).",
     ),
 ]
 Overlap = Annotated[

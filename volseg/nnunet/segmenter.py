@@ -100,6 +100,9 @@ class NnunetSegmenter:
             raise VolsegError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         if precision == "fp32" or (precision == "auto" and self.backend != "openvino"):
             return "fp32", None
+        if precision == "bf16":
+            backends.require_bf16(self.backend, self.device)
+            return "bf16", None
         if self.backend != "openvino":
             raise VolsegError(f"int8 runs through OpenVINO on the CPU; here the backend is {self.backend!r}")
         record = read_twin(self.model)
@@ -129,7 +132,7 @@ class NnunetSegmenter:
         )
         if self.backend == "onnxruntime":
             return backends.onnxruntime_backend(onnx)
-        return backends.openvino_backend(onnx)
+        return backends.openvino_backend(onnx, self.precision)
 
     def read(self, case):
         from volseg.data.dicom_archive import DicomSeries
