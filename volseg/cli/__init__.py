@@ -1,10 +1,11 @@
 """The ``volseg`` command line: parse, build, call one library function, report.
 
 One module per theme registers its commands on the one typer app (:mod:`volseg.cli.app`): data
-(manifest, check, plan), inference (models, infer, pacs, export, demo), results (evaluate, report), training.
+(manifest, check, plan), inference (infer, pacs, demo), models (models, export), results (evaluate, report),
+training.
 """
 
-from volseg.cli import data, inference, results, training  # noqa: F401  (each registers its commands)
+from volseg.cli import data, inference, models, results, training  # noqa: F401  (each registers its commands)
 from volseg.cli.app import app, main
 
 __all__ = ["app", "main"]
