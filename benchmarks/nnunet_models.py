@@ -626,6 +626,12 @@ def train_hippocampus(bin_dir: Path, work: Path, manifest: Path, env: dict, args
             "iterations_per_epoch": args.hippocampus_iterations,
             "splits": {k: len(v) for k, v in splits.items()},
         }
+    else:
+        trained = (record.get("training") or {}).get("budget_minutes")
+        if trained != args.hippocampus_minutes:
+            log(
+                f"reusing {fold_dir} (trained for {trained} min; --hippocampus-minutes ignored: move it away to retrain)"
+            )
     lines = training_log(fold_dir)
     epoch_seconds = [float(line.split("Epoch time:")[1].split()[0]) for line in lines if "Epoch time:" in line]
     summary = fold_dir / "validation" / "summary.json"
@@ -1103,7 +1109,7 @@ def tables(result: dict, made: dict) -> list[str]:
     lines = [
         "# nnU-Net v2 models: `nnUNetv2_predict` vs `volseg infer` (issue 30, acceptance 1)",
         "",
-        f"Command: `{made['command']}`  ",
+        f"Command: `{made['command']}` ({result['this_invocation_s']:.0f} s wall clock, training included)  ",
         f"Date: {made['date']}; machine: {cpu.get('model_name')} (family {cpu.get('family')} model "
         f"{cpu.get('model_number')}, {cpu.get('cores')} cores; SIMD flags {' '.join(cpu.get('simd', []))}); "
         f"load average at the start of this invocation {result['load_at_invocation']}.  ",

@@ -970,9 +970,8 @@ def nnunet_speed() -> str:
     for r in d["rows"]:
         rec = r["record"]
         own = r.get("nnunet_seconds")
-        speedup = (
-            "" if rec["tool"] == "nnunet" or rec["setting"] != "tta_off" or not own else times(own / rec["seconds"])
-        )
+        # same setting; the defaults row against nnU-Net's default (mirroring on) where that ran
+        speedup = "" if rec["tool"] == "nnunet" or not own else times(own / rec["seconds"])
         rows.append(
             [
                 rec["ct"],
@@ -983,11 +982,16 @@ def nnunet_speed() -> str:
                 speedup,
             ]
         )
-    cts = ", ".join(f"{k} {'x'.join(map(str, v['size']))}" for k, v in d["cts"].items())
+    cts = ", ".join(f"{k} {'x'.join(map(str, v['size']))}" for k, v in d["cts"].items() if v)
     best = {}
     for r in d["rows"]:
         rec = r["record"]
-        if rec["tool"] == "volseg" and rec["setting"] == "tta_off" and r.get("nnunet_seconds"):
+        if (
+            rec["ct"] in d["cts"]
+            and rec["tool"] == "volseg"
+            and rec["setting"] == "tta_off"
+            and r.get("nnunet_seconds")
+        ):
             kind = rec["engine"].split()[-1]
             best[kind] = max(best.get(kind, 0.0), r["nnunet_seconds"] / rec["seconds"])
     goals = "; ".join(
@@ -995,12 +999,36 @@ def nnunet_speed() -> str:
         for kind, goal in GOAL_NNUNET_SPEED.items()
         if kind in best
     )
+    hippocampus, agreement = d.get("hippocampus"), ""
+    if hippocampus:
+        cases = len(hippocampus["cases"])
+        for row in rows:
+            if row[0] == "hippocampus":
+                row[0] = f"hippocampus ({cases} cases, one process)"
+        model = next((m for m in d["models"].values() if m.get("kind") == "hippocampus"), {})
+        training = model.get("training") or {}
+        c = d["comparisons"].get(f"{model.get('dataset')}|hippocampus", {})
+        found = [
+            f"{setting.replace('_', ' ')} mean {f4(v['mean'])}, worst case {f4(v['case_mean_min'])}"
+            for setting in ("tta_off", "tta_on")
+            if (v := c.get(f"volseg_fp32_{setting}_vs_nnunet_{setting}")) and v.get("mean") is not None
+        ]
+        agreement = (
+            f" A hippocampus `3d_fullres` model nnU-Net trained on volseg's split for {training.get('budget_minutes')}"
+            f" min ({training.get('epochs')} epochs of {training.get('iterations_per_epoch')} iterations; val Dice"
+            f" {f4(training['val_dice']) if training.get('val_dice') is not None else '?'}, barely trained too),"
+            f" its {cases} held-out test MRIs given to each tool as one folder; volseg OpenVINO fp32 labels against"
+            f" nnU-Net's, Dice per label over the cases: {'; '.join(found) or 'not run'}."
+        )
     return (
         f"A 3 mm CT model nnU-Net itself trained (barely: its labels measure the tools' agreement, not a usable"
         f" model), whole case file to file, one process each, on a quiet machine; CTs: {cts}."
-        " Label agreement per run and label: [`nnunet_models.md`](../benchmarks/results/nnunet_models.md).\n\n"
-        + table(["CT", "setting", "run", "s", "peak MB", "speed-up vs nnU-Net"], rows)
-        + f"\n\nGoals, nnU-Net's time over volseg's with TTA off: {goals}. Not run yet: "
+        + agreement
+        + " Speed-up: nnU-Net's time in the same setting over volseg's (defaults: nnU-Net's default, mirroring on,"
+        " over volseg's default). Label agreement per run and label:"
+        " [`nnunet_models.md`](../benchmarks/results/nnunet_models.md).\n\n"
+        + table(["input", "setting", "run", "s", "peak MB", "speed-up vs nnU-Net"], rows)
+        + f"\n\nGoals on the CTs, nnU-Net's time over volseg's with TTA off: {goals}. Not run yet: "
         + "; ".join(d.get("not_run", []))
         + ". "
         + source("nnunet_models")
