@@ -2,6 +2,7 @@
 reports every measurement the goals are judged on."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -76,3 +77,40 @@ def test_archive_discovery_reads_headers_only(tmp_path):
     assert found["bytes_read_per_file"] < found["file_bytes"] / 4  # 32 KB of pixels per file stay unread
     assert "| files | series |" in (tmp_path / "archive_discovery.md").read_text(encoding="utf-8")
     assert_provenance(tmp_path, "archive_discovery", "archive_discovery.py")
+
+
+def test_nnunet_engines_times_every_engine_and_a_whole_case(tmp_path):
+    """benchmarks/nnunet_engines.py on the tiny nnU-Net folder: a row per engine (run or skipped with the
+    reason), GFLOP per window, and a whole case's stages."""
+    tiny = REPO / "tests" / "data" / "nnunet_tiny"
+    folder = next((tiny / "models" / "plain").glob("Dataset*/nnUNetTrainer__*"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "nnunet_engines.py"),
+            "--model",
+            str(folder),
+            "--case",
+            str(tiny / "images" / "iso_0000.nii.gz"),
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--nnunet-seconds",
+            "9",
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=600,
+        env={**os.environ, "VOLSEG_CACHE": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    data = json.loads((tmp_path / "nnunet_engines.json").read_text(encoding="utf-8"))
+    engines = {r["engine"]: r for r in data["engines"]}
+    assert set(engines) == {"torch fp32", "openvino fp32", "openvino bf16", "openvino int8"}
+    assert engines["torch fp32"]["gflop"] > 0 and engines["openvino fp32"]["window_s"] > 0
+    assert "int8 twin" in engines["openvino int8"]["skipped"]  # none was exported into this cache
+    fp32 = next(r for r in data["case_runs"] if r["precision"] == "fp32")
+    assert fp32["windows"] >= 1 and set(fp32["stages"]) >= {"read", "preprocess", "network", "export"}
+    assert "can be more than" in (tmp_path / "nnunet_engines.md").read_text(encoding="utf-8")
+    assert_provenance(tmp_path, "nnunet_engines", "nnunet_engines.py")
