@@ -395,3 +395,29 @@ def test_calibration_tops_up_a_case_of_few_tiles_with_other_views():
     assert len(windows) == 20 and all(w.shape == (1, segmenter.model.channels, *patch) for w in windows)
     distinct = {w.tobytes() for w in windows}
     assert len(distinct) >= 16
+
+
+def test_filling_holes_after_cropping_gives_nnunets_mask():
+    """nnU-Net fills the non-zero mask's holes, then crops to its box; volseg crops first and fills only when
+    normalisation uses the mask. Same box, same mask, on shapes with holes, cavities open to the box and islands."""
+    from scipy.ndimage import binary_fill_holes
+
+    from volseg.nnunet.preprocess import filled_in_box, nonzero_bbox
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        data = np.zeros((1, 24, 20, 22), np.float32)
+        for _ in range(rng.integers(1, 4)):  # hollow boxes, some cut open
+            lo = rng.integers(1, 10, 3)
+            hi = lo + rng.integers(4, 10, 3)
+            data[(0, *[slice(a, b) for a, b in zip(lo, hi)])] = 1
+            data[(0, *[slice(a + 1, b - 1) for a, b in zip(lo, hi)])] = 0
+            if rng.random() < 0.5:
+                data[0, lo[0] + 1 : hi[0] - 1, lo[1] + 1 : hi[1] - 1, lo[2]] = 0  # open one face
+        data[0] += (rng.random(data.shape[1:]) < 0.02).astype(np.float32)  # islands and specks
+        nnunet_mask = binary_fill_holes(data[0] != 0)
+        bbox, mask = nonzero_bbox(data)
+        box = tuple(slice(a, b) for a, b in bbox)
+        hit = [np.flatnonzero(nnunet_mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+        assert bbox == [[int(h[0]), int(h[-1]) + 1] for h in hit]
+        assert np.array_equal(filled_in_box(mask[box]), nnunet_mask[box])

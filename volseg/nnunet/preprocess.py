@@ -37,17 +37,24 @@ class Prepared:
 
 
 def nonzero_bbox(data: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
-    """``crop_to_nonzero``: the box of voxels non-zero in any channel (holes filled), half-open per axis,
-    and that mask; the whole image when every voxel is zero."""
+    """``crop_to_nonzero``: the box of voxels non-zero in any channel, half-open per axis, and that mask; the
+    whole image when every voxel is zero. nnU-Net fills the mask's holes first; that never moves the box (a
+    hole lies inside it), so only normalisation by mask needs the filled mask: :func:`filled_in_box`."""
     mask = data[0] != 0
     for c in range(1, data.shape[0]):
         mask |= data[c] != 0
-    mask = binary_fill_holes(mask)
     bbox = []
     for axis in range(mask.ndim):
         hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
         bbox.append([int(hit[0]), int(hit[-1]) + 1] if hit.size else [0, mask.shape[axis]])
     return bbox, mask
+
+
+def filled_in_box(mask_in_box: np.ndarray) -> np.ndarray:
+    """nnU-Net's hole-filled non-zero mask, cropped to its box, from the unfilled mask cropped to the same box:
+    a background region open to the box's border is open to the image's border too (outside the box all is
+    background), so filling after cropping fills the same holes. Skipped where nothing is background (a CT)."""
+    return mask_in_box if mask_in_box.all() else binary_fill_holes(mask_in_box)
 
 
 # ----------------------------------------------------------------------------------------- normalisation
@@ -271,6 +278,8 @@ def preprocess(image: np.ndarray, spacing, model: ModelFolder) -> Prepared:
     if len(target) < data.ndim - 1:  # a 2d configuration keeps the spacing between slices
         target = [spacing[0], *target]
     shape = new_shape(after, spacing, target)
+    if any(cfg.get("use_mask_for_norm", [])):
+        mask = filled_in_box(mask)
     data = normalize(np.ascontiguousarray(data), mask, model)
     data = resample(
         data,
