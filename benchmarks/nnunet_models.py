@@ -35,8 +35,9 @@
 4. Timed runs, each a separate process, whole case file to file, under ``/usr/bin/time -v`` (its peak RSS,
    which is the largest single process's; the summed RSS of the process tree is sampled too):
    - ``tta_off``: ``nnUNetv2_predict -device cpu -f all --disable_tta``; ``volseg infer --backend openvino
-     --precision fp32`` and ``--precision int8``; and ``volseg infer --backend torch`` (volseg's pipeline on
-     the runtime nnU-Net uses, which separates the pipeline's exactness from OpenVINO's fp32 arithmetic);
+     --precision fp32`` and ``--precision int8``; ``volseg infer --backend torch`` (volseg's pipeline on
+     the runtime nnU-Net uses, which separates the pipeline's exactness from OpenVINO's fp32 arithmetic); and
+     ``--precision bf16`` where the CPU computes bf16 natively (``--no-bf16`` skips it);
    - ``tta_on``: ``nnUNetv2_predict -device cpu -f all`` (mirroring: nnU-Net's default) and the same volseg
      runs with ``--tta``;
    - ``defaults``: each tool as a user runs it: nnU-Net's default (the ``tta_on`` run) against ``volseg infer
@@ -81,6 +82,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import nnunet_budget, nnunet_env  # noqa: E402
 from benchmarks.nnunet_env import ensure, environment, short_trainer, versions  # noqa: E402
 from benchmarks.record import provenance, write  # noqa: E402
+from volseg.backends import native_bf16  # noqa: E402
 
 TRAINER_NAME = "nnUNetTrainerVolsegShort"
 PLANS = "nnUNetPlans"
@@ -106,6 +108,7 @@ RUNS = {
     "volseg_fp32_tta_off": ("volseg", "tta_off"),
     "volseg_int8_tta_off": ("volseg", "tta_off"),
     "volseg_torch_tta_off": ("volseg", "tta_off"),  # volseg's pipeline on nnU-Net's own runtime: exactness apart
+    "volseg_bf16_tta_off": ("volseg", "tta_off"),  # OpenVINO bf16, where the CPU computes bf16 natively
     "nnunet_tta_on": ("nnunet", "tta_on"),
     "volseg_fp32_tta_on": ("volseg", "tta_on"),
     "volseg_int8_tta_on": ("volseg", "tta_on"),
@@ -767,7 +770,8 @@ def run_command(run_name: str, model: dict, ct: dict, bin_dir: Path, out: Path) 
         if "torch" in run_name:
             cmd += ["--backend", "torch"]
         else:
-            cmd += ["--backend", "openvino", "--precision", "int8" if "int8" in run_name else "fp32"]
+            precision = next((p for p in ("int8", "bf16") if p in run_name), "fp32")
+            cmd += ["--backend", "openvino", "--precision", precision]
         cmd += ["--tta"] if run_name.endswith("tta_on") else []
     return cmd
 
@@ -888,6 +892,8 @@ PAIRS = [  # label maps compared: (run, against run)
     ("volseg_fp32_tta_off", "nnunet_tta_off"),
     ("volseg_int8_tta_off", "nnunet_tta_off"),
     ("volseg_torch_tta_off", "nnunet_tta_off"),
+    ("volseg_bf16_tta_off", "nnunet_tta_off"),
+    ("volseg_bf16_tta_off", "volseg_fp32_tta_off"),
     ("volseg_fp32_tta_off", "volseg_torch_tta_off"),
     ("volseg_fp32_tta_on", "nnunet_tta_on"),
     ("volseg_int8_tta_on", "nnunet_tta_on"),
@@ -1265,6 +1271,7 @@ def main() -> None:
     parser.add_argument("--no-defaults", action="store_true", help="skip volseg's default run")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 export and runs")
     parser.add_argument("--no-torch", action="store_true", help="skip volseg's torch-backend run (TTA off)")
+    parser.add_argument("--no-bf16", action="store_true", help="skip volseg's bf16 run (TTA off; CPUs with bf16 only)")
     parser.add_argument("--train-only", action="store_true", help="prepare, train and export; no timed runs")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (new models only)")
     parser.add_argument("--iterations", type=int, default=10, help="training iterations per epoch")
@@ -1317,6 +1324,7 @@ def main() -> None:
             or (args.no_defaults and r == "volseg_default")
             or (args.no_int8 and "int8" in r)
             or (args.no_torch and "torch" in r)
+            or ((args.no_bf16 or not native_bf16()) and "bf16" in r)
         )
     ]
     models: dict = {}
