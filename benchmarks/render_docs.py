@@ -994,14 +994,28 @@ def nnunet_speed() -> str:
         ):
             kind = rec["engine"].split()[-1]
             speedup = r["nnunet_seconds"] / rec["seconds"]
-            if speedup > best.get(kind, (0.0, ""))[0]:
-                best[kind] = (speedup, f"{rec['ct']}, {rec['setting'].replace('_', ' ')}")
-    goals = "; ".join(
-        f"{goal:.0f}x with {kind} (best so far {times(best[kind][0])}, {best[kind][1]}):"
-        f" {'met' if best[kind][0] >= goal else 'not met'}"
-        for kind, goal in GOAL_NNUNET_SPEED.items()
-        if kind in best
-    )
+            if speedup > best.get(kind, (0.0, "", None))[0]:
+                setting = rec["setting"]
+                agreement = (
+                    d["comparisons"]
+                    .get(r.get("comparisons_key"), {})
+                    .get(f"volseg_{kind}_{setting}_vs_volseg_fp32_{setting}")
+                    if kind != "fp32"
+                    else None
+                )
+                best[kind] = (speedup, f"{rec['ct']}, {setting.replace('_', ' ')}", agreement)
+
+    def verdict(kind: str, goal: float) -> str:
+        speedup, where, agreement = best[kind]
+        text = f"{goal:.0f}x with {kind} (best so far {times(speedup)}, {where}"
+        if kind == "fp32":
+            return text + f"): {'met' if speedup >= goal else 'not met'}"
+        mean = (agreement or {}).get("mean")
+        labels = f"labels vs fp32 there: mean Dice {f4(mean)}" if mean is not None else "no label found by either there"
+        met = speedup >= goal and mean is not None and mean >= INT8_AUTO_BAR
+        return text + f"; {labels}): {'met' if met else 'not met (the labels must agree at 0.99)'}"
+
+    goals = "; ".join(verdict(kind, goal) for kind, goal in GOAL_NNUNET_SPEED.items() if kind in best)
     hippocampus, agreement = d.get("hippocampus"), ""
     if hippocampus:
         cases = len(hippocampus["cases"])
@@ -1037,6 +1051,51 @@ def nnunet_speed() -> str:
         + ". "
         + source("nnunet_models")
     )
+
+
+def nnunet_engines() -> str:
+    """Per window on each engine, one whole case stage by stage, and the fp32 bound that follows."""
+    d = result("nnunet_engines")
+    rows = [
+        [r["engine"], f"skipped: {r['skipped']}", "", ""]
+        if "skipped" in r
+        else [r["engine"], f2(r["window_s"]), f"{r['gflop']:.0f}", f"{r['gflop_per_s']:.0f}"]
+        for r in d["engines"]
+    ]
+    cases = [
+        [
+            f"OpenVINO {r['precision']}",
+            str(r["windows"]),
+            *(f"{r['stages'][k]:.1f}" for k in ("read", "preprocess", "network", "export")),
+            f"{r['total_s']:.1f}",
+        ]
+        for r in d["case_runs"]
+        if "stages" in r
+    ]
+    text = (
+        f"Where the time goes: one {'x'.join(map(str, d['patch']))} window of `{d['model']}` on each engine, and"
+        f" the case `{d['case']}` through volseg in one process (start-up, model loading and writing excluded):\n\n"
+        + table(["engine", "s per window", "GFLOP per window", "GFLOP/s"], rows)
+        + "\n\n"
+        + table(["run", "windows", "read s", "preprocess s", "network s", "export s", "total s"], cases)
+    )
+    fp32 = next((r for r in d["case_runs"] if r.get("precision") == "fp32" and "stages" in r), None)
+    ct = d["case"].removesuffix(".nii.gz").removesuffix("_0000")
+    own = d.get("nnunet_seconds") or next(
+        (
+            r["record"]["seconds"]
+            for r in result("nnunet_models")["rows"]
+            if r["record"]["ct"] == ct and r["record"]["run"] == "nnunet_tta_off"
+        ),
+        None,
+    )
+    if own and fp32:
+        text += (
+            f"\n\n`nnUNetv2_predict` takes {own:.1f} s on this case with TTA off; volseg's fp32 network alone takes"
+            f" {fp32['stages']['network']:.1f} s of it, so an fp32 run can be at most"
+            f" {times(own / fp32['stages']['network'])} faster than nnU-Net here, with everything but the network free."
+        )
+    return text + "\n\n" + source("nnunet_engines", "nnunet_models")
 
 
 def card_hippocampus() -> str:
@@ -1129,6 +1188,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "nnunet-parity": nnunet_parity,
     "totalseg-parity": totalseg_parity,
     "nnunet-speed": nnunet_speed,
+    "nnunet-engines": nnunet_engines,
     "card-hippocampus-mri": card_hippocampus,
     "card-abdomen-ct": card_abdomen,
 }
