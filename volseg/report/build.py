@@ -113,9 +113,7 @@ def build_report(
         entries.append(entry)
         on_case and on_case(entry.id)
     names = {v: names.get(v, f"label_{v}") for v in sorted(found_values)}
-    metric_rows = (
-        _read_evaluation(Path(evaluation)) if evaluation else _metrics(entries, references, names) if references else []
-    )
+    metric_rows = read_rows(evaluation) if evaluation else _metrics(entries, references, names) if references else []
     by_id = {e.id: e for e in entries}
     for r in metric_rows:  # a label the reference lacks scores no Dice (both empty would read as a perfect 1)
         entry = by_id.get(r["case_id"])
@@ -261,10 +259,6 @@ def _metrics(entries: list[CaseEntry], references: dict[str, Path], names: dict[
     for error in errors:
         log.warning("report: %s", error)
     return rows
-
-
-def _read_evaluation(path: Path) -> list[dict]:
-    return read_rows(path)
 
 
 def _finite(x: float) -> float | None:
