@@ -37,8 +37,9 @@ class Trainer:
 
 def short_trainer(name: str, folder: str, doc: str, env_prefix: str, val_iterations: int) -> Trainer:
     """nnU-Net's default recipe, ``<env_prefix>_EPOCHS`` (2) epochs of ``<env_prefix>_ITERATIONS`` (10)
-    iterations and ``<env_prefix>_VAL_ITERATIONS`` (``val_iterations``) validation iterations; the final
-    validation (nnU-Net's sliding-window prediction of the validation cases) is skipped. ``doc``: the class's
+    iterations and ``<env_prefix>_VAL_ITERATIONS`` (``val_iterations``) validation iterations, in bf16 autocast
+    with ``<env_prefix>_BF16=1``; the final validation (nnU-Net's sliding-window prediction of the validation
+    cases) is skipped. ``doc``: the class's
     docstring as written in the module."""
     code = f'''
 import os
@@ -59,6 +60,21 @@ class {name}(nnUNetTrainer):
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         self.print_to_log_file("{name}: final validation skipped")
+
+    def train_step(self, batch: dict) -> dict:
+        """nnU-Net's step; with ``{env_prefix}_BF16=1`` under bf16 autocast on the CPU, as nnU-Net autocasts on
+        a GPU (only worth it on a CPU with native bf16: 2.1x on Zen 4's avx512_bf16)."""
+        if os.environ.get("{env_prefix}_BF16") != "1" or self.device.type != "cpu":
+            return super().train_step(batch)
+        data, target = batch["data"], batch["target"]
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = self.network(data)
+            loss = self.loss(output, target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+        self.optimizer.step()
+        return {{"loss": loss.detach().float().cpu().numpy()}}
 '''
     return Trainer(name, folder, code)
 

@@ -455,6 +455,7 @@ def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dic
             "VOLSEG_NNUNET_SHORT_EPOCHS": str(args.epochs),
             "VOLSEG_NNUNET_SHORT_ITERATIONS": str(args.iterations),
             "VOLSEG_NNUNET_SHORT_VAL_ITERATIONS": str(args.val_iterations),
+            "VOLSEG_NNUNET_SHORT_BF16": "1" if args.train_bf16 else "0",
         }
         seconds = run(
             [bin_dir / "nnUNetv2_train", did, CONFIGURATION, "all", "-tr", TRAINER_NAME, "-p", PLANS, "-device", "cpu"],
@@ -466,6 +467,7 @@ def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dic
             "epochs": args.epochs,
             "iterations_per_epoch": args.iterations,
             "val_iterations_per_epoch": args.val_iterations,
+            "precision": "bf16 autocast" if args.train_bf16 else "fp32",
             "batch_size": None,
         }
     return describe(record, record_path, did, name, folder, "all", spacing_mm=float(spacing))
@@ -1276,6 +1278,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (new models only)")
     parser.add_argument("--iterations", type=int, default=10, help="training iterations per epoch")
     parser.add_argument("--val-iterations", type=int, default=1, help="validation iterations per epoch")
+    parser.add_argument(
+        "--train-bf16",
+        action=argparse.BooleanOptionalAction,
+        default=native_bf16(),
+        help="train the CT models under bf16 autocast (default where the CPU computes bf16 natively)",
+    )
     parser.add_argument("--processes", type=int, default=2, help="nnU-Net's preprocessing worker processes")
     parser.add_argument("--max-load", type=float, default=1.5, help="1-minute load average taken as quiet")
     parser.add_argument("--max-busy", type=float, default=0.3, help="cores busy over 10 s taken as quiet")
