@@ -79,6 +79,26 @@ def test_cli_writes_nnunet_labels_on_the_scans_grid(tmp_path):
     assert "liver" in stats and "spleen" in stats
 
 
+def test_cli_runs_an_nnunet_folder_without_importing_monai(tmp_path):
+    """MONAI's import is 2.5 s of a single case's start-up, and nnU-Net folders need none of it: a fresh
+    interpreter segments a case with QC and statistics, writes nnU-Net's labels, and never imports it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = (
+        "import sys; from volseg.cli.app import main; sys.argv = ['volseg'] + sys.argv[1:]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'monai' not in sys.modules, sorted(m for m in sys.modules if m.startswith('monai'))[:3]"
+    )
+    args = ["infer", str(IMAGES[0]), "--model", str(model()), "-o", str(out), "--backend", "torch", "--qc"]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    case = case_of(IMAGES[0]).case_id
+    assert np.array_equal(np.asarray(nib.load(out / f"{case}.nii.gz").dataobj), golden("plain", False, case))
+    assert (out / "statistics.csv").exists() and any(out.rglob("*.png"))
+
+
 def test_dataset_folder_and_fold_choice(tmp_path):
     """The dataset folder holding one model folder is accepted; --folds 0 is fold 0 alone."""
     image = GOLDEN / "images" / "iso_0000.nii.gz"

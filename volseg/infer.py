@@ -22,12 +22,10 @@ import torch
 
 from volseg.atomic import atomic_path
 from volseg.backends import make_backend
-from volseg.checkpoint import load_model
 from volseg.csv_rows import append_durably, read_rows
 from volseg.data import io
 from volseg.data.dicom_archive import DicomSeries, discover_series
 from volseg.data.manifest import safe_case_id
-from volseg.data.transforms import LoadCased, body_mask_fn, preprocess, to_source_grid
 from volseg.distributed import resolve_device
 from volseg.errors import VolsegError
 from volseg.inputs import CaseInput
@@ -72,6 +70,11 @@ class Segmenter:
         backend: str = "torch",
         precision: str = "fp32",
     ):
+        # MONAI (volseg.checkpoint, volseg.data.transforms) is imported by volseg's own models only: nnU-Net
+        # folders run without it, and its import is 2.5 s of a single case's start-up
+        from volseg.checkpoint import load_model
+        from volseg.data.transforms import LoadCased, preprocess
+
         self.device = resolve_device(device)
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
         path = Path(model_path)
@@ -125,6 +128,8 @@ class Segmenter:
         stitching (the sliding window's own work), invert and postprocess seconds to ``data["timings"]``
         (on CUDA, network time is launch time: kernels run asynchronously). ``split_sides``: apply the
         config's ``data.split_at_midline`` (off for a part of a scan, whose midline is not the body's)."""
+        from volseg.data.transforms import to_source_grid
+
         image = data["image"]
         timings = data.setdefault("timings", {})
         network_seconds = 0.0
@@ -167,6 +172,8 @@ class Segmenter:
 
     def split_sides(self, labels: np.ndarray, source) -> np.ndarray:
         """``data.split_at_midline`` applied to a label map on the grid of ``source`` (the scan as read)."""
+        from volseg.data.transforms import body_mask_fn
+
         if not self.cfg.data.split_at_midline:
             return labels
         return split_at_midline(
@@ -179,6 +186,8 @@ class Segmenter:
 
     def attention(self, data: dict) -> np.ndarray:
         """The first attention gate's map (X, Y, Z) on the source grid (attention models only)."""
+        from volseg.data.transforms import to_source_grid
+
         image = data["image"]
         maps = predict_probabilities(
             self.model,
@@ -392,7 +401,7 @@ def run_batch(
                 statistics.append_rows(
                     stats_csv,
                     case.case_id,
-                    statistics.label_statistics(labels, source[0].numpy(), source.affine, segmenter.info.labels),
+                    statistics.label_statistics(labels, np.asarray(source)[0], source.affine, segmenter.info.labels),
                 )
             notes += [f"{fmt} not written: {why}" for fmt, why in missing.items()]
             made = {fmt: path for fmt, path in outputs.items() if fmt not in missing}

@@ -19,7 +19,6 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
-from monai.inferers import sliding_window_inference
 from torch import nn
 
 from volseg.config import Config
@@ -41,6 +40,8 @@ def activate(logits: torch.Tensor) -> torch.Tensor:
 def _sliding_window(
     network: Network, image: torch.Tensor, cfg: Config, device: torch.device, overlap: float, sw_batch_size: int
 ) -> torch.Tensor:
+    from monai.inferers import sliding_window_inference  # here: nnU-Net folders use this module without MONAI
+
     def run(stitch_device: torch.device) -> torch.Tensor:
         with autocast(device):
             return sliding_window_inference(

@@ -49,7 +49,7 @@ def save_qc(image: torch.Tensor, labels: np.ndarray, path: Path, attention: np.n
     import matplotlib.pyplot as plt
 
     affine = np.asarray(image.affine)
-    volume = to_ras(np.asarray(torch.as_tensor(image)[0].float()), affine)
+    volume = to_ras(np.asarray(image, dtype=np.float32)[0], affine)
     labels = to_ras(np.asarray(labels), affine)
     if attention is not None:
         attention = to_ras(np.asarray(attention), affine)

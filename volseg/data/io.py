@@ -4,6 +4,10 @@ Every reader returns a float32 :class:`~monai.data.MetaTensor` of shape (C, X, Y
 ``LoadImage`` produces (``affine`` and ``original_affine`` in RAS world coordinates, ``spatial_shape``,
 ``filename_or_obj``, ``space``), so MONAI transforms and :func:`write_label` agree on the grid. Every failure to
 read is an :class:`ImageReadError` whose message is one line, ``"<path>: <problem>"``.
+
+The readers build a :class:`Scan` (the voxels and the same meta, no MONAI) and wrap it. Callers that need no
+MONAI transform read Scans (:func:`read_scan`, :func:`read_scans`): nnU-Net models do, so ``volseg infer`` with
+one never imports MONAI, whose import is 2.5 s of a single case's start-up.
 """
 
 from __future__ import annotations
@@ -14,21 +18,23 @@ import math
 import re
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.data import MetaTensor
-from monai.utils import SpaceKeys
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from volseg.atomic import atomic_path
 from volseg.data.manifest import Case
 from volseg.errors import VolsegError
+
+if TYPE_CHECKING:
+    from monai.data import MetaTensor
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +61,50 @@ class ImageReadError(VolsegError):
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_image(
+@dataclass
+class Scan:
+    """A volume as read, without MONAI: float32 voxels (C, X, Y, Z) and the meta its MetaTensor carries
+    (``original_affine`` in RAS, ``spatial_shape``, ``filename_or_obj``, a NIfTI source's ``nifti_header``)."""
+
+    array: np.ndarray
+    meta: dict
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.meta["original_affine"]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.array if dtype is None else self.array.astype(dtype)
+
+
+def as_meta_tensor(scan: Scan) -> MetaTensor:
+    """The Scan as the MetaTensor MONAI's transforms take (its voxels shared, not copied)."""
+    from monai.data import MetaTensor
+    from monai.utils import SpaceKeys
+
+    affine = torch.from_numpy(np.array(scan.affine, dtype=np.float64))
+    return MetaTensor(torch.from_numpy(scan.array), affine=affine, meta={**scan.meta, "space": SpaceKeys.RAS})
+
+
+def read_image(path: str | Path, **options) -> MetaTensor:
+    """Read one 3D volume (file or DICOM series folder) as a float32 MetaTensor of shape (1, X, Y, Z), RAS affine;
+    ``options`` and the checks are :func:`read_scan`'s."""
+    return as_meta_tensor(read_scan(path, **options))
+
+
+def read_scan(
     path: str | Path,
     *,
     series_uid: str | None = None,
     max_voxels: int = MAX_VOXELS,
     resample_to: Sequence[float] | None = None,
     max_resampled_voxels: int = MAX_RESAMPLED_VOXELS,
-) -> MetaTensor:
-    """Read one 3D volume (file or DICOM series folder) as a float32 MetaTensor of shape (1, X, Y, Z), RAS affine.
+) -> Scan:
+    """Read one 3D volume (file or DICOM series folder) as a :class:`Scan` of shape (1, X, Y, Z), RAS affine.
 
     ``series_uid`` picks one series of a DICOM folder holding several. Volumes whose header claims more than
     ``max_voxels`` voxels are refused before any voxel is read, and so are geometries no resampling can use:
@@ -74,7 +115,7 @@ def read_image(
     """
     if hasattr(path, "instances") or Path(path).is_dir():  # a DicomSeries found in an archive, or a series folder
         image = (
-            read_series(path, max_voxels)
+            _series_scan(path, max_voxels)
             if hasattr(path, "instances")
             else _read_dicom_series(Path(path), series_uid, max_voxels)
         )
@@ -102,29 +143,38 @@ def read_case_image(case: Case) -> MetaTensor:
 
 
 def read_channels(paths: Sequence[str | Path], **limits) -> MetaTensor:
-    """Read channel files into one (C, X, Y, Z) MetaTensor carrying the first channel's meta: model input.
+    """:func:`read_scans` as one MetaTensor: model input."""
+    return as_meta_tensor(read_scans(paths, **limits))
+
+
+def read_scans(paths: Sequence[str | Path], **limits) -> Scan:
+    """Read channel files into one (C, X, Y, Z) :class:`Scan` carrying the first channel's meta.
 
     Channels are stacked voxel by voxel, so each must lie on the first channel's grid (shape and affine).
     NaN or Inf voxels are refused: no model output computed from them could be trusted. ``limits`` go to
-    :func:`read_image` (``resample_to``, ``max_resampled_voxels``).
+    :func:`read_scan` (``resample_to``, ``max_resampled_voxels``).
     """
     if not paths:
         raise ValueError("no channel to read")
-    channels: list[MetaTensor] = []
+    channels: list[Scan] = []
     for path in paths:
-        channel = read_image(path, **limits)
-        if why := non_finite(channel):
+        channel = read_scan(path, **limits)
+        if why := non_finite(channel.array):
             raise ImageReadError(path, f"{why}; replace them (e.g. with the background value) before use")
         if channels and (
             why := grid_mismatch(channel.affine, channel.shape[1:], channels[0].affine, channels[0].shape[1:])
         ):
             raise ImageReadError(path, f"channel grid differs from {Path(paths[0]).name}: {why}")
         channels.append(channel)
-    return stack_channels(channels)
+    if len(channels) == 1:
+        return channels[0]
+    return Scan(np.concatenate([c.array for c in channels]), dict(channels[0].meta))
 
 
 def stack_channels(channels: Sequence[MetaTensor]) -> MetaTensor:
     """Channels on one grid as one (C, X, Y, Z) MetaTensor with the first channel's meta (one channel: itself)."""
+    from monai.data import MetaTensor
+
     if len(channels) == 1:
         return channels[0]
     return MetaTensor(torch.cat([c.as_tensor() for c in channels]), meta=dict(channels[0].meta))
@@ -155,7 +205,7 @@ def non_finite(image: torch.Tensor) -> str | None:
 
 def _read_nifti(
     path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
-) -> MetaTensor:
+) -> Scan:
     try:
         image = nib.load(path)
         shape = _spatial_shape(path, image.shape, max_voxels)
@@ -173,12 +223,12 @@ def _read_nifti(
         raise ImageReadError(path, f"cannot read NIfTI data ({exc})") from exc
     # The header travels with the data so that write_label can reproduce it exactly.
     extra = {"nifti_header": bytes(image.header.binaryblock)}
-    return _meta_tensor(array, image.affine, path, extra)
+    return _scan(array, image.affine, path, extra)
 
 
 def _read_itk_file(
     path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
-) -> MetaTensor:
+) -> Scan:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -196,7 +246,7 @@ def _read_itk_file(
     return _from_sitk(image, path, max_voxels)
 
 
-def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) -> MetaTensor:
+def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) -> Scan:
     """Read the one DICOM series of a folder (or the one named by ``series_uid``), found from headers."""
     from volseg.data.dicom_archive import discover_series
 
@@ -218,7 +268,7 @@ def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) ->
             f"folder holds {len(found)} DICOM series; give each its own folder (or pick one with "
             f"series_uid, or let `volseg infer` select by rules): {listing}",
         )
-    return read_series(found[0], max_voxels)
+    return _series_scan(found[0], max_voxels)
 
 
 def read_series(series, max_voxels: int = MAX_VOXELS) -> MetaTensor:
@@ -226,6 +276,10 @@ def read_series(series, max_voxels: int = MAX_VOXELS) -> MetaTensor:
 
     Refuses, in one line naming the folder, what SimpleITK would silently get wrong (a missing slice, gantry
     tilt, mixed image sizes) and pixel encodings it cannot decode."""
+    return as_meta_tensor(_series_scan(series, max_voxels))
+
+
+def _series_scan(series, max_voxels: int = MAX_VOXELS) -> Scan:
     from volseg.data.dicom_archive import geometry_fault
 
     folder = series.folder
@@ -258,8 +312,8 @@ def _dicom_header(file: str) -> sitk.ImageFileReader:
     return reader
 
 
-def _from_sitk(image: sitk.Image, path: Path, max_voxels: int) -> MetaTensor:
-    """SimpleITK image (LPS, array z,y,x) -> RAS MetaTensor (x,y,z)."""
+def _from_sitk(image: sitk.Image, path: Path, max_voxels: int) -> Scan:
+    """SimpleITK image (LPS, array z,y,x) -> RAS Scan (x,y,z)."""
     dim = image.GetDimension()
     shape = _spatial_shape(path, image.GetSize(), max_voxels)
     direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
@@ -269,7 +323,7 @@ def _from_sitk(image: sitk.Image, path: Path, max_voxels: int) -> MetaTensor:
     _check_affine(path, affine)
     view = sitk.GetArrayViewFromImage(image).reshape(shape[::-1])
     array = np.ascontiguousarray(view.transpose(2, 1, 0), dtype=np.float32)
-    return _meta_tensor(array, _LPS_TO_RAS @ affine, path)
+    return _scan(array, _LPS_TO_RAS @ affine, path)
 
 
 def _spatial_shape(path: Path, shape: Sequence[int], max_voxels: int) -> tuple[int, int, int]:
@@ -350,19 +404,16 @@ def _itk_reason(exc: RuntimeError) -> str:
     return " ".join(re.sub(r"\sReason: .*", "", reason, flags=re.S).split())  # ITK's 'Reason' is a stale errno
 
 
-def _meta_tensor(
-    array: np.ndarray, affine: np.ndarray, path: Path, extra: Mapping[str, Any] | None = None
-) -> MetaTensor:
-    affine = np.asarray(affine, dtype=np.float64)
+def _scan(array: np.ndarray, affine: np.ndarray, path: Path, extra: Mapping[str, Any] | None = None) -> Scan:
     meta = {
-        "original_affine": affine.copy(),
+        "original_affine": np.array(affine, dtype=np.float64),
         "spatial_shape": np.asarray(array.shape),
         "filename_or_obj": str(path),
-        "space": SpaceKeys.RAS,
+        "space": "RAS",
         "original_channel_dim": 0,  # already channel-first: EnsureChannelFirst leaves it alone
         **(extra or {}),
     }
-    return MetaTensor(torch.from_numpy(array[None]), affine=torch.from_numpy(affine.copy()), meta=meta)
+    return Scan(array[None], meta)
 
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -406,7 +457,7 @@ def _fmt(values: np.ndarray) -> str:
 # ----------------------------------------------------------------------------------------------- writing
 
 
-def write_label(label: Any, reference: MetaTensor | Mapping[str, Any], path: str | Path) -> Path:
+def write_label(label: Any, reference: MetaTensor | Scan | Mapping[str, Any], path: str | Path) -> Path:
     """Write an integer (X, Y, Z) label map on exactly the reference image's source grid, atomically.
 
     The output has the reference's ``spatial_shape`` and ``original_affine``; a NIfTI source's header is copied
@@ -417,7 +468,7 @@ def write_label(label: Any, reference: MetaTensor | Mapping[str, Any], path: str
     suffix = next((s for s in (".nii.gz", ".nii") if path.name.lower().endswith(s)), None)
     if suffix is None:
         raise ValueError(f"{path}: label output must be a .nii or .nii.gz file")
-    meta = reference.meta if isinstance(reference, MetaTensor) else reference
+    meta = reference.meta if hasattr(reference, "meta") else reference
     if "original_affine" not in meta or "spatial_shape" not in meta:
         raise ValueError("reference has no 'original_affine'/'spatial_shape' meta; read it with volseg.data.io")
     data = _label_array(label, tuple(int(s) for s in np.asarray(meta["spatial_shape"])))

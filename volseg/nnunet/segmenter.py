@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from volseg import backends, onnx_export
-from volseg.data.transforms import LoadCased
+from volseg.data import io
 from volseg.errors import VolsegError
 from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
 from volseg.nnunet.network import build_network, load_weights
@@ -75,7 +75,6 @@ class NnunetSegmenter:
         self.forwards = [
             self._engine(n, f, fold) for n, f, fold in zip(self.networks, self.model.checkpoints, self.model.folds)
         ]
-        self.reader = LoadCased()
         folds = ",".join(self.model.folds)
         self.info = ModelInfo(
             name=self.model.name,
@@ -134,10 +133,9 @@ class NnunetSegmenter:
             return backends.onnxruntime_backend(onnx)
         return backends.openvino_backend(onnx, self.precision)
 
-    def read(self, case):
-        from volseg.data.dicom_archive import DicomSeries
-
-        return self.reader({"image": [p if isinstance(p, DicomSeries) else str(p) for p in case.images]})["image"]
+    def read(self, case) -> io.Scan:
+        """The case's scan as read, (C, X, Y, Z): no MONAI on this path (see :mod:`volseg.data.io`)."""
+        return io.read_scans(case.images)
 
     def load(self, case) -> dict:
         started = time.perf_counter()
@@ -148,7 +146,7 @@ class NnunetSegmenter:
                 f"({self.model.dataset.get('channel_names')}), the case has {image.shape[0]}"
             )
         read = time.perf_counter()
-        array, spacing = image.numpy(), source_spacing(image)
+        array, spacing = image.array, source_spacing(image)
         ornt = None
         if self.reorient:
             ornt = nib.orientations.io_orientation(np.asarray(image.meta["original_affine"], float))

@@ -203,7 +203,7 @@ class TotalSegmentatorSegmenter:
         image = self.parts[0].read(case)
         read = time.perf_counter()
         affine = np.asarray(image.meta["original_affine"], float)
-        array, canonical_affine, ornt = canonical(image[0].numpy().astype(np.float64), affine)
+        array, canonical_affine, ornt = canonical(image.array[0].astype(np.float64), affine)
         zoom = zooms(canonical_affine) / np.array(self.task.spacing)
         resampled = ndimage.zoom(array, zoom, mode="nearest", order=RESAMPLING_ORDER).astype(np.int32)
         grid_affine = canonical_affine.copy()
