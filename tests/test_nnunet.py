@@ -369,6 +369,22 @@ def test_fast_logit_resampling_matches_nnunets_skimage_path(current, new, shape)
     assert np.array_equal(fast.argmax(0), exact.argmax(0))
 
 
+@pytest.mark.parametrize(
+    "source,target",
+    [((20, 31, 17), (9, 40, 33)), ((40, 64, 64), (23, 30, 91)), ((3, 50, 50), (9, 20, 21)), ((7, 5, 3), (7, 5, 3))],
+)
+def test_threaded_cubic_resize_is_skimages_bit_for_bit(source, target):
+    """nnU-Net resamples a scan with skimage's order-3 resize; volseg filters its spline lines on two threads,
+    and must get the very same numbers (a changed scipy that breaks this fails here, not on a patient)."""
+    from skimage.transform import resize
+
+    from volseg.nnunet.preprocess import _cubic_resize
+
+    image = np.random.default_rng(7).normal(size=source) * 300.0
+    expected = resize(image, target, 3, mode="edge", anti_aliasing=False)
+    assert np.array_equal(_cubic_resize(image, target), expected)
+
+
 def test_int8_twin_lives_in_the_cache_and_auto_takes_it_only_when_it_agrees(tmp_path, monkeypatch):
     """`volseg export NNUNET_FOLDER --precision int8`: the nnU-Net folder is not written to; the twin holds
     copies of the plans and dataset.json, one int8 model per fold and its measured agreement."""

@@ -126,10 +126,61 @@ def separate_z(current, new, force: bool | None = None) -> tuple[bool, int | Non
     return do, axis
 
 
+THREADS = 2  # this module's own threads: scipy's filters release the GIL
+
+
 def _skimage_resize(image: np.ndarray, shape, order: int) -> np.ndarray:
+    """skimage ``resize(image, shape, order, mode="edge", anti_aliasing=False)``, nnU-Net's data resampling;
+    a 3D order-3 resize of float64 takes :func:`_cubic_resize`, the same numbers in half the time."""
+    if order == 3 and image.ndim == 3 and image.dtype == np.float64 and _zoom_shift() is not None:
+        return _cubic_resize(image, tuple(int(s) for s in shape))
     from skimage.transform import resize
 
     return resize(image, shape, order, mode="edge", anti_aliasing=False)
+
+
+def _zoom_shift():
+    """scipy's interpolation kernel behind ``ndimage.zoom`` (private: None where a scipy lacks it)."""
+    try:
+        from scipy.ndimage import _nd_image
+
+        return _nd_image.zoom_shift
+    except (ImportError, AttributeError):
+        return None
+
+
+def _cubic_resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """skimage's order-3 ``resize`` (``ndimage.zoom(mode="nearest", grid_mode=True)``, then clipped to the input's
+    range) bit for bit, its spline prefilter, three-quarters of the time, split across threads: each 1-D line
+    is filtered on its own, so a block of lines gives the same numbers as the whole (tests/test_nnunet.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy.ndimage import spline_filter1d
+
+    if image.shape == shape:  # ndimage.zoom returns its input unfiltered
+        return image.copy()
+    npad = 12  # ndimage.zoom's pre-padding for mode "nearest"
+    padded = np.pad(image, npad, mode="edge")
+    coefficients = np.empty_like(padded)
+    source = padded
+    with ThreadPoolExecutor(THREADS) as pool:
+        for axis in range(3):
+            split = max((a for a in range(3) if a != axis), key=lambda a: padded.shape[a])
+            bounds = np.linspace(0, padded.shape[split], THREADS + 1).astype(int)
+            blocks = [(slice(None),) * split + (slice(a, b),) for a, b in zip(bounds[:-1], bounds[1:])]
+            list(
+                pool.map(
+                    lambda b, axis=axis, source=source: spline_filter1d(
+                        source[b], 3, axis, output=coefficients[b], mode="nearest"
+                    ),
+                    blocks,
+                )
+            )
+            source = coefficients
+    zoom = np.ascontiguousarray(np.divide(image.shape, shape, dtype=np.float64))
+    out = np.empty(shape, dtype=np.float64)
+    _zoom_shift()(coefficients, zoom, None, out, 3, 0, 0.0, npad, True)  # mode 0: "nearest"
+    return np.clip(out, image.min(), image.max(), out=out)
 
 
 def _linear(data: np.ndarray, shape, dtype_out) -> np.ndarray:
@@ -195,15 +246,20 @@ def resample_exact(
         for c in range(data.shape[0]):
             out[c] = _skimage_resize(data[c], shape, order)
         return out
+    from concurrent.futures import ThreadPoolExecutor
+
     in_plane = np.delete(shape, axis)
     for c in range(data.shape[0]):
         partial_shape = shape.copy()
         partial_shape[axis] = old[axis]
         partial = np.zeros(partial_shape)
-        for i in range(old[axis]):
-            index = [slice(None)] * 3
-            index[axis] = i
-            partial[tuple(index)] = _skimage_resize(data[c][tuple(index)], in_plane, order)
+
+        def resize_slice(i: int, c: int = c, partial: np.ndarray = partial) -> None:
+            index = tuple(i if a == axis else slice(None) for a in range(3))
+            partial[index] = _skimage_resize(data[c][index], in_plane, order)
+
+        with ThreadPoolExecutor(THREADS) as pool:  # slices are independent: the same numbers, on two cores
+            list(pool.map(resize_slice, range(old[axis])))
         if old[axis] == shape[axis]:
             out[c] = partial
             continue
