@@ -10,7 +10,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 
 from volseg.atomic import atomic_path
 
@@ -37,10 +36,10 @@ def ras_spacing(affine: np.ndarray) -> np.ndarray:
     return out
 
 
-def save_qc(image: torch.Tensor, labels: np.ndarray, path: Path, attention: np.ndarray | None = None) -> Path:
+def save_qc(image, labels: np.ndarray, path: Path, attention: np.ndarray | None = None) -> Path:
     """Write a PNG with three orthogonal views of ``image``'s first channel with ``labels`` overlaid.
 
-    ``image`` is the source scan as read (a MetaTensor on the labels' grid, with its affine); both are
+    ``image`` is the source scan as read (a MetaTensor or io.Scan on the labels' grid, with its affine); both are
     turned to RAS voxel order for display. ``attention`` (same grid) adds a second row.
     """
     import matplotlib
