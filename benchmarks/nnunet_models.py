@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/nnunet_models.py [--spacing 3 1.5] [--ct philips bundled ircadb] [--no-ct]
         [--no-hippocampus] [--hippocampus-minutes 25] [--test-cases 10]
-        [--no-tta-off] [--no-tta-on] [--no-defaults] [--no-int8] [--epochs 2 --iterations 10]
+        [--no-tta-off] [--no-tta-on] [--no-defaults] [--no-int8] [--epochs 10 --iterations 20]
 
 0. The hippocampus model (``--no-hippocampus`` skips it): MSD Task04 (``--hippocampus-source``, default
    ``../shared/data/msd_task04_hippocampus``) on volseg's split (``pipelines/hippocampus_manifest.py``: 176
@@ -28,8 +28,10 @@
 2. nnU-Net 2.8.1 in its own venv (``--venv``, created when missing by
    ``benchmarks/nnunet_env.py``): ``nnUNetv2_plan_and_preprocess -c 3d_fullres``, then ``nnUNetv2_train ... all`` with
    ``nnUNetTrainerVolsegShort`` (written into nnU-Net's package: nnU-Net's default recipe, ``--epochs`` x
-   ``--iterations``, final validation skipped). The weights are barely trained on purpose: small class
-   margins make label agreement a sharp test. Trained models are reused.
+   ``--iterations``, final validation skipped; under bf16 autocast where the CPU computes bf16 natively,
+   ``--train-bf16``, 21 s per iteration here instead of about 45). Short on purpose: at nnU-Net's pace on
+   2 cores a usable CT model takes days, and the tools' label agreement needs labels, not a good model.
+   Trained models are reused; one trained for fewer epochs of the same length goes on (``--c``).
 3. ``volseg export MODEL --precision int8 --calibration <the training CT> --check <a manifest of the training
    CT>`` once per model (this also makes the fp32 ONNX that OpenVINO compiles, so no timed run pays for it).
 4. Timed runs, each a separate process, whole case file to file, under ``/usr/bin/time -v`` (its peak RSS,
@@ -446,7 +448,10 @@ def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dic
     plan_and_preprocess(bin_dir, work, did, name, env, args, record)
     folder = results / name / f"{TRAINER_NAME}__{PLANS}__{CONFIGURATION}"
     checkpoint = folder / "fold_all" / "checkpoint_final.pth"
-    if not checkpoint.exists():
+    trained = record.get("training", {}) if checkpoint.exists() else {}
+    # a model trained for fewer epochs of the same length goes on where it stopped (nnUNetv2_train --c)
+    more = trained.get("iterations_per_epoch") == args.iterations and trained.get("epochs", 0) < args.epochs
+    if not checkpoint.exists() or more:
         # augmentation in the trainer's own process (nnU-Net's planner needs this unset: it sets torch's threads)
         train_env = {
             **env,
@@ -458,18 +463,21 @@ def train_model(bin_dir: Path, work: Path, spacing: str, env: dict, args) -> dic
             "VOLSEG_NNUNET_SHORT_BF16": "1" if args.train_bf16 else "0",
         }
         seconds = run(
-            [bin_dir / "nnUNetv2_train", did, CONFIGURATION, "all", "-tr", TRAINER_NAME, "-p", PLANS, "-device", "cpu"],
+            [bin_dir / "nnUNetv2_train", did, CONFIGURATION, "all", "-tr", TRAINER_NAME, "-p", PLANS, "-device", "cpu"]
+            + (["--c"] if more else []),
             train_env,
-            work / "logs" / f"train_{did}.log",
+            work / "logs" / f"train_{did}{'_continued' if more else ''}.log",
         )
         record["training"] = {
-            "seconds": round(seconds, 1),
+            "seconds": round(seconds + trained.get("seconds", 0.0), 1),
             "epochs": args.epochs,
             "iterations_per_epoch": args.iterations,
             "val_iterations_per_epoch": args.val_iterations,
             "precision": "bf16 autocast" if args.train_bf16 else "fp32",
             "batch_size": None,
         }
+        if more:
+            record["training"]["continued_from_epoch"] = trained["epochs"]
     return describe(record, record_path, did, name, folder, "all", spacing_mm=float(spacing))
 
 
@@ -502,8 +510,9 @@ def plan_and_preprocess(bin_dir: Path, work: Path, did: int, name: str, env: dic
 
 
 def training_log(fold_dir: Path) -> list[str]:
+    """The fold's training log lines, oldest first: a continued training (``--c``) starts a log of its own."""
     logs = sorted(fold_dir.glob("training_log_*.txt"))
-    return logs[-1].read_text(encoding="utf-8", errors="replace").splitlines() if logs else []
+    return [line for log in logs for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
 
 
 def describe(record: dict, record_path: Path, did: int, name: str, folder: Path, fold: str, **extra) -> dict:
@@ -1130,7 +1139,7 @@ def tables(result: dict, made: dict) -> list[str]:
         "Speed-up: the `nnUNetv2_predict` run of the same model, CT and setting divided by this run (the "
         "defaults rows: nnU-Net's default, mirroring on). Dice vs nnU-Net: per label, label maps of the same "
         "model and setting (mean over the 4 organs; min is the worst organ); a label empty in both counts "
-        "as absent (—), not as 1. The models are barely trained on purpose (their pseudo Dice is in the "
+        "as absent (—), not as 1. The models are trained briefly on purpose (their pseudo Dice is in the "
         "Models table; the label voxel counts are at the end): Dice against the reference masks measures "
         "the agreement of the tools, not a usable model, and where a label has a few hundred voxels each "
         "voxel that differs moves its Dice by about 0.002-0.01. Rows: every run recorded in the work folder, "
@@ -1275,8 +1284,8 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip volseg's torch-backend run (TTA off)")
     parser.add_argument("--no-bf16", action="store_true", help="skip volseg's bf16 run (TTA off; CPUs with bf16 only)")
     parser.add_argument("--train-only", action="store_true", help="prepare, train and export; no timed runs")
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs (new models only)")
-    parser.add_argument("--iterations", type=int, default=10, help="training iterations per epoch")
+    parser.add_argument("--epochs", type=int, default=10, help="CT training epochs (a shorter model goes on)")
+    parser.add_argument("--iterations", type=int, default=20, help="CT training iterations per epoch")
     parser.add_argument("--val-iterations", type=int, default=1, help="validation iterations per epoch")
     parser.add_argument(
         "--train-bf16",
