@@ -30,8 +30,8 @@
    ``nnUNetTrainerVolsegShort`` (written into nnU-Net's package: nnU-Net's default recipe, ``--epochs`` x
    ``--iterations``, final validation skipped; under bf16 autocast where the CPU computes bf16 natively,
    ``--train-bf16``: 21 s per iteration on a 2-core Zen 4, where fp32's forward and backward alone take
-   41 s). Short on purpose: at nnU-Net's pace on
-   2 cores a usable CT model takes days, and the tools' label agreement needs labels, not a good model.
+   41 s). Short on purpose: at nnU-Net's pace on 2 cores a usable CT model takes days, and the tools' label
+   agreement needs labels, not a good model.
    Trained models are reused; one trained for fewer epochs of the same length goes on (``--c``).
 3. ``volseg export MODEL --precision int8 --calibration <the training CT> --check <a manifest of the training
    CT>`` once per model (this also makes the fp32 ONNX that OpenVINO compiles, so no timed run pays for it).
