@@ -92,7 +92,9 @@ def test_cli_runs_an_nnunet_folder_without_importing_monai(tmp_path):
         "assert 'monai' not in sys.modules, sorted(m for m in sys.modules if m.startswith('monai'))[:3]"
     )
     args = ["infer", str(IMAGES[0]), "--model", str(model()), "-o", str(out), "--backend", "torch", "--qc"]
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, encoding="utf-8", errors="replace", cwd=REPO
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     case = case_of(IMAGES[0]).case_id
     assert np.array_equal(np.asarray(nib.load(out / f"{case}.nii.gz").dataobj), golden("plain", False, case))
