@@ -1370,6 +1370,9 @@ def main() -> None:
             models[HIPPOCAMPUS]["int8"] = export_int8(
                 models[HIPPOCAMPUS], work, vs_env, hippocampus_int8_manifests(manifest, work, args.calibration_cases)
             )
+        elif (work / "models" / f"{HIPPOCAMPUS_DATASET}.int8.json").exists():  # made by an earlier invocation
+            int8_path = work / "models" / f"{HIPPOCAMPUS_DATASET}.int8.json"
+            models[HIPPOCAMPUS]["int8"] = json.loads(int8_path.read_text(encoding="utf-8"))
     elif hippocampus_record.exists() and (work / "inputs" / HIPPOCAMPUS / "input.json").exists():
         models[HIPPOCAMPUS] = json.loads(hippocampus_record.read_text(encoding="utf-8"))
         tests[HIPPOCAMPUS] = json.loads((work / "inputs" / HIPPOCAMPUS / "input.json").read_text(encoding="utf-8"))
