@@ -19,6 +19,7 @@ from torch import nn
 from volseg.atomic import atomic_path
 from volseg.config import Config, config_from_dict
 from volseg.errors import VolsegError
+from volseg.losses import output_channels
 
 FORMAT = "volseg-checkpoint-v1"
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
@@ -72,7 +73,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def build_network(cfg: Config) -> nn.Module:
     """The network a config describes (input channels include 2.5D neighbour slices)."""
-    from volseg.losses import output_channels  # imports MONAI: only when a volseg network is built
     from volseg.models import build_model
 
     m = cfg.model

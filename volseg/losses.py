@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
 from torch import nn
 
 
@@ -22,6 +21,8 @@ class SegmentationLoss(nn.Module):
     """
 
     def __init__(self, n_labels: int):
+        from monai.losses import DiceCELoss  # here: checkpoints and nnU-Net inference use this module without MONAI
+
         super().__init__()
         self.binary = n_labels == 1
         if self.binary:
