@@ -391,7 +391,9 @@ def test_int8_twin_lives_in_the_cache_and_auto_takes_it_only_when_it_agrees(tmp_
     """`volseg export NNUNET_FOLDER --precision int8`: the nnU-Net folder is not written to; the twin holds
     copies of the plans and dataset.json, one int8 model per fold and its measured agreement."""
     pytest.importorskip("nncf", reason="nncf is not installed (pip install 'volseg[openvino]')")
-    from volseg.nnunet.int8 import RECORD, twin_folder, write_record
+    import openvino as ov
+
+    from volseg.nnunet.int8 import IR_NAME, RECORD, twin_folder, write_record
 
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
     folder = shutil.copytree(model(), tmp_path / "Dataset900_Tiny" / model().name)
@@ -408,6 +410,14 @@ def test_int8_twin_lives_in_the_cache_and_auto_takes_it_only_when_it_agrees(tmp_
     assert {p.name for p in twin.iterdir()} == {"plans.json", "dataset.json", RECORD, "fold_0", "fold_1"}
     record = json.loads((twin / RECORD).read_text())
     assert record["agreement"]["cases"] == 1 and set(record["agreement"]["dice_vs_fp32_min"]) == {"liver", "spleen"}
+    assert record["keep_fp32"] == ["last"]
+    convolutions = [
+        op
+        for op in ov.Core().read_model(str(twin / "fold_0" / IR_NAME)).get_ordered_ops()
+        if op.get_type_name() == "Convolution"
+    ]
+    fp32 = [op.input_value(1).get_node().get_type_name() == "Constant" for op in convolutions]  # else int8 + scale
+    assert fp32 == [False] * (len(convolutions) - 1) + [True]  # the convolution that writes the logits stays fp32
     worst = min(record["agreement"]["dice_vs_fp32_min"].values())
     assert segmenter.precision == ("int8" if worst >= 0.99 else "fp32")
     record["agreement"]["dice_vs_fp32_min"] = {"liver": 0.995, "spleen": 0.993}  # as a well-trained model measures

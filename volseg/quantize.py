@@ -118,9 +118,19 @@ def cached_int8(
     return path
 
 
-def _first_last_convolutions(model) -> list[str]:
+KEEP_FP32_CHOICES = ("first_last", "last")
+
+
+def kept_convolutions(model, keep_fp32: Sequence[str]) -> list[str]:
+    """The convolutions ``keep_fp32`` names: ``first_last`` the first and the last, ``last`` the last (the
+    one that writes the logits, whose int8 rounding moves every label's boundary)."""
+    unknown = set(keep_fp32) - set(KEEP_FP32_CHOICES)
+    if unknown:
+        raise QuantizeError(f"keep_fp32 takes {list(KEEP_FP32_CHOICES)}, got {sorted(unknown)}")
     convolutions = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
-    return [convolutions[0], convolutions[-1]] if convolutions else []
+    if not (convolutions and keep_fp32):
+        return []
+    return [convolutions[0], convolutions[-1]] if "first_last" in keep_fp32 else [convolutions[-1]]
 
 
 def quantize(
@@ -129,20 +139,17 @@ def quantize(
     """NNCF post-training quantization (its defaults: per-channel weights, fast bias correction) of the
     ONNX model, written as OpenVINO IR at ``destination`` (.xml, with its .bin) atomically.
 
-    ``keep_fp32``: ``first_last`` leaves the first and last convolution in fp32 (the image's intensities
-    and the logits); measured on both built-in models, it did not pay (README, INT8).
+    ``keep_fp32`` (:data:`KEEP_FP32_CHOICES`) leaves convolutions in fp32: ``first_last`` did not pay on the
+    built-in models (README, INT8); nnU-Net twins keep the ``last`` (:mod:`volseg.nnunet.int8`).
     """
     require_nncf()
     import nncf
     import openvino as ov
 
-    unknown = set(keep_fp32) - {"first_last"}
-    if unknown:
-        raise QuantizeError(f"keep_fp32 takes first_last, got {sorted(unknown)}")
     nncf.set_log_level(logging.WARNING)
     tolerate_unencodable_output()  # NNCF draws a progress bar
     model = ov.Core().read_model(str(source_onnx))
-    scope = nncf.IgnoredScope(names=_first_last_convolutions(model) if keep_fp32 else [])
+    scope = nncf.IgnoredScope(names=kept_convolutions(model, keep_fp32))
     quantized = nncf.quantize(model, nncf.Dataset(windows), subset_size=len(windows), ignored_scope=scope)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
