@@ -34,7 +34,10 @@
    agreement needs labels, not a good model.
    Trained models are reused; one trained for fewer epochs of the same length goes on (``--c``).
 3. ``volseg export MODEL --precision int8 --calibration <the training CT> --check <a manifest of the training
-   CT>`` once per model (this also makes the fp32 ONNX that OpenVINO compiles, so no timed run pays for it).
+   CT and the test CTs it was not trained on>`` (agreement with fp32 needs no labels; the worst CT is what
+   ``--precision auto`` judges), once per model, twin recipe (``volseg.nnunet.int8.KEEP_FP32``) and check set;
+   int8 runs of an earlier twin are repeated. This also makes the fp32 ONNX that OpenVINO compiles, so no
+   timed run pays for it.
 4. Timed runs, each a separate process, whole case file to file, under ``/usr/bin/time -v`` (its peak RSS,
    which is the largest single process's; the summed RSS of the process tree is sampled too):
    - ``tta_off``: ``nnUNetv2_predict -device cpu -f all --disable_tta``; ``volseg infer --backend openvino
@@ -86,6 +89,7 @@ from benchmarks import nnunet_budget, nnunet_env  # noqa: E402
 from benchmarks.nnunet_env import ensure, environment, short_trainer, versions  # noqa: E402
 from benchmarks.record import provenance, write  # noqa: E402
 from volseg.backends import native_bf16  # noqa: E402
+from volseg.nnunet.int8 import KEEP_FP32  # noqa: E402
 
 TRAINER_NAME = "nnUNetTrainerVolsegShort"
 PLANS = "nnUNetPlans"
@@ -685,16 +689,26 @@ def hippocampus_int8_manifests(manifest: Path, work: Path, count: int) -> tuple[
 # ---------------------------------------------------------------- volseg's int8 twin
 
 
-def export_int8(model: dict, work: Path, env: dict, calibration: tuple[Path, Path] | None = None) -> dict:
-    """``volseg export MODEL --precision int8`` calibrated and checked on the model's training CT, or on
-    ``calibration`` (a calibration manifest and a check manifest), once per checkpoint, niced. It also leaves
-    the fp32 ONNX in the cache, so no timed fp32 run pays for the export."""
+def export_int8(
+    model: dict, work: Path, env: dict, calibration: tuple[Path, Path] | None = None, test_cts: dict | None = None
+) -> dict:
+    """``volseg export MODEL --precision int8`` calibrated on the model's training CT and checked on it and on
+    the ``test_cts`` ({name: image}: agreement with fp32 needs no labels, and CTs the twin was not calibrated on
+    are the ones that tell), or on ``calibration`` (a calibration manifest and a check manifest), once per
+    checkpoint, twin recipe and check set, niced. It also leaves the fp32 ONNX in the cache, so no timed fp32
+    run pays for the export."""
     name = model["dataset"]
     record_path = work / "models" / f"{name}.int8.json"
+    checked = sorted((test_cts or {}).items())
     if record_path.exists():
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("checkpoint_sha256") == model["checkpoint_sha256"]:
-            return record
+        twin = record.get("twin_record") or {}
+        if (
+            record.get("checkpoint_sha256") == model["checkpoint_sha256"]
+            and twin.get("keep_fp32") == list(KEEP_FP32)
+            and record.get("test_cts_checked", []) == [[n, str(p)] for n, p in checked]
+        ):
+            return record  # made from this checkpoint by the twin export of this volseg, checked on these CTs
     if calibration is None:
         training = work / "nnUNet_raw" / name
         manifest = work / "models" / f"{name}.check.csv"
@@ -709,6 +723,8 @@ def export_int8(model: dict, work: Path, env: dict, calibration: tuple[Path, Pat
                     "val",
                 ]
             )
+            for ct_name, image in checked:
+                w.writerow([ct_name, image, "", "val"])
         calibration = (training / "imagesTr", manifest)
     cmd = [
         "nice",
@@ -744,6 +760,7 @@ def export_int8(model: dict, work: Path, env: dict, calibration: tuple[Path, Pat
         "seconds": round(seconds, 1),
         "command": "volseg " + " ".join(str(c) for c in cmd[6:]),
         "twin_record": twin,
+        "test_cts_checked": [[n, str(p)] for n, p in checked],
         "output_tail": log_path.read_text(encoding="utf-8", errors="replace")[-2000:],
     }
     record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
@@ -838,6 +855,15 @@ def disturbed(record: dict, max_busy: float) -> bool:
     return not record.get("quiet") or others is None or others >= max_busy
 
 
+def int8_twin(run_name: str, model: dict) -> str | None:
+    """For an int8 run, a digest of the twin's export record (its agreement aside: that is measured after): a
+    run of an earlier twin is repeated."""
+    if "int8" not in run_name:
+        return None
+    twin = {k: v for k, v in (model.get("int8", {}).get("twin_record") or {}).items() if k != "agreement"}
+    return hashlib.sha256(json.dumps(twin, sort_keys=True).encode()).hexdigest()
+
+
 def do_run(
     run_name: str,
     model: dict,
@@ -854,7 +880,10 @@ def do_run(
     record_path = folder / "run.json"
     if record_path.exists() and not args.redo:
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("checkpoint_sha256") == model["checkpoint_sha256"] and record.get("input_sha256") == ct["sha256"]:
+        same = (
+            record.get("checkpoint_sha256") == model["checkpoint_sha256"] and record.get("input_sha256") == ct["sha256"]
+        )
+        if same and record.get("int8_twin") == int8_twin(run_name, model):
             if not (args.redo_disturbed and disturbed(record, args.max_busy)):
                 log(f"reusing {record_path}")
                 return record
@@ -892,6 +921,7 @@ def do_run(
         "checkpoint_sha256": model["checkpoint_sha256"],
         "input_sha256": ct["sha256"],
         "engine": f"{engine.group(1)} {engine.group(2)}" if engine and RUNS[run_name][0] == "volseg" else None,
+        "int8_twin": int8_twin(run_name, model),
     }
     record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
@@ -1352,7 +1382,8 @@ def main() -> None:
         if spacing in args.spacing:
             models[spacing] = train_model(bin_dir, work, spacing, nn_env, args)
             if not args.no_int8:
-                models[spacing]["int8"] = export_int8(models[spacing], work, vs_env)
+                test_cts = {n: ct["image"] for n, ct in cts.items() if ct and n != "bundled"}  # bundled: trained on
+                models[spacing]["int8"] = export_int8(models[spacing], work, vs_env, test_cts=test_cts)
         elif record_path.exists():
             models[spacing] = json.loads(record_path.read_text(encoding="utf-8"))
             int8_path = work / "models" / f"{name}.int8.json"

@@ -1174,6 +1174,32 @@ def card_abdomen() -> str:
     )
 
 
+def nnunet_int8_variants() -> str:
+    """The NNCF settings tried for nnU-Net int8 twins: worst label's Dice vs fp32 per CT, window time."""
+    d = result("nnunet_int8_variants")
+    cases = sorted({c for r in d["rows"] for c in r["cases"]})
+    rows = [
+        [
+            r["calibration"],
+            f"`{r['variant']}`",
+            str(r["fp32_convolutions"]),
+            f2(r["window_s"]),
+            *(f4(min(r["cases"][c]["dice_vs_fp32"].values())) if c in r["cases"] else "—" for c in cases),
+        ]
+        for r in d["rows"]
+    ]
+    models = sorted({r["model"] for r in d["rows"]})
+    return (
+        f"NNCF settings for the int8 twin of `{', '.join(models)}`: each quantizes the model from the windows"
+        " that the twin export cuts from the calibration scans; then each CT is segmented (TTA off) in fp32 and in"
+        " int8, and the table gives the worst label's Dice of int8 against fp32"
+        " ([`nnunet_int8_variants.md`](../benchmarks/results/nnunet_int8_variants.md) has every label):\n\n"
+        + table(["calibration", "variant", "fp32 convolutions", "s per window", *cases], rows)
+        + "\n\n"
+        + source("nnunet_int8_variants")
+    )
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "readme-demo": readme_demo,
     "readme-results": readme_results,
@@ -1199,6 +1225,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "totalseg-parity": totalseg_parity,
     "nnunet-speed": nnunet_speed,
     "nnunet-engines": nnunet_engines,
+    "nnunet-int8-variants": nnunet_int8_variants,
     "card-hippocampus-mri": card_hippocampus,
     "card-abdomen-ct": card_abdomen,
 }
