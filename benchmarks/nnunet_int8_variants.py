@@ -98,28 +98,17 @@ def quantize_variant(onnx: Path, windows: list[np.ndarray], variant: str, destin
 
 
 def labels(segmenter, data: dict, forward) -> np.ndarray:
-    from volseg.nnunet.preprocess import logits_to_labels
-    from volseg.nnunet.sliding_window import predict_logits
-
-    prepared = data["prepared"]
-    with torch.inference_mode():
-        logits = predict_logits(
-            prepared.data,
-            [forward],
-            segmenter.model.configuration["patch_size"],
-            segmenter.model.labels.heads,
-            segmenter.step,
-        )
-    return logits_to_labels(logits, prepared, segmenter.model)
+    """The case's labels through ``forward`` (one fold's window -> logits) and the segmenter's own pipeline."""
+    segmenter.forwards = [forward]
+    return segmenter.predict(data)[0]
 
 
 def dice_per_label(a: np.ndarray, b: np.ndarray, names: dict) -> dict[str, float]:
-    out = {}
-    for value, name in names.items():
-        x, y = a == value, b == value
-        if x.any() or y.any():
-            out[name] = float(2 * (x & y).sum() / (x.sum() + y.sum()))
-    return out
+    """volseg's Dice per label, for the labels present in either map."""
+    from volseg.metrics import dice_per_label as dice
+
+    present = [v for v in names if (a == v).any() or (b == v).any()]
+    return {names[v]: d for v, d in dice(a, b, present).items()}
 
 
 def reverted(xml: Path) -> int:
@@ -133,6 +122,7 @@ def reverted(xml: Path) -> int:
 
 
 def markdown(rows: list[dict]) -> list[str]:
+    cases = sorted({c for r in rows for c in r["cases"]})
     lines = [
         "# nnU-Net int8 twins: NNCF settings against agreement with fp32 (issue 30)",
         "",
@@ -141,12 +131,9 @@ def markdown(rows: list[dict]) -> list[str]:
         "the fp32 labels, worst label per CT (all labels' Dice in the JSON). fp32 convolutions: those left "
         "without int8 weights. s per window: one int8 window, median of 5.",
         "",
-        "| model | calibration | variant | fp32 convolutions | s per window | "
-        + " | ".join(sorted({c for r in rows for c in r["cases"]}))
-        + " | quantize s |",
-        "|---" * (6 + len({c for r in rows for c in r["cases"]})) + "|",
+        "| model | calibration | variant | fp32 convolutions | s per window | " + " | ".join(cases) + " | quantize s |",
+        "|---" * (6 + len(cases)) + "|",
     ]
-    cases = sorted({c for r in rows for c in r["cases"]})
     for r in rows:
         worst = [
             f"{min(r['cases'][c]['dice_vs_fp32'].values()):.4f}"
@@ -205,7 +192,7 @@ def main() -> None:
     for item in args.case:
         name, _, path = item.partition("=")
         data = segmenter.load(collect_inputs([path])[0])
-        cases[name] = (data, labels(segmenter, data, segmenter.forwards[0]))
+        cases[name] = (data, segmenter.predict(data)[0])  # fp32, before any variant replaces the forward
 
     results_path = args.out / "nnunet_int8_variants.json"
     previous = json.loads(results_path.read_text(encoding="utf-8"))["rows"] if results_path.exists() else []
