@@ -699,14 +699,14 @@ def export_int8(
     run pays for the export."""
     name = model["dataset"]
     record_path = work / "models" / f"{name}.int8.json"
-    checked = sorted((test_cts or {}).items())
+    checked = [[n, str(p)] for n, p in sorted((test_cts or {}).items())]
     if record_path.exists():
         record = json.loads(record_path.read_text(encoding="utf-8"))
         twin = record.get("twin_record") or {}
         if (
             record.get("checkpoint_sha256") == model["checkpoint_sha256"]
             and twin.get("keep_fp32") == list(KEEP_FP32)
-            and record.get("test_cts_checked", []) == [[n, str(p)] for n, p in checked]
+            and record.get("test_cts_checked", []) == checked
         ):
             return record  # made from this checkpoint by the twin export of this volseg, checked on these CTs
     if calibration is None:
@@ -760,7 +760,7 @@ def export_int8(
         "seconds": round(seconds, 1),
         "command": "volseg " + " ".join(str(c) for c in cmd[6:]),
         "twin_record": twin,
-        "test_cts_checked": [[n, str(p)] for n, p in checked],
+        "test_cts_checked": checked,
         "output_tail": log_path.read_text(encoding="utf-8", errors="replace")[-2000:],
     }
     record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
@@ -853,6 +853,12 @@ def disturbed(record: dict, max_busy: float) -> bool:
     or more busy on average."""
     others = record.get("others_cores_during")
     return not record.get("quiet") or others is None or others >= max_busy
+
+
+def earlier_int8(work: Path, dataset: str) -> dict | None:
+    """The int8 export record an earlier invocation left for ``dataset``, if any."""
+    path = work / "models" / f"{dataset}.int8.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def int8_twin(run_name: str, model: dict) -> str | None:
@@ -1386,9 +1392,6 @@ def main() -> None:
                 models[spacing]["int8"] = export_int8(models[spacing], work, vs_env, test_cts=test_cts)
         elif record_path.exists():
             models[spacing] = json.loads(record_path.read_text(encoding="utf-8"))
-            int8_path = work / "models" / f"{name}.int8.json"
-            if int8_path.exists():
-                models[spacing]["int8"] = json.loads(int8_path.read_text(encoding="utf-8"))
 
     # the hippocampus model and its test set (a folder of cases), or those of an earlier invocation
     hippocampus_record = work / "models" / f"{HIPPOCAMPUS_DATASET}.json"
@@ -1401,15 +1404,12 @@ def main() -> None:
             models[HIPPOCAMPUS]["int8"] = export_int8(
                 models[HIPPOCAMPUS], work, vs_env, hippocampus_int8_manifests(manifest, work, args.calibration_cases)
             )
-        elif (work / "models" / f"{HIPPOCAMPUS_DATASET}.int8.json").exists():  # made by an earlier invocation
-            int8_path = work / "models" / f"{HIPPOCAMPUS_DATASET}.int8.json"
-            models[HIPPOCAMPUS]["int8"] = json.loads(int8_path.read_text(encoding="utf-8"))
     elif hippocampus_record.exists() and (work / "inputs" / HIPPOCAMPUS / "input.json").exists():
         models[HIPPOCAMPUS] = json.loads(hippocampus_record.read_text(encoding="utf-8"))
         tests[HIPPOCAMPUS] = json.loads((work / "inputs" / HIPPOCAMPUS / "input.json").read_text(encoding="utf-8"))
-        int8_path = work / "models" / f"{HIPPOCAMPUS_DATASET}.int8.json"
-        if int8_path.exists():
-            models[HIPPOCAMPUS]["int8"] = json.loads(int8_path.read_text(encoding="utf-8"))
+    for model in models.values():  # not exported by this invocation: an earlier one's twin stays in the tables
+        if "int8" not in model and (twin := earlier_int8(work, model["dataset"])):
+            model["int8"] = twin
 
     first = [True]
     if not args.train_only:
