@@ -259,6 +259,20 @@ def test_seg_with_every_label_empty_is_still_a_valid_seg(tmp_path):
     assert _dciodvfy_errors(path) == []
 
 
+def test_seg_from_an_nnunet_folder_name_is_valid(tmp_path):
+    """nnU-Net model names (DATASET/TRAINER__PLANS__CONFIGURATION) pass the 64 characters of a DICOM LO."""
+    folder = dicom_series(tmp_path / "ct", series_uid=f"{UID}2.73", slices=3, tags=_study(10, "P"))
+    (series,) = discover_series([folder])[0]
+    name = "Dataset931_AbdomenCT3mm/nnUNetTrainerVolsegShort__nnUNetPlans__3d_fullres"
+    path = tmp_path / "seg.dcm"
+    labels = np.zeros((32, 32, 3), np.uint8)
+    labels[4:9, 5:12, 1] = 1
+    write_seg(labels, series.files, {1: "liver"}, name, path)
+    seg = hd.seg.segread(path)
+    assert str(seg.SegmentSequence[0].SegmentAlgorithmName) == f"volseg {name}"[:64]
+    assert _dciodvfy_errors(path) == []
+
+
 def test_unknown_label_names_need_codes_from_the_config(tmp_path):
     folder = dicom_series(tmp_path / "ct", series_uid=f"{UID}2.72", slices=3, tags=_study(9, "P"))
     (series,) = discover_series([folder])[0]

@@ -167,7 +167,7 @@ def _build_seg(
         segment_map[labels == value] = number
     pixel_array = np.ascontiguousarray(segment_map.transpose(2, 1, 0))  # (frames, rows, columns)
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=f"volseg {model_name}", family=ALGORITHM_FAMILY, version=__version__
+        name=f"volseg {model_name}"[:64], family=ALGORITHM_FAMILY, version=__version__
     )
     descriptions = []
     for number, value in enumerate(values, start=1):
