@@ -805,9 +805,11 @@ def run_command(run_name: str, model: dict, ct: dict, bin_dir: Path, out: Path) 
     return cmd
 
 
-def outputs_of(out: Path, ct_name: str, ct: dict) -> dict[str, Path]:
-    """Each case's label map: both tools name it by the case id (the input's name less _0000)."""
-    return {case: out / f"{case}.nii.gz" for case in ct.get("cases", [ct_name])}
+def outputs_of(out: Path, ct_name: str, ct: dict, tool: str) -> dict[str, Path]:
+    """Each case's label map, named by the case id (the input's name less _0000): nnU-Net's CASE.nii.gz,
+    volseg's CASE_seg.nii.gz."""
+    suffix = "_seg.nii.gz" if tool == "volseg" else ".nii.gz"
+    return {case: out / f"{case}{suffix}" for case in ct.get("cases", [ct_name])}
 
 
 def display(cmd: list, bin_dir: Path) -> str:
@@ -905,7 +907,7 @@ def do_run(
     first[0] = False
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     result = timed(cmd, nn_env if run_name.startswith("nnunet") else vs_env, folder / "run.log")
-    outputs = outputs_of(out, ct_name, ct)
+    outputs = outputs_of(out, ct_name, ct, RUNS[run_name][0])
     missing = [str(p) for p in outputs.values() if not p.is_file()]
     if missing:
         raise SystemExit(f"{run_name}: no output {', '.join(missing)}; see {folder / 'run.log'}")

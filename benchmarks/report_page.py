@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
-    from volseg.report import build_report
+    from volseg.report.build import build_report
     from volseg.report.viewer import viewer_path
 
     made = provenance(__file__)

@@ -248,9 +248,9 @@ def main() -> None:
                 f"totalsegmentator:{task} -o OUT --backend torch",
             }
             ts_seconds = run(ts_cmd, {**env, "TS_KEEP_TMP": str(keep)}, args.timeout) if not ts_out.exists() else None
-            vs_seconds = run(vs_cmd, env, args.timeout) if not (vs_out / f"{case}.nii.gz").exists() else None
+            vs_seconds = run(vs_cmd, env, args.timeout) if not (vs_out / f"{case}_seg.nii.gz").exists() else None
             expected = np.asarray(nib.load(ts_out).dataobj).astype(np.int64)
-            labels = np.asarray(nib.load(vs_out / f"{case}.nii.gz").dataobj).astype(np.int64)
+            labels = np.asarray(nib.load(vs_out / f"{case}_seg.nii.gz").dataobj).astype(np.int64)
             ts_grid = np.asarray(nib.load(keep / "s01_0000.nii.gz").dataobj)
             vs_grid = volseg_resampled(image, task)
             grid = {"ts_shape": list(ts_grid.shape), "volseg_shape": list(vs_grid.shape)}

@@ -31,7 +31,7 @@ def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test when that folder is absent (a user's clone)."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} not available")
+        pytest.skip(f"{path} not available: real data outside the repository (README: Tests and test data)")
     return path
 
 

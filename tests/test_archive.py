@@ -143,7 +143,7 @@ def test_archive_segments_exactly_the_series_the_rules_select(staged, tmp_path, 
     for name, outcome in expected.items():
         row = rows[ids[name]]
         if outcome == "ok":
-            assert row["status"] == "ok" and (out / f"{ids[name]}.nii.gz").is_file(), row
+            assert row["status"] == "ok" and (out / f"{ids[name]}_seg.nii.gz").is_file(), row
         else:
             assert row["status"] == "rejected" and outcome in row["error"], (name, row)
             assert not list(out.glob(f"{ids[name]}*"))
@@ -294,16 +294,16 @@ def test_infer_writes_seg_and_statistics_for_an_archive(staged, tmp_path):
     for name in ("ct_a", "ct_b"):
         case_id = _case_id(staged[name])
         (series,) = discover_series([staged[name]])[0]
-        nifti = np.asarray(nib.load(out / f"{case_id}.nii.gz").dataobj)
-        seg = _seg_as_index_array(out / f"{case_id}.dcm", series.files)
+        nifti = np.asarray(nib.load(out / f"{case_id}_seg.nii.gz").dataobj)
+        seg = _seg_as_index_array(out / f"{case_id}_seg.dcm", series.files)
         assert np.array_equal(seg, np.searchsorted([0, 1, 2, 3, 4], nifti))  # segment n = n-th label value
         row = _rows(out)[case_id]
-        assert row["output"] == f"{out / case_id}.dcm;{out / case_id}.nii.gz"
+        assert row["output"] == f"{out / case_id}_seg.dcm;{out / case_id}_seg.nii.gz"
     stats = list(csv.DictReader((out / "statistics.csv").open(encoding="utf-8")))
     assert len(stats) == 2 * 4  # two cases, four labels each (empty ones included)
     case_id = _case_id(staged["ct_a"])
     image = io.read_image(discover_series([staged["ct_a"]])[0][0])[0].numpy()
-    labels = np.asarray(nib.load(out / f"{case_id}.nii.gz").dataobj)
+    labels = np.asarray(nib.load(out / f"{case_id}_seg.nii.gz").dataobj)
     voxel_ml = 0.9 * 0.9 * 2.0 / 1000
     for row in (r for r in stats if r["case_id"] == case_id):
         mask = labels == int(row["label"])

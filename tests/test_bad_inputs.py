@@ -213,10 +213,10 @@ def test_infer_finishes_good_and_all_zero_cases_and_nothing_else(corpus, inferre
     assert len(rows) == len(FILES) + len(LEGAL)
     for case_id in LEGAL:
         assert rows[case_id]["status"] == "ok", rows[case_id]
-        source, output = nib.load(corpus.scans / f"{case_id}.nii.gz"), nib.load(out / f"{case_id}.nii.gz")
+        source, output = nib.load(corpus.scans / f"{case_id}.nii.gz"), nib.load(out / f"{case_id}_seg.nii.gz")
         assert output.shape == SHAPE and (output.affine == source.affine).all()
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{c}.nii.gz" for c in LEGAL] + ["volseg_run.csv", "statistics.csv", "statistics.json"]
+        [f"{c}_seg.nii.gz" for c in LEGAL] + ["volseg_run.csv", "statistics.csv", "statistics.json"]
     )
     assert f"{len(LEGAL)} of {len(rows)} cases done" in result.output
     assert "Traceback" not in result.output
@@ -231,7 +231,7 @@ def test_infer_manifest_with_missing_image_goes_on(corpus, run_dir, tmp_path):
     assert rows["no_image"]["status"] == "failed"
     assert rows["no_image"]["error"] == f"{corpus.scans / 'absent.nii.gz'}: no such file or folder"
     assert all(rows[c]["status"] == "ok" for c in ("good_a", "good_b", "good_c", "no_label"))
-    assert not (tmp_path / "out" / "no_image.nii.gz").exists()
+    assert not (tmp_path / "out" / "no_image_seg.nii.gz").exists()
 
 
 @pytest.mark.parametrize(
@@ -262,7 +262,7 @@ def test_hostile_case_ids_never_write_outside_the_output_folder(corpus, run_dir,
     assert results["good_a"].status == "ok"
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert written == [
-        "a/b/out/good_a.nii.gz",
+        "a/b/out/good_a_seg.nii.gz",
         "a/b/out/statistics.csv",
         "a/b/out/statistics.json",
         "a/b/out/volseg_run.csv",

@@ -1,11 +1,50 @@
 """The command line as a user meets it: help, the zoo listing, and one-line usage errors."""
 
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from volseg.cli import app
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+SCAN = REPO / "data" / "hippocampus" / "imagesTr" / "hippocampus_001.nii.gz"
+
+
+def _bad_scan(folder: Path, kind: str) -> tuple[Path, str]:
+    """A scan named on the command line that cannot be segmented, and what its one line must say."""
+    image = nib.load(SCAN)
+    path = folder / f"{kind}.nii.gz"
+    if kind == "missing":
+        return path, "no such file or folder"
+    if kind == "text":
+        path.write_text("a text file renamed .nii.gz", encoding="utf-8")
+        return path, "not a NIfTI/NRRD/MHA image or DICOM series"
+    data = np.asarray(image.dataobj)
+    data = data[:, :, 0] if kind == "2d" else np.stack([data, data], axis=-1)
+    nib.save(nib.Nifti1Image(data, image.affine), path)
+    return path, "2D image" if kind == "2d" else "4D image"
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "2d", "4d"])
+def test_a_bad_scan_named_on_the_command_line_is_a_usage_error_before_the_model_opens(tmp_path, monkeypatch, kind):
+    """Issue 41: each exited 1 after opening the model (6 s) and a progress bar, the reason on stdout."""
+    import volseg.open_model
+
+    def must_not_open(*args, **kwargs):
+        raise AssertionError("the model was opened for a bad input")
+
+    monkeypatch.setattr(volseg.open_model, "open_segmenter", must_not_open)
+    path, problem = _bad_scan(tmp_path, kind)
+    result = runner.invoke(app, ["infer", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: ") and problem in line, line
+    assert not list(tmp_path.glob("*_seg.nii.gz")) and not list(Path.cwd().glob(f"{kind}_seg*"))
 
 
 def test_help_lists_every_command():
@@ -56,13 +95,13 @@ def test_infer_without_a_model_says_what_to_pass(tmp_path, monkeypatch):
     from volseg import pretrained
 
     monkeypatch.setattr(pretrained, "FOLDER", tmp_path)
-    result = runner.invoke(app, ["infer", str(tmp_path / "scan.nii.gz")])
+    result = runner.invoke(app, ["infer", str(SCAN)])
     assert result.exit_code == 2
     assert "the built-in model 'hippocampus-mri' is not installed; pass --model" in result.output
 
 
 def test_infer_with_an_unknown_model_name_lists_the_built_in_ones(tmp_path):
-    result = runner.invoke(app, ["infer", str(tmp_path / "scan.nii.gz"), "--model", "abdomen-mri"])
+    result = runner.invoke(app, ["infer", str(SCAN), "--model", "abdomen-mri"])
     assert result.exit_code == 2
     assert (
         "abdomen-mri: no such run folder or checkpoint, and not a built-in model (built-in: hippocampus-mri, abdomen-ct)"

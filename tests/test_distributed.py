@@ -113,7 +113,7 @@ def test_sharded_inference_six_cases(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c.case_id}.nii.gz" for c in cases)
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c.case_id}_seg.nii.gz" for c in cases)
     merged = list(csv.DictReader(open(out / "volseg_run.csv", encoding="utf-8")))
     assert sorted(r["case_id"] for r in merged) == sorted(c.case_id for c in cases)
     assert all(r["status"] == "ok" for r in merged)

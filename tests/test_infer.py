@@ -50,7 +50,7 @@ def test_outputs_keep_each_inputs_grid_and_evaluate(run_dir, test_cases, tmp_pat
     result = _infer(REPO / "data_manifest.csv", "--split", "test", "--model", run_dir, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     for case in test_cases:
-        source, output = nib.load(case.image), nib.load(tmp_path / "out" / f"{case.case_id}.nii.gz")
+        source, output = nib.load(case.image), nib.load(tmp_path / "out" / f"{case.case_id}_seg.nii.gz")
         assert output.shape == source.shape
         assert np.allclose(output.affine, source.affine, atol=1e-5)
         assert output.get_data_dtype() == np.uint8
@@ -81,8 +81,8 @@ def test_orientation_invariance_in_world_space(run_dir, test_cases, tmp_path, tr
     shutil.copyfile(src, tmp_path / "in" / "ras.nii.gz")
     _reoriented(src, tmp_path / "in" / "other.nii.gz", transform)
     assert _infer(tmp_path / "in", "--model", run_dir, "-o", tmp_path / "out").exit_code == 0
-    ras = nib.as_closest_canonical(nib.load(tmp_path / "out" / "ras.nii.gz"))
-    other = nib.load(tmp_path / "out" / "other.nii.gz")
+    ras = nib.as_closest_canonical(nib.load(tmp_path / "out" / "ras_seg.nii.gz"))
+    other = nib.load(tmp_path / "out" / "other_seg.nii.gz")
     assert not np.allclose(other.affine, ras.affine)
     other = nib.as_closest_canonical(other)
     assert np.allclose(other.affine, ras.affine, atol=1e-5)
@@ -107,7 +107,7 @@ def test_dicom_series_output_lies_on_the_series_grid(run_dir, tmp_path):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(series)))
     reference = reader.Execute()
-    output = sitk.ReadImage(str(tmp_path / "out" / f"{row['case_id']}.nii.gz"))
+    output = sitk.ReadImage(str(tmp_path / "out" / f"{row['case_id']}_seg.nii.gz"))
     assert output.GetSize() == reference.GetSize()
     assert np.allclose(output.GetSpacing(), reference.GetSpacing(), atol=1e-5)
     assert np.allclose(output.GetOrigin(), reference.GetOrigin(), atol=1e-4)
@@ -132,12 +132,12 @@ def test_bad_cases_fail_alone_without_partial_outputs(run_dir, test_cases, tmp_p
     rows = {r["case_id"]: r for r in _rows(tmp_path / "out" / "volseg_run.csv")}
     for case in test_cases[:3]:
         assert rows[case.case_id]["status"] == "ok"
-        assert (tmp_path / "out" / f"{case.case_id}.nii.gz").is_file()
+        assert (tmp_path / "out" / f"{case.case_id}_seg.nii.gz").is_file()
     for bad, reason in (("truncated", "truncated"), ("notes", "not a NIfTI"), ("fourd", "4D")):
         assert rows[bad]["status"] == "failed" and reason in rows[bad]["error"], rows[bad]
         assert bad in rows[bad]["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [f"{c.case_id}.nii.gz" for c in test_cases[:3]] + ["volseg_run.csv", "statistics.csv", "statistics.json"]
+        [f"{c.case_id}_seg.nii.gz" for c in test_cases[:3]] + ["volseg_run.csv", "statistics.csv", "statistics.json"]
     )
 
 
@@ -195,7 +195,7 @@ def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("hippocampus_*.nii.gz")}
+    done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("hippocampus_*_seg.nii.gz")}
     assert done_at_kill <= len(done_before) < 6, "the kill must land mid-batch"
     for p in done_before:
         nib.load(out / p).get_fdata()  # every final-named file is complete
@@ -206,8 +206,8 @@ def test_kill_then_resume_finishes_without_redoing(run_dir, test_cases, tmp_path
     lines = _rows(out / "volseg_run.csv")  # append-only: one line per case, whichever run wrote it
     assert sorted(r["case_id"] for r in lines) == sorted(c.case_id for c in test_cases[:6])
     rows = {r["case_id"]: r["status"] for r in lines}
-    assert all(rows[name.removesuffix(".nii.gz")] in ("ok", "skipped") for name in done_before)
-    assert all(v == "ok" for k, v in rows.items() if f"{k}.nii.gz" not in done_before)
+    assert all(rows[name.removesuffix("_seg.nii.gz")] in ("ok", "skipped") for name in done_before)
+    assert all(v == "ok" for k, v in rows.items() if f"{k}_seg.nii.gz" not in done_before)
     for name, mtime in done_before.items():
         assert (out / name).stat().st_mtime_ns == mtime
 
@@ -239,10 +239,10 @@ def test_a_hung_read_times_out_and_the_batch_goes_on(run_dir, test_cases, tmp_pa
     release = threading.Event()
     load = segmenter.load
 
-    def hanging_load(case):
+    def hanging_load(case, check=None):
         if case.case_id == test_cases[1].case_id:
             release.wait(60)  # a stalled network share
-        return load(case)
+        return load(case, check)
 
     segmenter.load = hanging_load
     cases = [CaseInput(c.case_id, c.images) for c in test_cases[:3]]
@@ -252,7 +252,7 @@ def test_a_hung_read_times_out_and_the_batch_goes_on(run_dir, test_cases, tmp_pa
         release.set()
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert "did not finish within 1 s" in results[1].error and test_cases[1].image.name in results[1].error
-    assert not (tmp_path / "out" / f"{test_cases[1].case_id}.nii.gz").exists()
+    assert not (tmp_path / "out" / f"{test_cases[1].case_id}_seg.nii.gz").exists()
 
 
 def test_full_disk_marks_the_case_failed_with_the_file_named(run_dir, test_cases, tmp_path, monkeypatch):
@@ -270,7 +270,7 @@ def test_full_disk_marks_the_case_failed_with_the_file_named(run_dir, test_cases
     assert result.exit_code == 1
     (row,) = _rows(tmp_path / "out" / "volseg_run.csv")
     assert row["status"] == "failed"
-    assert f"{test_cases[0].case_id}.nii.gz: cannot write (No space left on device)" in row["error"]
+    assert f"{test_cases[0].case_id}_seg.nii.gz: cannot write (No space left on device)" in row["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "statistics.json",
         "volseg_run.csv",
@@ -322,3 +322,116 @@ def test_segmenter_times_each_stage_of_the_case_it_runs(run_dir, test_cases):
     assert set(data["timings"]) == {"read", "preprocess", "network", "stitching", "invert", "postprocess"}
     assert all(seconds >= 0 for seconds in data["timings"].values()) and data["timings"]["network"] > 0
     assert labels.shape == tuple(nib.load(test_cases[0].image).shape)
+
+
+# ------------------------------------------------------------------------ a scan unlike the training scans
+
+BUNDLED_CT = REPO / "data" / "abdomen_ct" / "ct.nii.gz"
+
+
+def test_the_mri_model_on_a_ct_warns_in_one_line_within_a_second_before_any_window(tmp_path, caplog):
+    """Issue 41: the default (MRI) model ran on the bundled CT for 404.7 s with no warning."""
+    from volseg.infer import BatchOptions, run_batch
+
+    segmenter = Segmenter(resolve_model("hippocampus-mri"), "cpu", backend="torch")
+    first_window: list[float] = []
+
+    def network(x):
+        first_window.append(time.perf_counter())
+        raise RuntimeError("stopped after the first window")  # the test needs no 400 s of windows
+
+    segmenter.network = network
+    started = time.perf_counter()
+    (result,) = run_batch([CaseInput("ct", (BUNDLED_CT,))], RunOutputs(tmp_path), segmenter, BatchOptions())
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    warned = warning.created - time.time() + time.perf_counter()  # the record's wall clock, on perf_counter
+    assert warned - started < 1.0 and first_window and warned < first_window[0]
+    text = warning.getMessage()
+    assert "\n" not in text and text.startswith(f"warning: {BUNDLED_CT}: it looks like CT (")
+    assert "trained on MR" in text and "field of view, 366x303x336 mm, is 600x the training scans'" in text
+    assert result.status == "failed"  # by the stopped network, not by the screening
+
+
+def test_strict_refuses_a_ct_given_to_the_mri_model_with_exit_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _infer(BUNDLED_CT, "--strict", "--backend", "torch")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {BUNDLED_CT}: refused (--strict): it looks like CT"), line
+    assert not list(tmp_path.iterdir())
+
+
+def test_strict_refuses_such_a_case_in_a_batch_and_segments_the_others(tmp_path, test_cases):
+    """In a folder the refused case is recorded (status refused, exit 1) and the MRI cases are segmented."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(BUNDLED_CT, folder / "ct.nii.gz")
+    shutil.copyfile(test_cases[0].image, folder / test_cases[0].image.name)
+    result = _infer(folder, "--strict", "--backend", "torch", "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    rows = {r["case_id"]: r for r in _rows(tmp_path / "out" / "volseg_run.csv")}
+    assert rows["ct"]["status"] == "refused" and "looks like CT" in rows["ct"]["error"]
+    assert rows[test_cases[0].case_id]["status"] == "ok" and rows[test_cases[0].case_id]["note"] == ""
+    assert not (tmp_path / "out" / "ct_seg.nii.gz").exists()
+
+
+def test_a_model_records_its_training_scans_and_an_mri_case_is_not_flagged(run_dir, test_cases):
+    from volseg.checkpoint import load_checkpoint
+    from volseg.scan_screen import TrainingScans, mismatch
+
+    recorded = TrainingScans.from_dict(load_checkpoint(run_dir / "last.pt")["training_scans"])
+    assert recorded.modality == "MR" and 30 < recorded.extent_mm[0] < 45  # hippocampus crops are ~35x50x35 mm
+    image = nib.load(test_cases[0].image)
+    assert mismatch(recorded, np.asarray(image.dataobj), image.affine) == ""
+
+
+def test_outputs_never_take_the_name_of_the_scan(tmp_path, test_cases):
+    """Issue 41: with -o the scans' own folder, the label map was named exactly like the scan."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    scan = folder / test_cases[0].image.name
+    shutil.copyfile(test_cases[0].image, scan)
+    before = scan.read_bytes()
+    result = _infer(scan, "-o", folder, "--backend", "torch", "--qc")
+    assert result.exit_code == 0, result.output
+    assert scan.read_bytes() == before
+    case = test_cases[0].case_id
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [scan.name, f"{case}_seg.nii.gz", f"{case}_qc.png", "volseg_run.csv", "statistics.csv", "statistics.json"]
+    )
+
+
+def test_qc_picture_names_the_case_and_every_label_in_its_colour(tmp_path, monkeypatch):
+    """Issue 41: the picture had no legend, no label names and no case id."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from volseg.data.io import Scan
+    from volseg.qc import save_qc
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    image = np.random.default_rng(0).normal(size=(1, 30, 30, 20)).astype(np.float32)
+    labels = np.zeros((30, 30, 20), np.uint8)
+    labels[5:12, 5:12, 5:12], labels[15:25, 15:25, 8:14] = 1, 2
+    scan = Scan(image, {"original_affine": np.diag([0.8, 0.8, 2.0, 1.0])})
+    names = {1: "liver", 2: "spleen", 3: "kidney_left"}
+    path = save_qc(scan, labels, tmp_path / "c_qc.png", None, names, {2: "#00ff00"}, "case_7: abdomen")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (figure,) = figures
+    assert figure._suptitle.get_text() == "case_7: abdomen"
+    (legend,) = figure.legends
+    entries = {t.get_text(): to_hex(h.get_facecolor()) for t, h in zip(legend.get_texts(), legend.legend_handles)}
+    assert entries == {"1 liver": "#ff7f0e", "2 spleen": "#00ff00", "3 kidney_left (not found)": "#d62728"}
+
+
+def test_a_trained_run_and_the_viewer_install_print_no_warning(run_dir, test_cases, tmp_path):
+    """Issue 41: using a trained run printed torch's ONNX exporter warnings (a fresh cache: the export runs),
+    and set-up printed runpy's warning about volseg.report.viewer."""
+    env = {**os.environ, "VOLSEG_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "default"}
+    infer = [sys.executable, "-m", "volseg", "infer", str(test_cases[0].image), "--model", str(run_dir)]
+    segmented = subprocess.run([*infer, "-o", str(tmp_path / "out")], capture_output=True, encoding="utf-8", env=env)
+    assert segmented.returncode == 0, segmented.stderr
+    assert segmented.stderr == "", segmented.stderr
+    viewer = subprocess.run([sys.executable, "-m", "volseg.report.viewer"], capture_output=True, encoding="utf-8")
+    assert "Warning" not in viewer.stderr and "warning" not in viewer.stderr, viewer.stderr

@@ -70,7 +70,7 @@ def test_cli_writes_nnunet_labels_on_the_scans_grid(tmp_path):
     assert "nnU-Net 3d_fullres, folds 0,1" in result.output
     for image in IMAGES:
         case = case_of(image).case_id
-        written, source = nib.load(out / f"{case}.nii.gz"), nib.load(image)
+        written, source = nib.load(out / f"{case}_seg.nii.gz"), nib.load(image)
         assert np.array_equal(np.asarray(written.dataobj), golden("plain", False, case))
         assert np.allclose(written.affine, source.affine) and written.shape == source.shape
     rows = (out / "volseg_run.csv").read_text().splitlines()
@@ -97,7 +97,7 @@ def test_cli_runs_an_nnunet_folder_without_importing_monai(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     case = case_of(IMAGES[0]).case_id
-    assert np.array_equal(np.asarray(nib.load(out / f"{case}.nii.gz").dataobj), golden("plain", False, case))
+    assert np.array_equal(np.asarray(nib.load(out / f"{case}_seg.nii.gz").dataobj), golden("plain", False, case))
     assert (out / "statistics.csv").exists() and any(out.rglob("*.png"))
 
 
@@ -114,7 +114,7 @@ def test_dataset_folder_and_fold_choice(tmp_path):
         app, ["infer", str(image), "--model", str(model().parent), "--folds", "0", "-o", str(tmp_path / "o")]
     )
     assert result.exit_code == 0, result.output
-    assert np.array_equal(np.asarray(nib.load(tmp_path / "o" / "iso.nii.gz").dataobj), labels_alone)
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "o" / "iso_seg.nii.gz").dataobj), labels_alone)
 
 
 def test_missing_checkpoint_and_cascade_are_one_line_errors(tmp_path):

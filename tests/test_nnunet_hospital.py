@@ -51,8 +51,8 @@ def test_archive_to_nifti_seg_statistics_and_review_page(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok"]
     found, _ = discover_series([archive])
     for series in found:
-        nifti = np.asarray(nib.load(out / f"{series.case_id}.nii.gz").dataobj)
-        seg_path = out / f"{series.case_id}.dcm"
+        nifti = np.asarray(nib.load(out / f"{series.case_id}_seg.nii.gz").dataobj)
+        seg_path = out / f"{series.case_id}_seg.dcm"
         assert _dciodvfy_errors(seg_path) == []
         seg = hd.seg.segread(seg_path)
         assert [d.SegmentLabel for d in seg.SegmentSequence] == ["liver", "spleen"]

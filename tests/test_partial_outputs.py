@@ -90,25 +90,29 @@ def test_a_seg_that_cannot_be_made_leaves_the_nifti_and_a_missing_frame_of_refer
     assert "3 of 3 cases done, 1 partial" in text and f"partial {ids['no_uid']}: dicom-seg not written" in text
 
     rows = _state(out)
-    assert rows[ids["good"]]["status"] == "ok" and rows[ids["good"]]["note"] == ""
+    # nothing left out (the tiny synthetic CTs are far smaller than the model's training CT: a warning says so)
+    good = rows[ids["good"]]
+    assert good["status"] == "ok" and "not written" not in good["note"] and "frame of reference" not in good["note"]
     # no FrameOfReferenceUID: a SEG all the same, on a new frame of reference, and the note says so
     row = rows[ids["no_for"]]
-    assert row["status"] == "ok" and row["note"] == f"dicom-seg: {NEW_FRAME_OF_REFERENCE}", row
+    assert row["status"] == "ok" and row["note"].startswith(f"dicom-seg: {NEW_FRAME_OF_REFERENCE}"), row
     (series,) = discover_series([no_for])[0]
-    seg_path = out / f"{ids['no_for']}.dcm"
+    seg_path = out / f"{ids['no_for']}_seg.dcm"
     assert _dciodvfy_errors(seg_path) == []
     seg = hd.seg.segread(seg_path)
     assert seg.FrameOfReferenceUID == new_frame_of_reference(read_source_datasets(series.files))
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == f"{UID}2.2"
-    nifti = np.asarray(nib.load(out / f"{ids['no_for']}.nii.gz").dataobj)
+    nifti = np.asarray(nib.load(out / f"{ids['no_for']}_seg.nii.gz").dataobj)
     assert np.array_equal(_seg_as_index_array(seg_path, series.files), np.searchsorted([0, 1, 2, 3, 4], nifti))
-    assert _dciodvfy_errors(out / f"{ids['good']}.dcm") == []
+    assert _dciodvfy_errors(out / f"{ids['good']}_seg.dcm") == []
     # empty SeriesInstanceUID: no SEG can reference it; the NIfTI and the statistics are written, the note says why
     row = rows[ids["no_uid"]]
     assert row["status"] == "partial" and row["error"] == "", row
-    assert row["note"] == f"dicom-seg not written: {NO_SERIES_UID} (NIfTI output works; or fix the series' UIDs)"
-    assert row["output"] == str(out / f"{ids['no_uid']}.nii.gz")
-    assert sorted(p.name for p in out.glob(f"{ids['no_uid']}*")) == [f"{ids['no_uid']}.nii.gz"]
+    assert row["note"].startswith(
+        f"dicom-seg not written: {NO_SERIES_UID} (NIfTI output works; or fix the series' UIDs)"
+    )
+    assert row["output"] == str(out / f"{ids['no_uid']}_seg.nii.gz")
+    assert sorted(p.name for p in out.glob(f"{ids['no_uid']}*")) == [f"{ids['no_uid']}_seg.nii.gz"]
     stats = list(csv.DictReader((out / "statistics.csv").open(encoding="utf-8")))
     assert sorted({r["case_id"] for r in stats}) == sorted(ids.values()) and len(stats) == 3 * 4
 
@@ -143,7 +147,7 @@ def test_a_nifti_input_asked_for_a_seg_too_is_partial(tmp_path):
     (row,) = _rows(out)
     assert row["status"] == "partial" and row["note"].startswith("dicom-seg not written: ")
     assert "dicom-seg output needs a DICOM series input" in row["note"]
-    assert (out / "scan.nii.gz").is_file() and not (out / "scan.dcm").exists()
+    assert (out / "scan_seg.nii.gz").is_file() and not (out / "scan_seg.dcm").exists()
 
 
 def test_a_new_frame_of_reference_is_stable_and_leaves_the_sources_as_read(tmp_path):
@@ -199,16 +203,16 @@ def test_issue_32_archive_gives_two_label_maps_one_seg_and_a_note(tmp_path):
     result = _infer(archive, "-o", out, "--output-format", "nifti,dicom-seg")
     assert result.exit_code == 3, result.output
     assert "2 of 2 cases done, 1 partial" in " ".join(result.output.split())
-    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{i}.nii.gz" for i in ids.values())
-    assert [p.name for p in out.glob("*.dcm")] == [f"{ids['ircadb']}.dcm"]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{i}_seg.nii.gz" for i in ids.values())
+    assert [p.name for p in out.glob("*.dcm")] == [f"{ids['ircadb']}_seg.dcm"]
     rows = _state(out)
     assert rows[ids["ircadb"]]["status"] == "ok" and "new frame of reference" in rows[ids["ircadb"]]["note"]
     assert rows[ids["totalseg"]]["status"] == "partial"
     assert rows[ids["totalseg"]]["note"].startswith(f"dicom-seg not written: {NO_SERIES_UID}")
-    seg_path = out / f"{ids['ircadb']}.dcm"
+    seg_path = out / f"{ids['ircadb']}_seg.dcm"
     assert _dciodvfy_errors(seg_path) == []
     (series,) = discover_series([ircadb])[0]
-    nifti = np.asarray(nib.load(out / f"{ids['ircadb']}.nii.gz").dataobj)
+    nifti = np.asarray(nib.load(out / f"{ids['ircadb']}_seg.nii.gz").dataobj)
     assert np.array_equal(_seg_as_index_array(seg_path, series.files), np.searchsorted([0, 1, 2, 3, 4], nifti))
     stats = list(csv.DictReader((out / "statistics.csv").open(encoding="utf-8")))
     assert sorted({r["case_id"] for r in stats}) == sorted(ids.values()) and len(stats) == 2 * 4
@@ -235,7 +239,7 @@ def test_real_clinical_ct_beside_its_rtstruct_gives_nifti_seg_and_statistics(tmp
     (series,) = discover_series([archive], non_images=others)[0]
     assert series.slices == 79
     assert [(o.kind, len(o.files)) for o in others] == [("RT Structure Set", 1)]
-    seg_path, nifti_path = out / f"{row['case_id']}.dcm", out / f"{row['case_id']}.nii.gz"
+    seg_path, nifti_path = out / f"{row['case_id']}_seg.dcm", out / f"{row['case_id']}_seg.nii.gz"
     assert _dciodvfy_errors(seg_path) == []
     seg = hd.seg.segread(seg_path)
     first = pydicom.dcmread(series.files[0], stop_before_pixels=True)

@@ -62,7 +62,7 @@ def test_pancreas_recipe_on_the_totalsegmentator_ct(tmp_path):
     assert row["status"] == "ok"
     case = row["case_id"]
     source = nib.load(src / "imagesTr" / f"{case}.nii.gz")
-    output = nib.load(run / "pred" / f"{case}.nii.gz")
+    output = nib.load(run / "pred" / f"{case}_seg.nii.gz")
     assert output.shape == source.shape and np.allclose(output.affine, source.affine, atol=1e-5)
     assert set(np.unique(np.asarray(output.dataobj))) <= {0, 1}
     metrics = list(csv.DictReader(open(run / "test_metrics.csv", encoding="utf-8")))

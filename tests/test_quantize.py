@@ -106,7 +106,7 @@ def test_export_int8_writes_the_model_and_its_agreement_and_infer_uses_it(tmp_pa
         app, ["infer", str(case.image), "-o", str(out), "--model", str(deploy), "--precision", "int8"]
     )
     assert result.exit_code == 0, result.output
-    assert "openvino int8" in result.output and (out / f"{case.case_id}.nii.gz").is_file()
+    assert "openvino int8" in result.output and (out / f"{case.case_id}_seg.nii.gz").is_file()
 
 
 def test_fp32_export_needs_an_output_file():

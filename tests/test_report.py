@@ -45,7 +45,7 @@ def batch(tmp_path_factory) -> Path:
         [
             "infer",
             str(REPO / "data_manifest.csv"),
-            str(broken),
+            str(broken.parent),  # a folder: its bad scan fails alone (a bad scan named itself is a usage error)
             "--split",
             "test",
             "--backend",
@@ -56,16 +56,16 @@ def batch(tmp_path_factory) -> Path:
         ],
     )
     assert result.exit_code == 1, result.output  # the corrupt case fails, the batch goes on
-    empty = nib.load(out / f"{EMPTY}.nii.gz")
-    nib.save(nib.Nifti1Image(np.zeros(empty.shape, np.uint8), empty.affine, empty.header), out / f"{EMPTY}.nii.gz")
-    huge = nib.load(out / f"{HUGE}.nii.gz")
+    empty = nib.load(out / f"{EMPTY}_seg.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros(empty.shape, np.uint8), empty.affine, empty.header), out / f"{EMPTY}_seg.nii.gz")
+    huge = nib.load(out / f"{HUGE}_seg.nii.gz")
     labels = np.asarray(huge.dataobj).astype(np.uint8)
     anterior = labels == 1
     grown = anterior
     while grown.sum() < 5 * anterior.sum():
         grown = ndimage.binary_dilation(grown) & ((labels == 0) | grown)
     labels[grown] = 1
-    nib.save(nib.Nifti1Image(labels, huge.affine, huge.header), out / f"{HUGE}.nii.gz")
+    nib.save(nib.Nifti1Image(labels, huge.affine, huge.header), out / f"{HUGE}_seg.nii.gz")
     return out
 
 
@@ -99,7 +99,7 @@ def test_every_case_has_a_row_and_the_planted_outliers_are_flagged(batch, report
 def test_volumes_and_metrics_agree_with_the_label_maps_and_volseg_evaluate(batch, report, tmp_path):
     data = page_data(report)
     cases = {c["id"]: c for c in data["cases"]}
-    image = nib.load(batch / f"{HUGE}.nii.gz")
+    image = nib.load(batch / f"{HUGE}_seg.nii.gz")
     voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000
     assert cases[HUGE]["volumes"]["1"] == pytest.approx((np.asarray(image.dataobj) == 1).sum() * voxel_ml, abs=1e-3)
     metrics = tmp_path / "metrics.csv"
@@ -127,7 +127,7 @@ def test_the_page_holds_no_address_and_stays_small(report):
 
 
 def test_a_report_without_the_viewer_file_says_so(batch, monkeypatch, tmp_path):
-    from volseg.report import build_report
+    from volseg.report.build import build_report
 
     copy = tmp_path / "out"
     shutil.copytree(batch, copy, ignore=shutil.ignore_patterns("report"))

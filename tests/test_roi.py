@@ -66,8 +66,8 @@ def full_and_roi(tmp_path_factory):
 
 
 def test_roi_labels_agree_with_the_full_volume_inside_a_box_that_holds_them(full_and_roi):
-    full = np.asarray(nib.load(full_and_roi / "full" / "ct.nii.gz").dataobj)
-    roi_image = nib.load(full_and_roi / "roi" / "ct.nii.gz")
+    full = np.asarray(nib.load(full_and_roi / "full" / "ct_seg.nii.gz").dataobj)
+    roi_image = nib.load(full_and_roi / "roi" / "ct_seg.nii.gz")
     roi = np.asarray(roi_image.dataobj)
     assert roi.shape == full.shape
     np.testing.assert_allclose(roi_image.affine, nib.load(CT).affine)

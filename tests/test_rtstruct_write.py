@@ -217,10 +217,14 @@ def test_cli_writes_rtstruct_beside_nifti_and_seg(tmp_path):
     row = rows[ids["good"]]
     assert row["status"] == "ok" and row["note"] == "", row
     rt = out / f"{ids['good']}_rtstruct.dcm"
-    assert row["output"].split(";") == [str(out / f"{ids['good']}.dcm"), str(rt), str(out / f"{ids['good']}.nii.gz")]
+    assert row["output"].split(";") == [
+        str(out / f"{ids['good']}_seg.dcm"),
+        str(rt),
+        str(out / f"{ids['good']}_seg.nii.gz"),
+    ]
     import nibabel as nib
 
-    nifti = np.asarray(nib.load(out / f"{ids['good']}.nii.gz").dataobj).astype(np.uint8)
+    nifti = np.asarray(nib.load(out / f"{ids['good']}_seg.nii.gz").dataobj).astype(np.uint8)
     stats = list(csv.DictReader((out / "statistics.csv").open(encoding="utf-8")))
     label_names = {int(r["label"]): r["name"] for r in stats if r["case_id"] == ids["good"]}  # the model's labels
     assert [str(r.ROIName) for r in pydicom.dcmread(rt).StructureSetROISequence] == [
@@ -233,7 +237,7 @@ def test_cli_writes_rtstruct_beside_nifti_and_seg(tmp_path):
     np.testing.assert_array_equal(back, nifti)
     assert _dciodvfy_errors(rt) == []
     row = rows[ids["no_uid"]]
-    assert row["status"] == "partial" and row["output"] == str(out / f"{ids['no_uid']}.nii.gz"), row
+    assert row["status"] == "partial" and row["output"] == str(out / f"{ids['no_uid']}_seg.nii.gz"), row
     assert "dicom-seg not written: " in row["note"]
     assert (
         "rtstruct not written: the source series has an empty SeriesInstanceUID, so an RTSTRUCT cannot reference it"

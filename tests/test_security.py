@@ -333,11 +333,11 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
     assert checked.exit_code == 1 and "missing slice(s)" in checked.output
 
     written = sorted(p for p in work.rglob("*") if p.is_file())
-    (case_id,) = {p.name.split(".")[0] for p in written if p.name.endswith(".nii.gz")}
+    (case_id,) = {p.name.removesuffix("_seg.nii.gz") for p in written if p.name.endswith("_seg.nii.gz")}
     assert case_id.startswith("dcm-")
     assert {p.name for p in written} >= {
-        f"{case_id}.nii.gz",
-        f"{case_id}.dcm",
+        f"{case_id}_seg.nii.gz",
+        f"{case_id}_seg.dcm",
         f"{case_id}_qc.png",
         f"{case_id}_probabilities.npz",
         "volseg_run.csv",
@@ -346,11 +346,11 @@ def test_patient_identity_never_reaches_any_output(run_dir, tmp_path, monkeypatc
         f"{case_id}.js",
         f"{case_id}.png",
     }  # the review page
-    label = _nifti_text_fields(out / f"{case_id}.nii.gz")
+    label = _nifti_text_fields(out / f"{case_id}_seg.nii.gz")
     assert label.pop("extensions") == 0  # no DICOM (or any) header extension rides along
     captured = capfd.readouterr()
     leaks = [leak for p in written if p.suffix != ".dcm" for leak in _leaks(str(p.relative_to(work)), _texts(p))]
-    leaks += _seg_patient_text(out / f"{case_id}.dcm")
+    leaks += _seg_patient_text(out / f"{case_id}_seg.dcm")
     leaks += _leaks("NIfTI text fields", [repr(label).encode()])
     leaks += _leaks("infer output", [result.output.encode()]) + _leaks("check output", [checked.output.encode()])
     leaks += _leaks("log records", [caplog.text.encode()])

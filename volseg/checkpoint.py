@@ -151,5 +151,5 @@ def set_rng_state(state: dict) -> None:
 def slim_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Copy a checkpoint without optimizer, scaler and RNG state: what prediction needs, a third the size."""
     payload = load_checkpoint(resolve_checkpoint(source))
-    keep = ("format", "model", "config", "label_names", "epoch", "best_dice", "history")
+    keep = ("format", "model", "config", "label_names", "epoch", "best_dice", "history", "training_scans")
     return save_atomic({k: payload[k] for k in keep if k in payload}, target)

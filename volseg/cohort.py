@@ -21,7 +21,7 @@ class CohortSummary:
     out_dir: Path
     single: bool  # one scan written as ./CASE_seg.nii.gz, no run record
     done: int = 0  # over every rank; partial cases count as done
-    failed: int = 0
+    failed: int = 0  # refused (--strict) cases count as failed
     rejected: int = 0
     partial: int = 0
     review_page: Path | None = None
@@ -51,11 +51,11 @@ def run_cohort(
     ctx = ctx or distributed.Context()
     single = output is None and len(cases) == 1 and not cases[0].rejected and not ctx.enabled and not report
     out_dir = Path.cwd() if single else (output or Path("volseg_out"))
-    outputs = RunOutputs(out_dir, keep_record=not single, single=single, rank=ctx.rank if ctx.enabled else None)
+    outputs = RunOutputs(out_dir, keep_record=not single, rank=ctx.rank if ctx.enabled else None)
     if ctx.enabled:
         cases = select_part(cases, ctx.world_size, ctx.rank)
     results = run_batch(cases, outputs, segmenter, options, on_case=on_case)
-    counts = [sum(r.status == s for r in results) for s in ("failed", "rejected", "partial")]
+    counts = [sum(r.status in s for r in results) for s in (("failed", "refused"), ("rejected",), ("partial",))]
     counts = [len(results) - counts[0] - counts[1], *counts]
     if ctx.enabled:
         gathered = distributed.gather(ctx, tuple(counts))
@@ -70,7 +70,7 @@ def run_cohort(
         results, out_dir, single, *counts, rejections=[r.error for r in results if r.status == "rejected"]
     )
     if report and ctx.is_main and summary.done + summary.failed:
-        from volseg.report import build_report
+        from volseg.report.build import build_report
 
         summary.review_page = build_report(out_dir, labels=segmenter.info.labels, colors=segmenter.info.label_colors)
     return summary

@@ -17,7 +17,7 @@ from volseg.evaluate import Pair, evaluate, summarize, write_results
 from volseg.infer import BatchOptions, Segmenter, run_batch
 from volseg.inputs import CaseInput
 from volseg.outputs import RunOutputs
-from volseg.report import build_report
+from volseg.report.build import build_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def run_demo(
         on_case=on_case,
     )
     done = {r.case_id for r in results if r.status == "ok"}
-    pairs = [Pair(c.case_id, out_dir / f"{c.case_id}.nii.gz", c.label) for c in cases if c.case_id in done]
+    pairs = [Pair(c.case_id, RunOutputs(out_dir).label_map(c.case_id), c.label) for c in cases if c.case_id in done]
     rows, errors = evaluate(pairs, segmenter.info.labels)
     summary = summarize([r for r in rows if has_reference(r)])
     write_results(rows, summary, out_dir / "metrics.csv")

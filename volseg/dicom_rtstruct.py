@@ -56,12 +56,11 @@ from volseg.dicom_source import (
     require_references,
 )
 from volseg.errors import VolsegError
+from volseg.qc import label_colors as colors_of
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # what RTReferencedStudySequence items name (PS3.3 C.8.8.5)
 NEW_FRAME_OF_REFERENCE = new_frame_of_reference_note("RTSTRUCT", "contours")
-# matplotlib's tab10 by label value, as the QC pictures and the review page colour labels (volseg.report.cases)
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 class RTStructWriteError(VolsegError):
@@ -129,7 +128,7 @@ def _slice_geometry(ds: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _colour(value: int, label_colors: Mapping[int, str] | None) -> list[int]:
-    text = str((label_colors or {}).get(int(value)) or PALETTE[int(value) % len(PALETTE)]).lstrip("#")
+    text = colors_of([value], label_colors)[int(value)].lstrip("#")
     try:
         return [int(text[n : n + 2], 16) for n in (0, 2, 4)] if len(text) == 6 else _colour(value, None)
     except ValueError:

@@ -29,12 +29,18 @@ class Pair:
 
 
 def pairs_from_manifest(pred_dir: Path, manifest: Path, split: str | None = "test") -> list[Pair]:
-    """Predictions ``pred_dir/<case_id>.nii.gz`` paired with the manifest's labels (of ``split``, if set)."""
+    """Predictions ``pred_dir/<case_id>_seg.nii.gz`` (volseg's) or ``<case_id>.nii.gz`` (nnU-Net's) paired with
+    the manifest's labels (of ``split``, if set)."""
     return [
-        Pair(c.case_id, pred_dir / f"{c.case_id}.nii.gz", c.label)
+        Pair(c.case_id, _prediction(pred_dir, c.case_id), c.label)
         for c in read_manifest(manifest)
         if c.label is not None and (split is None or c.split == split)
     ]
+
+
+def _prediction(pred_dir: Path, case_id: str) -> Path:
+    named = pred_dir / f"{case_id}_seg.nii.gz"
+    return named if named.exists() or not (pred_dir / f"{case_id}.nii.gz").exists() else pred_dir / f"{case_id}.nii.gz"
 
 
 def pairs_from_folder(pred_dir: Path, ref_dir: Path) -> list[Pair]:

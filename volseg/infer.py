@@ -38,7 +38,8 @@ from volseg.predict import (
     probabilities_to_labels,
 )
 from volseg.run_record import RUN_COLUMNS
-from volseg.segmenting import CaseSegmenter, ModelInfo
+from volseg.scan_screen import ScanRefused, read_training_scans, screen
+from volseg.segmenting import CaseSegmenter, ModelInfo, ScanCheck
 
 log = logging.getLogger(__name__)
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct")
@@ -72,11 +73,12 @@ class Segmenter:
     ):
         # MONAI (volseg.checkpoint, volseg.data.transforms) is imported by volseg's own models only: nnU-Net
         # folders run without it, and its import is 2.5 s of a single case's start-up
-        from volseg.checkpoint import load_model
+        from volseg.checkpoint import load_checkpoint, load_model
         from volseg.data.transforms import LoadCased, preprocess
 
         self.device = resolve_device(device)
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
+        self.training_scans = read_training_scans(load_checkpoint(self.checkpoint), self.checkpoint)
         path = Path(model_path)
         self.model_name = path.parent.name if path.name in ("model.pt", "best.pt", "last.pt") else path.stem
         engine = make_backend(backend, self.model, self.cfg, self.device, self.checkpoint, precision)
@@ -104,18 +106,22 @@ class Segmenter:
             data.modality,
             data.label_colors,
             data.label_codes,
+            self.training_scans,
         )
 
     def read(self, case: CaseInput) -> dict:
         """The case's scan as read (``{"image": (C, X, Y, Z)}`` on its source grid), nothing preprocessed."""
         return self.reader({"image": [p if isinstance(p, DicomSeries) else str(p) for p in case.images]})
 
-    def load(self, case: CaseInput) -> dict:
+    def load(self, case: CaseInput, check: ScanCheck | None = None) -> dict:
         """Read and preprocess (the part that overlaps with the previous case's prediction). ``source_image``
         keeps the scan as read, for statistics and QC pictures (preprocessing may work in place);
-        ``timings`` collects the case's seconds per stage (read, preprocess, then :meth:`predict`'s)."""
+        ``timings`` collects the case's seconds per stage (read, preprocess, then :meth:`predict`'s).
+        ``check`` sees the scan as read, before any preprocessing (see :mod:`volseg.scan_screen`)."""
         started = time.perf_counter()
         raw = self.read(case)
+        if check is not None:
+            check(raw["image"].numpy(), raw["image"].meta["original_affine"])
         source = raw["image"].clone()
         read = time.perf_counter()
         data = self.chain(raw)
@@ -206,7 +212,9 @@ class CaseResult:
     case_id: str
     input: str
     output: str
-    status: str  # ok, partial (some requested outputs written, the note says why not the rest), failed, skipped
+    # ok, partial (some requested outputs written, the note says why not the rest), failed, skipped, rejected (by
+    # the series rules), refused (--strict: unlike the model's training scans)
+    status: str
     seconds: float = 0.0
     error: str = ""
     note: str = ""
@@ -222,6 +230,7 @@ class BatchOptions:
     case_timeout: float | None = None  # seconds allowed for reading + preprocessing one case
     output_formats: tuple[str, ...] = ("nifti",)  # any of OUTPUT_FORMATS
     statistics: bool = True  # statistics.csv/json beside the run record (with a run record only)
+    strict: bool = False  # refuse a scan unlike the model's training scans (status "refused") instead of warning
 
 
 class RunRecord:
@@ -338,10 +347,23 @@ def run_batch(
         record and record.add(r)
         on_case and on_case(r)
 
-    pending = _in_background(segmenter.load, todo[0][0]) if todo else None
+    def load(case: CaseInput) -> dict:
+        warnings: list[str] = []
+
+        def check(voxels, affine) -> None:
+            named = case.source if all(isinstance(p, (str, Path)) for p in case.images) else case.case_id
+            if warning := screen(segmenter.info.training_scans, named, voxels, affine, options.strict):
+                log.warning("warning: %s", warning)  # now, before any window runs; the record's note keeps it
+                warnings.append(warning)
+
+        data = segmenter.load(case, check)
+        data["warnings"] = warnings
+        return data
+
+    pending = _in_background(load, todo[0][0]) if todo else None
     for i, (case, outputs) in enumerate(todo):
         started = time.perf_counter()
-        current, pending = pending, _in_background(segmenter.load, todo[i + 1][0]) if i + 1 < len(todo) else None
+        current, pending = pending, _in_background(load, todo[i + 1][0]) if i + 1 < len(todo) else None
         try:
             try:
                 data = current.result(timeout=options.case_timeout)
@@ -368,7 +390,16 @@ def run_batch(
                 from volseg.qc import save_qc
 
                 attention = segmenter.attention(data) if options.qc_attention else None
-                save_qc(data["source_image"], labels, run.qc(case.case_id), attention)
+                info = segmenter.info
+                save_qc(
+                    data["source_image"],
+                    labels,
+                    run.qc(case.case_id),
+                    attention,
+                    info.labels,
+                    info.label_colors,
+                    f"{case.case_id}: {info.name}",
+                )
             notes = [data.get("note", "")]
             if series is not None and "dicom-seg" in outputs:
                 from volseg.dicom_seg import SegError, write_seg
@@ -403,7 +434,7 @@ def run_batch(
                     case.case_id,
                     statistics.label_statistics(labels, np.asarray(source)[0], source.affine, segmenter.info.labels),
                 )
-            notes += [f"{fmt} not written: {why}" for fmt, why in missing.items()]
+            notes += [f"{fmt} not written: {why}" for fmt, why in missing.items()] + data["warnings"]
             made = {fmt: path for fmt, path in outputs.items() if fmt not in missing}
             result = CaseResult(
                 case.case_id,
@@ -415,7 +446,8 @@ def run_batch(
             )
         except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
             log.debug("case %s failed", case.case_id, exc_info=True)
-            result = CaseResult(case.case_id, case.source, "", "failed", time.perf_counter() - started, _one_line(e))
+            status = "refused" if isinstance(e, ScanRefused) else "failed"
+            result = CaseResult(case.case_id, case.source, "", status, time.perf_counter() - started, _one_line(e))
         results.append(result)
         record and record.add(result)
         on_case and on_case(result)

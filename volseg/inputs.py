@@ -12,6 +12,7 @@ from pathlib import Path
 
 from volseg.data.case_ids import IMAGE_SUFFIXES, image_case_id
 from volseg.data.dicom_archive import NonImageSeries, discover_series
+from volseg.data.io import check_header
 from volseg.data.manifest import read_manifest, safe_case_id
 from volseg.data.series_rules import SeriesRules, select
 from volseg.errors import VolsegError
@@ -74,13 +75,23 @@ def collect_inputs(
             )
             cases += [CaseInput(image_case_id(p), (p,)) for p in files]
         else:
-            cases.append(CaseInput(image_case_id(path), (path,)))  # a missing file fails as that case, not the batch
+            cases.append(CaseInput(image_case_id(path), (path,)))
     seen: set[str] = set()
     for case in cases:
         if case.case_id in seen:
             raise VolsegError(f"two inputs share the case id {case.case_id!r}; outputs would collide")
         seen.add(case.case_id)
     return cases
+
+
+def check_named_files(inputs: Sequence[str | Path]) -> None:
+    """Refuse a scan file named on the command line that cannot be segmented (missing, not an image, not 3D),
+    from its header, before a model is opened: a usage error, not a failed case. Folders and manifests are
+    batches, whose bad cases fail alone and are recorded."""
+    for raw in inputs:
+        path = Path(raw)
+        if path.suffix.lower() != ".csv" and not path.is_dir():
+            check_header(path)
 
 
 def select_part(cases: list[CaseInput], num_parts: int, part_id: int) -> list[CaseInput]:

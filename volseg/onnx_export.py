@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def export_onnx_for(model: nn.Module, example: torch.Tensor, path: str | Path, d
     if missing:
         raise VolsegError(f"ONNX export needs {missing}: pip install 'volseg[onnxruntime]' or 'volseg[openvino]'")
     path = Path(path)
-    with atomic_path(path) as tmp:
+    # torch's exporter warns about its own internals (a pytree deprecation, torchvision ops no zoo or nnU-Net
+    # network uses): nothing a volseg user can act on, so none of it is printed
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
         torch.onnx.export(
             model.eval().cpu(),
             (example,),

@@ -44,6 +44,7 @@ from volseg.data.dicom_archive import (
 )
 from volseg.data.series_rules import SeriesRules, select
 from volseg.errors import VolsegError
+from volseg.outputs import RunOutputs
 
 log = logging.getLogger(__name__)
 RECORD = "volseg_pacs.csv"
@@ -303,7 +304,7 @@ class PacsRun:
 
                 objects.append(build_rtstruct(labels, sources, info.labels, info.name, info.label_colors))
             if self.save_nifti:
-                io.write_label(labels, data["image"], self.out_dir / f"{series.case_id}.nii.gz")
+                io.write_label(labels, data["image"], RunOutputs(self.out_dir).label_map(series.case_id))
             response = self.client.store_instances(objects, study_instance_uid=study_uid)
             failed = response.get("FailedSOPSequence") if response is not None else None
             if failed:

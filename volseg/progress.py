@@ -37,7 +37,7 @@ class CaseProgress:
         return self.progress.__exit__(*exc)
 
     def update(self, result) -> None:
-        self.failed += result.status == "failed"
+        self.failed += result.status in ("failed", "refused")
         self.progress.update(self.task, advance=1, failed=self.failed)
 
 
@@ -62,7 +62,9 @@ class TrainingProgress:
             TextColumn("loss {task.fields[loss]:.4f}"),
             TextColumn("dice {task.fields[dice]}"),
             TextColumn("loader wait {task.fields[wait]}"),
+            TextColumn("elapsed"),
             TimeElapsedColumn(),
+            TextColumn("epoch left"),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,

@@ -6,12 +6,22 @@ true proportions, so a 0.6 x 0.6 x 1.6 mm CT does not look squashed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from volseg.atomic import atomic_path
+
+# matplotlib's tab10, by label value: the colours of QC pictures, review pages and RTSTRUCT contours alike
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+OVERLAY_ALPHA = 0.45
+
+
+def label_colors(values: Iterable[int], configured: Mapping[int, str] | None = None) -> dict[int, str]:
+    """Label value -> "#rrggbb": the model's configured colour (``data.label_colors``), else the palette's."""
+    return {int(v): (configured or {}).get(int(v), PALETTE[int(v) % len(PALETTE)]) for v in values}
 
 
 def label_centre(labels: np.ndarray) -> tuple[int, ...]:
@@ -36,8 +46,18 @@ def ras_spacing(affine: np.ndarray) -> np.ndarray:
     return out
 
 
-def save_qc(image, labels: np.ndarray, path: Path, attention: np.ndarray | None = None) -> Path:
-    """Write a PNG with three orthogonal views of ``image``'s first channel with ``labels`` overlaid.
+def save_qc(
+    image,
+    labels: np.ndarray,
+    path: Path,
+    attention: np.ndarray | None = None,
+    names: Mapping[int, str] | None = None,
+    colors: Mapping[int, str] | None = None,
+    title: str = "",
+) -> Path:
+    """Write a PNG with three orthogonal views of ``image``'s first channel with ``labels`` overlaid, titled
+    ``title`` (the case id), with a legend naming each label (``names``) in its colour (``colors``, else the
+    palette); a label the model has but did not find here is listed as "not found".
 
     ``image`` is the source scan as read (a MetaTensor or io.Scan on the labels' grid, with its affine); both are
     turned to RAS voxel order for display. ``attention`` (same grid) adds a second row.
@@ -46,6 +66,8 @@ def save_qc(image, labels: np.ndarray, path: Path, attention: np.ndarray | None 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Patch
 
     affine = np.asarray(image.affine)
     volume = to_ras(np.asarray(image, dtype=np.float32)[0], affine)
@@ -59,22 +81,19 @@ def save_qc(image, labels: np.ndarray, path: Path, attention: np.ndarray | None 
         "coronal": (volume[:, cy, :], labels[:, cy, :], sz / sx),
         "sagittal": (volume[cx, :, :], labels[cx, :, :], sz / sy),
     }
+    found = {int(v) for v in np.unique(labels) if v != 0}
+    names = dict(names or {value: f"label {value}" for value in found})
+    palette = label_colors({*names, *found}, colors)
+    lookup = np.zeros((max([*palette, 0]) + 1, 4))
+    for value, colour in palette.items():
+        lookup[value] = to_rgba(colour, OVERLAY_ALPHA)
     rows = 2 if attention is not None else 1
-    fig, axes = plt.subplots(rows, 3, figsize=(12, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 3, figsize=(12, 4 * rows + 0.8), squeeze=False)
     lo, hi = np.percentile(volume, [1, 99])
-    for ax, (title, (img, lab, aspect)) in zip(axes[0], views.items()):
+    for ax, (view, (img, lab, aspect)) in zip(axes[0], views.items()):
         ax.imshow(img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi, aspect=aspect)
-        ax.imshow(
-            np.ma.masked_equal(lab.T, 0),
-            cmap="tab10",
-            alpha=0.45,
-            origin="lower",
-            vmin=0,
-            vmax=9,
-            interpolation="nearest",
-            aspect=aspect,
-        )
-        ax.set_title(title)
+        ax.imshow(lookup[lab.T.astype(np.int64)], origin="lower", interpolation="nearest", aspect=aspect)
+        ax.set_title(view)
     if attention is not None:
         att = [attention[:, :, cz], attention[:, cy, :], attention[cx, :, :]]
         for ax, a, (_, _, aspect) in zip(axes[1], att, views.values()):
@@ -85,7 +104,14 @@ def save_qc(image, labels: np.ndarray, path: Path, attention: np.ndarray | None 
         row[1].invert_xaxis()
         for ax in row:
             ax.axis("off")
-    fig.tight_layout()
+    legend = [
+        Patch(color=palette[value], label=f"{value} {name}" + ("" if value in found else " (not found)"))
+        for value, name in sorted(names.items())
+    ]
+    fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 6) or 1, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=72)
     plt.close(fig)

@@ -19,6 +19,7 @@ import torch
 from monai.data import MetaTensor
 
 from volseg.errors import VolsegError
+from volseg.segmenting import ScanCheck
 
 MARGIN_MM = 20.0  # around the located box: the locator's 6 mm voxels blur the boundary by a voxel or two
 LOCATOR_FILE = "locator.pt"  # beside a model's checkpoint: the locator its recipe trained
@@ -108,9 +109,11 @@ class RoiSegmenter:
         self.model = fine.model
         self.info = fine.info
 
-    def load(self, case) -> dict:
+    def load(self, case, check: ScanCheck | None = None) -> dict:
         started = time.perf_counter()
         raw = self.fine.read(case)
+        if check is not None:
+            check(raw["image"].numpy(), raw["image"].meta["original_affine"])
         read = time.perf_counter()
         coarse = self.locator.chain({"image": raw["image"].clone()})
         return {

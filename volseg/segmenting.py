@@ -7,13 +7,15 @@ nnU-Net model folders (:class:`volseg.nnunet.segmenter.NnunetSegmenter`) all imp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
+
+from volseg.scan_screen import TrainingScans
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class ModelInfo:
     modality: str  # CT or MR: the default series rules and PACS query
     label_colors: Mapping[int, str] | None = None
     label_codes: Mapping[str, Mapping[str, str]] | None = None  # name -> SNOMED CT codes for the SEG
+    training_scans: TrainingScans | None = None  # what a scan is screened against before it is segmented
+
+
+ScanCheck = Callable[[np.ndarray, np.ndarray], None]  # (voxels as read, their RAS affine): warns or refuses
 
 
 class CaseSegmenter(Protocol):
@@ -35,10 +41,10 @@ class CaseSegmenter(Protocol):
     backend: str
     precision: str
 
-    def load(self, case) -> dict:
-        """Read and prepare one case (runs in a background thread, overlapping the previous prediction).
-        The dict holds ``image`` (the scan as read: its grid is the output's), ``source_image`` and
-        ``timings``."""
+    def load(self, case, check: ScanCheck | None = None) -> dict:
+        """Read and prepare one case (runs in a background thread, overlapping the previous prediction),
+        calling ``check`` on the scan as read, before any preprocessing. The dict holds ``image`` (the scan as
+        read: its grid is the output's), ``source_image`` and ``timings``."""
 
     def predict(self, data: dict) -> tuple[np.ndarray, torch.Tensor | None]:
         """The (X, Y, Z) label map on the scan's grid, and class probabilities on it when available."""

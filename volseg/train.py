@@ -31,12 +31,14 @@ from volseg.checkpoint import (
     set_rng_state,
 )
 from volseg.config import Config, config_from_dict, save_config
+from volseg.data import io
 from volseg.data.dataset import checked_datasets, training_loader
 from volseg.data.manifest import read_manifest
 from volseg.errors import VolsegError
 from volseg.losses import DeepSupervisionLoss, SegmentationLoss
 from volseg.metrics import dice_per_label, mean_finite
 from volseg.predict import autocast, predict_probabilities, probabilities_to_labels
+from volseg.scan_screen import TrainingScans, extent_mm, median_extent
 from volseg.schedule import Schedule, learning_rate
 
 log = logging.getLogger(__name__)
@@ -137,18 +139,24 @@ def _plot_curves(history: list[EpochRecord], labels: dict[int, str], path: Path)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot([r.epoch for r in history], [r.train_loss for r in history], marker=".")
+    ax_loss.plot([r.epoch for r in history], [r.train_loss for r in history], marker="o")
     ax_loss.set(title="training loss", xlabel="epoch")
     validated = [r for r in history if r.val_dice]
     for value, name in labels.items():
         ax_dice.plot(
-            [r.epoch for r in validated], [r.val_dice.get(value, np.nan) for r in validated], marker=".", label=name
+            [r.epoch for r in validated], [r.val_dice.get(value, np.nan) for r in validated], marker="o", label=name
         )
-    ax_dice.plot([r.epoch for r in validated], [r.val_mean for r in validated], "k--", label="mean")
+    ax_dice.plot([r.epoch for r in validated], [r.val_mean for r in validated], "k--", marker="o", label="mean")
     ax_dice.set(title="validation Dice", xlabel="epoch", ylim=(0, 1))
     ax_dice.legend(loc="lower right")
+    if not validated:
+        ax_dice.text(0.5, 0.5, "not validated yet", ha="center", va="center", transform=ax_dice.transAxes)
+    for ax in (ax_loss, ax_dice):  # whole epochs, readable from the first one on
+        ax.set_xlim(0.5, history[-1].epoch + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=80)
@@ -170,6 +178,7 @@ def train(
     resume: bool = False,
     callbacks: Callbacks | None = None,
     epochs: int | None = None,
+    started: float | None = None,
 ) -> list[EpochRecord]:
     """Train ``cfg.model`` on the manifest's train split, validating on its val split (a :class:`Trainer`).
 
@@ -177,13 +186,16 @@ def train(
     With ``resume`` it continues from ``run_dir/last.pt`` with the config and schedule saved there;
     ``epochs``, when given, sets the epoch count (to extend a finished run). ``train.time_budget_minutes``
     (``volseg train --minutes``) trains for a wall-clock budget instead: the count is fixed after epoch 2
-    (:class:`~volseg.schedule.Schedule`), and ``train.epochs`` is then only the learning rate's first guess.
+    (:class:`~volseg.schedule.Schedule`), and ``train.epochs`` is then only the learning rate's first guess. The
+    budget is held inside an epoch too, counted from ``started`` (``time.perf_counter()``; the command line
+    passes its own start, so importing torch counts) or from the call.
     Under ``torchrun`` it trains with DistributedDataParallel; rank 0 alone writes the run folder.
     """
     ctx = distributed.setup(device)
     try:
         dev = distributed.resolve_device(distributed.device_for(ctx, device))
-        return Trainer(cfg, Path(run_dir), dev, ctx, callbacks, resume=resume, epochs=epochs).run()
+        trainer = Trainer(cfg, Path(run_dir), dev, ctx, callbacks, resume=resume, epochs=epochs)
+        return trainer.run(started)
     finally:
         distributed.teardown(ctx)
 
@@ -212,21 +224,27 @@ class Trainer:
         self.best = -1.0
         self.writer = None
         self.stopped_at: float | None = None  # when the last epoch's clock stopped (its save counts in the next)
+        self.ending = False  # a time budget is spent: this epoch is the last, and it is validated
 
     @property
     def epoch(self) -> int:
         """The last finished epoch (0 before the first)."""
         return self.history[-1].epoch if self.history else 0
 
-    def run(self) -> list[EpochRecord]:
+    def run(self, started: float | None = None) -> list[EpochRecord]:
         """Set up, then train, validate, time and save epoch after epoch until the run should stop."""
+        self.started = self.clock() if started is None else started  # a budget counts the set-up too
         if not self.setup():
             return self.history
+        self.spent_before = sum(r.seconds for r in self.history)  # a resumed run's budget counts what it spent
         try:
             while not self.should_stop():
                 record = self.train_epoch(self.epoch + 1)
                 self.validate(record)
                 self.end_epoch(record)
+                if not record.val_dice and self.schedule.finished(record.epoch):
+                    self.validate(record)  # a budget's epoch count ended the run on an epoch val_every skips
+                    record.seconds += record.val_seconds
                 self.save(record)
                 self.callbacks.on_epoch_end(record)
                 log.info(
@@ -283,6 +301,7 @@ class Trainer:
         self.train_ds, self.val_ds = checked_datasets(
             train_cases, val_cases, cfg, dims, num_workers=cfg.train.num_workers
         )
+        self.training_scans = training_scans(cfg.data.modality, train_cases)
 
         set_determinism(seed=cfg.train.seed)
         self.network = build_network(cfg).to(dev)
@@ -333,7 +352,10 @@ class Trainer:
             lr = learning_rate(cfg, (epoch - 1) * self.steps_per_epoch + i, total_steps, self.steps_per_epoch)
             losses.append(self.train_step(batch, lr))
             self.callbacks.on_step(losses[-1])
+            if self.budget_spent():  # checked every step: one epoch of a loaded machine can outlast the budget
+                break
             fetch_started = self.clock()
+        self.ending = self.budget_spent()
         loop_seconds = max(self.clock() - self.epoch_started, 1e-9)
         return EpochRecord(
             epoch,
@@ -359,10 +381,28 @@ class Trainer:
             verify_replicas(self.network, self.ctx)
         return float(loss.detach())  # also waits for the device, so loader_wait is honest on CUDA
 
+    def budget_spent(self) -> bool:
+        """Under a time budget: is what is left of it no more than the last validation and save need? Every
+        rank gets the same answer, so none waits for a step the others skip."""
+        if not self.schedule.minutes:
+            return False
+        left = self.schedule.minutes * 60 - self.spent_before - (self.clock() - self.started)
+        return any(distributed.gather(self.ctx, left <= self.reserve_seconds()))
+
+    def reserve_seconds(self) -> float:
+        """What the budget keeps for the last validation and save: the slowest validation so far with a fifth
+        more (the machine may be busier now), and never less than 5 % of the budget (the save and the curves;
+        a validation not yet measured). The epoch count planned from steady epochs already fits the budget, so
+        on a machine as fast as it was, the last epoch ends before its reserve is touched."""
+        slowest = max((r.val_seconds for r in self.history), default=0.0)
+        return max(1.2 * slowest, 0.05 * self.schedule.minutes * 60)
+
     def validate(self, record: EpochRecord) -> None:
-        """Whole-volume Dice every ``train.val_every`` epochs and on the epoch the schedule plans last."""
+        """Whole-volume Dice every ``train.val_every`` epochs, on the epoch the schedule plans last, and on the
+        epoch a time budget ends (so a budgeted run always leaves a validated ``best.pt``)."""
         epoch = record.epoch
-        if self.val_ds is None or not (epoch % self.cfg.train.val_every == 0 or epoch == self.schedule.lr_epochs):
+        due = epoch % self.cfg.train.val_every == 0 or epoch == self.schedule.lr_epochs or self.ending
+        if self.val_ds is None or not due:
             return
         started = self.clock()
         record.val_dice = validation_dice(self.network, self.val_ds, self.cfg, self.device, self.ctx)
@@ -379,6 +419,8 @@ class Trainer:
         self.history.append(record)
         counting = self.schedule.epochs is None
         self.schedule.after_epoch(self.history, self.cfg.train.val_every)
+        if self.ending:
+            self.schedule.epochs = self.schedule.lr_epochs = record.epoch  # the budget is spent: this is the last
         if counting:
             log.info(
                 "time budget %.1f min: %d epochs%s",
@@ -390,8 +432,10 @@ class Trainer:
     def save(self, record: EpochRecord) -> None:
         """last.pt every epoch, best.pt on improvement (atomic), then metrics.csv, the curves and TensorBoard.
         Every rank waits for it, so none runs ahead of a checkpoint."""
-        improved = bool(record.val_dice) and record.val_mean > self.best
-        self.best = record.val_mean if improved else self.best
+        # the first validation always writes best.pt, even one whose Dice is undefined (no label in the val set)
+        improved = bool(record.val_dice) and (self.best < 0 or record.val_mean > self.best)
+        if improved and not math.isnan(record.val_mean):
+            self.best = record.val_mean
         if self.ctx.is_main:
             cfg = self.cfg
             payload = {
@@ -406,6 +450,7 @@ class Trainer:
                 "label_names": dict(cfg.data.labels),
                 "schedule": self.schedule.to_dict(),  # whole, so a resumed run keeps its epoch count
                 "history": [asdict(r) for r in self.history],  # every field, so a resume loses none
+                "training_scans": self.training_scans.to_dict(),  # what `volseg infer` screens scans against
             }
             if improved or self.val_ds is None:
                 save_atomic(payload, self.run_dir / "best.pt")
@@ -425,6 +470,13 @@ class Trainer:
             log.info("early stop: no validation improvement in %d validations", self.cfg.train.early_stop_patience)
             return True
         return False
+
+
+def training_scans(modality: str, cases) -> TrainingScans:
+    """The modality and median field of view of the training scans, from their headers (DICOM folders, read
+    only when training loads them, do not count)."""
+    grids = [grid for case in cases if (grid := io.check_header(case.images[0])) is not None]
+    return TrainingScans(modality, median_extent([extent_mm(*grid) for grid in grids]), f"{len(grids)} training scans")
 
 
 def verify_replicas(network: torch.nn.Module, ctx: distributed.Context) -> None:

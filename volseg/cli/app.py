@@ -19,8 +19,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # a docstring's wrapped lines join into one paragraph, as they read
 )
 console = Console(soft_wrap=True)  # never break a path or a number across lines
+err_console = Console(stderr=True, soft_wrap=True)  # errors and warnings: a script piping stdout still sees them
 
 
 _DEBUG = {"on": False}  # volseg --debug: tracebacks for volseg's own errors too
@@ -76,8 +78,8 @@ def _root(
 
 @contextmanager
 def user_errors():
-    """volseg's own errors (:class:`~volseg.errors.VolsegError`) and a missing file become one red line and
-    exit code 2; with ``volseg --debug`` the traceback comes first. Any other exception is not the user's
+    """volseg's own errors (:class:`~volseg.errors.VolsegError`) and a missing file become one red line on
+    stderr and exit code 2; with ``volseg --debug`` the traceback comes first. Any other exception is not the user's
     doing: it propagates with its traceback."""
     try:
         yield
@@ -86,7 +88,7 @@ def user_errors():
             import traceback
 
             traceback.print_exception(e)
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
 
 
@@ -105,7 +107,7 @@ def model_path(model: Optional[Path]) -> Path:
 
 
 def fail(message: str) -> int:
-    console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
     return 1
 
 

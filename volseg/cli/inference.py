@@ -18,6 +18,7 @@ from volseg.cli.app import (
     Tta,
     app,
     console,
+    err_console,
     user_errors,
     warn_about,
 )
@@ -87,9 +88,16 @@ def infer(
     checkpoint: str = typer.Option(
         "final", "--checkpoint", help="nnU-Net model folder: final (checkpoint_final.pth) or best."
     ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Refuse a scan unlike the model's training scans (CT given to an MRI model, a field of view 20x "
+        "theirs) instead of warning.",
+    ),
 ) -> None:
-    """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed (or no
-    series selected), 2 usage, 3 none failed but some partial (an output could not be made: see the note).
+    """Segment scans; every label map lands on its scan's own grid. Exit 0 all ok, 1 any failed or was refused
+    (or no series selected), 2 usage (a bad scan named here, or one --strict refuses), 3 none failed but some
+    partial (an output could not be made: see the note).
 
     --model takes a volseg run folder, checkpoint or built-in name, or a trained nnU-Net v2 model folder
     (TRAINER__PLANS__CONFIGURATION, its folds ensembled as nnU-Net's predictor does).
@@ -105,12 +113,14 @@ def infer(
     from volseg.cohort import run_cohort
     from volseg.data.series_rules import default_rules, load_rules, why_none_selected
     from volseg.infer import OUTPUT_FORMATS, BatchOptions, Segmenter
-    from volseg.inputs import collect_inputs, select_part
+    from volseg.inputs import check_named_files, collect_inputs, select_part
     from volseg.open_model import open_segmenter
+    from volseg.outputs import RunOutputs
     from volseg.predict import attention_network
     from volseg.progress import CaseProgress
 
     with user_errors():
+        check_named_files(inputs)  # a bad scan named here is a usage error, found before the model opens
         if resume and overwrite:
             raise VolsegError("--resume and --overwrite contradict each other; pass one")
         formats = tuple(f.strip() for f in output_format.split(",") if f.strip())
@@ -160,15 +170,21 @@ def infer(
         qc_attention=qc_attention,
         case_timeout=case_timeout,
         output_formats=formats,
+        strict=strict,
     )
     with CaseProgress(len(cases), console, visible=ctx.is_main) as progress:
         run = run_cohort(cases, segmenter, batch, output, report, ctx, on_case=progress.update)
+    if run.single and run.results[0].status == "refused":  # the one scan named here: a usage error
+        err_console.print(f"[red]error:[/red] {run.results[0].error}", highlight=False)
+        raise typer.Exit(code=2)
     for r in run.results:
-        if r.status in ("failed", "partial"):
-            colour = "red" if r.status == "failed" else "yellow"
+        if r.status in ("failed", "refused", "partial"):
+            colour = "yellow" if r.status == "partial" else "red"
             console.print(f"[{colour}]{r.status}[/{colour}] {r.case_id}: {r.error or r.note}", highlight=False)
     if run.single and not run.failed:
         typer.echo(run.results[0].output)
+        if qc or qc_attention:
+            typer.echo(RunOutputs(run.out_dir).qc(run.results[0].case_id))
     elif not run.single and ctx.is_main:
         rejected = f", {run.rejected} series not selected ({rules.source})" if run.rejected else ""
         partial = (
@@ -208,7 +224,7 @@ def pacs(
         "--auth-file",
         help="YAML with user/password or token [default: VOLSEG_PACS_USER/VOLSEG_PACS_PASSWORD or VOLSEG_PACS_TOKEN].",
     ),
-    save_nifti: bool = typer.Option(False, "--save-nifti", help="Also keep each label map as OUT/CASE.nii.gz."),
+    save_nifti: bool = typer.Option(False, "--save-nifti", help="Also keep each label map as OUT/CASE_seg.nii.gz."),
     rtstruct: bool = typer.Option(
         False, "--rtstruct", help="Also store an RTSTRUCT of the labels beside each SEG (for planning systems)."
     ),

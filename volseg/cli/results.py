@@ -18,7 +18,11 @@ from volseg.errors import VolsegError
 
 @app.command()
 def evaluate(
-    pred: Path = typer.Option(..., "--pred", help="Folder of predicted label maps (<case_id>.nii.gz)."),
+    pred: Path = typer.Option(
+        ...,
+        "--pred",
+        help="Folder of predicted label maps (<case_id>_seg.nii.gz as volseg writes them, or <case_id>.nii.gz).",
+    ),
     manifest_path: Optional[Path] = typer.Option(None, "--manifest", help="Reference labels from this manifest..."),
     ref: Optional[Path] = typer.Option(None, "--ref", help="...or from a folder matched by file name."),
     split: Optional[str] = typer.Option(
@@ -99,7 +103,7 @@ def report(
     f flag with a note, u next unreviewed, e export CSV), kept in the browser between openings.
     """
     from volseg.config import load_config
-    from volseg.report import build_report
+    from volseg.report.build import build_report
 
     with user_errors():
         cfg = load_config(config) if config else None

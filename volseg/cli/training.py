@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -44,6 +45,7 @@ def train(
 
     Multi-GPU / multi-node: `torchrun --nproc_per_node N [--nnodes M --rdzv-endpoint HOST:PORT] -m volseg train ...`.
     """
+    started = time.perf_counter()  # a --minutes budget counts from here: importing torch and MONAI is part of it
     from volseg.distributed import resolve_device
     from volseg.progress import TrainingProgress
     from volseg.train import train as run_training
@@ -60,7 +62,9 @@ def train(
         if is_main:
             console.print(f"training {cfg.model.name} {cfg.model.dims}D on {cfg.data.manifest} -> {run_dir}")
         with TrainingProgress(console, visible=is_main) as progress:
-            history = run_training(cfg, run_dir, device=device, resume=resume, callbacks=progress, epochs=epochs)
+            history = run_training(
+                cfg, run_dir, device=device, resume=resume, callbacks=progress, epochs=epochs, started=started
+            )
     if history and is_main:
         best = max((r.val_mean for r in history if r.val_dice), default=float("nan"))
         console.print(

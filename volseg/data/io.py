@@ -18,6 +18,7 @@ import math
 import re
 import zlib
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ MAX_RESAMPLED_VOXELS = 2**30  # 4 GiB per float32 channel after resampling, befo
 SPACING_RANGE_MM = (1e-3, 1e3)  # a voxel edge outside 1 micrometre .. 1 metre is a corrupt header, not a scan
 ORTHOGONALITY_TOL = 1e-3  # largest |cosine| allowed between two voxel axes (~0.06 degrees off square)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_UNSUPPORTED = f"unsupported file type; expected {', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)} or a DICOM series folder"
 
 
 class ImageReadError(VolsegError):
@@ -132,9 +134,7 @@ def read_scan(
         return _read_nifti(path, max_voxels, resample_to, max_resampled_voxels)
     if name.endswith(ITK_SUFFIXES):
         return _read_itk_file(path, max_voxels, resample_to, max_resampled_voxels)
-    raise ImageReadError(
-        path, f"unsupported file type; expected {', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)} or a DICOM series folder"
-    )
+    raise ImageReadError(path, _UNSUPPORTED)
 
 
 def read_case_image(case: Case) -> MetaTensor:
@@ -203,16 +203,36 @@ def non_finite(image: torch.Tensor) -> str | None:
     return f"{int(torch.isnan(values).sum())} NaN and {int(torch.isinf(values).sum())} Inf voxel(s)"
 
 
-def _read_nifti(
-    path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
-) -> Scan:
+def check_header(path: str | Path) -> tuple[tuple[int, int, int], np.ndarray] | None:
+    """Check a file's header as :func:`read_scan` checks it, without reading a voxel (milliseconds), so that a
+    scan named on the command line is refused before a model is opened; its shape and RAS affine. A folder (a
+    DICOM series) is checked when it is read: None."""
+    path = Path(path)
+    if path.is_dir():
+        return None
+    if not path.exists():
+        raise ImageReadError(path, "no such file or folder")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty")
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        with _nifti_errors(path):
+            image = nib.load(path)
+            shape = _spatial_shape(path, image.shape, MAX_VOXELS)
+            _check_affine(path, image.affine)
+            return shape, np.asarray(image.affine, dtype=np.float64)
+    if name.endswith(ITK_SUFFIXES):
+        reader = _itk_header(path)
+        _check_scalar(path, reader.GetNumberOfComponents())
+        return _spatial_shape(path, reader.GetSize(), MAX_VOXELS), _sitk_affine(reader, path)
+    raise ImageReadError(path, _UNSUPPORTED)
+
+
+@contextmanager
+def _nifti_errors(path: Path):
+    """What nibabel and gzip raise on a broken file, as one ImageReadError line naming it."""
     try:
-        image = nib.load(path)
-        shape = _spatial_shape(path, image.shape, max_voxels)
-        _check_affine(path, image.affine)
-        if resample_to is not None:
-            check_resampled_size(path, shape, image.affine, resample_to, max_resampled_voxels)
-        array = np.asarray(image.get_fdata(dtype=np.float32), order="C").reshape(shape)
+        yield
     except ImageReadError:
         raise
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -221,6 +241,18 @@ def _read_nifti(
         raise ImageReadError(path, f"{NOT_AN_IMAGE} ({exc})") from exc
     except (OSError, ValueError, HeaderDataError) as exc:
         raise ImageReadError(path, f"cannot read NIfTI data ({exc})") from exc
+
+
+def _read_nifti(
+    path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
+) -> Scan:
+    with _nifti_errors(path):
+        image = nib.load(path)
+        shape = _spatial_shape(path, image.shape, max_voxels)
+        _check_affine(path, image.affine)
+        if resample_to is not None:
+            check_resampled_size(path, shape, image.affine, resample_to, max_resampled_voxels)
+        array = np.asarray(image.get_fdata(dtype=np.float32), order="C").reshape(shape)
     # The header travels with the data so that write_label can reproduce it exactly.
     extra = {"nifti_header": bytes(image.header.binaryblock)}
     return _scan(array, image.affine, path, extra)
@@ -229,12 +261,7 @@ def _read_nifti(
 def _read_itk_file(
     path: Path, max_voxels: int, resample_to=None, max_resampled_voxels: int = MAX_RESAMPLED_VOXELS
 ) -> Scan:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise ImageReadError(path, f"{NOT_AN_IMAGE} ({_itk_reason(exc)})") from exc
+    reader = _itk_header(path)
     _check_scalar(path, reader.GetNumberOfComponents())
     shape = _spatial_shape(path, reader.GetSize(), max_voxels)
     if resample_to is not None:
@@ -244,6 +271,16 @@ def _read_itk_file(
     except RuntimeError as exc:
         raise ImageReadError(path, f"truncated or corrupt image data ({_itk_reason(exc)})") from exc
     return _from_sitk(image, path, max_voxels)
+
+
+def _itk_header(path: Path) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageReadError(path, f"{NOT_AN_IMAGE} ({_itk_reason(exc)})") from exc
+    return reader
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) -> Scan:
@@ -314,16 +351,22 @@ def _dicom_header(file: str) -> sitk.ImageFileReader:
 
 def _from_sitk(image: sitk.Image, path: Path, max_voxels: int) -> Scan:
     """SimpleITK image (LPS, array z,y,x) -> RAS Scan (x,y,z)."""
-    dim = image.GetDimension()
     shape = _spatial_shape(path, image.GetSize(), max_voxels)
+    affine = _sitk_affine(image, path)
+    view = sitk.GetArrayViewFromImage(image).reshape(shape[::-1])
+    array = np.ascontiguousarray(view.transpose(2, 1, 0), dtype=np.float32)
+    return _scan(array, affine, path)
+
+
+def _sitk_affine(image: sitk.Image | sitk.ImageFileReader, path: Path) -> np.ndarray:
+    """The RAS voxel-to-world affine of a SimpleITK image or header (LPS), checked."""
+    dim = image.GetDimension()
     direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
     affine = np.eye(4)
     affine[:3, :3] = direction * np.array(image.GetSpacing()[:3])  # scale column j by spacing j
     affine[:3, 3] = image.GetOrigin()[:3]
     _check_affine(path, affine)
-    view = sitk.GetArrayViewFromImage(image).reshape(shape[::-1])
-    array = np.ascontiguousarray(view.transpose(2, 1, 0), dtype=np.float32)
-    return _scan(array, _LPS_TO_RAS @ affine, path)
+    return _LPS_TO_RAS @ affine
 
 
 def _spatial_shape(path: Path, shape: Sequence[int], max_voxels: int) -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ from volseg.models.registry import register_model
 
 @register_model(
     "attunet",
-    "Attention U-Net: additive attention gate on every skip (Oktay 2018; seeds 000, 003)",
+    "Attention U-Net: additive attention gate on every skip (Oktay 2018)",
     features_2d=(64, 128, 256, 512, 1024),
 )
 def attunet(

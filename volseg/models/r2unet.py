@@ -40,7 +40,7 @@ def _recurrent(
 
 @register_model(
     "r2unet",
-    "R2U-Net: recurrent residual conv stages (Alom 2018; seed 000)",
+    "R2U-Net: recurrent residual conv stages (Alom 2018)",
     features_2d=(64, 128, 256, 512, 1024),
 )
 def r2unet(
@@ -71,7 +71,7 @@ def r2unet(
 
 @register_model(
     "r2attunet",
-    "R2AttU-Net: recurrent residual stages + attention gates (Alom 2018, Oktay 2018; seed 000)",
+    "R2AttU-Net: recurrent residual stages + attention gates (Alom 2018, Oktay 2018)",
     features_2d=(64, 128, 256, 512, 1024),
 )
 def r2attunet(

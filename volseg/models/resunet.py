@@ -9,7 +9,7 @@ from volseg.models.registry import register_model
 
 @register_model(
     "resunet",
-    "Residual U-Net: residual-unit stages, concatenating skips (Zhang 2018; seed 002)",
+    "Residual U-Net: residual-unit stages, concatenating skips (Zhang 2018)",
     features_2d=(64, 128, 256, 512, 1024),
 )
 def resunet(

@@ -9,7 +9,7 @@ from volseg.models.registry import register_model
 
 @register_model(
     "unet",
-    "U-Net: DoubleConv stages, concatenating skips (Ronneberger 2015; seed 000)",
+    "U-Net: DoubleConv stages, concatenating skips (Ronneberger 2015)",
     features_2d=(32, 64, 128, 256, 512),
 )
 def unet(

@@ -74,7 +74,7 @@ class NestedUNet(nn.Module):
 
 @register_model(
     "unetpp",
-    "UNet++: nested dense skip pathways, optional deep supervision (Zhou 2018; seeds 000, 004)",
+    "UNet++: nested dense skip pathways, optional deep supervision (Zhou 2018)",
     features_2d=(32, 64, 128, 256, 512),
 )
 def unetpp(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from volseg.errors import VolsegError
 from volseg.nnunet.checkpoint import load_nnunet_checkpoint
+from volseg.scan_screen import TrainingScans
 
 CHECKPOINTS = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
 _FOLD = re.compile(r"fold_(\d+|all)$")
@@ -117,6 +118,14 @@ class ModelFolder:
         """CT when the channels are CT, else MR (what the default series rules need to know)."""
         names = (self.dataset.get("channel_names") or self.dataset.get("modality") or {}).values()
         return "CT" if any(str(n).casefold() == "ct" for n in names) else "MR"
+
+    @property
+    def training_scans(self) -> TrainingScans:
+        """The modality and the median field of view of the dataset nnU-Net planned the model for."""
+        shape = self.plans.get("original_median_shape_after_transp")
+        spacing = self.plans.get("original_median_spacing_after_transp")
+        extent = tuple(float(n) * float(s) for n, s in zip(shape, spacing)) if shape and spacing else None
+        return TrainingScans(self.modality, extent, "plans.json: the dataset's median shape and spacing")
 
     @property
     def name(self) -> str:

@@ -25,7 +25,7 @@ from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
 from volseg.nnunet.network import build_network, load_weights
 from volseg.nnunet.preprocess import logits_to_labels, preprocess
 from volseg.nnunet.sliding_window import mirrored, predict_logits
-from volseg.segmenting import ModelInfo
+from volseg.segmenting import ModelInfo, ScanCheck
 
 READERS = ("SimpleITKIO", "NibabelIO", "NibabelIOWithReorient")
 
@@ -77,6 +77,7 @@ class NnunetSegmenter:
             f"{folds}{', mirroring TTA' if tta and self.mirror_axes else ''}",
             labels=dict(self.model.labels.names),
             modality=self.model.modality,
+            training_scans=self.model.training_scans,
         )
 
     @functools.cached_property
@@ -147,9 +148,11 @@ class NnunetSegmenter:
         """The case's scan as read, (C, X, Y, Z): no MONAI on this path (see :mod:`volseg.data.io`)."""
         return io.read_scans(case.images)
 
-    def load(self, case) -> dict:
+    def load(self, case, check: ScanCheck | None = None) -> dict:
         started = time.perf_counter()
         image = self.read(case)
+        if check is not None:
+            check(image.array, image.affine)
         if image.shape[0] != self.model.channels:
             raise VolsegError(
                 f"{case.source}: the model takes {self.model.channels} channel(s) "

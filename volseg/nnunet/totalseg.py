@@ -13,6 +13,7 @@ names in each part's dataset.json.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from scipy import ndimage
 from volseg.nnunet.model_folder import NnunetFolderError
 from volseg.nnunet.preprocess import logits_to_labels, preprocess
 from volseg.nnunet.sliding_window import mirrored, predict_logits
-from volseg.segmenting import ModelInfo
+from volseg.segmenting import ModelInfo, ScanCheck
 
 PREFIX = "totalsegmentator:"
 # TotalSegmentator 2.x (map_tasks_config.TASK_CONFIGS): task -> (dataset ids, spacing mm, trainer)
@@ -188,6 +189,7 @@ class TotalSegmentatorSegmenter:
             f"TotalSegmentator {task}: {len(self.parts)} nnU-Net part model(s) at {self.task.spacing[0]:g} mm",
             names,
             modality,
+            training_scans=dataclasses.replace(self.parts[0].model.training_scans, modality=modality),
         )
 
     def _names_in_part_order(self) -> dict[int, str]:
@@ -198,9 +200,11 @@ class TotalSegmentatorSegmenter:
                     names[len(names) + 1] = name
         return names
 
-    def load(self, case) -> dict:
+    def load(self, case, check: ScanCheck | None = None) -> dict:
         started = time.perf_counter()
         image = self.parts[0].read(case)
+        if check is not None:
+            check(image.array, image.affine)
         read = time.perf_counter()
         affine = np.asarray(image.meta["original_affine"], float)
         array, canonical_affine, ornt = canonical(image.array[0].astype(np.float64), affine)

@@ -1,5 +1,4 @@
-"""Review pages for batch results: ``volseg report OUT_DIR`` (see :mod:`volseg.report.build`)."""
+"""Review pages for batch results: ``volseg report OUT_DIR`` (:func:`volseg.report.build.build_report`).
 
-from volseg.report.build import build_report
-
-__all__ = ["build_report"]
+Nothing is imported here, so ``python -m volseg.report.viewer`` (set-up installs the viewer with it) runs its
+module once, without the warning runpy gives for a module its package already imported."""

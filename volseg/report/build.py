@@ -30,7 +30,8 @@ from volseg.data.case_ids import label_case_id
 from volseg.data.manifest import read_manifest
 from volseg.errors import VolsegError
 from volseg.evaluate import Pair, evaluate, summarize
-from volseg.outputs import qc_beside
+from volseg.outputs import RunOutputs
+from volseg.qc import label_colors
 from volseg.report import cases as case_files
 from volseg.report.flags import case_flags, robust_range
 from volseg.report.viewer import NIIVUE_LICENSE, viewer_script
@@ -128,7 +129,7 @@ def build_report(
         if e.status in SEGMENTED and e.note:
             e.flags.append({"kind": "viewer", "label": None, "text": e.note})
 
-    palette = case_files.label_colors(names, colors)
+    palette = label_colors(names, colors)
     viewer = viewer_script()  # 2.3 MB, read and checked once
     report = {
         "id": hashlib.sha256(f"{run_dir.resolve()}|{','.join(e.id for e in entries)}".encode()).hexdigest()[:16],
@@ -192,12 +193,12 @@ def _add_case_files(
         except (io.ImageReadError, ValueError, OSError) as e:
             entry.note = _without_paths(f"reference unreadable: {e}", str(reference))
     case_files.write_thumbnail(
-        work / "thumbs" / f"{entry.id}.png", image, labels, case_files.label_colors(values | set(names), colors)
+        work / "thumbs" / f"{entry.id}.png", image, labels, label_colors(values | set(names), colors)
     )
     case_files.write_case_script(work / "cases" / f"{entry.id}.js", entry.id, image, labels, ref, max_side)
     entry.thumb, entry.data = f"thumbs/{entry.id}.png", f"cases/{entry.id}.js"
-    qc = qc_beside(label_path)
-    if qc.is_file() and qc.parent.resolve() == run_dir.resolve():
+    qc = RunOutputs(run_dir).qc(entry.id)
+    if qc.is_file():
         entry.qc = f"../{qc.name}"
     return values
 
@@ -206,7 +207,7 @@ def _label_output(row: dict, run_dir: Path) -> Path:
     """The NIfTI the record names (found beside the record when the folder was moved)."""
     path = next((Path(p) for p in row["output"].split(";") if p.endswith((".nii.gz", ".nii"))), None)
     if path is None:
-        return run_dir / f"{row['case_id']}.nii.gz"
+        return RunOutputs(run_dir).label_map(row["case_id"])
     return path if path.is_file() else run_dir / path.name
 
 

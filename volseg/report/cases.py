@@ -21,13 +21,7 @@ import numpy as np
 from volseg.atomic import atomic_path, write_text_atomic
 from volseg.qc import label_centre, ras_spacing, to_ras
 
-# matplotlib's tab10, by label value: the colours of the QC pictures
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 CT_WINDOW = (-160.0, 240.0)  # soft tissue (level 40, width 400): where abdominal organs are told apart
-
-
-def label_colors(values, configured: dict[int, str] | None = None) -> dict[int, str]:
-    return {int(v): (configured or {}).get(int(v), PALETTE[int(v) % len(PALETTE)]) for v in values}
 
 
 @dataclass
