@@ -290,3 +290,18 @@ def test_every_bad_case_is_named_before_training_starts(manifest, tmp_path):
     lines = str(error.value).splitlines()
     assert len(lines) == 2 and all(line.startswith(f"{broken}: ") for line in lines)  # both bad files, one message
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_curves_are_readable_after_one_epoch(tmp_path, monkeypatch):
+    """Issue 41: one epoch drew an empty Dice plot on an x-axis from -0.04 to 0.04."""
+    import matplotlib.pyplot as plt
+
+    from volseg.train import EpochRecord, _plot_curves
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    _plot_curves([EpochRecord(1, 1.75, 0.003, 57.0, {1: 0.09, 2: 0.08})], {1: "a", 2: "b"}, tmp_path / "c.png")
+    (figure,) = figures
+    for ax in figure.axes:
+        assert ax.get_xlim() == (0.5, 1.5) and list(ax.get_xticks()) == [1.0]
+    assert len(figure.axes[1].lines[0].get_xdata()) == 1  # the validated epoch is drawn

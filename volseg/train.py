@@ -156,7 +156,7 @@ def _plot_curves(history: list[EpochRecord], labels: dict[int, str], path: Path)
         ax_dice.text(0.5, 0.5, "not validated yet", ha="center", va="center", transform=ax_dice.transAxes)
     for ax in (ax_loss, ax_dice):  # whole epochs, readable from the first one on
         ax.set_xlim(0.5, history[-1].epoch + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.tight_layout()
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=80)
