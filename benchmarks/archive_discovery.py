@@ -2,7 +2,7 @@
 
 Writes a synthetic archive (default 10,000 files: 100 patients x 1 study x 1 CT series of 100 slices,
 128x128 int16 pixels, nested patient/study/series folders, files without extension), then runs
-:func:`volseg.data.dicom_archive.discover_series` on it in a fresh subprocess and reports wall time, files
+:func:`volseg.dicom.archive.discover_series` on it in a fresh subprocess and reports wall time, files
 per second, the process's peak memory (RSS high-water mark) and the bytes it read through read()
 (``rchar`` from /proc/self/io): far below the archive's size when only headers are read.
 
@@ -79,7 +79,7 @@ def _rchar() -> int:
 
 def child(root: Path) -> dict:
     """Runs in a fresh process: discovery alone, so peak memory and bytes read are its own."""
-    from volseg.data.dicom_archive import discover_series
+    from volseg.dicom.archive import discover_series
 
     before = _rchar()
     start = time.perf_counter()

@@ -43,8 +43,8 @@ def make_inputs(folder: Path, cases: int) -> tuple[Path, Path]:
     import nibabel as nib
     import torch
 
-    from volseg.checkpoint import FORMAT, build_network, save_atomic
     from volseg.config import load_config
+    from volseg.runtime.checkpoint import FORMAT, build_network, save_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
     scan = folder / "scan.nii.gz"
@@ -81,15 +81,16 @@ def make_inputs(folder: Path, cases: int) -> tuple[Path, Path]:
 
 def run_size(cases: int, folder: Path) -> dict:
     """One batch of ``cases`` in this process (call it in a fresh one)."""
-    from volseg.infer import BatchOptions, Segmenter, run_batch
-    from volseg.inputs import collect_inputs
-    from volseg.outputs import RunOutputs
-    from volseg.run_record import RUN_CSV
-    from volseg.statistics import STATISTICS_CSV
+    from volseg.inference.batch import BatchOptions, run_batch
+    from volseg.inference.inputs import collect_inputs
+    from volseg.inference.label_statistics import STATISTICS_CSV
+    from volseg.inference.outputs import RunOutputs
+    from volseg.inference.run_record import RUN_CSV
+    from volseg.inference.zoo_segmenter import ZooSegmenter
 
     model, manifest = make_inputs(folder, cases)
     inputs = collect_inputs([manifest])
-    segmenter = Segmenter(model, "cpu", backend="torch")
+    segmenter = ZooSegmenter(model, "cpu", backend="torch")
     out = folder / "out"
     marks, memory, done = [], {}, 0
     tenth = max(1, cases // 10)

@@ -54,7 +54,7 @@ def run(nproc: int, iterations: int, batch: int, tmp: Path, device: str) -> dict
         *[a for s in sets for a in ("--set", s)],
     ]
     subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
-    from volseg.checkpoint import load_checkpoint
+    from volseg.runtime.checkpoint import load_checkpoint
 
     history = load_checkpoint(out / "last.pt")["history"]
     seconds = history[-1]["seconds"]  # epoch 2: caching and warm-up are behind us

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/inference_settings.py (--ct FILE --label FILE | --manifest M [--split test])
                                               [--model abdomen-ct] [--name inference_settings]
-Each setting segments the case(s) through ``Segmenter`` (read to labels on the source grid, OpenVINO fp32
+Each setting segments the case(s) through ``ZooSegmenter`` (read to labels on the source grid, OpenVINO fp32
 on CPU) after a warm-up on the first; its labels are compared per label with the default setting's
 (overlap 0.5, no TTA) and with the reference labels (means over the cases; seconds summed).
 Writes <name>.json and <name>.md.
@@ -40,9 +40,9 @@ def main() -> None:
 
     from volseg.data.io import read_label
     from volseg.data.manifest import read_manifest
-    from volseg.infer import Segmenter
-    from volseg.inputs import CaseInput
-    from volseg.metrics import dice_per_label
+    from volseg.evaluation.metrics import dice_per_label
+    from volseg.inference.inputs import CaseInput
+    from volseg.inference.zoo_segmenter import ZooSegmenter
     from volseg.pretrained import resolve_model
 
     if args.manifest:
@@ -55,7 +55,7 @@ def main() -> None:
     rows, default = [], None
     for overlap, tta in SETTINGS:
         try:
-            segmenter = Segmenter(
+            segmenter = ZooSegmenter(
                 resolve_model(args.model), "cpu", overlap=overlap, tta=tta, backend=args.backend, precision="fp32"
             )
         except ValueError as e:  # e.g. a model trained without mirroring has no TTA

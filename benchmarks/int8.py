@@ -6,7 +6,7 @@ Usage: python benchmarks/int8.py [--model hippocampus-mri] [--calibration data_m
 Each --keep-fp32 variant (``none`` or ``first_last``) is
 quantized by volseg's own ``export_int8`` (NNCF defaults, 40 calibration windows recorded from the model's
 inference on the calibration images) into a temporary model folder, then the check cases are segmented
-by the fp32 and the int8 model through the same Segmenter. Window time: the median of 5 forward passes
+by the fp32 and the int8 model through the same ZooSegmenter. Window time: the median of 5 forward passes
 of one window of the model's patch size, after one warm-up, fp32 and int8 compiled the same way.
 Writes <name>.json and <name>.md.
 """
@@ -29,7 +29,7 @@ from benchmarks.record import provenance, seconds_per_call, write  # noqa: E402
 
 
 def window_seconds(segmenter, cfg, repeats: int = 5) -> float:
-    from volseg.onnx_export import example_input
+    from volseg.runtime.onnx_export import example_input
 
     x = example_input(cfg)
     return statistics.median(seconds_per_call(lambda: segmenter.network(x), repeats))
@@ -49,9 +49,9 @@ def main() -> None:
     made = provenance(__file__)
 
     from volseg.data.manifest import read_manifest
-    from volseg.infer import Segmenter
+    from volseg.inference.zoo_segmenter import ZooSegmenter
     from volseg.pretrained import resolve_model
-    from volseg.quantize import export_int8, measure_agreement
+    from volseg.runtime.quantize import export_int8, measure_agreement
 
     torch.manual_seed(0)
     cases = [c for c in read_manifest(args.check) if c.split == args.split]
@@ -59,7 +59,7 @@ def main() -> None:
     if args.quick:
         cases, variants = cases[:2], variants[:1]
     source = resolve_model(args.model)
-    fp32 = Segmenter(source, "cpu", backend="openvino", precision="fp32")
+    fp32 = ZooSegmenter(source, "cpu", backend="openvino", precision="fp32")
     fp32_window = window_seconds(fp32, fp32.cfg)
     rows = []
     for variant in variants:
@@ -68,7 +68,7 @@ def main() -> None:
             start = time.perf_counter()
             checkpoint = export_int8(source, Path(tmp), args.calibration, keep_fp32=keep)
             quantize_s = time.perf_counter() - start
-            int8 = Segmenter(checkpoint, "cpu", backend="openvino", precision="int8")
+            int8 = ZooSegmenter(checkpoint, "cpu", backend="openvino", precision="int8")
             assert int8.precision == "int8"
             agreement = measure_agreement(fp32, int8, cases)
             int8_window = window_seconds(int8, int8.cfg)

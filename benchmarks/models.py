@@ -122,12 +122,12 @@ def measure_default_model(backend: str, repeats: int, device: str) -> dict:
     through a volseg inference backend (batch 1, the fastest on CPU for OpenVINO)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from volseg.infer import Segmenter
+    from volseg.inference.zoo_segmenter import ZooSegmenter
     from volseg.models import count_parameters
-    from volseg.onnx_export import example_input
     from volseg.pretrained import DEFAULT, model_file
+    from volseg.runtime.onnx_export import example_input
 
-    segmenter = Segmenter(model_file(DEFAULT), device, backend=backend)
+    segmenter = ZooSegmenter(model_file(DEFAULT), device, backend=backend)
     x = example_input(segmenter.cfg)
     with torch.inference_mode():
         with FlopCounterMode(display=False) as counter:

@@ -10,7 +10,7 @@ epoch rule, scored by the same `volseg evaluate` on the same 10 held-out test ca
   network, augmentation, loss, SGD with poly decay, mirroring at test time. Its default epoch (250
   iterations) would take over half an hour here, so epochs are 25 iterations (and 5 validation
   iterations, the default's ratio), and the epoch count is fixed like volseg's
-  (``volseg.schedule.budget_epochs``): from epoch 1, then from a steady-state epoch 2 and the time left.
+  (``volseg.training.schedule.budget_epochs``): from epoch 1, then from a steady-state epoch 2 and the time left.
 - volseg trains ``--config`` (default: the default model's recipe) with ``volseg train --minutes``.
 - Budgets are training wall clock (nnU-Net's preprocessing and both final validations are timed apart;
   its "train min" is the sum of its logged epoch times, start-up excluded). Checked end to end with a
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.nnunet_env import NNUNET, Trainer, ensure, environment, run  # noqa: E402
 from benchmarks.record import provenance, write  # noqa: E402
-from volseg.checkpoint import load_checkpoint  # noqa: E402
+from volseg.runtime.checkpoint import load_checkpoint  # noqa: E402
 
 DATASET = "Dataset004_Hippocampus"
 LABELS = {"background": 0, "anterior": 1, "posterior": 2}

@@ -76,7 +76,7 @@ def engine_rows(folder: Path, repeats: int) -> tuple[list[dict], list[int]]:
 def case_rows(folder: Path, case: Path) -> list[dict]:
     """One whole case through NnunetSegmenter, stage by stage, fp32 and int8 (OpenVINO)."""
     from volseg.errors import VolsegError
-    from volseg.inputs import CaseInput
+    from volseg.inference.inputs import CaseInput
     from volseg.nnunet.segmenter import NnunetSegmenter
     from volseg.nnunet.sliding_window import pad_to_patch, tiles
 

@@ -55,7 +55,7 @@ def quantize_variant(onnx: Path, windows: list[np.ndarray], variant: str, destin
     import nncf
     import openvino as ov
 
-    from volseg.quantize import kept_convolutions
+    from volseg.runtime.quantize import kept_convolutions
 
     core = ov.Core()
     model = core.read_model(str(onnx))
@@ -105,7 +105,7 @@ def labels(segmenter, data: dict, forward) -> np.ndarray:
 
 def dice_per_label(a: np.ndarray, b: np.ndarray, names: dict) -> dict[str, float]:
     """volseg's Dice per label, for the labels present in either map."""
-    from volseg.metrics import dice_per_label as dice
+    from volseg.evaluation.metrics import dice_per_label as dice
 
     present = [v for v in names if (a == v).any() or (b == v).any()]
     return {names[v]: d for v, d in dice(a, b, present).items()}
@@ -165,11 +165,11 @@ def main() -> None:
     made = provenance(__file__)
     started = time.time()
 
-    from volseg import backends
-    from volseg.inputs import collect_inputs
+    from volseg.inference.inputs import collect_inputs
     from volseg.nnunet.int8 import calibration_windows
     from volseg.nnunet.segmenter import NnunetSegmenter
-    from volseg.onnx_export import export_onnx_for
+    from volseg.runtime import backends
+    from volseg.runtime.onnx_export import export_onnx_for
 
     segmenter = NnunetSegmenter(args.model, backend="openvino", precision="fp32")
     if len(segmenter.model.folds) != 1:

@@ -88,8 +88,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks import nnunet_budget, nnunet_env  # noqa: E402
 from benchmarks.nnunet_env import ensure, environment, short_trainer, versions  # noqa: E402
 from benchmarks.record import provenance, write  # noqa: E402
-from volseg.backends import native_bf16  # noqa: E402
 from volseg.nnunet.int8 import KEEP_FP32  # noqa: E402
+from volseg.runtime.backends import native_bf16  # noqa: E402
 
 TRAINER_NAME = "nnUNetTrainerVolsegShort"
 PLANS = "nnUNetPlans"

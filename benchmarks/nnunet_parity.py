@@ -20,7 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.record import provenance, write  # noqa: E402
-from volseg.inputs import CaseInput  # noqa: E402
+from volseg.inference.inputs import CaseInput  # noqa: E402
 from volseg.nnunet.segmenter import NnunetSegmenter  # noqa: E402
 
 

@@ -36,8 +36,8 @@ PAGE_GOAL_MB = 5.0
 
 def write_batch(out: Path, cases: int, seed: int = 0) -> None:
     """``cases`` segmented scans (every 50th failed, every 40th with a 5x label) and their run record."""
-    from volseg.infer import CaseResult, RunRecord
-    from volseg.run_record import RUN_CSV
+    from volseg.inference.batch import CaseResult
+    from volseg.inference.run_record import RUN_CSV, RunRecord
 
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True)

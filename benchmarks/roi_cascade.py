@@ -1,7 +1,7 @@
 """The region-of-interest cascade against the full-volume fine model, per organ, on every CT at hand.
 
 For each CT (the bundled TotalSegmentator CT and its DICOM slab; with ../shared, 3D-IRCADb-01 patient 1
-prepared by pipelines/abdomen_ct.py) and each organ of the model: the full-volume run (``Segmenter``, as
+prepared by pipelines/abdomen_ct.py) and each organ of the model: the full-volume run (``ZooSegmenter``, as
 ``volseg infer``) and the cascade (``RoiSegmenter``, as ``volseg infer --roi ORGAN``) at the same backend
 and precision, each timed end to end from the file to the label map in memory, best of ``--repeats``.
 Reported: seconds of both, the speed-up, the box's share of the scan, Dice of the organ between the two
@@ -55,18 +55,18 @@ def main() -> None:
     args = parser.parse_args()
     made = provenance(__file__)
 
-    from volseg.infer import Segmenter
-    from volseg.inputs import CaseInput
-    from volseg.metrics import dice
+    from volseg.evaluation.metrics import dice
+    from volseg.inference.inputs import CaseInput
+    from volseg.inference.roi import RoiSegmenter, locator_beside
+    from volseg.inference.zoo_segmenter import ZooSegmenter
     from volseg.pretrained import resolve_model
-    from volseg.roi import RoiSegmenter, locator_beside
 
     model = resolve_model(args.model)
-    fine = Segmenter(model, "cpu", backend=args.backend, precision=args.precision)
+    fine = ZooSegmenter(model, "cpu", backend=args.backend, precision=args.precision)
     locator_path = args.locator or locator_beside(fine.checkpoint)
     if locator_path is None:
         raise SystemExit(f"no locator beside {fine.checkpoint}: train one with pipelines/abdomen_ct.py")
-    locator = Segmenter(locator_path, "cpu", backend=args.backend, precision=args.precision)
+    locator = ZooSegmenter(locator_path, "cpu", backend=args.backend, precision=args.precision)
     rows = []
     for name, path in cts():
         case = CaseInput(path.name, (path,))

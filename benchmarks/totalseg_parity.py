@@ -150,7 +150,7 @@ def volseg_resampled(image: Path, task: str) -> np.ndarray:
     """The int32 grid volseg's TotalSegmentator path feeds its part models (recorded at its ndimage.zoom)."""
     import types
 
-    from volseg.inputs import CaseInput
+    from volseg.inference.inputs import CaseInput
     from volseg.nnunet import totalseg
 
     seen = []

@@ -69,10 +69,10 @@ def make_run(folder: Path, ct: Path, label: Path | None, quick: bool, steps: int
     """A checkpoint with the pancreas 3D architecture and planned patch, fitted for ``steps`` steps."""
     from monai import transforms as mt
 
-    from volseg.checkpoint import FORMAT, build_network, save_atomic
     from volseg.config import load_config
     from volseg.data.transforms import load_and_preprocess
-    from volseg.losses import SegmentationLoss
+    from volseg.runtime.checkpoint import FORMAT, build_network, save_atomic
+    from volseg.training.losses import SegmentationLoss
 
     sets = [
         f"preprocess.spacing={SPACING}",
@@ -134,14 +134,14 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
 
     from volseg.data import io
     from volseg.data.transforms import preprocess, to_source_grid
-    from volseg.infer import Segmenter
-    from volseg.inputs import CaseInput
-    from volseg.predict import activate
+    from volseg.inference.inputs import CaseInput
+    from volseg.inference.zoo_segmenter import ZooSegmenter
+    from volseg.runtime.predict import activate
 
     backend = "torch" if kind == "monai" else kind.removesuffix("-nocrop")
     precision = "int8" if backend == "int8" else "fp32"
     backend = "openvino" if backend == "int8" else backend
-    segmenter = Segmenter(checkpoint, "cpu", overlap=overlap, backend=backend, precision=precision)
+    segmenter = ZooSegmenter(checkpoint, "cpu", overlap=overlap, backend=backend, precision=precision)
     if kind == "monai" or kind.endswith("-nocrop"):
         segmenter.cfg.preprocess.crop_foreground = False
         segmenter.chain = preprocess(segmenter.cfg)
@@ -177,7 +177,7 @@ def run_case(ct: Path, checkpoint: Path, kind: str, overlap: float, out: Path) -
         discrete = mt.AsDiscrete(argmax=True) if back.shape[0] > 1 else mt.AsDiscrete(threshold=0.5)
         labels, post = timed(lambda: discrete(back)[0].numpy().astype(np.uint8))  # MONAI's own post-processing
         stages["postprocess"] = seconds + post
-    else:  # exactly what `volseg infer` runs, timed by Segmenter itself
+    else:  # exactly what `volseg infer` runs, timed by ZooSegmenter itself
         data = segmenter.load(CaseInput(ct.name, (ct,)))
         labels, _ = segmenter.predict(data)
         stages = data["timings"]
@@ -223,7 +223,7 @@ def main() -> None:
 
 
 def per_label_dice(ours: np.ndarray, other: np.ndarray, labels: dict[int, str], within=None) -> dict[str, float]:
-    from volseg.metrics import dice
+    from volseg.evaluation.metrics import dice
 
     if within is not None:
         ours, other = np.where(within, ours, 0), np.where(within, other, 0)
@@ -231,10 +231,10 @@ def per_label_dice(ours: np.ndarray, other: np.ndarray, labels: dict[int, str], 
 
 
 def benchmark(args) -> dict:
-    from volseg.checkpoint import load_checkpoint, resolve_checkpoint
     from volseg.data import io
     from volseg.data.transforms import BODY_HU
     from volseg.pretrained import resolve_model
+    from volseg.runtime.checkpoint import load_checkpoint, resolve_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -298,7 +298,7 @@ def int8_beside(checkpoint: Path, model: str | None, ct: Path) -> None:
     """Put the int8 model next to ``checkpoint``: a built-in model's shipped twin, else one quantized by
     volseg's own export, calibrated on windows of the benchmark CT itself (a speed figure, not accuracy)."""
     from volseg.pretrained import resolve_model
-    from volseg.quantize import IR_NAME, RECORD_NAME, export_int8
+    from volseg.runtime.quantize import IR_NAME, RECORD_NAME, export_int8
 
     if model:
         source = Path(resolve_model(model)).resolve()

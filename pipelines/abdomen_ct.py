@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from volseg.csv_rows import read_rows
+from volseg.files.csv_rows import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ORGANS = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left"}
@@ -52,7 +52,7 @@ LEVERS = [
 ]
 
 # One kidney class, mirrored across x (both kidneys and their mirror images teach it), split back into
-# right and left at the body's midline after inference (volseg.midline): side is geometry, not appearance.
+# right and left at the body's midline after inference (volseg.runtime.postprocess): side is geometry, not appearance.
 MERGED_KIDNEYS = ["data.label_remap={1: 1, 2: 2, 3: 3, 4: 3}", "data.split_at_midline={3: 4}", "augment.flip=[0]"]
 
 # The ROI cascade's locator (`volseg infer --roi kidney_left`): the same organs at 6 mm, small and quick;
@@ -346,8 +346,8 @@ def train_locator(direction: Path, minutes: float) -> Path:
 
 def ship(run: Path, target: Path = REPO / "volseg" / "pretrained" / "abdomen-ct" / "model.pt") -> Path:
     """Install a run's model as the built-in abdomen-ct model: only one trained on redistributable data."""
-    from volseg.checkpoint import load_checkpoint, resolve_checkpoint, slim_checkpoint
     from volseg.data.manifest import read_manifest
+    from volseg.runtime.checkpoint import load_checkpoint, resolve_checkpoint, slim_checkpoint
 
     manifest = load_checkpoint(resolve_checkpoint(run))["config"]["data"]["manifest"]  # run: folder or .pt
     trained_on = [c for c in read_manifest(manifest) if c.split == "train"]

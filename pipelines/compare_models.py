@@ -4,7 +4,7 @@ write two comparison tables: at equal wall-clock time and at equal epochs, each 
 Usage: python pipelines/compare_models.py [MSD_TASK04_FOLDER] [--minutes 10] [--epochs 4] [--seeds 0 1]
 
 - Equal time: every model gets ``--minutes`` of training, wall clock (``volseg train --minutes``). The budget
-  rule (``volseg.schedule.budget_epochs``) fixes the epoch count from a steady-state epoch, not from the
+  rule (``volseg.training.schedule.budget_epochs``) fixes the epoch count from a steady-state epoch, not from the
   first one, which also caches the data: a slow-to-cache model is not cut to one epoch.
 - Equal epochs: every model trains ``--epochs`` epochs, whatever they cost. Read the two together to tell
   what the budget decides from what the architecture does.
@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from volseg.csv_rows import read_rows
+from volseg.files.csv_rows import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = [(m, 3) for m in ("unet", "unetpp", "attunet", "r2unet", "r2attunet", "resunet")] + [("unet", 2), ("attunet", 2)]
@@ -41,8 +41,8 @@ def volseg(*args) -> None:
 
 def network_cost(run: Path) -> tuple[int, float]:
     """Parameters, and forward FLOPs per voxel of one training patch."""
-    from volseg.checkpoint import load_model
     from volseg.models import count_parameters, forward_flops
+    from volseg.runtime.checkpoint import load_model
 
     model, cfg = load_model(run)[:2]
     s = cfg.sampling

@@ -18,5 +18,5 @@ echo "training wall time: $(( $(date +%s) - start )) s" | tee "$RUN/train_time.t
 $VOLSEG infer "$RUN/manifest.csv" --split test --model "$RUN/train" -o "$RUN/test_pred" --overwrite
 $VOLSEG evaluate --pred "$RUN/test_pred" --manifest "$RUN/manifest.csv" --split test \
     --config configs/hippocampus_3d.yaml -o "$RUN/test_metrics.csv"
-$PY -c "from volseg.checkpoint import slim_checkpoint; slim_checkpoint('$RUN/train', 'volseg/pretrained/hippocampus-mri/model.pt')"
+$PY -c "from volseg.runtime.checkpoint import slim_checkpoint; slim_checkpoint('$RUN/train', 'volseg/pretrained/hippocampus-mri/model.pt')"
 echo "installed volseg/pretrained/hippocampus-mri/model.pt"

@@ -46,7 +46,7 @@ def tiny_config(manifest: Path, model: str = "unet", dims: int = 3, *extra: str)
 
 def tiny_run(tmp_path: Path, dims: int = 3, *extra: str) -> Path:
     """A real run folder from one very short training (for geometry and plumbing, not accuracy)."""
-    from volseg.train import train
+    from volseg.training.trainer import train
 
     manifest = tiny_manifest(tmp_path, n_train=2, n_val=0)
     cfg = tiny_config(manifest, "unet", dims, "train.epochs=1", "train.iterations_per_epoch=1", *extra)

@@ -15,8 +15,8 @@ from volseg.cli import app
 from volseg.data import io
 from volseg.data.manifest import read_manifest
 from volseg.data.transforms import preprocess
-from volseg.infer import Segmenter
-from volseg.metrics import dice
+from volseg.evaluation.metrics import dice
+from volseg.inference.zoo_segmenter import ZooSegmenter
 from volseg.pretrained import model_file, resolve_model
 
 from .conftest import shared_path
@@ -34,7 +34,7 @@ def cases():
 
 @pytest.fixture(scope="module")
 def segmenter():
-    return Segmenter(model_file("abdomen-ct"), "cpu", backend="torch")
+    return ZooSegmenter(model_file("abdomen-ct"), "cpu", backend="torch")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_body_crop_keeps_the_labels(segmenter, reference, cases):
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_backends_agree_with_torch_eager(backend, reference, cases):
-    segmenter = Segmenter(model_file("abdomen-ct"), "cpu", backend=backend)
+    segmenter = ZooSegmenter(model_file("abdomen-ct"), "cpu", backend=backend)
     for case_id, case in cases.items():
         scores = _organ_dice(segmenter.predict(segmenter.load(case))[0], reference[case_id])
         assert all(d >= 0.999 for d in scores.values()), (backend, case_id, scores)

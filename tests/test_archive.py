@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data import io
-from volseg.data.dicom_archive import discover_series
-from volseg.data.series_rules import default_rules, load_rules, select
-from volseg.dicom_seg import SegError, build_seg, write_seg
+from volseg.dicom.archive import discover_series
+from volseg.dicom.seg import SegError, build_seg, write_seg
+from volseg.dicom.series_rules import default_rules, load_rules, select
 
 from .bad_inputs import dicom_series
 from .conftest import missing_tool

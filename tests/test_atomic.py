@@ -2,7 +2,7 @@
 
 import pytest
 
-from volseg.atomic import atomic_path, write_text_atomic
+from volseg.files.atomic import atomic_path, write_text_atomic
 
 
 def test_the_target_appears_only_when_the_write_finished(tmp_path):

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from volseg.backends import choose
-from volseg.checkpoint import load_model
 from volseg.data.manifest import read_manifest
-from volseg.infer import Segmenter
-from volseg.metrics import dice
-from volseg.onnx_export import export_onnx
+from volseg.evaluation.metrics import dice
+from volseg.inference.zoo_segmenter import ZooSegmenter
 from volseg.pretrained import model_file
+from volseg.runtime.backends import choose
+from volseg.runtime.checkpoint import load_model
+from volseg.runtime.onnx_export import export_onnx
 
 from .helpers import REPO
 
@@ -24,7 +24,7 @@ def cases():
 
 @pytest.fixture(scope="module")
 def reference(cases):
-    segmenter = Segmenter(MODEL_FILE, "cpu", backend="torch")
+    segmenter = ZooSegmenter(MODEL_FILE, "cpu", backend="torch")
     return {c.case_id: segmenter.predict(segmenter.load(c))[0] for c in cases}
 
 
@@ -32,7 +32,7 @@ def reference(cases):
 def test_backend_labels_agree_with_torch(backend, cases, reference, tmp_path, monkeypatch):
     pytest.importorskip(backend)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    segmenter = Segmenter(MODEL_FILE, "cpu", backend=backend)
+    segmenter = ZooSegmenter(MODEL_FILE, "cpu", backend=backend)
     assert segmenter.backend == backend
     for case in cases:
         labels = segmenter.predict(segmenter.load(case))[0]

@@ -28,10 +28,11 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.io import ImageReadError, read_channels, read_image
-from volseg.infer import BatchOptions, Segmenter, run_batch
-from volseg.inputs import CaseInput
-from volseg.outputs import RunOutputs
-from volseg.run_record import RUN_CSV
+from volseg.inference.batch import BatchOptions, run_batch
+from volseg.inference.inputs import CaseInput
+from volseg.inference.outputs import RunOutputs
+from volseg.inference.run_record import RUN_CSV
+from volseg.inference.zoo_segmenter import ZooSegmenter
 
 from .bad_inputs import HUGE_SHAPE, IMAGE_WRITERS, SHAPE, write_corpus
 from .helpers import tiny_run
@@ -255,7 +256,7 @@ def test_hostile_case_ids_never_write_outside_the_output_folder(corpus, run_dir,
     good = corpus.good["good_a"][0]
     hostile = ["../../x", "..", str(tmp_path / "abs_x"), "sub/x", ".hidden"]
     cases = [CaseInput(case_id, (good,)) for case_id in hostile] + [CaseInput("good_a", (good,))]
-    results = run_batch(cases, RunOutputs(out), Segmenter(run_dir, "cpu"), BatchOptions())
+    results = run_batch(cases, RunOutputs(out), ZooSegmenter(run_dir, "cpu"), BatchOptions())
     results = {r.case_id: r for r in results}
     for case_id in hostile:
         assert results[case_id].status == "failed" and "not a safe file name" in results[case_id].error

@@ -7,7 +7,7 @@ from monai.inferers import sliding_window_inference
 
 from volseg.config import load_config
 from volseg.models.registry import build_model
-from volseg.predict import predict_probabilities
+from volseg.runtime.predict import predict_probabilities
 
 
 def _setting(labels: int):

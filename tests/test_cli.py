@@ -32,12 +32,12 @@ def _bad_scan(folder: Path, kind: str) -> tuple[Path, str]:
 @pytest.mark.parametrize("kind", ["missing", "text", "2d", "4d"])
 def test_a_bad_scan_named_on_the_command_line_is_a_usage_error_before_the_model_opens(tmp_path, monkeypatch, kind):
     """Issue 41: each exited 1 after opening the model (6 s) and a progress bar, the reason on stdout."""
-    import volseg.open_model
+    import volseg.inference.open_model
 
     def must_not_open(*args, **kwargs):
         raise AssertionError("the model was opened for a bad input")
 
-    monkeypatch.setattr(volseg.open_model, "open_segmenter", must_not_open)
+    monkeypatch.setattr(volseg.inference.open_model, "open_segmenter", must_not_open)
     path, problem = _bad_scan(tmp_path, kind)
     result = runner.invoke(app, ["infer", str(path)])
     assert result.exit_code == 2, result.output
@@ -110,12 +110,12 @@ def test_infer_with_an_unknown_model_name_lists_the_built_in_ones(tmp_path):
 
 
 def test_volseg_errors_are_one_line_other_errors_keep_their_traceback(tmp_path, monkeypatch):
-    import volseg.train
+    import volseg.training.trainer
 
     def broken(*args, **kwargs):
         raise ValueError("a bug inside training, not the user's doing")
 
-    monkeypatch.setattr(volseg.train, "train", broken)
+    monkeypatch.setattr(volseg.training.trainer, "train", broken)
     result = runner.invoke(app, ["train", "--output", str(tmp_path / "run"), "--epochs", "1"])
     assert result.exit_code != 2  # not a usage error: the exception propagates with its traceback
     assert isinstance(result.exception, ValueError) and "a bug inside training" in str(result.exception)
@@ -133,16 +133,16 @@ def test_debug_shows_the_traceback_of_volseg_errors_too(tmp_path):
 
 
 def test_every_user_facing_error_is_a_volseg_error_and_still_a_value_error():
-    from volseg.checkpoint import CheckpointError
     from volseg.config import ConfigError
     from volseg.data.io import ImageReadError
     from volseg.data.manifest import ManifestError
-    from volseg.data.series_rules import RulesError
-    from volseg.dicom_seg import SegError
+    from volseg.dicom.pacs import PacsError
+    from volseg.dicom.seg import SegError
+    from volseg.dicom.series_rules import RulesError
     from volseg.errors import VolsegError
     from volseg.nnunet.model_folder import NnunetFolderError
-    from volseg.pacs import PacsError
-    from volseg.quantize import QuantizeError
+    from volseg.runtime.checkpoint import CheckpointError
+    from volseg.runtime.quantize import QuantizeError
 
     for error in (
         CheckpointError,

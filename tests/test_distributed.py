@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from volseg.checkpoint import load_checkpoint
 from volseg.config import save_config
 from volseg.data.manifest import read_manifest
+from volseg.runtime.checkpoint import load_checkpoint
 
 from .helpers import REPO, tiny_config, tiny_manifest, tiny_run
 

@@ -307,8 +307,7 @@ def test_architecture_page_names_every_module():
     """docs/architecture.md lists every module and package of volseg (a new one must be placed there)."""
     readme = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
     package = REPO / "volseg"
-    names = {p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    names = {p.stem for p in package.rglob("*.py") if p.stem not in ("__init__", "__main__")}
     names |= {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    names |= {p.stem for p in (package / "data").glob("*.py") if p.stem != "__init__"}
     missing = sorted(n for n in names if not re.search(rf"(?<![\w]){re.escape(n)}(\.py|/|\b)", readme))
     assert not missing, f"docs/architecture.md misses: {missing}"

@@ -10,7 +10,7 @@ from monai.metrics import DiceMetric, HausdorffDistanceMetric
 from typer.testing import CliRunner
 
 from volseg.cli import app
-from volseg.metrics import dice, label_metrics
+from volseg.evaluation.metrics import dice, label_metrics
 
 from .helpers import REPO
 

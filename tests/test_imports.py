@@ -1,4 +1,4 @@
-"""volseg's import graph, drawn from the source, has no cycle.
+"""volseg's import graph, drawn from the source, has no cycle, and no import runs up a floor.
 
 Every ``import`` and ``from ... import`` counts, at module level and inside functions alike (an import hidden
 in a function is still a dependency, only a later one), relative imports resolved. Nodes are volseg's modules;
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "volseg"
 
@@ -81,8 +83,8 @@ def test_the_graph_is_drawn_from_the_source():
     graph = import_graph()
     assert "volseg.cli" in graph and "volseg.cli.app" in graph["volseg.cli"]  # __init__: own node
     assert "volseg.models.unet" in graph["volseg.models"]  # from volseg.models import unet: the submodule
-    assert "volseg.train" in graph["volseg.cli.training"]  # an import inside a function counts
-    assert "volseg.checkpoint" in graph["volseg.pretrained"]
+    assert "volseg.training.trainer" in graph["volseg.cli.training"]  # an import inside a function counts
+    assert "volseg.runtime.checkpoint" in graph["volseg.pretrained"]
 
 
 def test_find_cycle_finds_one_and_only_one():
@@ -109,25 +111,49 @@ def test_volseg_has_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_backends_imports_nothing_above_it():
-    """The backends sit on the ONNX export and the int8 model (:mod:`volseg.quantize`), under inference."""
+def package_of(module: str) -> str:
+    """The floor a module stands on: ``volseg.runtime.backends`` -> ``runtime``; a top-level module is its own."""
+    return module.split(".")[1] if module.count(".") >= 1 else module
+
+
+# floor -> the floors its modules may not import (docs/architecture.md). Direct imports: reading a DICOM series
+# is reading a scan, so data.io reaches dicom's series discovery, and every floor that reads scans with it.
+FLOORS = {
+    "models": {"data", "files", "training", "evaluation", "runtime", "inference", "dicom", "nnunet", "report", "cli"},
+    "runtime": {"inference", "dicom", "training", "report", "pretrained", "cli"},
+    "dicom": {"training", "cli"},
+    "training": {"inference", "report", "cli"},
+    "data": {"runtime", "training", "inference", "report", "cli"},
+}
+
+
+@pytest.mark.parametrize("floor", sorted(FLOORS))
+def test_no_import_runs_up_a_floor(floor):
     graph = import_graph()
-    below: set[str] = set()
-    todo = ["volseg.backends"]
-    while todo:
-        for dep in graph[todo.pop()] - below:
-            below.add(dep)
-            todo.append(dep)
-    above = {
-        "volseg.infer",
-        "volseg.train",
-        "volseg.open_model",
-        "volseg.roi",
-        "volseg.demo",
-        "volseg.pacs",
-        "volseg.report",
-        "volseg.cli",
-        "volseg.nnunet.segmenter",
+    climbs = {
+        f"{module} -> {dep}"
+        for module in graph
+        if package_of(module) == floor
+        for dep in graph[module]
+        if package_of(dep) in FLOORS[floor]
     }
-    assert not below & above, sorted(below & above)
-    assert {"volseg.onnx_export", "volseg.quantize"} <= below
+    assert not climbs, sorted(climbs)
+
+
+def test_models_import_nothing_of_volseg_but_config_and_errors():
+    graph = import_graph()
+    allowed = {"volseg.config", "volseg.errors"}
+    found = {f"{m} -> {d}" for m in graph if package_of(m) == "models" for d in graph[m] if package_of(d) != "models"}
+    assert {f.split(" -> ")[1] for f in found} <= allowed, sorted(found)
+
+
+def test_nothing_but_the_entry_point_imports_the_command_line():
+    graph = import_graph()
+    users = {m for m in graph if package_of(m) != "cli" for d in graph[m] if package_of(d) == "cli"}
+    assert users == {"volseg.__main__"}, sorted(users)
+
+
+def test_volseg_has_at_most_six_top_level_modules():
+    """The floor plan is seen from ``ls volseg/``: packages by idea, and only what every floor shares on top."""
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__.py", "__main__.py", "config.py", "errors.py"], top

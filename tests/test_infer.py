@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.manifest import read_manifest
-from volseg.infer import Segmenter
-from volseg.inputs import CaseInput, collect_inputs, select_part
-from volseg.outputs import RunOutputs
+from volseg.inference.inputs import CaseInput, collect_inputs, select_part
+from volseg.inference.outputs import RunOutputs
+from volseg.inference.zoo_segmenter import ZooSegmenter
 from volseg.pretrained import resolve_model
 
 from .conftest import shared_path
@@ -232,10 +232,11 @@ def test_attention_qc_refused_for_models_without_gates(run_dir, test_cases, tmp_
 def test_a_hung_read_times_out_and_the_batch_goes_on(run_dir, test_cases, tmp_path):
     import threading
 
-    from volseg.infer import BatchOptions, Segmenter, run_batch
-    from volseg.inputs import CaseInput
+    from volseg.inference.batch import BatchOptions, run_batch
+    from volseg.inference.inputs import CaseInput
+    from volseg.inference.zoo_segmenter import ZooSegmenter
 
-    segmenter = Segmenter(run_dir, "cpu")
+    segmenter = ZooSegmenter(run_dir, "cpu")
     release = threading.Event()
     load = segmenter.load
 
@@ -299,7 +300,7 @@ def test_infer_without_model_uses_the_shipped_default(test_cases, tmp_path, monk
 
 def test_tta_mirrors_only_the_axes_the_model_was_trained_mirrored_on():
     from volseg.config import load_config
-    from volseg.predict import mirror_axes, probabilities_to_labels
+    from volseg.runtime.predict import mirror_axes, probabilities_to_labels
 
     assert mirror_axes(load_config(None, ["model.dims=3", "augment.flip=true"])) == [0, 1, 2]
     assert mirror_axes(load_config(None, ["model.dims=3", "augment.flip=[1, 2]"])) == [1, 2]
@@ -308,7 +309,7 @@ def test_tta_mirrors_only_the_axes_the_model_was_trained_mirrored_on():
     # the built-in CT model never saw a mirrored patient (left/right kidneys): --tta is refused, not averaged
     # into empty labels (8 mirror images, 7 of them nonsense to it, erased every organ before this check)
     with pytest.raises(ValueError, match="trained without mirroring"):
-        Segmenter(resolve_model("abdomen-ct"), "cpu", tta=True)
+        ZooSegmenter(resolve_model("abdomen-ct"), "cpu", tta=True)
     probs = torch.rand(5, 9, 8, 7)
     probs[:, :3] = 0.25  # ties go to the first class, as with argmax
     assert torch.equal(probabilities_to_labels(probs), probs.argmax(0))
@@ -316,7 +317,7 @@ def test_tta_mirrors_only_the_axes_the_model_was_trained_mirrored_on():
 
 def test_segmenter_times_each_stage_of_the_case_it_runs(run_dir, test_cases):
     """The per-stage timings benchmarks/whole_volume.py reports come from the code `volseg infer` runs."""
-    segmenter = Segmenter(run_dir, "cpu")
+    segmenter = ZooSegmenter(run_dir, "cpu")
     data = segmenter.load(CaseInput(test_cases[0].case_id, test_cases[0].images))
     labels, _ = segmenter.predict(data)
     assert set(data["timings"]) == {"read", "preprocess", "network", "stitching", "invert", "postprocess"}
@@ -331,9 +332,9 @@ BUNDLED_CT = REPO / "data" / "abdomen_ct" / "ct.nii.gz"
 
 def test_the_mri_model_on_a_ct_warns_in_one_line_within_a_second_before_any_window(tmp_path, caplog):
     """Issue 41: the default (MRI) model ran on the bundled CT for 404.7 s with no warning."""
-    from volseg.infer import BatchOptions, run_batch
+    from volseg.inference.batch import BatchOptions, run_batch
 
-    segmenter = Segmenter(resolve_model("hippocampus-mri"), "cpu", backend="torch")
+    segmenter = ZooSegmenter(resolve_model("hippocampus-mri"), "cpu", backend="torch")
     first_window: list[float] = []
 
     def network(x):
@@ -376,8 +377,8 @@ def test_strict_refuses_such_a_case_in_a_batch_and_segments_the_others(tmp_path,
 
 
 def test_a_model_records_its_training_scans_and_an_mri_case_is_not_flagged(run_dir, test_cases):
-    from volseg.checkpoint import load_checkpoint
-    from volseg.scan_screen import TrainingScans, mismatch
+    from volseg.data.scan_screen import TrainingScans, mismatch
+    from volseg.runtime.checkpoint import load_checkpoint
 
     recorded = TrainingScans.from_dict(load_checkpoint(run_dir / "last.pt")["training_scans"])
     assert recorded.modality == "MR" and 30 < recorded.extent_mm[0] < 45  # hippocampus crops are ~35x50x35 mm
@@ -407,7 +408,7 @@ def test_qc_picture_names_the_case_and_every_label_in_its_colour(tmp_path, monke
     from matplotlib.colors import to_hex
 
     from volseg.data.io import Scan
-    from volseg.qc import save_qc
+    from volseg.inference.qc import save_qc
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from volseg import layers
+from volseg.models import layers
 
 PACKAGE = Path(layers.__file__).parent
 

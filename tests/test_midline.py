@@ -7,7 +7,7 @@ import pytest
 from volseg.config import ConfigError, load_config
 from volseg.data import io
 from volseg.data.transforms import BODY_HU
-from volseg.midline import split_at_midline
+from volseg.runtime.postprocess import split_at_midline
 
 from .helpers import REPO
 

@@ -21,7 +21,7 @@ import torch
 from typer.testing import CliRunner
 
 from volseg.cli import app
-from volseg.inputs import CaseInput
+from volseg.inference.inputs import CaseInput
 from volseg.nnunet.checkpoint import load_nnunet_checkpoint
 from volseg.nnunet.model_folder import Labels, ModelFolder, NnunetFolderError
 from volseg.nnunet.segmenter import NnunetSegmenter
@@ -247,8 +247,8 @@ def test_bf16_runs_where_the_cpu_has_it_and_is_refused_where_it_does_not(monkeyp
     """--precision bf16: OpenVINO at bf16 inference precision on a CPU with native bf16 (labels close to fp32's);
     one line, before any work, where the CPU would emulate it."""
     pytest.importorskip("openvino", reason="openvino is not installed (pip install 'volseg[openvino]')")
-    from volseg import backends
     from volseg.errors import VolsegError
+    from volseg.runtime import backends
 
     monkeypatch.setattr(backends, "native_bf16", lambda: False)
     with pytest.raises(VolsegError, match="no native bf16"):

@@ -12,7 +12,7 @@ import pydicom
 from typer.testing import CliRunner
 
 from volseg.cli import app
-from volseg.data.dicom_archive import discover_series
+from volseg.dicom.archive import discover_series
 
 from .bad_inputs import dicom_series
 from .test_archive import _dciodvfy_errors
@@ -76,7 +76,7 @@ def test_archive_to_nifti_seg_statistics_and_review_page(tmp_path):
 def test_pacs_round_trip_with_an_nnunet_folder_stores_seg_and_rtstruct(empty_pacs, tmp_path):
     """`volseg pacs --rtstruct`: the SEG and an RTSTRUCT of the same labels go back into the study; a second run
     adds nothing. The RTSTRUCT, read back from the PACS by volseg's reader, gives the SEG's labels."""
-    from volseg.data.rtstruct import read_structures
+    from volseg.dicom.rtstruct_read import read_structures
 
     pacs = empty_pacs
     pacs.upload(sorted(_ct(tmp_path / "s", 5).iterdir()))

@@ -148,9 +148,9 @@ def test_pacs_errors_fail_one_series_and_the_run_goes_on(empty_pacs, tmp_path):
 
 
 def test_series_deleted_between_query_and_retrieve_fails_alone(empty_pacs, tmp_path):
-    from volseg.data.series_rules import default_rules
-    from volseg.infer import Segmenter
-    from volseg.pacs import PacsQuery, PacsRun, connect, credentials
+    from volseg.dicom.pacs import PacsQuery, PacsRun, connect, credentials
+    from volseg.dicom.series_rules import default_rules
+    from volseg.inference.zoo_segmenter import ZooSegmenter
     from volseg.pretrained import model_file
 
     pacs = empty_pacs
@@ -166,7 +166,7 @@ def test_series_deleted_between_query_and_retrieve_fails_alone(empty_pacs, tmp_p
 
     client.retrieve_series = deleted_first
     rows = PacsRun(
-        client, Segmenter(model_file("abdomen-ct"), "cpu"), default_rules("CT"), tmp_path / "out", PacsQuery("CT")
+        client, ZooSegmenter(model_file("abdomen-ct"), "cpu"), default_rules("CT"), tmp_path / "out", PacsQuery("CT")
     ).run()
     status = {r["series_uid"]: (r["status"], r["reason"]) for r in rows}
     assert status[kept[1]] == ("ok", "")
@@ -209,7 +209,7 @@ def test_no_patient_identity_in_record_logs_or_nifti(empty_pacs, tmp_path, caplo
 
 
 def test_credentials_come_from_a_file_or_the_environment(tmp_path, monkeypatch):
-    from volseg.pacs import PacsError, credentials
+    from volseg.dicom.pacs import PacsError, credentials
 
     monkeypatch.setenv("VOLSEG_PACS_USER", "env-user")
     monkeypatch.setenv("VOLSEG_PACS_PASSWORD", "env-pass")

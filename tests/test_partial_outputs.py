@@ -26,9 +26,9 @@ import pydicom
 from typer.testing import CliRunner
 
 from volseg.cli import app
-from volseg.data.dicom_archive import NonImageSeries, discover_series
-from volseg.dicom_seg import NEW_FRAME_OF_REFERENCE, build_seg
-from volseg.dicom_source import new_frame_of_reference, read_source_datasets
+from volseg.dicom.archive import NonImageSeries, discover_series
+from volseg.dicom.seg import NEW_FRAME_OF_REFERENCE, build_seg
+from volseg.dicom.source import new_frame_of_reference, read_source_datasets
 
 from .bad_inputs import dicom_series
 from .conftest import shared_path

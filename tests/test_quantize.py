@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.manifest import read_manifest
-from volseg.infer import Segmenter
-from volseg.metrics import dice
+from volseg.evaluation.metrics import dice
+from volseg.inference.zoo_segmenter import ZooSegmenter
 from volseg.pretrained import model_file
-from volseg.quantize import IR_NAME, MIN_AGREEMENT, RECORD_NAME, agrees, file_digest
+from volseg.runtime.quantize import IR_NAME, MIN_AGREEMENT, RECORD_NAME, agrees, file_digest
 
 from .helpers import REPO, tiny_run
 
@@ -38,11 +38,11 @@ def test_shipped_int8_twin_belongs_to_the_shipped_model_and_agrees():
 
 def test_auto_uses_int8_for_the_shipped_model_and_its_labels_agree_with_fp32(test_cases, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    int8 = Segmenter(MODEL_FILE, "cpu", backend="auto", precision="auto")
-    fp32 = Segmenter(MODEL_FILE, "cpu", backend="openvino", precision="fp32")
+    int8 = ZooSegmenter(MODEL_FILE, "cpu", backend="auto", precision="auto")
+    fp32 = ZooSegmenter(MODEL_FILE, "cpu", backend="openvino", precision="fp32")
     assert (int8.backend, int8.precision) == ("openvino", "int8")
     assert fp32.precision == "fp32"
-    assert Segmenter(MODEL_FILE, "cpu", backend="torch", precision="auto").precision == "fp32"
+    assert ZooSegmenter(MODEL_FILE, "cpu", backend="torch", precision="auto").precision == "fp32"
     for case in test_cases[:3]:
         a, b = int8.predict(int8.load(case))[0], fp32.predict(fp32.load(case))[0]
         for value in (1, 2):
@@ -56,11 +56,11 @@ def test_a_stale_or_unmeasured_int8_model_is_not_used_by_auto(tmp_path, monkeypa
     record = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
     stale = dict(record, checkpoint_sha256="0" * 64)  # made from another checkpoint
     (folder / RECORD_NAME).write_text(json.dumps(stale), encoding="utf-8")
-    assert Segmenter(folder / "model.pt", "cpu", backend="openvino", precision="auto").precision == "fp32"
+    assert ZooSegmenter(folder / "model.pt", "cpu", backend="openvino", precision="auto").precision == "fp32"
     unmeasured = {k: v for k, v in record.items() if k != "agreement"}
     (folder / RECORD_NAME).write_text(json.dumps(unmeasured), encoding="utf-8")
-    assert Segmenter(folder / "model.pt", "cpu", backend="openvino", precision="auto").precision == "fp32"
-    assert Segmenter(folder / "model.pt", "cpu", backend="openvino", precision="int8").precision == "int8"
+    assert ZooSegmenter(folder / "model.pt", "cpu", backend="openvino", precision="auto").precision == "fp32"
+    assert ZooSegmenter(folder / "model.pt", "cpu", backend="openvino", precision="int8").precision == "int8"
 
 
 def test_int8_refused_off_openvino_with_one_line():

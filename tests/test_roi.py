@@ -11,9 +11,9 @@ from monai.data import MetaTensor
 from typer.testing import CliRunner
 
 from volseg.cli import app
-from volseg.metrics import dice_per_label
+from volseg.evaluation.metrics import dice_per_label
+from volseg.inference.roi import Box, crop_source, locate
 from volseg.pretrained import resolve_model
-from volseg.roi import Box, crop_source, locate
 
 from .helpers import REPO
 

@@ -1,4 +1,4 @@
-"""RTSTRUCT reading (volseg/data/rtstruct.py): structures become label maps on the referenced series' grid.
+"""RTSTRUCT reading (volseg/dicom/rtstruct_read.py): structures become label maps on the referenced series' grid.
 
 Synthetic (no ../shared needed): small CT series written with SimpleITK (tests/bad_inputs.py) in four
 orientations (axial with non-square pixels, rotated 30 degrees in-plane, slices stored head-to-feet against
@@ -23,10 +23,10 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from volseg.data import rtstruct
-from volseg.data.dicom_archive import discover_series
 from volseg.data.io import read_series
-from volseg.data.rtstruct import RTStructError, read_structures
+from volseg.dicom import rtstruct_read as rtstruct
+from volseg.dicom.archive import discover_series
+from volseg.dicom.rtstruct_read import RTStructError, read_structures
 from volseg.errors import VolsegError
 
 from .bad_inputs import CT_TAGS, dicom_series

@@ -1,7 +1,7 @@
 """``volseg manifest ARCHIVE --structures ...``: a training manifest from CT series and their RTSTRUCTs.
 
 Synthetic archives: tiny CT series (tests/bad_inputs.py ``dicom_series``: a bright ellipsoid on a noisy background)
-with an RTSTRUCT of the ellipsoid written by volseg.dicom_rtstruct, its name spelled differently per case. Then
+with an RTSTRUCT of the ellipsoid written by volseg.dicom.rtstruct_write, its name spelled differently per case. Then
 every per-case problem (one line naming the file and the structure, the case left out, the rest written), and
 manifest -> plan -> train -> infer -> evaluate end to end. Real: the TCIA planning CT's lungs (skipped when
 ../shared is absent).
@@ -22,12 +22,12 @@ from typer.testing import CliRunner
 
 from volseg.cli import app
 from volseg.data.check import check_manifest
-from volseg.data.dicom_archive import discover_series
 from volseg.data.io import read_image, read_label
 from volseg.data.manifest import declared_labels, read_manifest
-from volseg.data.rtstruct import read_structures
-from volseg.data.rtstruct_manifest import DEFAULT_STRUCTURES, parse_structures
-from volseg.dicom_rtstruct import write_rtstruct
+from volseg.dicom.archive import discover_series
+from volseg.dicom.rtstruct_manifest import DEFAULT_STRUCTURES, parse_structures
+from volseg.dicom.rtstruct_read import read_structures
+from volseg.dicom.rtstruct_write import write_rtstruct
 
 from .bad_inputs import dicom_series, mask
 from .conftest import shared_path

@@ -1,5 +1,5 @@
-"""RTSTRUCT writing (volseg/dicom_rtstruct.py): a label map written as an RT Structure Set and read back by volseg's
-reader (volseg/data/rtstruct.py) gives the label map back; dciodvfy finds no error; an independent pydicom reading
+"""RTSTRUCT writing (volseg/dicom/rtstruct_write.py): a label map written as an RT Structure Set and read back by volseg's
+reader (volseg/dicom/rtstruct_read.py) gives the label map back; dciodvfy finds no error; an independent pydicom reading
 sees the same structure names, contour counts and references; ``volseg infer --output-format rtstruct`` writes it.
 
 Synthetic series (tests/bad_inputs.py) in the orientations of tests/test_rtstruct.py, with a ring (hole with an
@@ -17,10 +17,10 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from volseg.data.dicom_archive import discover_series
 from volseg.data.io import read_series
-from volseg.data.rtstruct import fill_even_odd, read_structure_set, read_structures
-from volseg.dicom_rtstruct import (
+from volseg.dicom.archive import discover_series
+from volseg.dicom.rtstruct_read import fill_even_odd, read_structure_set, read_structures
+from volseg.dicom.rtstruct_write import (
     NEW_FRAME_OF_REFERENCE,
     RTSTRUCT_SOP_CLASS,
     RTStructWriteError,
@@ -28,7 +28,7 @@ from volseg.dicom_rtstruct import (
     slice_contours,
     write_rtstruct,
 )
-from volseg.dicom_source import new_frame_of_reference, read_source_datasets
+from volseg.dicom.source import new_frame_of_reference, read_source_datasets
 
 from .bad_inputs import CT_TAGS, dicom_series
 from .conftest import shared_path

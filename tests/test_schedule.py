@@ -7,10 +7,10 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from volseg.checkpoint import load_checkpoint
 from volseg.config import load_config, save_config
-from volseg.schedule import Schedule, learning_rate
-from volseg.train import EpochRecord, Trainer, train
+from volseg.runtime.checkpoint import load_checkpoint
+from volseg.training.schedule import Schedule, learning_rate
+from volseg.training.trainer import EpochRecord, Trainer, train
 
 from .helpers import tiny_config, tiny_manifest
 

@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from volseg.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
 from volseg.cli import app
+from volseg.runtime.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
 
 from .bad_inputs import dicom_series, write_manifest
 from .helpers import REPO, tiny_run

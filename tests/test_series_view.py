@@ -21,9 +21,9 @@ from pydicom.tag import Tag
 from typer.testing import CliRunner
 
 from volseg.cli import app
-from volseg.data.dicom_archive import discover_series, tag_view
-from volseg.data.series_rules import SeriesRules, default_rules, why_none_selected
-from volseg.pacs import connect, credentials, dataset_from_json, series_from_metadata
+from volseg.dicom.archive import discover_series, tag_view
+from volseg.dicom.pacs import connect, credentials, dataset_from_json, series_from_metadata
+from volseg.dicom.series_rules import SeriesRules, default_rules, why_none_selected
 
 from .bad_inputs import dicom_series
 from .conftest import SHARED

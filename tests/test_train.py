@@ -6,16 +6,16 @@ import math
 import pytest
 import torch
 
-from volseg.checkpoint import build_network, load_checkpoint
 from volseg.data.dataset import training_dataset, training_loader
 from volseg.data.manifest import read_manifest
-from volseg.distributed import resolve_device
-from volseg.losses import (
+from volseg.runtime.checkpoint import build_network, load_checkpoint
+from volseg.runtime.distributed import resolve_device
+from volseg.training.losses import (
     DeepSupervisionLoss,
     SegmentationLoss,
     deep_supervision_weights,
 )
-from volseg.train import Callbacks, make_optimizer, train
+from volseg.training.trainer import Callbacks, make_optimizer, train
 
 from .helpers import tiny_config, tiny_manifest
 
@@ -83,7 +83,7 @@ def test_run_folder_and_checkpoint_contents(manifest, tmp_path):
 def test_loader_wait_share_reports_a_starved_training_step(manifest, tmp_path, monkeypatch):
     import time
 
-    import volseg.train
+    import volseg.training.trainer
 
     class SlowLoader:
         def __init__(self, loader):
@@ -97,8 +97,8 @@ def test_loader_wait_share_reports_a_starved_training_step(manifest, tmp_path, m
                 time.sleep(0.3)  # far longer than a tiny model's step
                 yield batch
 
-    real = volseg.train.training_loader
-    monkeypatch.setattr(volseg.train, "training_loader", lambda *a, **k: SlowLoader(real(*a, **k)))
+    real = volseg.training.trainer.training_loader
+    monkeypatch.setattr(volseg.training.trainer, "training_loader", lambda *a, **k: SlowLoader(real(*a, **k)))
     history = train(tiny_config(manifest, "unet", 2, "train.epochs=1"), tmp_path / "run", device="cpu")
     assert history[0].loader_wait_share > 0.5
 
@@ -182,7 +182,7 @@ def test_sigkill_mid_epoch_then_resume(manifest, tmp_path):
 
 
 def test_early_stop_rule():
-    from volseg.train import EpochRecord, early_stop_due
+    from volseg.training.trainer import EpochRecord, early_stop_due
 
     def history(dices):
         return [EpochRecord(i, 1.0, 0.1, 1.0, {1: d}) for i, d in enumerate(dices, 1)]
@@ -194,8 +194,8 @@ def test_early_stop_rule():
 
 def test_the_time_budget_counts_steady_epochs_not_the_one_that_caches():
     """Issue 18: a model whose first epoch caches for half the budget still gets the epochs that fit."""
-    from volseg.schedule import budget_epochs
-    from volseg.train import EpochRecord
+    from volseg.training.schedule import budget_epochs
+    from volseg.training.trainer import EpochRecord
 
     first = EpochRecord(1, 1.0, 0.1, 300.0)  # caching + warm-up
     second = EpochRecord(2, 0.9, 0.1, 70.0, {1: 0.5}, val_seconds=10.0)  # 60 s of steps + 10 s validation
@@ -296,7 +296,7 @@ def test_curves_are_readable_after_one_epoch(tmp_path, monkeypatch):
     """Issue 41: one epoch drew an empty Dice plot on an x-axis from -0.04 to 0.04."""
     import matplotlib.pyplot as plt
 
-    from volseg.train import EpochRecord, _plot_curves
+    from volseg.training.trainer import EpochRecord, _plot_curves
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)

@@ -34,7 +34,7 @@ class DataConfig:
     label_remap: dict[int, int] | None = None
     # Label value -> label value: after inference, voxels of the first on the patient's left of the body's
     # midline become the second. With label_remap {.., 3: 3, 4: 3} one kidney class is trained (and may
-    # be mirrored across x) and {3: 4} gives the sides back (volseg.midline). None: no split.
+    # be mirrored across x) and {3: 4} gives the sides back (volseg.runtime.postprocess). None: no split.
     split_at_midline: dict[int, int] | None = None
     # SNOMED CT codes for DICOM SEG segments whose label names volseg's table lacks, e.g.
     # {pancreas_duct: {type: "SCT:69930009:Pancreatic duct", category: "SCT:91723000:Anatomical Structure"}}

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from volseg.errors import VolsegError
-from volseg.open_model import InferenceOptions
+from volseg.inference.open_model import InferenceOptions
 
 app = typer.Typer(
     name="volseg",
@@ -27,7 +27,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # errors and warnings: a scr
 
 _DEBUG = {"on": False}  # volseg --debug: tracebacks for volseg's own errors too
 DEFAULTS = InferenceOptions()
-# The inference options infer, pacs and demo share, declared once (defaults: volseg.open_model.InferenceOptions)
+# The inference options infer, pacs and demo share, declared once (defaults: volseg.inference.open_model.InferenceOptions)
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Backend = Annotated[
     str, typer.Option("--backend", help="auto, torch, onnxruntime or openvino (auto: fastest installed).")
@@ -112,7 +112,7 @@ def fail(message: str) -> int:
 
 
 def main() -> None:
-    from volseg.textio import tolerate_unencodable_output
+    from volseg.files.textio import tolerate_unencodable_output
 
     tolerate_unencodable_output()
     app()

@@ -66,7 +66,7 @@ def _rtstruct_manifest(
 
     from volseg.data.discover import assign_splits
     from volseg.data.manifest import write_declared_labels, write_manifest
-    from volseg.data.rtstruct_manifest import (
+    from volseg.dicom.rtstruct_manifest import (
         build_rtstruct_manifest,
         manifest_cases,
         write_record,
@@ -139,7 +139,7 @@ def check(
 
 def _check_archive(root: Path, series_rules: Optional[Path], modality: Optional[str]) -> None:
     from volseg.data.check import check_archive
-    from volseg.data.series_rules import default_rules, load_rules
+    from volseg.dicom.series_rules import default_rules, load_rules
 
     with user_errors():
         rules = load_rules(series_rules) if series_rules else default_rules(modality.upper()) if modality else None

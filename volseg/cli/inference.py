@@ -23,7 +23,7 @@ from volseg.cli.app import (
     warn_about,
 )
 from volseg.errors import VolsegError
-from volseg.open_model import InferenceOptions
+from volseg.inference.open_model import InferenceOptions
 
 
 @app.command()
@@ -109,15 +109,16 @@ def infer(
     Under torchrun the cases are shared out across ranks (one device each); every rank writes
     volseg_run.rankK.csv and rank 0 merges them into volseg_run.csv.
     """
-    from volseg import distributed
-    from volseg.cohort import run_cohort
-    from volseg.data.series_rules import default_rules, load_rules, why_none_selected
-    from volseg.infer import OUTPUT_FORMATS, BatchOptions, Segmenter
-    from volseg.inputs import check_named_files, collect_inputs, select_part
-    from volseg.open_model import open_segmenter
-    from volseg.outputs import RunOutputs
-    from volseg.predict import attention_network
-    from volseg.progress import CaseProgress
+    from volseg.cli.progress import CaseProgress
+    from volseg.dicom.series_rules import default_rules, load_rules, why_none_selected
+    from volseg.inference.batch import OUTPUT_FORMATS, BatchOptions
+    from volseg.inference.cohort import run_cohort
+    from volseg.inference.inputs import check_named_files, collect_inputs, select_part
+    from volseg.inference.open_model import open_segmenter
+    from volseg.inference.outputs import RunOutputs
+    from volseg.inference.zoo_segmenter import ZooSegmenter
+    from volseg.runtime import distributed
+    from volseg.runtime.predict import attention_network
 
     with user_errors():
         check_named_files(inputs)  # a bad scan named here is a usage error, found before the model opens
@@ -144,7 +145,7 @@ def infer(
         )
         segmenter = open_segmenter(model, options, distributed.device_for(ctx, device), roi, locator)
         warn_about(model)
-        if not isinstance(segmenter, Segmenter) and not roi and (save_probabilities or qc_attention):
+        if not isinstance(segmenter, ZooSegmenter) and not roi and (save_probabilities or qc_attention):
             raise VolsegError(
                 "--save-probabilities and --qc-attention work with volseg models only, "
                 f"not with {segmenter.info.summary}"
@@ -237,9 +238,7 @@ def pacs(
     Resumable: a series whose study already holds its volseg SEG is skipped, so a killed run started
     again finishes the rest and stores no SEG twice. Exit 0 all done, 1 any series failed, 2 when the
     PACS cannot be used (unreachable, credentials refused) or a usage error."""
-    from volseg.data.series_rules import default_rules, load_rules
-    from volseg.open_model import open_segmenter
-    from volseg.pacs import (
+    from volseg.dicom.pacs import (
         PacsQuery,
         PacsRun,
         accession_numbers,
@@ -248,6 +247,8 @@ def pacs(
         credentials,
         study_dates,
     )
+    from volseg.dicom.series_rules import default_rules, load_rules
+    from volseg.inference.open_model import open_segmenter
 
     with user_errors():
         dates, accessions = study_dates(study_date), accession_numbers(accession, accessions_file)
@@ -302,7 +303,8 @@ def demo(
 ) -> None:
     """Segment a task's bundled cases with its built-in model, score them, and write a report. The model
     runs the path `volseg infer` takes with the same options."""
-    from volseg.demo import (
+    from volseg.cli.progress import CaseProgress
+    from volseg.inference.demo import (
         TASKS,
         case_table,
         demo_cases,
@@ -310,8 +312,7 @@ def demo(
         split_means,
         task_manifest,
     )
-    from volseg.open_model import open_segmenter
-    from volseg.progress import CaseProgress
+    from volseg.inference.open_model import open_segmenter
 
     with user_errors():
         if task not in TASKS:

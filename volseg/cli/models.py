@@ -55,9 +55,9 @@ def models(
 
 def _print_builtin_models() -> None:
     """One line per built-in model (names, labels and paths must never be wrapped)."""
-    from volseg.checkpoint import load_checkpoint
     from volseg.pretrained import BUILTIN, DEFAULT, model_file
-    from volseg.quantize import MIN_AGREEMENT, agrees, beside_checkpoint
+    from volseg.runtime.checkpoint import load_checkpoint
+    from volseg.runtime.quantize import MIN_AGREEMENT, agrees, beside_checkpoint
 
     console.print("built-in trained models (volseg infer --model NAME):")
     for name, what in BUILTIN.items():
@@ -112,13 +112,13 @@ def export(
     """Export a trained model: fp32 ONNX (for ONNX Runtime, OpenVINO, TensorRT, ...) or an int8 OpenVINO
     model with its measured agreement (int8.json), which `volseg infer --precision auto` then uses on CPU.
     An nnU-Net model folder gets an int8 twin in volseg's cache (the nnU-Net folder is never written to)."""
-    from volseg.checkpoint import load_model
-    from volseg.export import export_int8_and_measure
-    from volseg.quantize import MIN_AGREEMENT, agrees
+    from volseg.inference.int8_check import export_int8_and_measure
+    from volseg.runtime.checkpoint import load_model
+    from volseg.runtime.quantize import MIN_AGREEMENT, agrees
 
     with user_errors():
         if precision == "fp32":
-            from volseg.onnx_export import export_onnx
+            from volseg.runtime.onnx_export import export_onnx
 
             if output is None:
                 raise VolsegError("--output FILE.onnx is needed for an fp32 export")

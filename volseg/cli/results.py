@@ -35,8 +35,8 @@ def evaluate(
 ) -> None:
     """Dice, HD95 and mean surface distance (mm, from the voxel spacing) and volumes per case and label."""
     from volseg.config import load_config
-    from volseg.evaluate import evaluate as run_evaluation
-    from volseg.evaluate import (
+    from volseg.evaluation.evaluate import evaluate as run_evaluation
+    from volseg.evaluation.evaluate import (
         pairs_from_folder,
         pairs_from_manifest,
         summarize,

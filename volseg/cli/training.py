@@ -46,9 +46,9 @@ def train(
     Multi-GPU / multi-node: `torchrun --nproc_per_node N [--nnodes M --rdzv-endpoint HOST:PORT] -m volseg train ...`.
     """
     started = time.perf_counter()  # a --minutes budget counts from here: importing torch and MONAI is part of it
-    from volseg.distributed import resolve_device
-    from volseg.progress import TrainingProgress
-    from volseg.train import train as run_training
+    from volseg.cli.progress import TrainingProgress
+    from volseg.runtime.distributed import resolve_device
+    from volseg.training.trainer import train as run_training
 
     if nproc > 1:
         _relaunch_with_torchrun(nproc)

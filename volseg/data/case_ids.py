@@ -25,6 +25,15 @@ def file_stem(path: str | Path) -> str | None:
     return None
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """A folder's image files, sorted, hidden files left out (one case each)."""
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and p.name.endswith(IMAGE_SUFFIXES) and not p.name.startswith(".")
+    )
+
+
 def image_case_id(path: str | Path) -> str:
     """The case an image file stands for (a channel suffix ``_0000`` dropped); the file name itself when it is
     not an image file, so a wrongly named input still fails as a case named after it."""

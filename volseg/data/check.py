@@ -54,7 +54,7 @@ def check_manifest(path: str | Path, label_values: set[int] | None = None, **lim
 
 def _recorded_problems(path: str | Path) -> list[Problem]:
     """The cases ``volseg manifest`` left out of an RTSTRUCT manifest, one line each (see rtstruct_manifest)."""
-    from volseg.data.rtstruct_manifest import recorded_problems
+    from volseg.dicom.rtstruct_manifest import recorded_problems
 
     try:
         lines = recorded_problems(path)
@@ -158,8 +158,8 @@ class ArchiveCheck:
 def check_archive(root: Path, rules=None) -> ArchiveCheck:
     """Every series of a DICOM archive from its headers (no pixel data): the geometry fault that would fail
     it, or why ``rules`` would not select it."""
-    from volseg.data.dicom_archive import discover_series, geometry_fault
-    from volseg.data.series_rules import select
+    from volseg.dicom.archive import discover_series, geometry_fault
+    from volseg.dicom.series_rules import select
 
     found, skipped = discover_series([root])
     if not found:

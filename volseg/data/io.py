@@ -30,9 +30,9 @@ import torch
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
-from volseg.atomic import atomic_path
 from volseg.data.manifest import Case
 from volseg.errors import VolsegError
+from volseg.files.atomic import atomic_path
 
 if TYPE_CHECKING:
     from monai.data import MetaTensor
@@ -285,7 +285,7 @@ def _itk_header(path: Path) -> sitk.ImageFileReader:
 
 def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) -> Scan:
     """Read the one DICOM series of a folder (or the one named by ``series_uid``), found from headers."""
-    from volseg.data.dicom_archive import discover_series
+    from volseg.dicom.archive import discover_series
 
     found, _ = discover_series([folder])
     if not found:
@@ -309,7 +309,7 @@ def _read_dicom_series(folder: Path, series_uid: str | None, max_voxels: int) ->
 
 
 def read_series(series, max_voxels: int = MAX_VOXELS) -> MetaTensor:
-    """Read one discovered :class:`~volseg.data.dicom_archive.DicomSeries` in its checked slice order.
+    """Read one discovered :class:`~volseg.dicom.archive.DicomSeries` in its checked slice order.
 
     Refuses, in one line naming the folder, what SimpleITK would silently get wrong (a missing slice, gantry
     tilt, mixed image sizes) and pixel encodings it cannot decode."""
@@ -317,7 +317,7 @@ def read_series(series, max_voxels: int = MAX_VOXELS) -> MetaTensor:
 
 
 def _series_scan(series, max_voxels: int = MAX_VOXELS) -> Scan:
-    from volseg.data.dicom_archive import geometry_fault
+    from volseg.dicom.archive import geometry_fault
 
     folder = series.folder
     if fault := geometry_fault(series):

@@ -108,7 +108,7 @@ def declared_labels(manifest: str | Path) -> dict[int, str] | None:
 
 
 def write_declared_labels(manifest: str | Path, labels: dict[int, str], source: str) -> Path:
-    from volseg.atomic import write_text_atomic
+    from volseg.files.atomic import write_text_atomic
 
     text = json.dumps({"labels": {str(v): n for v, n in sorted(labels.items())}, "source": source}, indent=1)
     return write_text_atomic(labels_path(manifest), text + "\n")

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from volseg import layers
-from volseg.blocks import AttentionGate, UpConv
 from volseg.errors import VolsegError
-from volseg.models.init import initialize
+from volseg.models import layers
+from volseg.models.blocks import AttentionGate, UpConv
+from volseg.models.weight_init import initialize
 
 # (spatial_dims, in_channels, out_channels, norm) -> stage module
 StageBlock = Callable[[int, int, int, "str | None"], nn.Module]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from volseg.blocks import RRCNNBlock
+from volseg.models.blocks import RRCNNBlock
 from volseg.models.encoder_decoder import EncoderDecoder
 from volseg.models.registry import register_model
 

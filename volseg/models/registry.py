@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from volseg import layers
 from volseg.errors import VolsegError
+from volseg.models import layers
 
 # Widths used when none are given: the seeds' reference widths in 2D; a compact nnU-Net-like
 # pyramid in 3D, where the 2D widths would cost 8x the memory per stage.
@@ -40,6 +40,11 @@ def register_model(name: str, description: str, features_2d: Sequence[int]):
         return builder
 
     return wrap
+
+
+def output_channels(n_labels: int) -> int:
+    """One sigmoid channel for a single foreground label, else background + one softmax channel each."""
+    return 1 if n_labels == 1 else n_labels + 1
 
 
 def list_models() -> list[str]:

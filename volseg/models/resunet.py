@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from volseg.blocks import ResidualBlock
+from volseg.models.blocks import ResidualBlock
 from volseg.models.encoder_decoder import EncoderDecoder
 from volseg.models.registry import register_model
 

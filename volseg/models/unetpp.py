@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from volseg import layers
-from volseg.blocks import DoubleConv, NestedNode
+from volseg.models import layers
+from volseg.models.blocks import DoubleConv, NestedNode
 from volseg.models.encoder_decoder import check_features, encoder_stages
-from volseg.models.init import initialize
 from volseg.models.registry import register_model
+from volseg.models.weight_init import initialize
 
 
 class NestedUNet(nn.Module):

@@ -5,7 +5,7 @@ fold checkpoints it was made from, and holds a copy of ``plans.json`` and ``data
 OpenVINO model per fold (NNCF post-training quantization, calibrated on windows the model's own sliding
 window cuts from given cases) and ``int8.json``: where it came from and, once measured, the agreement of its
 labels with fp32's. ``--precision auto`` runs it only where that worst per-label agreement is at least
-:data:`volseg.quantize.MIN_AGREEMENT`, as for volseg's own models.
+:data:`volseg.runtime.quantize.MIN_AGREEMENT`, as for volseg's own models.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from volseg.atomic import write_text_atomic
-from volseg.cache import cache_folder
+from volseg.files.atomic import write_text_atomic
 from volseg.nnunet.model_folder import ModelFolder
 from volseg.nnunet.sliding_window import pad_to_patch, predict_logits
+from volseg.runtime.cache import cache_folder
 
 RECORD = "int8.json"
 IR_NAME = "model_int8.xml"
@@ -34,7 +34,7 @@ KEEP_FP32 = ("last",)
 
 def twin_folder(model: ModelFolder) -> Path:
     """The cache folder of this model's folds (their checkpoints' content, not their path)."""
-    from volseg.quantize import file_digest
+    from volseg.runtime.quantize import file_digest
 
     digest = hashlib.sha256("".join(file_digest(c) for c in model.checkpoints).encode()).hexdigest()[:16]
     return cache_folder() / "nnunet_int8" / digest
@@ -97,8 +97,8 @@ def _random_patch(padded: torch.Tensor, patch: tuple[int, ...], mirror_axes, rng
 def export_twin(segmenter, calibration_cases, count: int = 40) -> Path:
     """Quantize every fold of ``segmenter`` (an fp32 NnunetSegmenter) and write the twin; returns its folder.
     Any earlier record is removed first: a record must never describe other int8 models."""
-    from volseg.onnx_export import export_onnx_for
-    from volseg.quantize import QuantizeError, file_digest, quantize
+    from volseg.runtime.onnx_export import export_onnx_for
+    from volseg.runtime.quantize import QuantizeError, file_digest, quantize
 
     model = segmenter.model
     folder = twin_folder(model)

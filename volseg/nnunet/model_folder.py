@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from volseg.data.scan_screen import TrainingScans
 from volseg.errors import VolsegError
 from volseg.nnunet.checkpoint import load_nnunet_checkpoint
-from volseg.scan_screen import TrainingScans
 
 CHECKPOINTS = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
 _FOLD = re.compile(r"fold_(\d+|all)$")

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import binary_fill_holes, map_coordinates
 
-from volseg import layers
+from volseg.models import layers
 from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
-from volseg.predict import probabilities_to_labels
+from volseg.runtime.predict import probabilities_to_labels
 
 ANISO_THRESHOLD = 3  # nnunetv2.configuration.ANISO_THRESHOLD
 
@@ -289,7 +289,7 @@ def resample_torch(
     def interpolate(x: torch.Tensor, size, how: str) -> torch.Tensor:
         if list(x.shape[1:]) == list(size):
             return x
-        if how == "linear":  # (bi/tri)linear, align_corners=False: volseg.layers maps it to the dimension
+        if how == "linear":  # (bi/tri)linear, align_corners=False: volseg.models.layers maps it to the dimension
             return layers.interpolate(x[None].float(), tuple(size))[0]
         return F.interpolate(x[None].float(), tuple(size), mode=how, antialias=False)[0]
 

@@ -1,4 +1,4 @@
-"""An nnU-Net v2 model folder as a volseg segmenter (:class:`~volseg.segmenting.CaseSegmenter`).
+"""An nnU-Net v2 model folder as a volseg segmenter (:class:`~volseg.inference.segmenter.CaseSegmenter`).
 
 The scan is read by volseg (NIfTI, NRRD/MHA, DICOM series), presented to the model as nnU-Net's reader would
 present it ((C, z, y, x) with SimpleITK's axis order and spacing), preprocessed, predicted with every fold,
@@ -18,14 +18,14 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from volseg import backends, onnx_export
 from volseg.data import io
 from volseg.errors import VolsegError
+from volseg.inference.segmenter import ModelInfo, ScanCheck
 from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
 from volseg.nnunet.network import build_network, load_weights
 from volseg.nnunet.preprocess import logits_to_labels, preprocess
 from volseg.nnunet.sliding_window import mirrored, predict_logits
-from volseg.segmenting import ModelInfo, ScanCheck
+from volseg.runtime import backends, onnx_export
 
 READERS = ("SimpleITKIO", "NibabelIO", "NibabelIOWithReorient")
 
@@ -101,7 +101,7 @@ class NnunetSegmenter:
         """fp32, or int8 with the twin's folder: ``auto`` takes the twin only where its measured agreement
         holds (see :mod:`volseg.nnunet.int8`)."""
         from volseg.nnunet.int8 import read_twin, twin_folder
-        from volseg.quantize import PRECISIONS, agrees
+        from volseg.runtime.quantize import PRECISIONS, agrees
 
         if precision not in PRECISIONS:
             raise VolsegError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
@@ -194,7 +194,7 @@ class NnunetSegmenter:
             labels = nib.orientations.apply_orientation(labels, back)
         labels = np.ascontiguousarray(labels, dtype=np.int64)
         if self.keep_largest:
-            from volseg.infer import keep_largest_component
+            from volseg.runtime.postprocess import keep_largest_component
 
             labels = keep_largest_component(labels, list(self.model.labels.names))
         timings.update(network=predicted - started, export=time.perf_counter() - predicted)

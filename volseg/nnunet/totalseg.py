@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from volseg.inference.segmenter import ModelInfo, ScanCheck
 from volseg.nnunet.model_folder import NnunetFolderError
 from volseg.nnunet.preprocess import logits_to_labels, preprocess
 from volseg.nnunet.sliding_window import mirrored, predict_logits
-from volseg.segmenting import ModelInfo, ScanCheck
 
 PREFIX = "totalsegmentator:"
 # TotalSegmentator 2.x (map_tasks_config.TASK_CONFIGS): task -> (dataset ids, spacing mm, trainer)

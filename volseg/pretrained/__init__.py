@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from volseg.checkpoint import CheckpointError
+from volseg.runtime.checkpoint import CheckpointError
 
 FOLDER = Path(__file__).parent
 DEFAULT = "hippocampus-mri"

@@ -23,19 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from volseg import statistics
-from volseg.csv_rows import read_rows
 from volseg.data import io
 from volseg.data.case_ids import label_case_id
 from volseg.data.manifest import read_manifest
 from volseg.errors import VolsegError
-from volseg.evaluate import Pair, evaluate, summarize
-from volseg.outputs import RunOutputs
-from volseg.qc import label_colors
+from volseg.evaluation.evaluate import Pair, evaluate, summarize
+from volseg.files.csv_rows import read_rows
+from volseg.inference import label_statistics as statistics
+from volseg.inference.outputs import RunOutputs
+from volseg.inference.qc import label_colors
+from volseg.inference.run_record import RUN_CSV, read_run_csv
 from volseg.report import cases as case_files
 from volseg.report.flags import case_flags, robust_range
 from volseg.report.viewer import NIIVUE_LICENSE, viewer_script
-from volseg.run_record import RUN_CSV, read_run_csv
 
 log = logging.getLogger(__name__)
 REPORT_DIR = "report"

@@ -18,8 +18,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from volseg.atomic import atomic_path, write_text_atomic
-from volseg.qc import label_centre, ras_spacing, to_ras
+from volseg.files.atomic import atomic_path, write_text_atomic
+from volseg.inference.qc import label_centre, ras_spacing, to_ras
 
 CT_WINDOW = (-160.0, 240.0)  # soft tissue (level 40, width 400): where abdominal organs are told apart
 

@@ -15,8 +15,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from volseg.atomic import atomic_path
-from volseg.cache import cache_folder
+from volseg.files.atomic import atomic_path
+from volseg.runtime.cache import cache_folder
 
 NIIVUE_PACKAGE = "@niivue/niivue"
 NIIVUE_VERSION = "0.69.0"

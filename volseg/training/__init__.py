@@ -1,0 +1,1 @@
+"""Training: the Trainer (named steps), its schedule and time budget, and the losses."""
