@@ -32,12 +32,12 @@ def _bad_scan(folder: Path, kind: str) -> tuple[Path, str]:
 @pytest.mark.parametrize("kind", ["missing", "text", "2d", "4d"])
 def test_a_bad_scan_named_on_the_command_line_is_a_usage_error_before_the_model_opens(tmp_path, monkeypatch, kind):
     """Issue 41: each exited 1 after opening the model (6 s) and a progress bar, the reason on stdout."""
-    import volseg.inference.open_model
+    import volseg.inference.segment
 
     def must_not_open(*args, **kwargs):
         raise AssertionError("the model was opened for a bad input")
 
-    monkeypatch.setattr(volseg.inference.open_model, "open_segmenter", must_not_open)
+    monkeypatch.setattr(volseg.inference.segment, "open_segmenter", must_not_open)
     path, problem = _bad_scan(tmp_path, kind)
     result = runner.invoke(app, ["infer", str(path)])
     assert result.exit_code == 2, result.output

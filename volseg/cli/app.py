@@ -67,7 +67,7 @@ def _root(
 ) -> None:
     _DEBUG["on"] = debug
     if version:
-        from volseg import __version__
+        from volseg.version import __version__
 
         console.print(f"volseg {__version__}")
         raise typer.Exit()

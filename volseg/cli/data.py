@@ -165,33 +165,11 @@ def plan(
     ),
 ) -> None:
     """Fingerprint the labeled cases and write a config planned from them (plus NAME.fingerprint.json)."""
-    from volseg.config import load_config, save_config
-    from volseg.data.discover import label_names_from_dataset_json
-    from volseg.data.manifest import declared_labels, read_manifest
-    from volseg.data.plan import fingerprint
-    from volseg.data.plan import plan as make_plan
-    from volseg.models.registry import default_features
+    from volseg.training.planning import plan_manifest
 
     with user_errors():
-        cases = read_manifest(manifest_path)
-        base_cfg = load_config(base, overrides)
-        fp = fingerprint(cases, label_remap=base_cfg.data.label_remap)
-        names = (
-            _parse_label_names(label_names)
-            if label_names
-            else declared_labels(manifest_path) or label_names_from_dataset_json(cases[0].image.parent.parent)
-        )
-        widths = {
-            d: tuple(base_cfg.model.features)
-            if base_cfg.model.features and base_cfg.model.dims == d
-            else default_features(base_cfg.model.name, d)
-            for d in (2, 3)
-        }
-        cfg = make_plan(fp, base_cfg, widths, memory_budget_gb=memory_gb, modality=modality, label_names=names)
-        cfg.data.manifest = str(manifest_path)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, output)
-        fp.save(output.with_suffix(".fingerprint.json"))
+        names = _parse_label_names(label_names) if label_names else None
+        cfg = plan_manifest(manifest_path, output, base, overrides, memory_gb, modality, names)
     s, p = cfg.sampling, cfg.preprocess
     console.print(
         f"wrote {output}: {cfg.data.modality}, spacing {p.spacing}, normalization {p.normalization}, "

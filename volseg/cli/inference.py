@@ -110,71 +110,59 @@ def infer(
     volseg_run.rankK.csv and rank 0 merges them into volseg_run.csv.
     """
     from volseg.cli.progress import CaseProgress
-    from volseg.dicom.series_rules import default_rules, load_rules, why_none_selected
-    from volseg.inference.batch import OUTPUT_FORMATS, BatchOptions
-    from volseg.inference.cohort import run_cohort
-    from volseg.inference.inputs import check_named_files, collect_inputs, select_part
-    from volseg.inference.open_model import open_segmenter
-    from volseg.inference.outputs import RunOutputs
-    from volseg.inference.zoo_segmenter import ZooSegmenter
-    from volseg.runtime import distributed
-    from volseg.runtime.predict import attention_network
+    from volseg.inference.segment import SegmentOptions, prepare, run
 
-    with user_errors():
-        check_named_files(inputs)  # a bad scan named here is a usage error, found before the model opens
-        if resume and overwrite:
-            raise VolsegError("--resume and --overwrite contradict each other; pass one")
-        formats = tuple(f.strip() for f in output_format.split(",") if f.strip())
-        if not formats or set(formats) - set(OUTPUT_FORMATS):
-            raise VolsegError(f"--output-format: expected some of {','.join(OUTPUT_FORMATS)}, got {output_format!r}")
-        if roi and (save_probabilities or qc_attention):
-            raise VolsegError(
-                "--roi writes the chosen label only: --save-probabilities and --qc-attention do not apply"
-            )
-        rules = load_rules(series_rules) if series_rules else None
-        ctx = distributed.setup(device)
-        options = InferenceOptions(
-            device,
-            backend,
-            precision,
-            overlap,
-            tta,
-            keep_largest,
-            tuple(f.strip() for f in folds.split(",")) if folds else None,
-            checkpoint,
-        )
-        segmenter = open_segmenter(model, options, distributed.device_for(ctx, device), roi, locator)
-        warn_about(model)
-        if not isinstance(segmenter, ZooSegmenter) and not roi and (save_probabilities or qc_attention):
-            raise VolsegError(
-                "--save-probabilities and --qc-attention work with volseg models only, "
-                f"not with {segmenter.info.summary}"
-            )
-        rules = rules or default_rules(segmenter.info.modality)
-        cases = select_part(collect_inputs(inputs, split, rules), num_parts, part_id)
-        if not cases:
-            raise VolsegError("no input cases found")
-        if qc_attention:
-            attention_network(segmenter.model)  # fail now, not once per case
-    if ctx.is_main:
-        console.print(
-            f"model: {segmenter.info.source} ({segmenter.info.summary}, labels "
-            f"{dict(segmenter.info.labels)}) on {segmenter.device}, backend {segmenter.backend} "
-            f"{segmenter.precision}",
-            highlight=False,
-        )
-    batch = BatchOptions(
+    options = SegmentOptions(
+        device=device,
+        backend=backend,
+        precision=precision,
+        overlap=overlap,
+        tta=tta,
+        keep_largest=keep_largest,
+        folds=_listed(folds),
+        checkpoint=checkpoint,
+        output_formats=_listed(output_format) or (),
+        qc=qc,
+        qc_attention=qc_attention,
+        save_probabilities=save_probabilities,
         resume=resume,
         overwrite=overwrite,
-        save_probabilities=save_probabilities,
-        qc=qc or qc_attention,
-        qc_attention=qc_attention,
+        split=split,
         case_timeout=case_timeout,
-        output_formats=formats,
+        num_parts=num_parts,
+        part_id=part_id,
+        series_rules=series_rules,
+        report=report,
+        roi=roi,
+        locator=locator,
         strict=strict,
     )
-    with CaseProgress(len(cases), console, visible=ctx.is_main) as progress:
-        run = run_cohort(cases, segmenter, batch, output, report, ctx, on_case=progress.update)
+    with user_errors():
+        prepared = prepare(inputs, model, options)
+    warn_about(model)
+    main = prepared.ctx.is_main
+    if main:
+        info = prepared.segmenter.info
+        engine = f"{prepared.segmenter.device}, backend {prepared.segmenter.backend} {prepared.segmenter.precision}"
+        console.print(f"model: {info.source} ({info.summary}, labels {dict(info.labels)}) on {engine}", highlight=False)
+    with CaseProgress(len(prepared.cases), console, visible=main) as progress:
+        summary = run(prepared, output, on_case=progress.update)
+    _report(summary, prepared)
+    raise typer.Exit(code=summary.exit_code)
+
+
+def _listed(text: str | None) -> tuple[str, ...] | None:
+    """``"0,1"`` -> ``("0", "1")``; None stays None."""
+    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
+
+
+def _report(run, prepared) -> None:
+    """What a user reads after a run: the failed, refused and partial cases, then the label map of one scan or
+    the batch's counts; a single refused scan is a usage error (exit 2)."""
+    from volseg.dicom.series_rules import why_none_selected
+    from volseg.inference.outputs import RunOutputs
+
+    main, options = prepared.ctx.is_main, prepared.options
     if run.single and run.results[0].status == "refused":  # the one scan named here: a usage error
         err_console.print(f"[red]error:[/red] {run.results[0].error}", highlight=False)
         raise typer.Exit(code=2)
@@ -184,19 +172,18 @@ def infer(
             console.print(f"[{colour}]{r.status}[/{colour}] {r.case_id}: {r.error or r.note}", highlight=False)
     if run.single and not run.failed:
         typer.echo(run.results[0].output)
-        if qc or qc_attention:
+        if options.qc or options.qc_attention:
             typer.echo(RunOutputs(run.out_dir).qc(run.results[0].case_id))
-    elif not run.single and ctx.is_main:
-        rejected = f", {run.rejected} series not selected ({rules.source})" if run.rejected else ""
+    elif not run.single and main:
+        rejected = f", {run.rejected} series not selected ({prepared.rules.source})" if run.rejected else ""
         partial = (
             f", {run.partial} partial (an output could not be made: the record's note says why)" if run.partial else ""
         )
         console.print(f"{run.done} of {run.done + run.failed} cases done{partial}{rejected}; record: {run.record}")
-    if ctx.is_main and run.done + run.failed == 0:
+    if main and run.done + run.failed == 0:
         console.print(why_none_selected(run.rejections), style="red", markup=False, highlight=False)
-    if run.review_page and ctx.is_main:
+    if run.review_page and main:
         console.print(f"review page: {run.review_page}")
-    raise typer.Exit(code=run.exit_code)
 
 
 @app.command()
@@ -264,24 +251,21 @@ def pacs(
             f"{dict(segmenter.info.labels)}); PACS {url}; {rules.source}",
             highlight=False,
         )
-
-        def show(row: dict) -> None:
-            colour = {"ok": "green", "failed": "red"}.get(row["status"], "dim")
-            detail = (
-                f" SEG {row['seg_uid']}" if row["status"] == "ok" else f": {row['reason']}" if row["reason"] else ""
-            )
-            console.print(
-                f"[{colour}]{row['status']}[/{colour}] {row['case_id'] or row['series_uid']}{detail}", highlight=False
-            )
-
-        rows = PacsRun(client, segmenter, rules, output, query, save_nifti, on_row=show, rtstruct=rtstruct).run()
+        run = PacsRun(client, segmenter, rules, output, query, save_nifti, on_row=_show_row, rtstruct=rtstruct)
+        rows = run.run()
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "rejected", "skipped", "deferred")}
-    console.print(
-        f"{len(rows)} series found: "
-        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        + f"; record: {output / 'volseg_pacs.csv'}"
-    )
+    found = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    console.print(f"{len(rows)} series found: {found}; record: {output / 'volseg_pacs.csv'}")
     raise typer.Exit(code=1 if counts["failed"] else 0)
+
+
+def _show_row(row: dict) -> None:
+    """One line per series of a PACS run, as it ends."""
+    colour = {"ok": "green", "failed": "red"}.get(row["status"], "dim")
+    detail = f" SEG {row['seg_uid']}" if row["status"] == "ok" else f": {row['reason']}" if row["reason"] else ""
+    console.print(
+        f"[{colour}]{row['status']}[/{colour}] {row['case_id'] or row['series_uid']}{detail}", highlight=False
+    )
 
 
 @app.command()
@@ -306,10 +290,8 @@ def demo(
     from volseg.cli.progress import CaseProgress
     from volseg.inference.demo import (
         TASKS,
-        case_table,
         demo_cases,
         run_demo,
-        split_means,
         task_manifest,
     )
     from volseg.inference.open_model import open_segmenter
@@ -328,7 +310,14 @@ def demo(
         )
         with CaseProgress(len(demo_cases(manifest, spec.splits)), console) as progress:
             result = run_demo(segmenter, output, manifest, on_case=progress.update, splits=spec.splits)
-    labels = list(segmenter.info.labels.values())
+    _print_demo(result, list(segmenter.info.labels.values()), spec.splits)
+    raise typer.Exit(code=1 if result.failed else 0)
+
+
+def _print_demo(result, labels: list[str], splits) -> None:
+    """The demo's Dice per case, its failures and the mean Dice per split."""
+    from volseg.inference.demo import case_table, split_means
+
     table = Table(title="Dice per case ('-': not in the reference; split train: seen in training)")
     for column in ("case", "split", *labels, "mean"):
         table.add_column(column)
@@ -337,11 +326,7 @@ def demo(
     console.print(table)
     for failure in result.failed:
         console.print(f"[red]failed[/red] {failure}", highlight=False)
-    for split, cases, mean, means in split_means(result.rows, labels, spec.splits):
-        console.print(
-            f"mean Dice over {cases} {split} case(s): {mean:.4f} ("
-            + ", ".join(f"{label} {m:.4f}" for label, m in means.items())
-            + ")"
-        )
+    for split, cases, mean, means in split_means(result.rows, labels, splits):
+        per_label = ", ".join(f"{label} {m:.4f}" for label, m in means.items())
+        console.print(f"mean Dice over {cases} {split} case(s): {mean:.4f} ({per_label})")
     console.print(f"report: {result.report}; review page: {result.review_page}")
-    raise typer.Exit(code=1 if result.failed else 0)

@@ -48,15 +48,16 @@ def train(
     started = time.perf_counter()  # a --minutes budget counts from here: importing torch and MONAI is part of it
     from volseg.cli.progress import TrainingProgress
     from volseg.runtime.distributed import resolve_device
+    from volseg.training.planning import training_config
     from volseg.training.trainer import train as run_training
 
     if nproc > 1:
         _relaunch_with_torchrun(nproc)
     is_main = int(os.environ.get("RANK", "0")) == 0
     with user_errors():
-        if minutes is not None and (epochs is not None or minutes <= 0):
+        if minutes is not None and epochs is not None:
             raise VolsegError("--minutes takes a budget > 0 and replaces --epochs; give one of them")
-        cfg = _config_with_flags(config, overrides, manifest_path, dims, model, None, minutes)
+        cfg = training_config(config, overrides, manifest_path, dims, model, minutes)
         resolve_device(device)
         run_dir = output or Path("runs") / f"{cfg.model.name}_{cfg.model.dims}d"
         if is_main:
@@ -98,26 +99,3 @@ def _relaunch_with_torchrun(nproc: int) -> None:
             *args,
         ],
     )
-
-
-def _config_with_flags(config, overrides, manifest_path, dims, model, epochs=None, minutes=None):
-    """The YAML config, then --set overrides, then the named flags (which win)."""
-    from volseg.config import load_config
-    from volseg.models import list_models
-
-    flags = list(overrides)
-    if dims is not None:
-        if dims not in (2, 3):
-            raise VolsegError(f"--dims must be 2 or 3, got {dims}")
-        flags.append(f"model.dims={dims}")
-    if model is not None:
-        if model not in list_models():
-            raise VolsegError(f"unknown model {model!r}; choose one of {list_models()}")
-        flags.append(f"model.name={model}")
-    if manifest_path is not None:
-        flags.append(f"data.manifest={manifest_path}")
-    if epochs is not None:
-        flags.append(f"train.epochs={epochs}")
-    if minutes is not None:
-        flags.append(f"train.time_budget_minutes={minutes}")
-    return load_config(config, flags)

@@ -320,72 +320,77 @@ def structure_mask(
     ``slice_positions`` (Z,) are the slices' real positions in the grid's slice-index units (from each file's
     ImagePositionPatient, see :func:`slice_positions`); without them the affine's regular positions 0..Z-1."""
     path = structure_set.path
-    structure = structure_set.structure(name)
-    contours = structure.contours
+    contours = structure_set.structure(name).contours
     if not contours:
         raise RTStructError(path, "empty structure: it has no contour", [name])
-    shape = tuple(int(s) for s in shape[-3:])
-    positions = np.arange(shape[2], dtype=np.float64) if slice_positions is None else np.asarray(slice_positions)
-    steps = np.abs(np.diff(positions))
-    half_step = 0.5 * (float(np.median(steps)) if steps.size else 1.0)
-    to_voxel = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    grid = _SliceGrid(affine, shape, slice_positions)
     per_slice: dict[int, list[np.ndarray]] = {}
     for n, contour in enumerate(contours, start=1):
-        where = f"contour {n} of {len(contours)}"
-        if contour.problem:
-            raise RTStructError(path, f"{where}: {contour.problem}", [name])
-        if contour.geometric_type not in AREA_TYPES:
-            raise RTStructError(
-                path,
-                f"{where} is {contour.geometric_type or 'untyped'}, not a closed planar contour "
-                "(a point or an open line encloses no area)",
-                [name],
-            )
-        if len(contour.points) < 3:
-            raise RTStructError(
-                path, f"{where} has {len(contour.points)} point(s); a closed contour needs at least 3", [name]
-            )
-        if not np.isfinite(contour.points).all():
-            raise RTStructError(path, f"{where} holds non-finite coordinates", [name])
-        ras = contour.points @ _LPS_TO_RAS
-        voxel = ras @ to_voxel[:3, :3].T + to_voxel[:3, 3]
-        k = voxel[:, 2]
-        if float(k.max() - k.min()) > half_step:
-            raise RTStructError(
-                path,
-                f"{where} is not in one slice plane: its points spread over "
-                f"{k.max() - k.min():.3g} slices along the series' normal",
-                [name],
-            )
-        centre = float(k.mean())
-        slice_index = int(np.argmin(np.abs(positions - centre)))
-        if abs(positions[slice_index] - centre) > half_step + 1e-6:
-            at = ", ".join(f"{v:.2f}" for v in contour.points.mean(axis=0))
-            raise RTStructError(
-                path,
-                f"{where} (centred at LPS {at} mm) lies off every slice of the series: "
-                f"{_distance_out(positions, centre):.2f} slices beyond its "
-                f"{len(positions)} slices",
-                [name],
-            )
-        ij = np.round(voxel[:, :2], 6)  # vertices on voxel centres (common) fall on the same side every time
-        if (ij.max(axis=0) < -0.5).any() or (ij.min(axis=0) > np.array(shape[:2]) - 0.5).any():
-            raise RTStructError(
-                path, f"{where} on slice {slice_index} lies outside the image's {shape[0]}x{shape[1]} voxels", [name]
-            )
+        try:
+            slice_index, ij = grid.place(contour, f"contour {n} of {len(contours)}")
+        except ValueError as e:
+            raise RTStructError(path, str(e), [name]) from None
         per_slice.setdefault(slice_index, []).append(ij)
-    mask = np.zeros(shape, dtype=bool)
+    mask = np.zeros(grid.shape, dtype=bool)
     filled = 0
     for slice_index, polygons in per_slice.items():  # each slice's fill on the box its contours span
         points = np.concatenate(polygons)
-        low = np.clip(np.floor(points.min(axis=0)).astype(int), 0, np.array(shape[:2]))
-        high = np.clip(np.ceil(points.max(axis=0)).astype(int) + 1, 0, np.array(shape[:2]))
+        low = np.clip(np.floor(points.min(axis=0)).astype(int), 0, np.array(grid.shape[:2]))
+        high = np.clip(np.ceil(points.max(axis=0)).astype(int) + 1, 0, np.array(grid.shape[:2]))
         box = fill_even_odd([p - low for p in polygons], tuple(high - low))
         mask[low[0] : high[0], low[1] : high[1], slice_index] = box
         filled += int(box.sum())
     if not filled:
         raise RTStructError(path, f"empty structure: its {len(contours)} contour(s) enclose no voxel centre", [name])
     return mask
+
+
+class _SliceGrid:
+    """A series' grid as contours are placed on it: RAS ``affine``, ``shape``, the slices' real positions."""
+
+    def __init__(self, affine: np.ndarray, shape: Sequence[int], slice_positions: np.ndarray | None) -> None:
+        self.shape = tuple(int(s) for s in shape[-3:])
+        z = self.shape[2]
+        self.positions = np.arange(z, dtype=np.float64) if slice_positions is None else np.asarray(slice_positions)
+        steps = np.abs(np.diff(self.positions))
+        self.half_step = 0.5 * (float(np.median(steps)) if steps.size else 1.0)
+        self.to_voxel = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+
+    def place(self, contour, where: str) -> tuple[int, np.ndarray]:
+        """(slice index, the contour's (column, row) vertices in voxel units); a contour that encloses no area,
+        is not in one slice plane, or lies off the grid raises ValueError saying so (``where`` names it)."""
+        if contour.problem:
+            raise ValueError(f"{where}: {contour.problem}")
+        if contour.geometric_type not in AREA_TYPES:
+            raise ValueError(
+                f"{where} is {contour.geometric_type or 'untyped'}, not a closed planar contour "
+                "(a point or an open line encloses no area)"
+            )
+        if len(contour.points) < 3:
+            raise ValueError(f"{where} has {len(contour.points)} point(s); a closed contour needs at least 3")
+        if not np.isfinite(contour.points).all():
+            raise ValueError(f"{where} holds non-finite coordinates")
+        voxel = (contour.points @ _LPS_TO_RAS) @ self.to_voxel[:3, :3].T + self.to_voxel[:3, 3]
+        k = voxel[:, 2]
+        if float(k.max() - k.min()) > self.half_step:
+            raise ValueError(
+                f"{where} is not in one slice plane: its points spread over "
+                f"{k.max() - k.min():.3g} slices along the series' normal"
+            )
+        centre = float(k.mean())
+        slice_index = int(np.argmin(np.abs(self.positions - centre)))
+        if abs(self.positions[slice_index] - centre) > self.half_step + 1e-6:
+            at = ", ".join(f"{v:.2f}" for v in contour.points.mean(axis=0))
+            raise ValueError(
+                f"{where} (centred at LPS {at} mm) lies off every slice of the series: "
+                f"{_distance_out(self.positions, centre):.2f} slices beyond its {len(self.positions)} slices"
+            )
+        ij = np.round(voxel[:, :2], 6)  # vertices on voxel centres (common) fall on the same side every time
+        if (ij.max(axis=0) < -0.5).any() or (ij.min(axis=0) > np.array(self.shape[:2]) - 0.5).any():
+            raise ValueError(
+                f"{where} on slice {slice_index} lies outside the image's {self.shape[0]}x{self.shape[1]} voxels"
+            )
+        return slice_index, ij
 
 
 def _distance_out(positions: np.ndarray, centre: float) -> float:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import highdicom as hd
 import numpy as np
@@ -45,9 +44,10 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from volseg import __version__
 from volseg.dicom.archive import safe_reason, withhold_header_messages
 from volseg.dicom.source import (
+    Written,
+    building,
     frame_of_reference,
     needs_new_frame_of_reference,
     new_frame_of_reference_note,
@@ -57,6 +57,7 @@ from volseg.dicom.source import (
 from volseg.errors import VolsegError
 from volseg.files.atomic import atomic_path
 from volseg.inference.qc import label_colors as colors_of
+from volseg.version import __version__
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # what RTReferencedStudySequence items name (PS3.3 C.8.8.5)
@@ -65,11 +66,6 @@ NEW_FRAME_OF_REFERENCE = new_frame_of_reference_note("RTSTRUCT", "contours")
 
 class RTStructWriteError(VolsegError):
     """Why no RTSTRUCT can be written for a case (one line)."""
-
-
-class WrittenRTStruct(NamedTuple):
-    sop_instance_uid: str
-    note: str  # how the RTSTRUCT was made where it matters (a new frame of reference), else ""
 
 
 def rtstruct_note(sources: list[pydicom.Dataset]) -> str:
@@ -153,13 +149,8 @@ def build_rtstruct(
     """An RT Structure Set of ``labels`` (X=column, Y=row, Z=slice in the order of ``sources``, the source series'
     headers as :func:`~volseg.dicom.source.read_source_datasets` reads them): one ROI per entry of ``label_names``
     (value -> name), numbered 1..N in value order; a label absent from ``labels`` keeps its ROI, with no contour."""
-    with withhold_header_messages():
-        try:
-            return _build_rtstruct(labels, sources, label_names, model_name, label_colors)
-        except RTStructWriteError:
-            raise
-        except Exception as e:  # noqa: BLE001  (highdicom's and pydicom's texts may quote header values)
-            raise RTStructWriteError(f"the RTSTRUCT could not be built: {safe_reason(e)}") from None
+    with building(RTStructWriteError, "the RTSTRUCT could not be built"):
+        return _build_rtstruct(labels, sources, label_names, model_name, label_colors)
 
 
 def _build_rtstruct(
@@ -169,6 +160,39 @@ def _build_rtstruct(
     model_name: str,
     label_colors: Mapping[int, str] | None,
 ) -> pydicom.Dataset:
+    _check_sources(labels, sources)
+    first = sources[0]
+    frame_uid = frame_of_reference(sources)
+    ds = _structure_set(first, model_name, frame_uid)
+    ds.ReferencedFrameOfReferenceSequence = [_referenced_frame(sources, frame_uid)]
+    geometry = [_slice_geometry(s) for s in sources]
+    ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = [], [], []
+    for number, value in enumerate(sorted(label_names), start=1):
+        roi = Dataset()
+        roi.ROINumber = number
+        roi.ReferencedFrameOfReferenceUID = frame_uid
+        roi.ROIName = str(label_names[value])[:64]
+        roi.ROIGenerationAlgorithm = "AUTOMATIC"
+        roi.ROIGenerationDescription = f"volseg {__version__} {model_name}"[:64]
+        ds.StructureSetROISequence.append(roi)
+        item = Dataset()
+        item.ReferencedROINumber = number
+        item.ROIDisplayColor = _colour(value, label_colors)
+        contours = _contours(labels == value, sources, geometry)
+        if contours:
+            item.ContourSequence = contours
+        ds.ROIContourSequence.append(item)
+        observation = Dataset()
+        observation.ObservationNumber = number
+        observation.ReferencedROINumber = number
+        observation.RTROIInterpretedType = "ORGAN"
+        observation.ROIInterpreter = ""
+        ds.RTROIObservationsSequence.append(observation)
+    return ds
+
+
+def _check_sources(labels: np.ndarray, sources: list[pydicom.Dataset]) -> None:
+    """Refuse, in one line, sources an RTSTRUCT cannot reference and a label map not on their grid."""
     if not sources:
         raise RTStructWriteError("no source slices given")
     first = sources[0]
@@ -182,7 +206,10 @@ def _build_rtstruct(
         raise RTStructWriteError(
             f"label map {labels.shape} does not match the series ({first.Columns}x{first.Rows}x{len(sources)})"
         )
-    frame_uid = frame_of_reference(sources)
+
+
+def _structure_set(first: pydicom.Dataset, model_name: str, frame_uid: str) -> pydicom.Dataset:
+    """The structure set's own modules, its patient and study copied from the source and nothing else."""
     now = datetime.datetime.now()
     ds = hd.SOPClass(
         study_instance_uid=str(first.StudyInstanceUID),
@@ -209,16 +236,22 @@ def _build_rtstruct(
     ds.StructureSetName = f"volseg {model_name}"[:64]
     ds.StructureSetDescription = f"volseg {model_name} automatic segmentation"[:1024]
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    return ds
 
-    def image_reference(source: pydicom.Dataset) -> Dataset:
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = str(source.SOPClassUID)
-        ref.ReferencedSOPInstanceUID = str(source.SOPInstanceUID)
-        return ref
 
+def _image_reference(source: pydicom.Dataset) -> Dataset:
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = str(source.SOPClassUID)
+    ref.ReferencedSOPInstanceUID = str(source.SOPInstanceUID)
+    return ref
+
+
+def _referenced_frame(sources: list[pydicom.Dataset], frame_uid: str) -> Dataset:
+    """Frame of reference -> study -> series -> every slice: what the contours may point at."""
+    first = sources[0]
     series = Dataset()
     series.SeriesInstanceUID = str(first.SeriesInstanceUID)
-    series.ContourImageSequence = [image_reference(s) for s in sources]
+    series.ContourImageSequence = [_image_reference(s) for s in sources]
     study = Dataset()
     study.ReferencedSOPClassUID = STUDY_COMPONENT_SOP_CLASS
     study.ReferencedSOPInstanceUID = str(first.StudyInstanceUID)
@@ -226,44 +259,24 @@ def _build_rtstruct(
     frame = Dataset()
     frame.FrameOfReferenceUID = frame_uid
     frame.RTReferencedStudySequence = [study]
-    ds.ReferencedFrameOfReferenceSequence = [frame]
+    return frame
 
-    geometry = [_slice_geometry(s) for s in sources]
-    ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = [], [], []
-    for number, value in enumerate(sorted(label_names), start=1):
-        roi = Dataset()
-        roi.ROINumber = number
-        roi.ReferencedFrameOfReferenceUID = frame_uid
-        roi.ROIName = str(label_names[value])[:64]
-        roi.ROIGenerationAlgorithm = "AUTOMATIC"
-        roi.ROIGenerationDescription = f"volseg {__version__} {model_name}"[:64]
-        ds.StructureSetROISequence.append(roi)
-        item = Dataset()
-        item.ReferencedROINumber = number
-        item.ROIDisplayColor = _colour(value, label_colors)
-        contours = []
-        present = labels == value
-        for k in np.flatnonzero(present.any(axis=(0, 1))):
-            origin, column_step, row_step = geometry[k]
-            for outline in slice_contours(present[:, :, k]):
-                points = origin + outline[:, :1] * column_step + outline[:, 1:2] * row_step
-                contour = Dataset()
-                contour.ContourNumber = len(contours) + 1
-                contour.ContourImageSequence = [image_reference(sources[k])]
-                contour.ContourGeometricType = "CLOSED_PLANAR"
-                contour.NumberOfContourPoints = len(points)
-                contour.ContourData = [_decimal(v) for v in points.ravel()]
-                contours.append(contour)
-        if contours:
-            item.ContourSequence = contours
-        ds.ROIContourSequence.append(item)
-        observation = Dataset()
-        observation.ObservationNumber = number
-        observation.ReferencedROINumber = number
-        observation.RTROIInterpretedType = "ORGAN"
-        observation.ROIInterpreter = ""
-        ds.RTROIObservationsSequence.append(observation)
-    return ds
+
+def _contours(present: np.ndarray, sources: list[pydicom.Dataset], geometry: list) -> list[Dataset]:
+    """One CLOSED_PLANAR contour per outline of ``present`` (X, Y, Z) on each slice, in patient coordinates."""
+    contours = []
+    for k in np.flatnonzero(present.any(axis=(0, 1))):
+        origin, column_step, row_step = geometry[k]
+        for outline in slice_contours(present[:, :, k]):
+            points = origin + outline[:, :1] * column_step + outline[:, 1:2] * row_step
+            contour = Dataset()
+            contour.ContourNumber = len(contours) + 1
+            contour.ContourImageSequence = [_image_reference(sources[k])]
+            contour.ContourGeometricType = "CLOSED_PLANAR"
+            contour.NumberOfContourPoints = len(points)
+            contour.ContourData = [_decimal(v) for v in points.ravel()]
+            contours.append(contour)
+    return contours
 
 
 def write_rtstruct(
@@ -273,7 +286,7 @@ def write_rtstruct(
     model_name: str,
     path: Path,
     label_colors: Mapping[int, str] | None = None,
-) -> WrittenRTStruct:
+) -> Written:
     """Build and write the RTSTRUCT atomically; returns its SOPInstanceUID and the note of :func:`rtstruct_note`."""
     sources = read_source_datasets(files)
     ds = build_rtstruct(labels, sources, label_names, model_name, label_colors)
@@ -282,4 +295,4 @@ def write_rtstruct(
             ds.save_as(tmp, enforce_file_format=True)
         except (ValueError, TypeError, AttributeError, KeyError) as e:
             raise RTStructWriteError(f"the RTSTRUCT could not be written: {safe_reason(e)}") from None
-    return WrittenRTStruct(str(ds.SOPInstanceUID), rtstruct_note(sources))
+    return Written(str(ds.SOPInstanceUID), rtstruct_note(sources))

@@ -27,17 +27,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 
-from volseg import __version__
 from volseg.dicom.anatomy_codes import totalsegmentator_codes
-from volseg.dicom.archive import safe_reason, withhold_header_messages
+from volseg.dicom.archive import withhold_header_messages
 from volseg.dicom.source import (
+    Written,
+    building,
     needs_new_frame_of_reference,
     new_frame_of_reference,
     new_frame_of_reference_note,
@@ -46,6 +46,7 @@ from volseg.dicom.source import (
 )
 from volseg.errors import VolsegError
 from volseg.files.atomic import atomic_path
+from volseg.version import __version__
 
 ANATOMY = codes.SCT.AnatomicalStructure
 # label name -> (segmented property category, type, optional laterality/position modifier)
@@ -84,11 +85,6 @@ NEW_FRAME_OF_REFERENCE = new_frame_of_reference_note("SEG", "frames")
 
 class SegError(VolsegError):
     """Why no SEG can be written for a case (one line)."""
-
-
-class WrittenSeg(NamedTuple):
-    sop_instance_uid: str
-    note: str  # how the SEG was made where it matters (a new frame of reference), else ""
 
 
 def seg_note(sources: list[pydicom.Dataset]) -> str:
@@ -132,13 +128,8 @@ def build_seg(
     label_codes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> hd.seg.Segmentation:
     """A SEG of ``labels`` (X=column, Y=row, Z=slice in the source order, as volseg reads a series)."""
-    with withhold_header_messages():
-        try:
-            return _build_seg(labels, sources, label_names, model_name, label_codes)
-        except SegError:
-            raise
-        except Exception as e:  # noqa: BLE001  (highdicom's and pydicom's texts may quote header values)
-            raise SegError(f"highdicom could not build the SEG: {safe_reason(e)}") from None
+    with building(SegError, "highdicom could not build the SEG"):
+        return _build_seg(labels, sources, label_names, model_name, label_codes)
 
 
 def _build_seg(
@@ -211,10 +202,10 @@ def write_seg(
     model_name: str,
     path: Path,
     label_codes: Mapping[str, Mapping[str, str]] | None = None,
-) -> WrittenSeg:
+) -> Written:
     """Build and write the SEG atomically; returns its SOPInstanceUID and the note of :func:`seg_note`."""
     sources = read_source_datasets(files)
     seg = build_seg(labels, sources, label_names, model_name, label_codes)
     with atomic_path(path) as tmp, withhold_header_messages():
         seg.save_as(tmp, enforce_file_format=True)
-    return WrittenSeg(str(seg.SOPInstanceUID), seg_note(sources))
+    return Written(str(seg.SOPInstanceUID), seg_note(sources))

@@ -8,9 +8,34 @@ record. A series with an empty StudyInstanceUID or SeriesInstanceUID cannot be r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
 import pydicom
 
-from volseg.dicom.archive import withhold_header_messages
+from volseg.dicom.archive import safe_reason, withhold_header_messages
+
+
+class Written(NamedTuple):
+    """A derived object written for a series (SEG, RTSTRUCT)."""
+
+    sop_instance_uid: str
+    note: str  # how it was made where it matters (a new frame of reference), else ""
+
+
+@contextmanager
+def building(error: type[Exception], what: str) -> Iterator[None]:
+    """Build a derived object with the DICOM libraries' header messages withheld; any failure other than
+    ``error`` itself becomes ``error("what: reason")``, one line quoting no header value (highdicom's and
+    pydicom's own texts may)."""
+    with withhold_header_messages():
+        try:
+            yield
+        except error:
+            raise
+        except Exception as e:  # noqa: BLE001  (re-raised as the writer's own one-line error)
+            raise error(f"{what}: {safe_reason(e)}") from None
 
 
 def read_source_datasets(files) -> list[pydicom.Dataset]:

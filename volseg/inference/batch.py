@@ -27,12 +27,14 @@ from volseg.dicom.archive import DicomSeries, discover_series
 from volseg.errors import VolsegError
 from volseg.files.atomic import atomic_path
 from volseg.inference.inputs import CaseInput
+from volseg.inference.label_statistics import append_rows, label_statistics, write_json
 from volseg.inference.outputs import RunOutputs
 from volseg.inference.run_record import RunRecord
 from volseg.inference.segmenter import CaseSegmenter
 
 log = logging.getLogger(__name__)
 OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct")
+DICOM_FORMATS = ("dicom-seg", "rtstruct")
 
 
 @dataclass
@@ -101,159 +103,180 @@ def run_batch(
     other output and its statistics written and ``<format> not written: <why>`` in ``note``. When no
     requested output can be made the case is ``failed``.
     """
-    from volseg.inference import label_statistics as statistics
-
     unknown = set(options.output_formats) - set(OUTPUT_FORMATS)
     if unknown or not options.output_formats:
         raise VolsegError(
             f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}"
         )
-    run = outputs
-    out_dir = run.folder
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stats_csv = run.statistics_csv if options.statistics else None
-    if stats_csv is not None and not options.resume:
-        stats_csv.unlink(missing_ok=True)
-    record = RunRecord(run.run_record, keep=options.resume) if run.run_record is not None else None
-    results: list[CaseResult] = []
-    todo: list[tuple[CaseInput, dict[str, Path]]] = []
-    for case in cases:
-        outputs = run.for_formats(case.case_id, options.output_formats)
-        done = list(outputs.values())[-1]
-        if case.rejected:
-            results.append(CaseResult(case.case_id, case.source, "", "rejected", error=case.rejected))
-        elif not safe_case_id(case.case_id) or done.resolve().parent != out_dir.resolve():
-            results.append(
-                CaseResult(
-                    case.case_id, case.source, "", "failed", error=f"{case.case_id!r}: case id is not a safe file name"
-                )
-            )
-        elif done.exists() and options.resume:
-            results.append(CaseResult(case.case_id, case.source, _joined(outputs), "skipped"))
-        elif any(p.exists() for p in outputs.values()) and not options.overwrite:
-            existing = next(p for p in outputs.values() if p.exists())
-            results.append(
-                CaseResult(
-                    case.case_id,
-                    case.source,
-                    str(existing),
-                    "failed",
-                    error=f"{existing}: exists; pass --resume to keep it or --overwrite to replace it",
-                )
-            )
-        else:
-            todo.append((case, outputs))
-    for r in results:
-        record and record.add(r)
-        on_case and on_case(r)
+    batch = _Batch(outputs, segmenter, options, on_case)
+    todo = batch.triage(cases)
+    pending = _in_background(batch.load, todo[0][0]) if todo else None
+    for i, (case, paths) in enumerate(todo):
+        current, pending = pending, _in_background(batch.load, todo[i + 1][0]) if i + 1 < len(todo) else None
+        batch.segment(case, paths, current)
+    batch.close()
+    return batch.results
 
-    def load(case: CaseInput) -> dict:
+
+class _Batch:
+    """One batch run's state and its steps: which cases to segment, then each case read, screened,
+    predicted and written, its result recorded as it ends."""
+
+    def __init__(self, outputs: RunOutputs, segmenter: CaseSegmenter, options: BatchOptions, on_case) -> None:
+        self.outputs, self.segmenter, self.options, self.on_case = outputs, segmenter, options, on_case
+        outputs.folder.mkdir(parents=True, exist_ok=True)
+        self.stats_csv = outputs.statistics_csv if options.statistics else None
+        if self.stats_csv is not None and not options.resume:
+            self.stats_csv.unlink(missing_ok=True)
+        self.record = RunRecord(outputs.run_record, keep=options.resume) if outputs.run_record is not None else None
+        self.results: list[CaseResult] = []
+
+    def add(self, result: CaseResult) -> None:
+        self.results.append(result)
+        if self.record is not None:
+            self.record.add(result)
+        if self.on_case is not None:
+            self.on_case(result)
+
+    def triage(self, cases: list[CaseInput]) -> list[tuple[CaseInput, dict[str, Path]]]:
+        """Record the cases that are not to be segmented (rejected, unsafe id, done, outputs in the way);
+        the others, with their output paths in writing order."""
+        todo, folder = [], self.outputs.folder.resolve()
+        for case in cases:
+            paths = self.outputs.for_formats(case.case_id, self.options.output_formats)
+            done = list(paths.values())[-1]
+            existing = next((p for p in paths.values() if p.exists()), None)
+            if case.rejected:
+                self.add(CaseResult(case.case_id, case.source, "", "rejected", error=case.rejected))
+            elif not safe_case_id(case.case_id) or done.resolve().parent != folder:
+                why = f"{case.case_id!r}: case id is not a safe file name"
+                self.add(CaseResult(case.case_id, case.source, "", "failed", error=why))
+            elif done.exists() and self.options.resume:
+                self.add(CaseResult(case.case_id, case.source, _joined(paths), "skipped"))
+            elif existing is not None and not self.options.overwrite:
+                why = f"{existing}: exists; pass --resume to keep it or --overwrite to replace it"
+                self.add(CaseResult(case.case_id, case.source, str(existing), "failed", error=why))
+            else:
+                todo.append((case, paths))
+        return todo
+
+    def load(self, case: CaseInput) -> dict:
+        """Read and prepare a case (in a background thread), its scan screened against the model's training
+        scans as soon as it is read: a warning now, before any window runs; the record's note keeps it."""
         warnings: list[str] = []
 
         def check(voxels, affine) -> None:
             named = case.source if all(isinstance(p, (str, Path)) for p in case.images) else case.case_id
-            if warning := screen(segmenter.info.training_scans, named, voxels, affine, options.strict):
-                log.warning("warning: %s", warning)  # now, before any window runs; the record's note keeps it
+            strict = self.options.strict
+            if warning := screen(self.segmenter.info.training_scans, named, voxels, affine, strict):
+                log.warning("warning: %s", warning)
                 warnings.append(warning)
 
-        data = segmenter.load(case, check)
+        data = self.segmenter.load(case, check)
         data["warnings"] = warnings
         return data
 
-    pending = _in_background(load, todo[0][0]) if todo else None
-    for i, (case, outputs) in enumerate(todo):
+    def segment(self, case: CaseInput, paths: dict[str, Path], loading: Future) -> None:
+        """Segment one case and record its result; any failure belongs to this case only."""
         started = time.perf_counter()
-        current, pending = pending, _in_background(load, todo[i + 1][0]) if i + 1 < len(todo) else None
         try:
-            try:
-                data = current.result(timeout=options.case_timeout)
-            except FutureTimeout:
-                raise TimeoutError(
-                    f"{case.source}: reading and preprocessing did not finish within "
-                    f"{options.case_timeout:g} s (--case-timeout)"
-                ) from None
-            missing: dict[str, str] = {}  # requested format -> why it cannot be made from this input
-            series = None
-            dicom_formats = [fmt for fmt in ("dicom-seg", "rtstruct") if fmt in outputs]
-            if dicom_formats:
-                try:
-                    series = _series_for_seg(case)
-                except ValueError as e:
-                    for fmt in dicom_formats:
-                        missing[fmt] = _one_line(e).replace("dicom-seg output", f"{fmt} output")
-            if len(missing) == len(outputs):  # nothing requested can be made: fail before predicting
-                raise ValueError("; ".join(missing.values()))
-            labels, probs = segmenter.predict(data)
-            if options.save_probabilities:
-                _save_probabilities(probs, run.probabilities(case.case_id))
-            if options.qc:
-                from volseg.inference.qc import save_qc
-
-                attention = segmenter.attention(data) if options.qc_attention else None
-                info = segmenter.info
-                save_qc(
-                    data["source_image"],
-                    labels,
-                    run.qc(case.case_id),
-                    attention,
-                    info.labels,
-                    info.label_colors,
-                    f"{case.case_id}: {info.name}",
-                )
-            notes = [data.get("note", "")]
-            if series is not None and "dicom-seg" in outputs:
-                from volseg.dicom.seg import SegError, write_seg
-
-                info = segmenter.info
-                try:
-                    written = write_seg(
-                        labels, series.files, info.labels, info.name, outputs["dicom-seg"], info.label_codes
-                    )
-                    notes.append(written.note and f"dicom-seg: {written.note}")
-                except SegError as e:  # this output only: the others are still written
-                    missing["dicom-seg"] = str(e)
-            if series is not None and "rtstruct" in outputs:
-                from volseg.dicom.rtstruct_write import RTStructWriteError, write_rtstruct
-
-                info = segmenter.info
-                try:
-                    written = write_rtstruct(
-                        labels, series.files, info.labels, info.name, outputs["rtstruct"], info.label_colors
-                    )
-                    notes.append(written.note and f"rtstruct: {written.note}")
-                except RTStructWriteError as e:  # this output only, as for the SEG
-                    missing["rtstruct"] = str(e)
-            if len(missing) == len(outputs):
-                raise ValueError("; ".join(missing.values()))
-            if "nifti" in outputs:
-                io.write_label(labels, data["image"], outputs["nifti"])  # last: its presence means the case is done
-            if stats_csv is not None:  # after the outputs: a failed case has no statistics
-                source = data["source_image"]
-                statistics.append_rows(
-                    stats_csv,
-                    case.case_id,
-                    statistics.label_statistics(labels, np.asarray(source)[0], source.affine, segmenter.info.labels),
-                )
-            notes += [f"{fmt} not written: {why}" for fmt, why in missing.items()] + data["warnings"]
-            made = {fmt: path for fmt, path in outputs.items() if fmt not in missing}
-            result = CaseResult(
-                case.case_id,
-                case.source,
-                _joined(made),
-                "partial" if missing else "ok",
-                time.perf_counter() - started,
-                note="; ".join(n for n in notes if n),
-            )
+            result = self.outputs_of(case, paths, self.wait(case, loading))
+            result.seconds = time.perf_counter() - started
         except Exception as e:  # noqa: BLE001  (isolation: any failure belongs to this case only)
             log.debug("case %s failed", case.case_id, exc_info=True)
             status = "refused" if isinstance(e, ScanRefused) else "failed"
             result = CaseResult(case.case_id, case.source, "", status, time.perf_counter() - started, _one_line(e))
-        results.append(result)
-        record and record.add(result)
-        on_case and on_case(result)
-    if stats_csv is not None and run.rank is None:  # a rank's part: rank 0 merges
-        statistics.write_json(stats_csv, run.statistics_json)
-    return results
+        self.add(result)
+
+    def wait(self, case: CaseInput, loading: Future) -> dict:
+        try:
+            return loading.result(timeout=self.options.case_timeout)
+        except FutureTimeout:
+            raise TimeoutError(
+                f"{case.source}: reading and preprocessing did not finish within "
+                f"{self.options.case_timeout:g} s (--case-timeout)"
+            ) from None
+
+    def outputs_of(self, case: CaseInput, paths: dict[str, Path], data: dict) -> CaseResult:
+        """Predict, then write every requested output that can be made (the label map last: its presence means
+        the case is done) and the case's statistics; a format that cannot be made is named in the note."""
+        series, missing = _dicom_source(case, paths)
+        if len(missing) == len(paths):  # nothing requested can be made: fail before predicting
+            raise ValueError("; ".join(missing.values()))
+        labels, probs = self.segmenter.predict(data)
+        self.side_outputs(case, data, labels, probs)
+        notes = [data.get("note", "")]
+        if series is not None:
+            notes += _write_dicom(labels, series, paths, self.segmenter.info, missing)
+        if len(missing) == len(paths):
+            raise ValueError("; ".join(missing.values()))
+        if "nifti" in paths:
+            io.write_label(labels, data["image"], paths["nifti"])
+        if self.stats_csv is not None:  # after the outputs: a failed case has no statistics
+            source = data["source_image"]
+            rows = label_statistics(labels, np.asarray(source)[0], source.affine, self.segmenter.info.labels)
+            append_rows(self.stats_csv, case.case_id, rows)
+        notes += [f"{fmt} not written: {why}" for fmt, why in missing.items()] + data["warnings"]
+        made = {fmt: path for fmt, path in paths.items() if fmt not in missing}
+        status = "partial" if missing else "ok"
+        return CaseResult(case.case_id, case.source, _joined(made), status, note="; ".join(n for n in notes if n))
+
+    def side_outputs(self, case: CaseInput, data: dict, labels: np.ndarray, probs) -> None:
+        """The probabilities and the QC picture, where asked for."""
+        if self.options.save_probabilities:
+            _save_probabilities(probs, self.outputs.probabilities(case.case_id))
+        if self.options.qc:
+            from volseg.inference.qc import save_qc
+
+            info = self.segmenter.info
+            attention = self.segmenter.attention(data) if self.options.qc_attention else None
+            title = f"{case.case_id}: {info.name}"
+            qc_path = self.outputs.qc(case.case_id)
+            save_qc(data["source_image"], labels, qc_path, attention, info.labels, info.label_colors, title)
+
+    def close(self) -> None:
+        if self.stats_csv is not None and self.outputs.rank is None:  # a rank's part: rank 0 merges
+            write_json(self.stats_csv, self.outputs.statistics_json)
+
+
+def _dicom_source(case: CaseInput, paths: dict[str, Path]) -> tuple[DicomSeries | None, dict[str, str]]:
+    """The DICOM series the requested DICOM outputs will reference, and why each cannot be made (no series)."""
+    formats = [fmt for fmt in DICOM_FORMATS if fmt in paths]
+    if not formats:
+        return None, {}
+    try:
+        return _series_for_seg(case), {}
+    except ValueError as e:
+        return None, {fmt: _one_line(e).replace("dicom-seg output", f"{fmt} output") for fmt in formats}
+
+
+def _write_dicom(labels: np.ndarray, series: DicomSeries, paths: dict[str, Path], info, missing: dict) -> list[str]:
+    """Each requested DICOM output of ``labels`` (SEG, RTSTRUCT); the notes of those written. One that cannot be
+    written goes into ``missing`` with why: the others are still written."""
+    from volseg.dicom.rtstruct_write import RTStructWriteError, write_rtstruct
+    from volseg.dicom.seg import SegError, write_seg
+
+    writers = {
+        "dicom-seg": (
+            SegError,
+            lambda path: write_seg(labels, series.files, info.labels, info.name, path, info.label_codes),
+        ),
+        "rtstruct": (
+            RTStructWriteError,
+            lambda path: write_rtstruct(labels, series.files, info.labels, info.name, path, info.label_colors),
+        ),
+    }
+    notes = []
+    for fmt, (error, write) in writers.items():
+        if fmt not in paths:
+            continue
+        try:
+            written = write(paths[fmt])
+        except error as e:  # this output only
+            missing[fmt] = str(e)
+            continue
+        notes.append(written.note and f"{fmt}: {written.note}")
+    return notes
 
 
 def _joined(outputs: dict[str, Path]) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from volseg.errors import VolsegError
 from volseg.inference import label_statistics as statistics
 from volseg.inference.batch import BatchOptions, CaseResult, run_batch
 from volseg.inference.inputs import CaseInput, select_part
@@ -31,6 +32,18 @@ class CohortSummary:
     @property
     def record(self) -> Path:
         return self.out_dir / RUN_CSV
+
+    def label_map(self, case_id: str | None = None):
+        """The label map written for ``case_id`` (None: the run's one case), read as a nibabel image."""
+        import nibabel as nib
+
+        done = [r for r in self.results if r.status in ("ok", "partial") and (case_id is None or r.case_id == case_id)]
+        if len(done) != 1:
+            raise VolsegError(f"{len(done)} segmented case(s) match {case_id or 'the run'}; name one case id")
+        nifti = [p for p in done[0].output.split(";") if p.endswith((".nii.gz", ".nii"))]
+        if not nifti:
+            raise VolsegError(f"{done[0].case_id}: no NIfTI label map was written (output formats)")
+        return nib.load(nifti[0])
 
     @property
     def exit_code(self) -> int:

@@ -77,3 +77,59 @@ def export_int8_and_measure(
         }
         write_record(record_path.parent, record)
     return Int8Export(written, record_path, record, str(record["calibration"].get("source", calibration)))
+
+
+def export_model(
+    model: Path,
+    precision: str,
+    output: Path | None = None,
+    calibration: Path | None = None,
+    check: Path | None = None,
+    check_split: str = "val",
+) -> list[str]:
+    """``volseg export``: fp32 ONNX (``output`` is the file) or the int8 model and its measured agreement. Returns
+    the lines that tell a user what was written, the agreement per label and the verdict ``--precision auto``
+    will act on."""
+    if precision == "fp32":
+        from volseg.pretrained import resolve_model
+        from volseg.runtime.checkpoint import load_model
+        from volseg.runtime.onnx_export import export_onnx
+
+        if output is None:
+            raise VolsegError("--output FILE.onnx is needed for an fp32 export")
+        network, cfg, checkpoint = load_model(resolve_model(model))
+        export_onnx(network, cfg, output)
+        return [f"wrote {output} ({cfg.model.name} {cfg.model.dims}D from {checkpoint})"]
+    if precision != "int8":
+        raise VolsegError(f"--precision must be fp32 or int8, got {precision!r}")
+    done = export_int8_and_measure(model, output, calibration, check, check_split)
+    calibrated = f"{done.record['calibration']['windows']} windows of {done.calibration}"
+    return [f"wrote {done.written} (int8, calibrated on {calibrated})", *agreement_lines(done, check_split)]
+
+
+def agreement_lines(done: Int8Export, check_split: str) -> list[str]:
+    """The int8 agreement per label, and the verdict: does ``--precision auto`` use the int8 model?"""
+    from volseg.runtime.quantize import MIN_AGREEMENT, agrees
+
+    agreement = done.record.get("agreement")
+    if not agreement:
+        return [
+            f"agreement not measured (no {check_split!r} cases: give --check MANIFEST --check-split SPLIT); "
+            "--precision auto will keep fp32 for this model"
+        ]
+    lines = []
+    for name, worst in agreement["dice_vs_fp32_min"].items():
+        ref = agreement["dice_vs_reference"]
+        against = (
+            f"; vs reference {ref['fp32'][name]:.4f} fp32, {ref['int8'][name]:.4f} int8"
+            if ref["fp32"].get(name) is not None
+            else ""
+        )
+        mean = agreement["dice_vs_fp32_mean"][name]
+        lines.append(f"  {name}: int8 vs fp32 Dice mean {mean:.4f}, worst {worst:.4f}{against}")
+    verdict = (
+        "--precision auto uses it on CPU"
+        if agrees(done.record)
+        else f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)"
+    )
+    return [*lines, f"{agreement['cases']} cases; recorded in {done.record_path}: {verdict}"]

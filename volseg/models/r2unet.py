@@ -10,91 +10,44 @@ from volseg.models.encoder_decoder import EncoderDecoder
 from volseg.models.registry import register_model
 
 
-def _recurrent(
-    spatial_dims,
-    in_channels,
-    out_channels,
-    features,
-    norm,
-    upsample,
-    deep_supervision,
-    init,
-    recurrent_steps,
-    attention,
-) -> EncoderDecoder:
-    block = partial(RRCNNBlock, steps=recurrent_steps)
-    return EncoderDecoder(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        features,
-        block,
-        norm,
-        upsample=upsample,
-        project_up=True,
-        attention=attention,
-        deep_supervision=deep_supervision,
-        init=init,
-    )
+def _recurrent_unet(attention: bool, doc: str):
+    """The builder of a recurrent residual U-Net, with or without attention gates: one body for both models."""
 
-
-@register_model(
-    "r2unet",
-    "R2U-Net: recurrent residual conv stages (Alom 2018)",
-    features_2d=(64, 128, 256, 512, 1024),
-)
-def r2unet(
-    spatial_dims,
-    in_channels,
-    out_channels,
-    features,
-    norm,
-    upsample="interp",
-    recurrent_steps=2,
-    deep_supervision=False,
-    init="kaiming",
-) -> EncoderDecoder:
-    """Seed 000's R2U_Net: RRCNN stages (``recurrent_steps`` = t), ``up_conv`` upsampling."""
-    return _recurrent(
+    def build(
         spatial_dims,
         in_channels,
         out_channels,
         features,
         norm,
-        upsample,
-        deep_supervision,
-        init,
-        recurrent_steps,
-        attention=False,
-    )
+        upsample="interp",
+        recurrent_steps=2,
+        deep_supervision=False,
+        init="kaiming",
+    ) -> EncoderDecoder:
+        return EncoderDecoder(
+            spatial_dims,
+            in_channels,
+            out_channels,
+            features,
+            partial(RRCNNBlock, steps=recurrent_steps),
+            norm,
+            upsample=upsample,
+            project_up=True,
+            attention=attention,
+            deep_supervision=deep_supervision,
+            init=init,
+        )
+
+    build.__doc__ = doc
+    return build
 
 
-@register_model(
+r2unet = register_model(
+    "r2unet", "R2U-Net: recurrent residual conv stages (Alom 2018)", features_2d=(64, 128, 256, 512, 1024)
+)(_recurrent_unet(False, "Seed 000's R2U_Net: RRCNN stages (``recurrent_steps`` = t), ``up_conv`` upsampling."))
+
+r2attunet = register_model(
     "r2attunet",
     "R2AttU-Net: recurrent residual stages + attention gates (Alom 2018, Oktay 2018)",
     features_2d=(64, 128, 256, 512, 1024),
-)
-def r2attunet(
-    spatial_dims,
-    in_channels,
-    out_channels,
-    features,
-    norm,
-    upsample="interp",
-    recurrent_steps=2,
-    deep_supervision=False,
-    init="kaiming",
-) -> EncoderDecoder:
-    """Seed 000's R2AttU_Net: R2U-Net with an attention gate on every skip."""
-    return _recurrent(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        features,
-        norm,
-        upsample,
-        deep_supervision,
-        init,
-        recurrent_steps,
-        attention=True,
-    )
+)(_recurrent_unet(True, "Seed 000's R2AttU_Net: R2U-Net with an attention gate on every skip."))

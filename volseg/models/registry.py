@@ -96,6 +96,22 @@ def build_model(
     )
 
 
+def forward_check(name: str, shape: tuple[int, int, int] = (35, 51, 35)) -> float:
+    """One 3D forward pass of ``name`` at its defaults on an odd-sized volume (sizes no pooling divides): the
+    seconds it took; a wrong output shape or a non-finite value raises VolsegError."""
+    import time
+
+    import torch
+
+    model = build_model(name, spatial_dims=3, in_channels=1, out_channels=2).eval()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        y = model(torch.randn(1, 1, *shape))
+    if tuple(y.shape) != (1, 2, *shape) or not torch.isfinite(y).all():
+        raise VolsegError(f"{name}: bad forward output {tuple(y.shape)} for input (1, 1, {', '.join(map(str, shape))})")
+    return time.perf_counter() - started
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

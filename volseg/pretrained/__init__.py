@@ -45,3 +45,26 @@ def resolve_model(spec: str | Path | None) -> Path:
             "RUN_FOLDER_OR_CHECKPOINT (a folder written by `volseg train`)"
         )
     return model_file(str(spec))
+
+
+def describe_builtin() -> list[str]:
+    """One line per built-in model: what it segments, its network and labels, its file, and whether its int8
+    twin is used on CPU (the recorded agreement decides)."""
+    from volseg.runtime.checkpoint import load_checkpoint
+    from volseg.runtime.quantize import MIN_AGREEMENT, agrees, beside_checkpoint
+
+    lines = []
+    for name, what in BUILTIN.items():
+        path = model_file(name)
+        title = name + (" (default)" if name == DEFAULT else "")
+        if not path.is_file():
+            lines.append(f"{title}: not installed ({path})")
+            continue
+        config = load_checkpoint(path)["config"]
+        labels = ", ".join(f"{v} {n}" for v, n in config["data"]["labels"].items())
+        int8 = beside_checkpoint(path)
+        used = "used on CPU" if int8 and agrees(int8.record) else f"fp32 kept: agreement below {MIN_AGREEMENT}"
+        twin = f"; int8 twin ({used})" if int8 else ""
+        network = f"{config['model']['name']} {config['model']['dims']}D"
+        lines.append(f"{title}: {what}; {network}; labels {labels}; {path} ({path.stat().st_size / 1e6:.1f} MB){twin}")
+    return lines

@@ -80,33 +80,17 @@ def build_report(
     when present and no reference is given).
     """
     run_dir = Path(run_dir)
-    record = run_dir / RUN_CSV
-    if not record.is_file():
-        raise FileNotFoundError(
-            f"{record}: no run record; segment into this folder with `volseg infer -o {run_dir}` first"
-        )
-    rows = [r for r in read_run_csv(record).values() if r["status"] != "rejected"]
-    if not rows:
-        raise VolsegError(f"{record}: no case to report (every series was rejected)")
+    rows = _reported_rows(run_dir)
     names = labels or _statistics_names(run_dir / statistics.STATISTICS_CSV)
     references = _reference_paths(reference) if reference else {}
     if evaluation is None and reference is None and (run_dir / "metrics.csv").is_file():
         evaluation = run_dir / "metrics.csv"
-
-    final = run_dir / REPORT_DIR
-    work = run_dir / f".{REPORT_DIR}.partial"
+    final, work = run_dir / REPORT_DIR, run_dir / f".{REPORT_DIR}.partial"
     shutil.rmtree(work, ignore_errors=True)
     (work / "cases").mkdir(parents=True)
     entries, found_values = [], set(names)
     for row in sorted(rows, key=lambda r: r["case_id"]):
-        entry = CaseEntry(
-            row["case_id"],
-            "ok" if row["status"] == "skipped" else row["status"],
-            float(row["seconds"] or 0),
-            _without_paths(row["error"], row["input"]),
-        )
-        if entry.status == "partial":
-            entry.missing = _without_paths(row.get("note", ""), row["input"])
+        entry = _entry(row)
         if entry.status in SEGMENTED:
             found_values |= _add_case_files(
                 entry, row, run_dir, work, names, colors, references.get(entry.id), max_side
@@ -115,20 +99,8 @@ def build_report(
         on_case and on_case(entry.id)
     names = {v: names.get(v, f"label_{v}") for v in sorted(found_values)}
     metric_rows = read_rows(evaluation) if evaluation else _metrics(entries, references, names) if references else []
-    by_id = {e.id: e for e in entries}
-    for r in metric_rows:  # a label the reference lacks scores no Dice (both empty would read as a perfect 1)
-        entry = by_id.get(r["case_id"])
-        if entry is not None and entry.status in SEGMENTED and float(r["volume_ref_ml"]) > 0:
-            entry.dice[int(r["value"])], entry.hd95[int(r["value"])] = float(r["dice"]), float(r["hd95"])
-    ok = [e for e in entries if e.status in SEGMENTED]
-    ranges = {v: robust_range([e.volumes.get(v, 0.0) for e in ok]) for v in names}
-    for e in entries:
-        e.flags = case_flags(e.status, e.error, e.volumes, e.border, ranges, names)
-        if e.status == "partial":
-            e.flags.insert(0, {"kind": "partial", "label": None, "text": f"partial: {e.missing}"})
-        if e.status in SEGMENTED and e.note:
-            e.flags.append({"kind": "viewer", "label": None, "text": e.note})
-
+    _score(entries, metric_rows)
+    ranges = _flag(entries, names)
     palette = label_colors(names, colors)
     viewer = viewer_script()  # 2.3 MB, read and checked once
     report = {
@@ -142,15 +114,68 @@ def build_report(
         "viewer": viewer is not None,
     }
     (work / "index.html").write_text(_page(report, viewer or ""), encoding="utf-8")
+    _swap_in(work, final)
+    return final / "index.html"
+
+
+def _reported_rows(run_dir: Path) -> list[dict]:
+    """The run record's cases, rejected series left out."""
+    record = run_dir / RUN_CSV
+    if not record.is_file():
+        raise FileNotFoundError(
+            f"{record}: no run record; segment into this folder with `volseg infer -o {run_dir}` first"
+        )
+    rows = [r for r in read_run_csv(record).values() if r["status"] != "rejected"]
+    if not rows:
+        raise VolsegError(f"{record}: no case to report (every series was rejected)")
+    return rows
+
+
+def _entry(row: dict) -> CaseEntry:
+    entry = CaseEntry(
+        row["case_id"],
+        "ok" if row["status"] == "skipped" else row["status"],
+        float(row["seconds"] or 0),
+        _without_paths(row["error"], row["input"]),
+    )
+    if entry.status == "partial":
+        entry.missing = _without_paths(row.get("note", ""), row["input"])
+    return entry
+
+
+def _score(entries: list[CaseEntry], metric_rows: list[dict]) -> None:
+    """Dice and HD95 per case and label; a label the reference lacks scores none (both empty would read as a
+    perfect 1)."""
+    by_id = {e.id: e for e in entries}
+    for r in metric_rows:
+        entry = by_id.get(r["case_id"])
+        if entry is not None and entry.status in SEGMENTED and float(r["volume_ref_ml"]) > 0:
+            entry.dice[int(r["value"])], entry.hd95[int(r["value"])] = float(r["dice"]), float(r["hd95"])
+
+
+def _flag(entries: list[CaseEntry], names: dict[int, str]) -> dict:
+    """Each case's flags, against the batch's robust volume range per label (returned)."""
+    ok = [e for e in entries if e.status in SEGMENTED]
+    ranges = {v: robust_range([e.volumes.get(v, 0.0) for e in ok]) for v in names}
+    for e in entries:
+        e.flags = case_flags(e.status, e.error, e.volumes, e.border, ranges, names)
+        if e.status == "partial":
+            e.flags.insert(0, {"kind": "partial", "label": None, "text": f"partial: {e.missing}"})
+        if e.status in SEGMENTED and e.note:
+            e.flags.append({"kind": "viewer", "label": None, "text": e.note})
+    return ranges
+
+
+def _swap_in(work: Path, final: Path) -> None:
+    """The page built in ``work`` replaces ``final`` whole: a reader never sees half of either."""
     if final.exists():
-        old = run_dir / f".{REPORT_DIR}.old"
+        old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
         work.rename(final)
         shutil.rmtree(old, ignore_errors=True)
     else:
         work.rename(final)
-    return final / "index.html"
 
 
 def _add_case_files(

@@ -262,47 +262,72 @@ class Trainer:
     def setup(self) -> bool:
         """A fresh run folder, or the config, schedule, weights, optimizer and RNG state of ``last.pt``.
         False when a resumed run has already finished: then no data is read."""
-        cfg, run_dir, ctx, dev = self.cfg, self.run_dir, self.ctx, self.device
-        last_path = run_dir / "last.pt"
-        state = None
-        if ctx.is_main:
-            for stale in run_dir.glob(".*.tmp*"):  # temporary files of writes a killed run never finished
+        if self.ctx.is_main:
+            for stale in self.run_dir.glob(".*.tmp*"):  # temporary files of writes a killed run never finished
                 stale.unlink()
+        state = self.plan()
+        if self.schedule.finished(self.epoch):
+            log.info("%s already finished at epoch %d", self.run_dir, self.epoch)  # no data to read, nothing to train
+            return False
+        if self.cfg.train.threads:
+            torch.set_num_threads(self.cfg.train.threads)
+        self.read_data()
+        self.build()
+        if state is not None:
+            self.network.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            log.info("resuming %s at epoch %d", self.run_dir, self.epoch + 1)
+        elif self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+        distributed.barrier(self.ctx)
+        self.writer = _tensorboard(self.run_dir) if self.ctx.is_main else None
+        return True
+
+    def plan(self) -> dict | None:
+        """The schedule: a fresh one from the config, or a resumed run's with its config, history and best
+        Dice (then its saved state is returned, for :meth:`setup` to load once the model is built)."""
+        last_path = self.run_dir / "last.pt"
+        state = None
         if self.resume:
             if not last_path.is_file():
                 raise CheckpointError(f"{last_path}: no checkpoint to resume from")
             state = load_checkpoint(last_path)
-            self.cfg = cfg = config_from_dict(state["config"])
-            self.schedule = Schedule.from_checkpoint(state, cfg)
+            self.cfg = config_from_dict(state["config"])
+            self.schedule = Schedule.from_checkpoint(state, self.cfg)
             self.history = [EpochRecord(**h) for h in state["history"]]  # older checkpoints lack the newer fields
             self.best = state["best_dice"]
         elif last_path.exists():
             raise VolsegError(
-                f"{run_dir} already holds a training run; pass --resume to continue it or choose another --output"
+                f"{self.run_dir} already holds a training run; pass --resume to continue it or choose another --output"
             )
         else:
-            self.schedule = Schedule.from_config(cfg)
+            self.schedule = Schedule.from_config(self.cfg)
         if self.epochs is not None:
-            cfg.train.epochs = self.epochs
+            self.cfg.train.epochs = self.epochs
             self.schedule.extend_to(self.epochs)
-        if self.schedule.finished(self.epoch):
-            log.info("%s already finished at epoch %d", run_dir, self.epoch)  # no data to read, nothing to train
-            return False
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        dims = cfg.model.dims
+        return state
 
+    def read_data(self) -> None:
+        """The train and val datasets, every bad file named before an hour of training (with the memory cache,
+        each file is read once), and the record of the training scans."""
+        cfg = self.cfg
         cases = read_manifest(cfg.data.manifest)
         train_cases = [c for c in cases if c.split == "train"]
         val_cases = [c for c in cases if c.split == "val" and c.label is not None]
         if not train_cases:
             raise VolsegError(f"{cfg.data.manifest}: no cases with split 'train'")
-        # every bad file named before an hour of training; with the memory cache, each file is read once
         self.train_ds, self.val_ds = checked_datasets(
-            train_cases, val_cases, cfg, dims, num_workers=cfg.train.num_workers
+            train_cases, val_cases, cfg, cfg.model.dims, num_workers=cfg.train.num_workers
         )
         self.training_scans = training_scans(cfg.data.modality, train_cases)
 
+    def build(self) -> None:
+        """The network (DDP-wrapped under torchrun), optimizer, loss, AMP scaler and the training loader."""
+        cfg, ctx, dev = self.cfg, self.ctx, self.device
         set_determinism(seed=cfg.train.seed)
         self.network = build_network(cfg).to(dev)
         if ctx.enabled and cfg.train.sync_batchnorm:
@@ -319,22 +344,10 @@ class Trainer:
         self.sampler = (
             DistributedSampler(self.train_ds, ctx.world_size, ctx.rank, seed=cfg.train.seed) if ctx.enabled else None
         )
-        self.loader = training_loader(self.train_ds, cfg, dims, num_workers=cfg.train.num_workers, sampler=self.sampler)
+        self.loader = training_loader(
+            self.train_ds, cfg, cfg.model.dims, num_workers=cfg.train.num_workers, sampler=self.sampler
+        )
         self.steps_per_epoch = cfg.train.iterations_per_epoch or len(self.loader)
-
-        if state is not None:
-            self.network.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
-            log.info("resuming %s at epoch %d", run_dir, self.epoch + 1)
-        elif ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
-        distributed.barrier(ctx)
-        self.writer = _tensorboard(run_dir) if ctx.is_main else None
-        return True
 
     def train_epoch(self, epoch: int) -> EpochRecord:
         """One epoch of optimizer steps, re-seeded from (seed, epoch), so a resumed run replays it exactly."""
