@@ -20,7 +20,8 @@ from .helpers import REPO
 
 _spec = importlib.util.spec_from_file_location("render_docs", REPO / "benchmarks" / "render_docs.py")
 render_docs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(render_docs)
+_spec.loader.exec_module(render_docs)  # puts benchmarks/ on sys.path, where its page renderers live
+sources = importlib.import_module("doc_pages.sources")
 
 
 def _first_difference(old: str, new: str) -> str:
@@ -99,10 +100,10 @@ def test_machine_comes_from_provenance_when_a_result_has_it():
             "machine": {"cpu": "AMD EPYC", "cores": 2, "python": "3.11.7"},
         },
     }
-    assert render_docs.machine(old) == "x86_64, 3.11.7"
-    assert render_docs.machine(new) == "AMD EPYC, 2 cores, Python 3.11.7"
-    assert render_docs.date(new) == "2026-12-06" and render_docs.command(new) == "python benchmarks/x.py"
-    assert render_docs.machine({"rows": []}) == ""
+    assert sources.machine(old) == "x86_64, 3.11.7"
+    assert sources.machine(new) == "AMD EPYC, 2 cores, Python 3.11.7"
+    assert sources.date(new) == "2026-12-06" and sources.command(new) == "python benchmarks/x.py"
+    assert sources.machine({"rows": []}) == ""
 
 
 def test_checkpoints_are_read_as_data_only():
@@ -114,6 +115,6 @@ def test_checkpoints_are_read_as_data_only():
             return (os.getcwd, ())
 
     with pytest.raises(pickle.UnpicklingError):
-        render_docs._CheckpointUnpickler(io.BytesIO(pickle.dumps({"x": Evil()}))).load()
-    record = render_docs.training_record(REPO / "volseg" / "pretrained" / "hippocampus-mri" / "model.pt")
+        sources._CheckpointUnpickler(io.BytesIO(pickle.dumps({"x": Evil()}))).load()
+    record = sources.training_record(REPO / "volseg" / "pretrained" / "hippocampus-mri" / "model.pt")
     assert record["parameters"] > 0 and 0 < record["best_dice"] < 1

@@ -64,3 +64,14 @@ def test_the_rule_fails_a_long_function(tmp_path, lines, ok):
     (tmp_path / "m.py").write_text(source, encoding="utf-8")
     found = [body_lines(node) for _, node in functions(tmp_path)]
     assert (found[0] <= MAX_FUNCTION_LINES) is ok
+
+
+def test_no_benchmark_file_is_longer_than_500_lines():
+    """The largest rooms of the house were scripts: benchmarks/ splits them into steps (render_docs into one
+    renderer per page in doc_pages/, nnunet_models into train, run and tables)."""
+    long = {
+        p.relative_to(PACKAGE.parent).as_posix(): n
+        for p in sorted((PACKAGE.parent / "benchmarks").rglob("*.py"))
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500
+    }
+    assert not long, long
