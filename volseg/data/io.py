@@ -125,11 +125,7 @@ def read_scan(
             check_resampled_size(path, image.shape[1:], image.affine, resample_to, max_resampled_voxels)
         return image
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(path, "no such file or folder")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "file is empty")
-    name = path.name.lower()
+    name = _readable_name(path)
     if name.endswith(NIFTI_SUFFIXES):
         return _read_nifti(path, max_voxels, resample_to, max_resampled_voxels)
     if name.endswith(ITK_SUFFIXES):
@@ -210,11 +206,7 @@ def check_header(path: str | Path) -> tuple[tuple[int, int, int], np.ndarray] | 
     path = Path(path)
     if path.is_dir():
         return None
-    if not path.exists():
-        raise ImageReadError(path, "no such file or folder")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "file is empty")
-    name = path.name.lower()
+    name = _readable_name(path)
     if name.endswith(NIFTI_SUFFIXES):
         with _nifti_errors(path):
             image = nib.load(path)
@@ -226,6 +218,15 @@ def check_header(path: str | Path) -> tuple[tuple[int, int, int], np.ndarray] | 
         _check_scalar(path, reader.GetNumberOfComponents())
         return _spatial_shape(path, reader.GetSize(), MAX_VOXELS), _sitk_affine(reader, path)
     raise ImageReadError(path, _UNSUPPORTED)
+
+
+def _readable_name(path: Path) -> str:
+    """The lower-case name of a file that exists and is not empty (else one ImageReadError line)."""
+    if not path.exists():
+        raise ImageReadError(path, "no such file or folder")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty")
+    return path.name.lower()
 
 
 @contextmanager
