@@ -58,3 +58,44 @@ def test_choose_resolves_auto_and_refuses_what_cannot_run():
     assert choose("auto", torch.device("cpu")) in ("openvino", "onnxruntime", "torch")
     with pytest.raises(ValueError, match="'tensorrt'"):
         choose("tensorrt", torch.device("cpu"))
+
+
+AGREES = {"agreement": {"dice_vs_fp32_min": {"a": 0.995, "b": 0.991}}}
+DISAGREES = {"agreement": {"dice_vs_fp32_min": {"a": 0.995, "b": 0.97}}}
+
+
+@pytest.mark.parametrize(
+    "backend, precision, record, expected",
+    [
+        ("torch", "fp32", None, ("torch", "fp32")),
+        ("openvino", "auto", AGREES, ("openvino", "int8")),
+        ("openvino", "auto", DISAGREES, ("openvino", "fp32")),
+        ("openvino", "auto", None, ("openvino", "fp32")),
+        ("torch", "auto", AGREES, ("torch", "fp32")),  # int8 only through OpenVINO
+        ("openvino", "int8", DISAGREES, ("openvino", "int8")),  # asked for: the caller's twin runs
+        ("torch", "int8", AGREES, "int8 runs through OpenVINO"),
+        ("onnxruntime", "bf16", None, "bf16 runs through OpenVINO"),
+        ("openvino", "fp16", None, "precision must be one of"),
+    ],
+)
+def test_one_precision_policy_for_every_model_family(backend, precision, record, expected):
+    """volseg's zoo models and nnU-Net folders both take their engine from choose_engine (issue 42)."""
+    from volseg.errors import VolsegError
+    from volseg.runtime.backends import choose_engine
+
+    if isinstance(expected, str):
+        with pytest.raises(VolsegError, match=expected):
+            choose_engine(backend, precision, torch.device("cpu"), record)
+    else:
+        assert choose_engine(backend, precision, torch.device("cpu"), record) == expected
+
+
+def test_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch):
+    from volseg.errors import VolsegError
+    from volseg.runtime import backends
+
+    monkeypatch.setattr(backends, "native_bf16", lambda: False)
+    with pytest.raises(VolsegError, match="no native bf16"):
+        backends.choose_engine("auto", "bf16", torch.device("cpu"), None)
+    monkeypatch.setattr(backends, "native_bf16", lambda: True)
+    assert backends.choose_engine("auto", "bf16", torch.device("cpu"), None) == ("openvino", "bf16")

@@ -66,8 +66,7 @@ class NnunetSegmenter:
         self.tta, self.keep_largest, self.step = tta, keep_largest, 1.0 - overlap
         if not 0.0 < self.step <= 1.0:
             raise VolsegError(f"--overlap must be in [0, 1), got {overlap}")
-        self.backend = backends.choose(backend, self.device)
-        self.precision, self.int8 = self._precision(precision)
+        self.backend, self.precision, self.int8 = self._engine_choice(backend, precision)
         self.forwards = [self._engine(i) for i in range(len(self.model.folds))]
         folds = ",".join(self.model.folds)
         self.info = ModelInfo(
@@ -97,30 +96,21 @@ class NnunetSegmenter:
     def mirror_axes(self) -> tuple[int, ...] | None:
         return self.model.mirror_axes
 
-    def _precision(self, precision: str) -> tuple[str, Path | None]:
-        """fp32, or int8 with the twin's folder: ``auto`` takes the twin only where its measured agreement
-        holds (see :mod:`volseg.nnunet.int8`)."""
+    def _engine_choice(self, backend: str, precision: str) -> tuple[str, str, Path | None]:
+        """(backend, precision, the int8 twin's folder when int8 runs), by volseg's one precision policy
+        (:func:`~volseg.runtime.backends.choose_engine`); a twin is made by ``volseg export``, never here."""
         from volseg.nnunet.int8 import read_twin, twin_folder
-        from volseg.runtime.quantize import PRECISIONS, agrees
 
-        if precision not in PRECISIONS:
-            raise VolsegError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-        if precision == "fp32" or (precision == "auto" and self.backend != "openvino"):
-            return "fp32", None
-        if precision == "bf16":
-            backends.require_bf16(self.backend, self.device)
-            return "bf16", None
-        if self.backend != "openvino":
-            raise VolsegError(f"int8 runs through OpenVINO on the CPU; here the backend is {self.backend!r}")
-        record = read_twin(self.model)
-        if precision == "int8" and record is None:
+        record = read_twin(self.model) if precision in ("auto", "int8") else None
+        backend, precision = backends.choose_engine(backend, precision, self.device, record)
+        if precision != "int8":
+            return backend, precision, None
+        if record is None:
             raise VolsegError(
                 f"{self.model.path}: no int8 twin for these folds; make it with `volseg export "
                 f"{self.model.path} --precision int8 --calibration CASES`"
             )
-        if precision == "auto" and not agrees(record):
-            return "fp32", None
-        return "int8", twin_folder(self.model)
+        return backend, precision, twin_folder(self.model)
 
     def _engine(self, index: int):
         """Fold ``index``'s window -> logits function on the chosen backend (ONNX exported once per checkpoint

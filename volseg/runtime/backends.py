@@ -72,6 +72,29 @@ def require_bf16(backend: str, device: torch.device) -> None:
         )
 
 
+def choose_engine(backend: str, precision: str, device: torch.device, int8_record: dict | None) -> tuple[str, str]:
+    """(backend, precision) for a model of any family: the one precision policy of ``--backend``/``--precision``.
+
+    The backend: ``auto`` is the fastest installed for the device (:func:`choose`). fp32 runs on every backend;
+    bf16 and int8 only through OpenVINO on the CPU, bf16 only where the CPU computes it natively. ``auto`` takes
+    int8 where the model's int8 twin (``int8_record``, None: it has none) was measured to agree with fp32
+    (:func:`~volseg.runtime.quantize.agrees`), else fp32. The caller finds (or makes) the int8 model when int8
+    is returned."""
+    if precision not in quantize.PRECISIONS:
+        raise VolsegError(f"precision must be one of {list(quantize.PRECISIONS)}, got {precision!r}")
+    if precision in ("bf16", "int8") and backend not in ("auto", "openvino"):
+        raise VolsegError(f"{precision} runs through OpenVINO; use --backend openvino (or auto), not {backend!r}")
+    if precision == "bf16":
+        require_bf16(backend, device)
+        return choose("openvino", device), "bf16"
+    name = choose(backend, device)
+    if precision == "int8" and name != "openvino":
+        raise VolsegError(f"int8 runs through OpenVINO on the CPU; here the backend is {name!r} on {device.type}")
+    if precision == "int8" or (precision == "auto" and name == "openvino" and quantize.agrees(int8_record)):
+        return name, "int8"
+    return name, "fp32"
+
+
 def torch_backend(model: nn.Module, device: torch.device) -> Backend:
     """Eager torch under the caller's inference_mode. Channels-last 3D memory was measured slower here
     (pancreas 3D model, one 96x160x160 window on 2 Zen 3 cores: 25.9 s vs 22.2 s), so it is not used."""
@@ -131,25 +154,17 @@ class Engine:
 def make_backend(
     name: str, model: nn.Module, cfg: Config, device: torch.device, checkpoint: Path, precision: str = "fp32"
 ) -> Engine:
-    """The engine for the requested backend and precision."""
-    if precision not in quantize.PRECISIONS:
-        raise VolsegError(f"precision must be one of {list(quantize.PRECISIONS)}, got {precision!r}")
-    if precision == "int8" and name not in ("auto", "openvino"):
-        raise VolsegError(f"int8 runs through OpenVINO; use --backend openvino (or auto), not {name!r}")
+    """The engine for the requested backend and precision (:func:`choose_engine`); a zoo model asked for int8
+    without an int8 model beside its checkpoint is quantized once, into the cache."""
+    twin = quantize.beside_checkpoint(checkpoint) if precision in ("auto", "int8") else None
+    name, precision = choose_engine(name, precision, device, twin and twin.record)
     if precision == "bf16":
-        require_bf16(name, device)
-        name = choose("openvino", device)
         return Engine(name, "bf16", openvino_backend(checkpoint_onnx(model, cfg, checkpoint), "bf16"), window_batch=1)
-    name = choose(name, device)
-    int8 = None
-    if name == "openvino" and precision != "fp32":
-        int8 = quantize.beside_checkpoint(checkpoint)
-        if precision == "auto" and not quantize.agrees(int8 and int8.record):
-            int8 = None
-        elif precision == "int8" and int8 is None:
-            int8 = quantize.Int8Model(quantize.cached_int8(model, cfg, checkpoint), None)
-    elif precision == "int8":
-        raise VolsegError(f"int8 runs through OpenVINO on the CPU; here the backend is {name!r} on {device.type}")
+    int8 = (
+        (twin or quantize.Int8Model(quantize.cached_int8(model, cfg, checkpoint), None))
+        if precision == "int8"
+        else None
+    )
     if name == "torch":
         # On the CPU a large window runs alone: pancreas 3D model at 96x160x160, 12.6 s per window at batch 1
         # vs 14.5 at batch 2, and one window's activations held (3.3 vs 5.8 GB peak). Small windows batch
