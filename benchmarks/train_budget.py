@@ -40,7 +40,7 @@ def run_once(minutes: float, model: str, folder: Path, busy: bool) -> dict:
             burner.wait()
     if done.returncode != 0:
         raise SystemExit(f"volseg train failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    rows = list(csv.DictReader((folder / "metrics.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((folder / "training_log.csv").open(encoding="utf-8")))
     validated = [float(r["val_dice_mean"]) for r in rows if r["val_dice_mean"]]
     return {
         "neighbour": f"{len(burners)} spinning processes" if busy else "none",

@@ -314,7 +314,7 @@ def run_direction(
         out / "test_metrics.csv",
     )
     summary = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
-    train_seconds = sum(float(row["seconds"]) for row in read_rows(run / "metrics.csv"))
+    train_seconds = sum(float(row["seconds"]) for row in read_rows(run / "training_log.csv"))
     return {
         "train": train,
         "test": test,

@@ -76,7 +76,7 @@ def one_run(name: str, dims: int, seed: int, manifest: Path, out: Path, length: 
         volseg("infer", manifest, "--split", "test", "--model", run, "-o", pred, "--overwrite")
         volseg("evaluate", "--pred", pred, "--manifest", manifest, "--config", config, "-o", pred / "metrics.csv")
     summary = json.loads((pred / "metrics.json").read_text(encoding="utf-8"))
-    history = read_rows(run / "metrics.csv")
+    history = read_rows(run / "training_log.csv")
     infer_rows = read_rows(pred / "volseg_run.csv")
     dice = {label: m["dice"]["mean"] for label, m in summary.items()}
     seconds = [float(r["seconds"]) for r in history]

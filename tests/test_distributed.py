@@ -18,7 +18,7 @@ from volseg.runtime.checkpoint import load_checkpoint
 from .helpers import REPO, tiny_config, tiny_manifest, tiny_run
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "volseg"]
-RUN_FILES = {"config.yaml", "best.pt", "last.pt", "metrics.csv", "curves.png"}
+RUN_FILES = {"config.yaml", "best.pt", "last.pt", "training_log.csv", "curves.png"}
 
 
 @pytest.fixture(scope="module")

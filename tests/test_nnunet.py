@@ -393,7 +393,9 @@ def test_int8_twin_lives_in_the_cache_and_auto_takes_it_only_when_it_agrees(tmp_
     pytest.importorskip("nncf", reason="nncf is not installed (pip install 'volseg[openvino]')")
     import openvino as ov
 
-    from volseg.nnunet.int8 import IR_NAME, RECORD, twin_folder, write_record
+    from volseg.nnunet.int8 import twin_folder
+    from volseg.runtime.quantize import IR_NAME, write_record
+    from volseg.runtime.quantize import RECORD_NAME as RECORD
 
     monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
     folder = shutil.copytree(model(), tmp_path / "Dataset900_Tiny" / model().name)

@@ -65,10 +65,10 @@ def test_run_folder_and_checkpoint_contents(manifest, tmp_path):
     cfg = tiny_config(manifest, "attunet", 3)
     history = train(cfg, tmp_path / "run", device="cpu")
     run = tmp_path / "run"
-    for name in ("config.yaml", "best.pt", "last.pt", "metrics.csv", "curves.png"):
+    for name in ("config.yaml", "best.pt", "last.pt", "training_log.csv", "curves.png"):
         assert (run / name).is_file(), name
     assert not list(run.glob(".*tmp*"))
-    rows = list(csv.DictReader((run / "metrics.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((run / "training_log.csv").open(encoding="utf-8")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"val_dice_anterior", "val_dice_posterior", "val_dice_mean"} <= set(rows[0])
     assert all(0 <= float(r["loader_wait_share"]) < 1 for r in rows)

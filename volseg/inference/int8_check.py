@@ -36,11 +36,11 @@ def export_int8_and_measure(
     manifest's) through OpenVINO, and record it; without check cases the record has no agreement, so
     ``--precision auto`` keeps fp32."""
     from volseg.nnunet.model_folder import find_model_folder
-    from volseg.runtime.quantize import measure_agreement
+    from volseg.runtime.quantize import RECORD_NAME, measure_agreement, write_record
 
     nnunet = find_model_folder(model) if Path(model).is_dir() else None
     if nnunet is not None:
-        from volseg.nnunet.int8 import RECORD, export_twin, write_record
+        from volseg.nnunet.int8 import export_twin
         from volseg.nnunet.segmenter import NnunetSegmenter
 
         if folder is not None:
@@ -53,14 +53,14 @@ def export_int8_and_measure(
 
         cases = collect_inputs([calibration], split="train" if calibration.suffix.lower() == ".csv" else None)
         written = export_twin(NnunetSegmenter(nnunet, backend="torch"), cases)
-        record_path = written / RECORD
+        record_path = written / RECORD_NAME
 
         def segmenter(precision: str):
             return NnunetSegmenter(nnunet, backend="openvino", precision=precision)
     else:
         from volseg.inference.zoo_segmenter import ZooSegmenter
         from volseg.pretrained import resolve_model
-        from volseg.runtime.quantize import IR_NAME, RECORD_NAME, export_int8, write_record
+        from volseg.runtime.quantize import IR_NAME, export_int8
 
         checkpoint = export_int8(resolve_model(model), folder, calibration)
         written, record_path = checkpoint.parent / IR_NAME, checkpoint.parent / RECORD_NAME

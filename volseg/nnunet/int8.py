@@ -11,7 +11,6 @@ labels with fp32's. ``--precision auto`` runs it only where that worst per-label
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import shutil
 from pathlib import Path
@@ -19,13 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from volseg.files.atomic import write_text_atomic
 from volseg.nnunet.model_folder import ModelFolder
 from volseg.nnunet.sliding_window import pad_to_patch, predict_logits
 from volseg.runtime.cache import cache_folder
+from volseg.runtime.quantize import IR_NAME, RECORD_NAME, read_record, write_record  # one record for every twin
 
-RECORD = "int8.json"
-IR_NAME = "model_int8.xml"
 # The segmentation head (the last convolution, 1x1x1, writing the logits) stays fp32. On the 3 mm CT model
 # it raised int8's liver Dice vs fp32 from 0.957/0.983/0.959 to 0.975/0.992/0.978 (Philips/bundled/IRCADb)
 # for a window 0.88 -> 0.91 s (benchmarks/results/nnunet_int8_variants.md).
@@ -42,10 +39,9 @@ def twin_folder(model: ModelFolder) -> Path:
 
 def read_twin(model: ModelFolder) -> dict | None:
     """The twin's record, or None when this model's folds have no int8 twin."""
-    path = twin_folder(model) / RECORD
-    if not path.is_file():
+    if not (twin_folder(model) / RECORD_NAME).is_file():
         return None
-    record = json.loads(path.read_text(encoding="utf-8"))
+    record = read_record(twin_folder(model))
     complete = all((twin_folder(model) / f"fold_{f}" / IR_NAME).is_file() for f in model.folds)
     return record if complete and record.get("folds") == model.folds else None
 
@@ -103,7 +99,7 @@ def export_twin(segmenter, calibration_cases, count: int = 40) -> Path:
     model = segmenter.model
     folder = twin_folder(model)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / RECORD).unlink(missing_ok=True)
+    (folder / RECORD_NAME).unlink(missing_ok=True)
     if not calibration_cases:
         raise QuantizeError("no calibration cases: give --calibration FOLDER_OR_MANIFEST with scans the model is for")
     windows = calibration_windows(segmenter, calibration_cases, count)
@@ -127,7 +123,3 @@ def export_twin(segmenter, calibration_cases, count: int = 40) -> Path:
         },
     )
     return folder
-
-
-def write_record(folder: Path, record: dict) -> None:
-    write_text_atomic(Path(folder) / RECORD, json.dumps(record, indent=1) + "\n")

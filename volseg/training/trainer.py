@@ -42,6 +42,8 @@ from volseg.training.losses import DeepSupervisionLoss, SegmentationLoss
 from volseg.training.schedule import Schedule, learning_rate
 
 log = logging.getLogger(__name__)
+# a run folder's per-epoch numbers; not metrics.csv, the name of `volseg evaluate`'s per-case scores
+TRAINING_LOG = "training_log.csv"
 
 
 @dataclass
@@ -130,7 +132,7 @@ def validation_dice(model, dataset, cfg: Config, device: torch.device, ctx: dist
 
 def _write_metrics(history: list[EpochRecord], labels: dict[int, str], run_dir: Path) -> None:
     rows = [r.row(labels) for r in history]
-    write_csv_atomic(run_dir / "metrics.csv", list(rows[0]), rows)
+    write_csv_atomic(run_dir / TRAINING_LOG, list(rows[0]), rows)
     _plot_curves(history, labels, run_dir / "curves.png")
 
 
@@ -182,7 +184,7 @@ def train(
 ) -> list[EpochRecord]:
     """Train ``cfg.model`` on the manifest's train split, validating on its val split (a :class:`Trainer`).
 
-    Leaves ``run_dir`` with config.yaml, last.pt, best.pt, metrics.csv and curves.png.
+    Leaves ``run_dir`` with config.yaml, last.pt, best.pt, training_log.csv and curves.png.
     With ``resume`` it continues from ``run_dir/last.pt`` with the config and schedule saved there;
     ``epochs``, when given, sets the epoch count (to extend a finished run). ``train.time_budget_minutes``
     (``volseg train --minutes``) trains for a wall-clock budget instead: the count is fixed after epoch 2
@@ -443,7 +445,7 @@ class Trainer:
             )
 
     def save(self, record: EpochRecord) -> None:
-        """last.pt every epoch, best.pt on improvement (atomic), then metrics.csv, the curves and TensorBoard.
+        """last.pt every epoch, best.pt on improvement (atomic), then training_log.csv, the curves and TensorBoard.
         Every rank waits for it, so none runs ahead of a checkpoint."""
         # the first validation always writes best.pt, even one whose Dice is undefined (no label in the val set)
         improved = bool(record.val_dice) and (self.best < 0 or record.val_mean > self.best)
