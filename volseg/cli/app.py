@@ -4,8 +4,7 @@ that only volseg's own errors become one-line exits."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -94,16 +93,11 @@ def user_errors():
 
 def warn_about(model) -> None:
     """The one-line caution of a built-in model that is a demonstration only."""
-    from volseg.pretrained import WARNINGS
+    from volseg.inference.model_spec import read_model_spec
 
-    if str(model) in WARNINGS:
-        console.print(f"[yellow]note:[/yellow] {WARNINGS[str(model)]}", highlight=False)
-
-
-def model_path(model: Optional[Path]) -> Path:
-    from volseg.pretrained import resolve_model
-
-    return resolve_model(model)
+    caution = read_model_spec(model).caution
+    if caution:
+        console.print(f"[yellow]note:[/yellow] {caution}", highlight=False)
 
 
 def fail(message: str) -> int:

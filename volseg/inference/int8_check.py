@@ -35,10 +35,15 @@ def export_int8_and_measure(
     """Quantize, then measure int8 against fp32 on ``check``'s ``check_split`` (default: the calibration
     manifest's) through OpenVINO, and record it; without check cases the record has no agreement, so
     ``--precision auto`` keeps fp32."""
-    from volseg.nnunet.model_folder import find_model_folder
+    from volseg.inference.model_spec import read_model_spec
     from volseg.runtime.quantize import RECORD_NAME, measure_agreement, write_record
 
-    nnunet = find_model_folder(model) if Path(model).is_dir() else None
+    spec = read_model_spec(model)
+    if spec.kind == "totalsegmentator":
+        raise VolsegError(
+            f"{model}: export a TotalSegmentator task's part folders one by one (each is an nnU-Net folder)"
+        )
+    nnunet = spec.path if spec.kind == "nnunet" else None
     if nnunet is not None:
         from volseg.nnunet.int8 import export_twin
         from volseg.nnunet.segmenter import NnunetSegmenter
@@ -59,10 +64,9 @@ def export_int8_and_measure(
             return NnunetSegmenter(nnunet, backend="openvino", precision=precision)
     else:
         from volseg.inference.zoo_segmenter import ZooSegmenter
-        from volseg.pretrained import resolve_model
         from volseg.runtime.quantize import IR_NAME, export_int8
 
-        checkpoint = export_int8(resolve_model(model), folder, calibration)
+        checkpoint = export_int8(spec.path, folder, calibration)
         written, record_path = checkpoint.parent / IR_NAME, checkpoint.parent / RECORD_NAME
 
         def segmenter(precision: str):
@@ -91,13 +95,16 @@ def export_model(
     the lines that tell a user what was written, the agreement per label and the verdict ``--precision auto``
     will act on."""
     if precision == "fp32":
-        from volseg.pretrained import resolve_model
+        from volseg.inference.model_spec import read_model_spec
         from volseg.runtime.checkpoint import load_model
         from volseg.runtime.onnx_export import export_onnx
 
         if output is None:
             raise VolsegError("--output FILE.onnx is needed for an fp32 export")
-        network, cfg, checkpoint = load_model(resolve_model(model))
+        spec = read_model_spec(model)
+        if spec.kind != "volseg":
+            raise VolsegError(f"{model}: fp32 ONNX export is for volseg models; an nnU-Net folder exports int8 only")
+        network, cfg, checkpoint = load_model(spec.path)
         export_onnx(network, cfg, output)
         return [f"wrote {output} ({cfg.model.name} {cfg.model.dims}D from {checkpoint})"]
     if precision != "int8":

@@ -57,22 +57,20 @@ def open_segmenter(
 
 
 def _open(model, options: InferenceOptions, device):
-    from volseg.nnunet.model_folder import find_model_folder
-    from volseg.nnunet.totalseg import PREFIX
+    from volseg.inference.model_spec import read_model_spec
+    from volseg.runtime.distributed import resolve_device
 
+    spec = read_model_spec(model)
     device = device if device is not None else options.device
-    if model is not None and str(model).startswith(PREFIX):
+    if spec.kind == "totalsegmentator":
         from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
-        from volseg.runtime.distributed import resolve_device
 
-        return TotalSegmentatorSegmenter(str(model)[len(PREFIX) :], resolve_device(str(device)), options.backend)
-    folder = find_model_folder(model) if model is not None and Path(model).is_dir() else None
-    if folder is not None:
+        return TotalSegmentatorSegmenter(spec.task, resolve_device(str(device)), options.backend)
+    if spec.kind == "nnunet":
         from volseg.nnunet.segmenter import NnunetSegmenter
-        from volseg.runtime.distributed import resolve_device
 
         return NnunetSegmenter(
-            folder,
+            spec.path,
             resolve_device(str(device)),
             tta=options.tta,
             folds=options.folds,
@@ -88,10 +86,9 @@ def _open(model, options: InferenceOptions, device):
             f"{model or 'the default model'} is a volseg model"
         )
     from volseg.inference.zoo_segmenter import ZooSegmenter
-    from volseg.pretrained import resolve_model
 
     return ZooSegmenter(
-        resolve_model(model),
+        spec.path,
         device,
         overlap=options.overlap,
         tta=options.tta,
