@@ -99,3 +99,16 @@ def test_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch):
         backends.choose_engine("auto", "bf16", torch.device("cpu"), None)
     monkeypatch.setattr(backends, "native_bf16", lambda: True)
     assert backends.choose_engine("auto", "bf16", torch.device("cpu"), None) == ("openvino", "bf16")
+
+
+def test_auto_takes_bf16_only_with_a_recorded_agreement_on_a_native_bf16_cpu(monkeypatch):
+    from volseg.runtime import backends
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(backends, "native_bf16", lambda: True)
+    assert backends.choose_engine("auto", "auto", cpu, None, AGREES) == ("openvino", "bf16")
+    assert backends.choose_engine("auto", "auto", cpu, AGREES, AGREES) == ("openvino", "int8")  # int8 first
+    assert backends.choose_engine("auto", "auto", cpu, None, DISAGREES) == ("openvino", "fp32")
+    assert backends.choose_engine("torch", "auto", cpu, None, AGREES) == ("torch", "fp32")
+    monkeypatch.setattr(backends, "native_bf16", lambda: False)
+    assert backends.choose_engine("auto", "auto", cpu, None, AGREES) == ("openvino", "fp32")

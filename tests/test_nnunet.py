@@ -471,3 +471,28 @@ def test_filling_holes_after_cropping_gives_nnunets_mask():
         hit = [np.flatnonzero(nnunet_mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
         assert bbox == [[int(h[0]), int(h[-1]) + 1] for h in hit]
         assert np.array_equal(filled_in_box(mask[box]), nnunet_mask[box])
+
+
+def test_bf16_agreement_of_an_nnunet_folder_is_recorded_in_the_cache_and_auto_takes_it(tmp_path, monkeypatch):
+    """`volseg export NNUNET_FOLDER --precision bf16 --check M`: the agreement goes to the model's cache folder
+    (the nnU-Net folder is not written to); --precision auto takes bf16 where it agrees and the CPU has it."""
+    from volseg.nnunet.int8 import twin_folder
+    from volseg.runtime import backends
+    from volseg.runtime.quantize import BF16_RECORD_NAME
+
+    monkeypatch.setenv("VOLSEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(backends, "native_bf16", lambda: True)
+    folder = shutil.copytree(model(), tmp_path / "Dataset900_Tiny" / model().name)
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"case_id,image,label,split\n{case_of(IMAGES[0]).case_id},{IMAGES[0]},,val\n")
+    result = runner.invoke(app, ["export", str(folder), "--precision", "bf16", "--check", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    fp32 = NnunetSegmenter(folder, backend="openvino", precision="fp32")
+    record = json.loads((twin_folder(fp32.model) / BF16_RECORD_NAME).read_text())
+    assert record["folds"] == fp32.model.folds and record["agreement"]["cases"] == 1
+    record["agreement"]["dice_vs_fp32_min"] = {"liver": 0.999, "spleen": 0.998}
+    (twin_folder(fp32.model) / BF16_RECORD_NAME).write_text(json.dumps(record))
+    assert NnunetSegmenter(folder, backend="openvino", precision="auto").precision == "bf16"
+    assert NnunetSegmenter(folder, backend="torch", precision="auto").precision == "fp32"

@@ -119,3 +119,30 @@ def test_shipped_int8_twins_were_not_calibrated_on_ircadb():
     for record in (REPO / "volseg" / "pretrained").glob(f"*/{RECORD_NAME}"):
         source = json.loads(record.read_text(encoding="utf-8"))["calibration"]["source"]
         assert "ircadb" not in source.lower(), (record, source)
+
+
+def test_export_bf16_records_its_agreement_and_auto_then_runs_bf16(tmp_path, monkeypatch, test_cases):
+    """Issue 42: `volseg export MODEL --precision bf16 --check M` records bf16's agreement with fp32, and
+    --precision auto then takes bf16 on a CPU with native bf16 (where no agreeing int8 model is)."""
+    from volseg.inference.zoo_segmenter import ZooSegmenter
+    from volseg.runtime import backends
+    from volseg.runtime.quantize import BF16_RECORD_NAME
+
+    monkeypatch.setattr(backends, "native_bf16", lambda: True)  # OpenVINO runs it on any CPU; the rule is tested
+    run = tiny_run(tmp_path / "tiny")
+    manifest = REPO / "data_manifest.csv"
+    args = ["export", str(run), "--precision", "bf16", "--check", str(manifest), "--check-split", "test"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / BF16_RECORD_NAME).read_text(encoding="utf-8"))
+    assert record["checkpoint_sha256"] == file_digest(run / "best.pt")
+    worst = record["agreement"]["dice_vs_fp32_min"]
+    assert record["agreement"]["cases"] == 10 and set(worst) == {"anterior", "posterior"}
+    assert f"recorded in {run / BF16_RECORD_NAME}" in result.output
+    auto = ZooSegmenter(run, "cpu", backend="openvino", precision="auto")
+    assert auto.precision == ("bf16" if min(worst.values()) >= 0.99 else "fp32")
+    record["agreement"]["dice_vs_fp32_min"] = {"anterior": 1.0, "posterior": 1.0}
+    (run / BF16_RECORD_NAME).write_text(json.dumps(record), encoding="utf-8")
+    assert ZooSegmenter(run, "cpu", backend="openvino", precision="auto").precision == "bf16"
+    monkeypatch.setattr(backends, "native_bf16", lambda: False)
+    assert ZooSegmenter(run, "cpu", backend="openvino", precision="auto").precision == "fp32"

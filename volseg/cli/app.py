@@ -35,8 +35,9 @@ Precision = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="auto, fp32, bf16 or int8 (OpenVINO; auto: int8 only for a model whose int8 agreement is recorded, see "
-        "`volseg export`; bf16: on CPUs with native bf16, AVX512_BF16 or AMX).",
+        help="auto, fp32, bf16 or int8 (OpenVINO; auto: int8 for a model whose int8 agreement is recorded, else bf16 "
+        "where its agreement is recorded and the CPU has native bf16, else fp32; see `volseg export`; bf16: on CPUs "
+        "with native bf16, AVX512_BF16 or AMX).",
     ),
 ]
 Overlap = Annotated[

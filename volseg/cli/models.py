@@ -47,7 +47,10 @@ def export(
         help="fp32: the ONNX file to write. int8: the model folder [default: the checkpoint's folder].",
     ),
     precision: str = typer.Option(
-        "fp32", "--precision", help="fp32 (ONNX, dynamic sizes) or int8 (OpenVINO IR, NNCF post-training quantization)."
+        "fp32",
+        "--precision",
+        help="fp32 (ONNX, dynamic sizes), int8 (OpenVINO IR, NNCF post-training quantization) or bf16 (no model: "
+        "bf16's agreement with fp32 measured on --check and recorded, for --precision auto).",
     ),
     calibration: Optional[Path] = typer.Option(
         None,

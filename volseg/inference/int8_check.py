@@ -107,15 +107,64 @@ def export_model(
         network, cfg, checkpoint = load_model(spec.path)
         export_onnx(network, cfg, output)
         return [f"wrote {output} ({cfg.model.name} {cfg.model.dims}D from {checkpoint})"]
+    if precision == "bf16":
+        done = measure_bf16(model, check, check_split)
+        return [f"measured bf16 against fp32 for {model}", *agreement_lines(done, check_split, "bf16")]
     if precision != "int8":
-        raise VolsegError(f"--precision must be fp32 or int8, got {precision!r}")
+        raise VolsegError(f"--precision must be fp32, bf16 or int8, got {precision!r}")
     done = export_int8_and_measure(model, output, calibration, check, check_split)
     calibrated = f"{done.record['calibration']['windows']} windows of {done.calibration}"
     return [f"wrote {done.written} (int8, calibrated on {calibrated})", *agreement_lines(done, check_split)]
 
 
-def agreement_lines(done: Int8Export, check_split: str) -> list[str]:
-    """The int8 agreement per label, and the verdict: does ``--precision auto`` use the int8 model?"""
+def measure_bf16(model: Path, check: Path | None, check_split: str = "val") -> Int8Export:
+    """bf16 (OpenVINO running the fp32 model at bf16 precision) against fp32 on ``check``'s ``check_split``,
+    recorded as ``bf16.json`` where ``--precision auto`` looks for it: beside a volseg checkpoint, or in an
+    nnU-Net model's cache folder. Needs a CPU that computes bf16 natively, as running it does."""
+    import torch
+
+    from volseg.inference.model_spec import read_model_spec
+    from volseg.runtime.backends import require_bf16
+    from volseg.runtime.quantize import BF16_RECORD_NAME, file_digest, measure_agreement, write_record
+
+    require_bf16("openvino", torch.device("cpu"))
+    cases, source = _check_cases(check, None, check_split)
+    if not cases:
+        raise VolsegError(
+            f"--precision bf16 measures bf16 against fp32: give --check MANIFEST with {check_split!r} cases"
+        )
+    spec = read_model_spec(model)
+    if spec.kind == "nnunet":
+        from volseg.nnunet.int8 import twin_folder
+        from volseg.nnunet.segmenter import NnunetSegmenter
+
+        def segmenter(precision: str):
+            return NnunetSegmenter(spec.path, backend="openvino", precision=precision)
+
+        fp32 = segmenter("fp32")
+        folder, identity = twin_folder(fp32.model), {"folds": fp32.model.folds}
+    elif spec.kind == "volseg":
+        from volseg.inference.zoo_segmenter import ZooSegmenter
+        from volseg.runtime.checkpoint import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(spec.path)
+
+        def segmenter(precision: str):
+            return ZooSegmenter(checkpoint, "cpu", backend="openvino", precision=precision)
+
+        fp32 = segmenter("fp32")
+        folder, identity = checkpoint.parent, {"checkpoint_sha256": file_digest(checkpoint)}
+    else:
+        raise VolsegError(f"{model}: measure a TotalSegmentator task's part folders one by one")
+    agreement = measure_agreement(fp32, segmenter("bf16"), cases, "bf16")
+    record = {"precision": "bf16", **identity, "agreement": {"check": f"{source} split {check_split}", **agreement}}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_record(folder, record, BF16_RECORD_NAME)
+    return Int8Export(folder, folder / BF16_RECORD_NAME, record, "")
+
+
+def agreement_lines(done: Int8Export, check_split: str, name: str = "int8") -> list[str]:
+    """The int8 (or bf16) agreement per label, and the verdict: does ``--precision auto`` use it?"""
     from volseg.runtime.quantize import MIN_AGREEMENT, agrees
 
     agreement = done.record.get("agreement")
@@ -125,18 +174,18 @@ def agreement_lines(done: Int8Export, check_split: str) -> list[str]:
             "--precision auto will keep fp32 for this model"
         ]
     lines = []
-    for name, worst in agreement["dice_vs_fp32_min"].items():
+    for label, worst in agreement["dice_vs_fp32_min"].items():
         ref = agreement["dice_vs_reference"]
         against = (
-            f"; vs reference {ref['fp32'][name]:.4f} fp32, {ref['int8'][name]:.4f} int8"
-            if ref["fp32"].get(name) is not None
+            f"; vs reference {ref['fp32'][label]:.4f} fp32, {ref[name][label]:.4f} {name}"
+            if ref["fp32"].get(label) is not None
             else ""
         )
-        mean = agreement["dice_vs_fp32_mean"][name]
-        lines.append(f"  {name}: int8 vs fp32 Dice mean {mean:.4f}, worst {worst:.4f}{against}")
+        mean = agreement["dice_vs_fp32_mean"][label]
+        lines.append(f"  {label}: {name} vs fp32 Dice mean {mean:.4f}, worst {worst:.4f}{against}")
     verdict = (
-        "--precision auto uses it on CPU"
+        "--precision auto uses it on CPU" + (" (where no agreeing int8 model is)" if name == "bf16" else "")
         if agrees(done.record)
-        else f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision int8 forces it)"
+        else f"below {MIN_AGREEMENT}: --precision auto keeps fp32 (--precision {name} forces it)"
     )
     return [*lines, f"{agreement['cases']} cases; recorded in {done.record_path}: {verdict}"]

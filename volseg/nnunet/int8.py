@@ -11,6 +11,7 @@ labels with fp32's. ``--precision auto`` runs it only where that worst per-label
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import shutil
 from pathlib import Path
@@ -21,7 +22,13 @@ import torch
 from volseg.nnunet.model_folder import ModelFolder
 from volseg.nnunet.sliding_window import pad_to_patch, predict_logits
 from volseg.runtime.cache import cache_folder
-from volseg.runtime.quantize import IR_NAME, RECORD_NAME, read_record, write_record  # one record for every twin
+from volseg.runtime.quantize import (  # one record for every twin
+    BF16_RECORD_NAME,
+    IR_NAME,
+    RECORD_NAME,
+    read_record,
+    write_record,
+)
 
 # The segmentation head (the last convolution, 1x1x1, writing the logits) stays fp32. On the 3 mm CT model
 # it raised int8's liver Dice vs fp32 from 0.957/0.983/0.959 to 0.975/0.992/0.978 (Philips/bundled/IRCADb)
@@ -35,6 +42,13 @@ def twin_folder(model: ModelFolder) -> Path:
 
     digest = hashlib.sha256("".join(file_digest(c) for c in model.checkpoints).encode()).hexdigest()[:16]
     return cache_folder() / "nnunet_int8" / digest
+
+
+def read_bf16(model: ModelFolder) -> dict | None:
+    """The bf16 agreement measured for this model's folds (``volseg export --precision bf16``), or None."""
+    path = twin_folder(model) / BF16_RECORD_NAME
+    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return record if record and record.get("folds") == model.folds else None
 
 
 def read_twin(model: ModelFolder) -> dict | None:

@@ -99,10 +99,11 @@ class NnunetSegmenter:
     def _engine_choice(self, backend: str, precision: str) -> tuple[str, str, Path | None]:
         """(backend, precision, the int8 twin's folder when int8 runs), by volseg's one precision policy
         (:func:`~volseg.runtime.backends.choose_engine`); a twin is made by ``volseg export``, never here."""
-        from volseg.nnunet.int8 import read_twin, twin_folder
+        from volseg.nnunet.int8 import read_bf16, read_twin, twin_folder
 
         record = read_twin(self.model) if precision in ("auto", "int8") else None
-        backend, precision = backends.choose_engine(backend, precision, self.device, record)
+        bf16 = read_bf16(self.model) if precision == "auto" else None
+        backend, precision = backends.choose_engine(backend, precision, self.device, record, bf16)
         if precision != "int8":
             return backend, precision, None
         if record is None:

@@ -5,8 +5,8 @@ predictor's sliding window, blending and inversion are shared. ``auto`` picks th
 for the device: torch (with fp16 autocast) on CUDA; OpenVINO, then ONNX Runtime, then torch on CPU.
 ONNX exports are cached per checkpoint (content hash, :mod:`volseg.runtime.onnx_export`), so a batch pays the export
 once. Precision: fp32 everywhere; int8 through OpenVINO (see :mod:`volseg.runtime.quantize`), and under ``auto`` only
-for a model whose int8 agreement with fp32 was measured and recorded; bf16 through OpenVINO on request, on CPUs
-that compute bf16 natively (AVX512_BF16 or AMX: nnU-Net's 3 mm CT network 3.35 -> 1.67 s per window on 2 Zen 4
+for a model whose int8 agreement with fp32 was measured and recorded; bf16 through OpenVINO on request, or under
+``auto`` where its agreement was recorded (:func:`choose_engine` holds the policy), on CPUs that compute bf16 natively (AVX512_BF16 or AMX: nnU-Net's 3 mm CT network 3.35 -> 1.67 s per window on 2 Zen 4
 cores); elsewhere reduced precision is emulated, far slower than fp32, so it is refused.
 """
 
@@ -72,14 +72,17 @@ def require_bf16(backend: str, device: torch.device) -> None:
         )
 
 
-def choose_engine(backend: str, precision: str, device: torch.device, int8_record: dict | None) -> tuple[str, str]:
+def choose_engine(
+    backend: str, precision: str, device: torch.device, int8_record: dict | None, bf16_record: dict | None = None
+) -> tuple[str, str]:
     """(backend, precision) for a model of any family: the one precision policy of ``--backend``/``--precision``.
 
     The backend: ``auto`` is the fastest installed for the device (:func:`choose`). fp32 runs on every backend;
     bf16 and int8 only through OpenVINO on the CPU, bf16 only where the CPU computes it natively. ``auto`` takes
     int8 where the model's int8 twin (``int8_record``, None: it has none) was measured to agree with fp32
-    (:func:`~volseg.runtime.quantize.agrees`), else fp32. The caller finds (or makes) the int8 model when int8
-    is returned."""
+    (:func:`~volseg.runtime.quantize.agrees`), else bf16 where the CPU computes it natively and its agreement
+    was measured and recorded (``bf16_record``, ``volseg export --precision bf16``), else fp32. The caller finds
+    (or makes) the int8 model when int8 is returned."""
     if precision not in quantize.PRECISIONS:
         raise VolsegError(f"precision must be one of {list(quantize.PRECISIONS)}, got {precision!r}")
     if precision in ("bf16", "int8") and backend not in ("auto", "openvino"):
@@ -92,6 +95,8 @@ def choose_engine(backend: str, precision: str, device: torch.device, int8_recor
         raise VolsegError(f"int8 runs through OpenVINO on the CPU; here the backend is {name!r} on {device.type}")
     if precision == "int8" or (precision == "auto" and name == "openvino" and quantize.agrees(int8_record)):
         return name, "int8"
+    if precision == "auto" and name == "openvino" and quantize.agrees(bf16_record) and native_bf16():
+        return name, "bf16"
     return name, "fp32"
 
 
@@ -157,7 +162,8 @@ def make_backend(
     """The engine for the requested backend and precision (:func:`choose_engine`); a zoo model asked for int8
     without an int8 model beside its checkpoint is quantized once, into the cache."""
     twin = quantize.beside_checkpoint(checkpoint) if precision in ("auto", "int8") else None
-    name, precision = choose_engine(name, precision, device, twin and twin.record)
+    bf16 = quantize.bf16_beside_checkpoint(checkpoint) if precision == "auto" else None
+    name, precision = choose_engine(name, precision, device, twin and twin.record, bf16)
     if precision == "bf16":
         return Engine(name, "bf16", openvino_backend(checkpoint_onnx(model, cfg, checkpoint), "bf16"), window_batch=1)
     int8 = (

@@ -36,6 +36,7 @@ from volseg.runtime.onnx_export import checkpoint_onnx, installed
 log = logging.getLogger(__name__)
 IR_NAME = "model_int8.xml"
 RECORD_NAME = "int8.json"
+BF16_RECORD_NAME = "bf16.json"  # bf16's measured agreement with fp32 (no model: OpenVINO runs the fp32 one at bf16)
 MIN_AGREEMENT = 0.99  # worst case Dice per label, int8 labels vs fp32 labels
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 DEFAULT_KEEP_FP32: tuple[str, ...] = ()  # measured: benchmarks/results/int8.md
@@ -184,8 +185,19 @@ def beside_checkpoint(checkpoint: Path) -> Int8Model | None:
     return Int8Model(path, record)
 
 
+def bf16_beside_checkpoint(checkpoint: Path) -> dict | None:
+    """The bf16 agreement recorded beside ``checkpoint`` by ``volseg export --precision bf16``, if it was
+    measured on this very checkpoint."""
+    path = Path(checkpoint).parent / BF16_RECORD_NAME
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return record if record.get("checkpoint_sha256") == file_digest(checkpoint) else None
+
+
 def agrees(record: dict | None) -> bool:
-    """Was int8 measured against fp32 on real cases, with every label's worst case at MIN_AGREEMENT or better?"""
+    """Was int8 (or bf16) measured against fp32 on real cases, with every label's worst case at MIN_AGREEMENT
+    or better?"""
     worst = (record or {}).get("agreement", {}).get("dice_vs_fp32_min", {})
     return bool(worst) and min(worst.values()) >= MIN_AGREEMENT
 
@@ -220,10 +232,10 @@ def training_images(cfg: Config, calibration: Path | None) -> tuple[list[tuple[P
     return images, digest
 
 
-def measure_agreement(fp32, int8, cases) -> dict:
-    """Per label: Dice of the int8 labels against the fp32 labels (mean and worst case), and the mean Dice
-    of each against the reference labels where the cases have them. ``fp32``/``int8`` are segmenters of
-    the same model (any :class:`~volseg.inference.segmenter.CaseSegmenter`); ``cases`` are manifest cases
+def measure_agreement(fp32, int8, cases, name: str = "int8") -> dict:
+    """Per label: Dice of the int8 (or bf16: ``name``) labels against the fp32 labels (mean and worst case), and
+    the mean Dice of each against the reference labels where the cases have them. ``fp32``/``int8`` are
+    segmenters of the same model (any :class:`~volseg.inference.segmenter.CaseSegmenter`); ``cases`` are manifest cases
     (volseg.data.manifest.Case, with labels) or inputs (volseg.inference.inputs.CaseInput)."""
     from volseg.data.io import grid_mismatch, read_label
     from volseg.evaluation.metrics import dice_per_label
@@ -233,13 +245,13 @@ def measure_agreement(fp32, int8, cases) -> dict:
     vs_fp32: dict[str, list[float]] = {names[v]: [] for v in values}
     vs_reference: dict[str, dict[str, list[float]]] = {
         "fp32": {n: [] for n in vs_fp32},
-        "int8": {n: [] for n in vs_fp32},
+        name: {n: [] for n in vs_fp32},
     }
     for case in cases:
         data = fp32.load(case)  # loaded for each: inverting the preprocessing consumes its record of transforms
         source = data["source_image"]
-        labels = {"fp32": fp32.predict(data)[0], "int8": int8.predict(int8.load(case))[0]}
-        for value, d in dice_per_label(labels["int8"], labels["fp32"], values).items():
+        labels = {"fp32": fp32.predict(data)[0], name: int8.predict(int8.load(case))[0]}
+        for value, d in dice_per_label(labels[name], labels["fp32"], values).items():
             vs_fp32[names[value]].append(d)
         if getattr(case, "label", None) is not None:
             reference = read_label(case.label)
@@ -304,8 +316,8 @@ def export_int8(
     return checkpoint
 
 
-def write_record(folder: Path, record: dict) -> None:
-    write_text_atomic(Path(folder) / RECORD_NAME, json.dumps(record, indent=1) + "\n")
+def write_record(folder: Path, record: dict, name: str = RECORD_NAME) -> None:
+    write_text_atomic(Path(folder) / name, json.dumps(record, indent=1) + "\n")
 
 
 def read_record(folder: Path) -> dict:
