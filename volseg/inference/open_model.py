@@ -61,17 +61,17 @@ def _open(model, options: InferenceOptions, device):
     from volseg.runtime.distributed import resolve_device
 
     spec = read_model_spec(model)
-    device = device if device is not None else options.device
+    device = resolve_device(str(device if device is not None else options.device))  # once, for every family
     if spec.kind == "totalsegmentator":
         from volseg.nnunet.totalseg import TotalSegmentatorSegmenter
 
-        return TotalSegmentatorSegmenter(spec.task, resolve_device(str(device)), options.backend)
+        return TotalSegmentatorSegmenter(spec.task, device, options.backend)
     if spec.kind == "nnunet":
         from volseg.nnunet.segmenter import NnunetSegmenter
 
         return NnunetSegmenter(
             spec.path,
-            resolve_device(str(device)),
+            device,
             tta=options.tta,
             folds=options.folds,
             checkpoint=options.checkpoint,

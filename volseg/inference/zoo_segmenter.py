@@ -38,7 +38,7 @@ class ZooSegmenter:
         from volseg.data.transforms import LoadCased, preprocess
         from volseg.runtime.checkpoint import load_checkpoint, load_model
 
-        self.device = resolve_device(device)
+        self.device = resolve_device(str(device))  # a --device string, or a device open_model resolved
         self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
         self.training_scans = read_training_scans(load_checkpoint(self.checkpoint), self.checkpoint)
         path = Path(model_path)
