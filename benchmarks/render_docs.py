@@ -52,13 +52,14 @@ from doc_pages.nnunet import nnunet_engines, nnunet_int8_variants, nnunet_parity
 from doc_pages.readme import readme_demo, readme_results
 from doc_pages.review import report_page
 from doc_pages.sources import BLOCK, REPO, pages
-from doc_pages.training import nnunet_budget, training_default_model
+from doc_pages.training import nnunet_budget, train_budget, training_default_model
 
 RENDERERS: dict[str, Callable[[], str]] = {
     "readme-demo": readme_demo,
     "readme-results": readme_results,
     "training-default-model": training_default_model,
     "nnunet-budget": nnunet_budget,
+    "train-budget": train_budget,
     "comparison-summary": comparison_summary,
     "benchmarks-summary": benchmarks_summary,
     "whole-volume": whole_volume,

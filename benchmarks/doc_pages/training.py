@@ -80,3 +80,28 @@ def nnunet_budget() -> str:
         f" {nn['predict_s_per_case'] / vs['predict_s_per_case']:.0f}x faster (nnU-Net's time and test score"
         " include its mirroring TTA; volseg's do not). " + source("nnunet_budget")
     )
+
+
+def train_budget() -> str:
+    """``volseg train --minutes 1`` alone and beside CPU-bound processes (benchmarks/train_budget.py)."""
+    data = result("train_budget")
+    budget = data["minutes"] * 60
+    rows = [
+        [
+            r["neighbour"],
+            f"{r['wall_seconds']:.1f} s",
+            f"{r['over_budget']:.2f}x",
+            str(r["epochs"]),
+            "yes" if r["best_pt"] else "no",
+            "met" if r["met"] else "not met",
+        ]
+        for r in data["runs"]
+    ]
+    return (
+        f"`volseg train --dims 3 --model {data['model']} --minutes {data['minutes']:g}` on the embedded data, the "
+        f"whole command against its {budget:.0f} s budget (goal: within {data['goal_over_budget']}x, best.pt "
+        "written):\n\n"
+        + table(["neighbour", "wall", "x budget", "epochs", "best.pt", "goal"], rows)
+        + "\n\n"
+        + source("train_budget")
+    )
