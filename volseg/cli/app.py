@@ -101,11 +101,6 @@ def warn_about(model) -> None:
         console.print(f"[yellow]note:[/yellow] {caution}", highlight=False)
 
 
-def fail(message: str) -> int:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    return 1
-
-
 def main() -> None:
     from volseg.files.textio import tolerate_unencodable_output
 

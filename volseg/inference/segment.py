@@ -16,18 +16,10 @@ from volseg.inference.open_model import InferenceOptions, open_segmenter
 
 
 @dataclass(frozen=True)
-class SegmentOptions:
-    """How to segment, as ``volseg infer``'s flags say it (see its ``--help``); the engine's share is
-    :class:`~volseg.inference.open_model.InferenceOptions`, with the same defaults."""
+class SegmentOptions(InferenceOptions):
+    """How to segment, as ``volseg infer``'s flags say it (see its ``--help``): the engine's options
+    (:class:`~volseg.inference.open_model.InferenceOptions`, its fields and defaults) and the run's."""
 
-    device: str = "auto"
-    backend: str = "auto"
-    precision: str = "auto"
-    overlap: float = 0.5
-    tta: bool = False
-    keep_largest: bool = False
-    folds: tuple[str, ...] | None = None
-    checkpoint: str = "final"
     output_formats: tuple[str, ...] = ("nifti",)
     qc: bool = False
     qc_attention: bool = False
@@ -46,8 +38,7 @@ class SegmentOptions:
 
     @property
     def engine(self) -> InferenceOptions:
-        names = {f.name for f in dataclasses.fields(InferenceOptions)}
-        return InferenceOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+        return InferenceOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(InferenceOptions)})
 
     @property
     def batch(self) -> BatchOptions:

@@ -36,11 +36,13 @@ class ZooSegmenter:
         # MONAI (volseg.runtime.checkpoint, volseg.data.transforms) is imported by volseg's own models only: nnU-Net
         # folders run without it, and its import is 2.5 s of a single case's start-up
         from volseg.data.transforms import LoadCased, preprocess
-        from volseg.runtime.checkpoint import load_checkpoint, load_model
+        from volseg.runtime.checkpoint import load_checkpoint, model_from_payload, resolve_checkpoint
 
         self.device = resolve_device(str(device))  # a --device string, or a device open_model resolved
-        self.model, self.cfg, self.checkpoint = load_model(model_path, self.device)
-        self.training_scans = read_training_scans(load_checkpoint(self.checkpoint), self.checkpoint)
+        self.checkpoint = resolve_checkpoint(model_path)
+        payload = load_checkpoint(self.checkpoint)  # once: the model and the record of its training scans
+        self.model, self.cfg = model_from_payload(payload, self.checkpoint, self.device)
+        self.training_scans = read_training_scans(payload, self.checkpoint)
         path = Path(model_path)
         self.model_name = path.parent.name if path.name in ("model.pt", "best.pt", "last.pt") else path.stem
         engine = make_backend(backend, self.model, self.cfg, self.device, self.checkpoint, precision)

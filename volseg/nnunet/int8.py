@@ -11,7 +11,6 @@ labels with fp32's. ``--precision auto`` runs it only where that worst per-label
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import shutil
 from pathlib import Path
@@ -46,16 +45,15 @@ def twin_folder(model: ModelFolder) -> Path:
 
 def read_bf16(model: ModelFolder) -> dict | None:
     """The bf16 agreement measured for this model's folds (``volseg export --precision bf16``), or None."""
-    path = twin_folder(model) / BF16_RECORD_NAME
-    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    record = read_record(twin_folder(model), BF16_RECORD_NAME)
     return record if record and record.get("folds") == model.folds else None
 
 
 def read_twin(model: ModelFolder) -> dict | None:
     """The twin's record, or None when this model's folds have no int8 twin."""
-    if not (twin_folder(model) / RECORD_NAME).is_file():
-        return None
     record = read_record(twin_folder(model))
+    if record is None:
+        return None
     complete = all((twin_folder(model) / f"fold_{f}" / IR_NAME).is_file() for f in model.folds)
     return record if complete and record.get("folds") == model.folds else None
 

@@ -95,7 +95,13 @@ def build_network(cfg: Config) -> nn.Module:
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Config, Path]:
     """Rebuild the network from a run folder or checkpoint and load its weights, reporting any mismatch."""
     checkpoint = resolve_checkpoint(path)
-    payload = load_checkpoint(checkpoint)
+    model, cfg = model_from_payload(load_checkpoint(checkpoint), checkpoint, device)
+    return model, cfg, checkpoint
+
+
+def model_from_payload(payload: dict, checkpoint: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Config]:
+    """The network and config of a checkpoint already loaded (``payload``, read from ``checkpoint``), for a
+    caller that needs more of the payload than the model and must not read the file twice."""
     if not isinstance(payload.get("config"), dict):
         raise CheckpointError(f"{checkpoint}: no config in checkpoint (not saved by volseg train?)")
     try:
@@ -118,7 +124,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     except RuntimeError as e:
         mismatch = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
         raise CheckpointError(f"{checkpoint}: weights do not fit the model: {'; '.join(mismatch[:3])}") from None
-    return model.to(device).eval(), cfg, checkpoint
+    return model.to(device).eval(), cfg
 
 
 def rng_state() -> dict:

@@ -188,11 +188,8 @@ def beside_checkpoint(checkpoint: Path) -> Int8Model | None:
 def bf16_beside_checkpoint(checkpoint: Path) -> dict | None:
     """The bf16 agreement recorded beside ``checkpoint`` by ``volseg export --precision bf16``, if it was
     measured on this very checkpoint."""
-    path = Path(checkpoint).parent / BF16_RECORD_NAME
-    if not path.is_file():
-        return None
-    record = json.loads(path.read_text(encoding="utf-8"))
-    return record if record.get("checkpoint_sha256") == file_digest(checkpoint) else None
+    record = read_record(Path(checkpoint).parent, BF16_RECORD_NAME)
+    return record if record and record.get("checkpoint_sha256") == file_digest(checkpoint) else None
 
 
 def agrees(record: dict | None) -> bool:
@@ -320,8 +317,10 @@ def write_record(folder: Path, record: dict, name: str = RECORD_NAME) -> None:
     write_text_atomic(Path(folder) / name, json.dumps(record, indent=1) + "\n")
 
 
-def read_record(folder: Path) -> dict:
-    return json.loads((Path(folder) / RECORD_NAME).read_text(encoding="utf-8"))
+def read_record(folder: Path, name: str = RECORD_NAME) -> dict | None:
+    """A record written by :func:`write_record` (int8.json, bf16.json), or None where there is none."""
+    path = Path(folder) / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _version(package: str) -> str:
