@@ -21,6 +21,9 @@ pip install -e ".[dev]"
 # and with it a different torch build, so it is installed without dependencies.
 .venv/bin/python -c "import dynamic_network_architectures" 2>/dev/null \
     || pip install --no-deps "dynamic-network-architectures==0.4.4"
+# The tests of `volseg serve` drive it with MONAI Label's own clients (MONAILabelClient and the Slicer module's
+# client.py, shipped in this wheel), which need only requests: the wheel without MONAI Label's server stack.
+.venv/bin/python -c "import monailabel" 2>/dev/null || pip install --no-deps "monailabel==0.8.5"
 
 # Debian tools the tests run for real: dciodvfy (dicom3tools) checks every DICOM SEG volseg writes,
 # Orthanc with its DICOMweb plugin is the PACS of the PACS tests, chromium opens the review page, npm

@@ -124,6 +124,7 @@ FLOORS = {
     "dicom": {"training", "cli"},
     "training": {"inference", "report", "cli"},
     "data": {"models", "runtime", "training", "inference", "report", "cli"},
+    "serve": {"training", "report", "cli"},
 }
 
 

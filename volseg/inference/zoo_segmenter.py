@@ -60,6 +60,11 @@ class ZooSegmenter:
         self.label_values = sorted(self.cfg.data.labels)
 
     @property
+    def mirror_axes(self) -> tuple[int, ...]:
+        """The axes --tta mirrors along (empty: the model was trained without mirroring)."""
+        return tuple(mirror_axes(self.cfg))
+
+    @property
     def info(self) -> ModelInfo:
         data = self.cfg.data
         return ModelInfo(
