@@ -51,6 +51,7 @@ from doc_pages.models import comparison_summary
 from doc_pages.nnunet import nnunet_engines, nnunet_int8_variants, nnunet_parity, nnunet_speed, totalseg_parity
 from doc_pages.readme import readme_demo, readme_results
 from doc_pages.review import report_page
+from doc_pages.slicer import serve_latency
 from doc_pages.sources import BLOCK, REPO, pages
 from doc_pages.training import nnunet_budget, train_budget, training_default_model
 
@@ -83,6 +84,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "nnunet-int8-variants": nnunet_int8_variants,
     "card-hippocampus-mri": card_hippocampus,
     "card-abdomen-ct": card_abdomen,
+    "serve-latency": serve_latency,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from doc_pages.slicer import readme_row
 from doc_pages.sources import (
     GOAL_ABDOMEN_CT,
     GOAL_WHOLE_VOLUME_FASTEST,
@@ -111,11 +112,12 @@ def readme_results() -> str:
             " (worst case, per label)",
             "[INT8](docs/inference.md#int8)",
         ],
+        readme_row(),
     ]
     machines: dict[str, list[str]] = {}
     for name in ("nnunet_budget", "whole_volume_abdomen_ct", "nnunet_parity", "nnunet_models", "whole_volume"):
         machines.setdefault(machine(result(name)) or "not recorded", []).append(name)
-    for name in ("batch_scale", "int8"):
+    for name in ("batch_scale", "int8", "serve_latency"):
         machines.setdefault(machine(result(name)) or "not recorded", []).append(name)
     where = "; ".join(f"{m} ({', '.join(names)})" for m, names in machines.items())
     return (
