@@ -79,6 +79,31 @@ def test_round_trip_stores_one_seg_per_series_and_a_second_run_does_nothing(empt
     assert len(_record(out)) == 2  # nothing appended for series already done
 
 
+def test_sr_and_rtstruct_are_stored_beside_the_seg_and_a_second_run_adds_nothing(empty_pacs, tmp_path):
+    import highdicom as hd
+    import pydicom
+
+    pacs = empty_pacs
+    study_uid, series_uid = _upload_ct(pacs, tmp_path, 5, "1.5", "2.5")
+    out = tmp_path / "out"
+    result = _pacs(pacs.dicomweb, out, "--sr", "--rtstruct")
+    assert result.exit_code == 0, result.output
+    (seg,) = _segs(pacs, study_uid)
+    assert len(pacs.segs_of_study(study_uid, "SR")) == len(pacs.segs_of_study(study_uid, "RTSTRUCT")) == 1
+    (sr_series,) = pacs.find("Series", {"StudyInstanceUID": study_uid, "Modality": "SR"})
+    (instance,) = pacs.get(f"/series/{sr_series}")["Instances"]
+    (tmp_path / "sr.dcm").write_bytes(pacs.get_bytes(f"/instances/{instance}/file"))
+    report = hd.sr.srread(tmp_path / "sr.dcm")
+    groups = report.content.get_volumetric_roi_measurement_groups()
+    assert [g.tracking_identifier for g in groups] == ["liver", "spleen", "kidney_right", "kidney_left"]
+    assert {g.referenced_segment.referenced_sop_instance_uid for g in groups} == {seg["SOPInstanceUID"]}
+    assert pydicom.dcmread(tmp_path / "sr.dcm").StudyInstanceUID == study_uid
+    again = _pacs(pacs.dicomweb, out, "--sr", "--rtstruct")
+    assert again.exit_code == 0, again.output
+    counts = [len(pacs.segs_of_study(study_uid, m)) for m in ("SEG", "SR", "RTSTRUCT")]
+    assert counts == [1, 1, 1], counts
+
+
 def test_sigkill_mid_run_then_rerun_leaves_exactly_one_seg_per_series(empty_pacs, tmp_path):
     pacs = empty_pacs
     series = [_upload_ct(pacs, tmp_path, n, f"1.{10 + n}", f"2.{10 + n}", slices=24) for n in range(5)]

@@ -1,5 +1,5 @@
 """No patient identity in anything volseg writes or prints, on the hospital path: `volseg infer` with every
-output (NIfTI, DICOM SEG, statistics, QC pictures, review page, run record) and `volseg pacs` against the
+output (NIfTI, DICOM SEG and SR, statistics, QC pictures, review page, run record) and `volseg pacs` against the
 test Orthanc, each run as the user runs it (a separate process, DEBUG logging into a log file).
 
 The archive plants single-component and multi-component values of PatientName, PatientID (and the
@@ -11,7 +11,7 @@ Then every planted value is looked for, case-insensitively, in every file under 
 NIfTI label maps gunzipped, the review page's case files base64-decoded, PNG text chunks, run records,
 statistics, the log files) and in the captured stdout and stderr of both commands: none may be found.
 
-Excluded from the search, and only they: the binary DICOM SEG objects (``*.dcm``, and the SEGs stored in the
+Excluded from the search, and only they: the binary DICOM SEG and SR objects (``*.dcm``, and the SEGs stored in the
 PACS). DICOM requires a SEG to copy its source's Patient and General Study modules (PatientName, PatientID,
 ...), so they legitimately carry the patient's identity; that they copy nothing else is checked here.
 """
@@ -58,7 +58,7 @@ SEG_MAY_CARRY = {
     "PatientBirthDate",
     "AccessionNumber",
     "StudyID",
-}  # the Patient and General Study modules a SEG copies
+}  # the Patient and General Study modules a SEG (and an SR) copies
 
 
 def _needles() -> list[str]:
@@ -162,18 +162,19 @@ def test_no_patient_identity_in_any_output_log_or_console_of_infer_and_pacs(empt
         "-o",
         out,
         "--output-format",
-        "nifti,dicom-seg",
+        "nifti,dicom-seg,sr",
         "--qc",
         "--report",
     )
     assert infer.returncode == 0, infer.stdout + infer.stderr
-    assert len(list(out.glob("dcm-*.dcm"))) == cases and len(list(out.glob("dcm-*.nii.gz"))) == cases
+    assert len(list(out.glob("dcm-*_seg.dcm"))) == len(list(out.glob("dcm-*_sr.dcm"))) == cases
+    assert len(list(out.glob("dcm-*.nii.gz"))) == cases
     assert {"volseg_run.csv", "statistics.csv", "statistics.json"} <= {p.name for p in out.iterdir()}
     assert len(list(out.glob("*_qc.png"))) == cases and (out / "report" / "index.html").is_file()
     assert (out / "volseg_run.csv").read_text(encoding="utf-8").count(",ok,") == cases  # the RTSTRUCT: no failure
     if shutil.which("dciodvfy") is None:
         missing_tool("dciodvfy", "not installed (Debian package dicom3tools; setup.sh installs it as root)")
-    for seg in out.glob("dcm-*.dcm"):  # the real CT's SEG too: valid DICOM
+    for seg in out.glob("dcm-*.dcm"):  # the real CT's SEG and SR too: valid DICOM
         check = subprocess.run(["dciodvfy", str(seg)], capture_output=True, encoding="utf-8", errors="replace")
         assert not [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")], seg
 
@@ -188,13 +189,18 @@ def test_no_patient_identity_in_any_output_log_or_console_of_infer_and_pacs(empt
         "-o",
         pacs_out,
         "--save-nifti",
+        "--sr",
         "--backend",
         "torch",
         env={"VOLSEG_PACS_USER": orthanc.USER, "VOLSEG_PACS_PASSWORD": orthanc.PASSWORD},
     )
     assert pacs.returncode == 0, pacs.stdout + pacs.stderr
     assert f"{cases} series found: {cases} ok" in pacs.stdout
-    assert len(empty_pacs.find("Series", {"Modality": "SEG"})) == cases
+    assert (
+        len(empty_pacs.find("Series", {"Modality": "SEG"}))
+        == len(empty_pacs.find("Series", {"Modality": "SR"}))
+        == cases
+    )
 
     # the DICOM libraries did warn (a one-component PatientName), and what they said was withheld
     for log in (out / "volseg_infer.log", pacs_out / "volseg_pacs.log"):

@@ -62,7 +62,9 @@ def infer(
     output_format: str = typer.Option(
         "nifti",
         "--output-format",
-        help="Comma-separated: nifti, dicom-seg, rtstruct (the last two for DICOM inputs; rtstruct: CASE_rtstruct.dcm).",
+        help="Comma-separated: nifti, dicom-seg, rtstruct, sr (the last three for DICOM inputs; rtstruct: "
+        "CASE_rtstruct.dcm; sr: CASE_sr.dcm, a DICOM SR of each structure's volume and intensities referencing the "
+        "SEG, which it writes too).",
     ),
     series_rules: Optional[Path] = typer.Option(
         None,
@@ -139,16 +141,22 @@ def infer(
     )
     with user_errors():
         prepared = prepare(inputs, model, options)
-    warn_about(model)
-    main = prepared.ctx.is_main
-    if main:
-        info = prepared.segmenter.info
-        engine = f"{prepared.segmenter.device}, backend {prepared.segmenter.backend} {prepared.segmenter.precision}"
-        console.print(f"model: {info.source} ({info.summary}, labels {dict(info.labels)}) on {engine}", highlight=False)
-    with CaseProgress(len(prepared.cases), console, visible=main) as progress:
+    _announce(prepared, model)
+    with CaseProgress(len(prepared.cases), console, visible=prepared.ctx.is_main) as progress:
         summary = run(prepared, output, on_case=progress.update)
     _report(summary, prepared)
     raise typer.Exit(code=summary.exit_code)
+
+
+def _announce(prepared, model) -> None:
+    """Before the first case: the model's caution, the SEG an SR needs, and the model line (rank 0 only)."""
+    warn_about(model)
+    if "sr" in prepared.options.output_formats and "dicom-seg" not in prepared.options.output_formats:
+        console.print("[yellow]note:[/yellow] the SR references its segments in the SEG: CASE_seg.dcm is written too")
+    if prepared.ctx.is_main:
+        info, segmenter = prepared.segmenter.info, prepared.segmenter
+        engine = f"{segmenter.device}, backend {segmenter.backend} {segmenter.precision}"
+        console.print(f"model: {info.source} ({info.summary}, labels {dict(info.labels)}) on {engine}", highlight=False)
 
 
 def _listed(text: str | None) -> tuple[str, ...] | None:
@@ -216,11 +224,15 @@ def pacs(
     rtstruct: bool = typer.Option(
         False, "--rtstruct", help="Also store an RTSTRUCT of the labels beside each SEG (for planning systems)."
     ),
+    sr: bool = typer.Option(
+        False, "--sr", help="Also store a DICOM SR of each structure's volume and intensities beside each SEG."
+    ),
     device: Device = DEFAULTS.device,
     backend: Backend = DEFAULTS.backend,
     precision: Precision = DEFAULTS.precision,
 ) -> None:
-    """Segment the selected series of a PACS and store each DICOM SEG back into its study (DICOMweb).
+    """Segment the selected series of a PACS and store each DICOM SEG back into its study (DICOMweb), with its
+    RTSTRUCT (--rtstruct) and measurement report (--sr) beside it.
 
     Resumable: a series whose study already holds its volseg SEG is skipped, so a killed run started
     again finishes the rest and stores no SEG twice. Exit 0 all done, 1 any series failed, 2 when the
@@ -251,7 +263,7 @@ def pacs(
             f"{dict(segmenter.info.labels)}); PACS {url}; {rules.source}",
             highlight=False,
         )
-        run = PacsRun(client, segmenter, rules, output, query, save_nifti, on_row=_show_row, rtstruct=rtstruct)
+        run = PacsRun(client, segmenter, rules, output, query, save_nifti, _show_row, rtstruct, sr)
         rows = run.run()
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "rejected", "skipped", "deferred")}
     found = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -1,5 +1,6 @@
 """PACS round trip over DICOMweb: find series (QIDO-RS), pick them by the series rules, retrieve (WADO-RS),
-segment, and store the DICOM SEG into the same study (STOW-RS). Resumable and auditable.
+segment, and store the DICOM SEG into the same study (STOW-RS), with an RTSTRUCT and an SR of the structures'
+volumes and intensities beside it where asked for (one request). Resumable and auditable.
 
 Every series the query finds gets one row in ``OUT/volseg_pacs.csv`` (appended and fsync'd as it is
 decided): ok (with the SEG's SOPInstanceUID, and in ``reason`` a note when the SEG got a new frame of
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import requests
 import yaml
@@ -213,6 +215,7 @@ class PacsRun:
     save_nifti: bool = False
     on_row: Callable[[dict], None] | None = None
     rtstruct: bool = False  # also store an RTSTRUCT of the labels beside the SEG, in the same STOW-RS request
+    sr: bool = False  # also store the SR of each structure's volume and intensities (volseg.dicom.sr), likewise
 
     def run(self) -> list[dict]:
         with withhold_header_messages():
@@ -298,11 +301,7 @@ class PacsRun:
             info = self.segmenter.info
             sources = read_source_datasets(series.files)
             seg = build_seg(labels, sources, info.labels, info.name, info.label_codes)
-            objects = [seg]
-            if self.rtstruct:
-                from volseg.dicom.rtstruct_write import build_rtstruct
-
-                objects.append(build_rtstruct(labels, sources, info.labels, info.name, info.label_colors))
+            objects = [seg, *self._beside_seg(seg, labels, data, sources)]
             if self.save_nifti:
                 io.write_label(labels, data["image"], RunOutputs(self.out_dir).label_map(series.case_id))
             response = self.client.store_instances(objects, study_instance_uid=study_uid)
@@ -315,6 +314,22 @@ class PacsRun:
             raise ValueError(f"{_http_reason(e)} during {_step(e)}") from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _beside_seg(self, seg, labels, data: dict, sources) -> list:
+        """What is stored with the SEG, in the same request: the RTSTRUCT and the SR, where asked for."""
+        info, objects = self.segmenter.info, []
+        if self.rtstruct:
+            from volseg.dicom.rtstruct_write import build_rtstruct
+
+            objects.append(build_rtstruct(labels, sources, info.labels, info.name, info.label_colors))
+        if self.sr:
+            from volseg.dicom.sr import build_sr
+            from volseg.inference.label_statistics import label_statistics
+
+            source = data["source_image"]
+            rows = label_statistics(labels, np.asarray(source)[0], source.affine, info.labels)
+            objects.append(build_sr(seg, sources, rows, info.name))
+        return objects
 
 
 def _step(error: requests.HTTPError) -> str:

@@ -8,6 +8,7 @@ case overlaps with predicting the current one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -33,8 +34,15 @@ from volseg.inference.run_record import RunRecord
 from volseg.inference.segmenter import CaseSegmenter
 
 log = logging.getLogger(__name__)
-OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct")
-DICOM_FORMATS = ("dicom-seg", "rtstruct")
+OUTPUT_FORMATS = ("nifti", "dicom-seg", "rtstruct", "sr")
+DICOM_FORMATS = ("dicom-seg", "rtstruct", "sr")
+
+
+def with_references(formats) -> tuple[str, ...]:
+    """The formats to write: an SR references its segments in the case's SEG, so asking for ``sr`` writes the SEG
+    too."""
+    formats = tuple(formats)
+    return formats + ("dicom-seg",) if "sr" in formats and "dicom-seg" not in formats else formats
 
 
 @dataclass
@@ -108,6 +116,7 @@ def run_batch(
         raise VolsegError(
             f"output formats must be some of {', '.join(OUTPUT_FORMATS)}, got {','.join(options.output_formats)}"
         )
+    options = dataclasses.replace(options, output_formats=with_references(options.output_formats))
     batch = _Batch(outputs, segmenter, options, on_case)
     todo = batch.triage(cases)
     pending = _in_background(batch.load, todo[0][0]) if todo else None
@@ -205,16 +214,18 @@ class _Batch:
             raise ValueError("; ".join(missing.values()))
         labels, probs = self.segmenter.predict(data)
         self.side_outputs(case, data, labels, probs)
+        rows = None
+        if self.stats_csv is not None or "sr" in paths:  # the SR reports the statistics' figures
+            source = data["source_image"]
+            rows = label_statistics(labels, np.asarray(source)[0], source.affine, self.segmenter.info.labels)
         notes = [data.get("note", "")]
         if series is not None:
-            notes += _write_dicom(labels, series, paths, self.segmenter.info, missing)
+            notes += _write_dicom(labels, series, paths, self.segmenter.info, missing, rows)
         if len(missing) == len(paths):
             raise ValueError("; ".join(missing.values()))
         if "nifti" in paths:
             io.write_label(labels, data["image"], paths["nifti"])
         if self.stats_csv is not None:  # after the outputs: a failed case has no statistics
-            source = data["source_image"]
-            rows = label_statistics(labels, np.asarray(source)[0], source.affine, self.segmenter.info.labels)
             append_rows(self.stats_csv, case.case_id, rows)
         notes += [f"{fmt} not written: {why}" for fmt, why in missing.items()] + data["warnings"]
         made = {fmt: path for fmt, path in paths.items() if fmt not in missing}
@@ -250,17 +261,26 @@ def _dicom_source(case: CaseInput, paths: dict[str, Path]) -> tuple[DicomSeries 
         return None, {fmt: _one_line(e).replace("dicom-seg output", f"{fmt} output") for fmt in formats}
 
 
-def _write_dicom(labels: np.ndarray, series: DicomSeries, paths: dict[str, Path], info, missing: dict) -> list[str]:
-    """Each requested DICOM output of ``labels`` (SEG, RTSTRUCT); the notes of those written. One that cannot be
-    written goes into ``missing`` with why: the others are still written."""
+def _write_dicom(
+    labels: np.ndarray, series: DicomSeries, paths: dict[str, Path], info, missing: dict, rows: list[dict] | None
+) -> list[str]:
+    """Each requested DICOM output of ``labels`` (SEG, its SR of ``rows``, RTSTRUCT); the notes of those written.
+    One that cannot be written goes into ``missing`` with why: the others are still written."""
     from volseg.dicom.rtstruct_write import RTStructWriteError, write_rtstruct
     from volseg.dicom.seg import SegError, write_seg
+    from volseg.dicom.sr import SrError, write_sr
+
+    def sr(path: Path):
+        if "dicom-seg" in missing:
+            raise SrError("sr output: the SEG it would reference was not written")
+        return write_sr(paths["dicom-seg"], series.files, rows, info.name, path)
 
     writers = {
         "dicom-seg": (
             SegError,
             lambda path: write_seg(labels, series.files, info.labels, info.name, path, info.label_codes),
         ),
+        "sr": (SrError, sr),
         "rtstruct": (
             RTStructWriteError,
             lambda path: write_rtstruct(labels, series.files, info.labels, info.name, path, info.label_colors),

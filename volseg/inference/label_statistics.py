@@ -1,4 +1,5 @@
-"""Per case and label: voxel count, volume in mL, mean and median intensity (HU on CT), border contact.
+"""Per case and label: voxel count, volume in mL, mean, median, standard deviation, minimum and maximum intensity
+(HU on CT), border contact. The DICOM SR (:mod:`volseg.dicom.sr`) reports the same figures.
 
 TotalSegmentator's ``--statistics`` is the reference. A batch appends one row per case and label to
 ``statistics.csv`` beside the run record as each case finishes (a killed run keeps what it wrote), and
@@ -17,7 +18,19 @@ from volseg.files.atomic import write_csv_atomic, write_text_atomic
 from volseg.files.csv_rows import append_durably, read_rows
 from volseg.inference.outputs import STATISTICS_CSV, STATISTICS_JSON  # noqa: F401  (named with the other outputs)
 
-COLUMNS = ("case_id", "label", "name", "voxels", "volume_ml", "mean_intensity", "median_intensity", "touches_border")
+COLUMNS = (
+    "case_id",
+    "label",
+    "name",
+    "voxels",
+    "volume_ml",
+    "mean_intensity",
+    "median_intensity",
+    "std_intensity",
+    "min_intensity",
+    "max_intensity",
+    "touches_border",
+)
 
 
 def voxel_ml(affine: np.ndarray) -> float:
@@ -39,16 +52,29 @@ def label_statistics(
     for value, name in sorted(label_names.items()):
         mask = labels == value
         voxels = int(mask.sum())
-        inside = image[mask] if voxels else np.empty(0)
+        inside = image[mask].astype(np.float64) if voxels else np.empty(0)
         border = voxels > 0 and touches_border(mask)
+        figures = (
+            {
+                "mean": inside.mean(),
+                "median": np.median(inside),
+                "std": inside.std(),
+                "min": inside.min(),
+                "max": inside.max(),
+            }
+            if voxels
+            else {}
+        )
         rows.append(
             {
                 "label": int(value),
                 "name": name,
                 "voxels": voxels,
                 "volume_ml": round(voxels * ml, 3),
-                "mean_intensity": round(float(inside.mean()), 2) if voxels else None,
-                "median_intensity": round(float(np.median(inside)), 2) if voxels else None,
+                **{
+                    f"{k}_intensity": round(float(figures[k]), 2) if voxels else None
+                    for k in ("mean", "median", "std", "min", "max")
+                },
                 "touches_border": bool(border),
             }
         )

@@ -2,7 +2,7 @@
 
 Per case, named after the case id and never like the scan it came from (a run whose output folder is the
 scans' own overwrites none of them): the label map ``CASE_seg.nii.gz``, the DICOM SEG ``CASE_seg.dcm``, the
-RTSTRUCT ``CASE_rtstruct.dcm``, the QC picture ``CASE_qc.png`` and the probabilities
+RTSTRUCT ``CASE_rtstruct.dcm``, the measurement report ``CASE_sr.dcm``, the QC picture ``CASE_qc.png`` and the probabilities
 ``CASE_probabilities.npz``. Per run: the record ``volseg_run.csv`` and
 ``statistics.csv``/``.json``; a torchrun rank writes ``volseg_run.rankK.csv`` and ``statistics.rankK.csv``
 instead, which rank 0 merges, so ranks never append to one file.
@@ -17,7 +17,7 @@ RUN_CSV = "volseg_run.csv"
 STATISTICS_CSV = "statistics.csv"
 STATISTICS_JSON = "statistics.json"
 # written in this order; the last one (the label map, when asked for) means the case is done
-FORMAT_ORDER = ("dicom-seg", "rtstruct", "nifti")
+FORMAT_ORDER = ("dicom-seg", "sr", "rtstruct", "nifti")  # the SR after the SEG it references
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class RunOutputs:
     def rtstruct(self, case_id: str) -> Path:
         return self.folder / f"{case_id}_rtstruct.dcm"
 
+    def sr(self, case_id: str) -> Path:
+        return self.folder / f"{case_id}_sr.dcm"
+
     def qc(self, case_id: str) -> Path:
         return self.folder / f"{case_id}_qc.png"
 
@@ -43,7 +46,12 @@ class RunOutputs:
 
     def for_formats(self, case_id: str, formats) -> dict[str, Path]:
         """Format -> path in writing order; the last one's presence means the case is done."""
-        paths = {"dicom-seg": self.seg(case_id), "rtstruct": self.rtstruct(case_id), "nifti": self.label_map(case_id)}
+        paths = {
+            "dicom-seg": self.seg(case_id),
+            "sr": self.sr(case_id),
+            "rtstruct": self.rtstruct(case_id),
+            "nifti": self.label_map(case_id),
+        }
         return {f: paths[f] for f in FORMAT_ORDER if f in formats}
 
     @property
