@@ -45,7 +45,14 @@ from doc_pages.benchmarks import (
     whole_volume_window1,
 )
 from doc_pages.distributed import ddp_throughput
-from doc_pages.inference import archive_discovery, inference_settings, int8_keep_fp32, int8_table, roi_cascade
+from doc_pages.inference import (
+    archive_discovery,
+    inference_settings,
+    int8_keep_fp32,
+    int8_table,
+    roi_cascade,
+    rtstruct_bounds,
+)
 from doc_pages.model_cards import card_abdomen, card_hippocampus
 from doc_pages.models import comparison_summary
 from doc_pages.nnunet import nnunet_engines, nnunet_int8_variants, nnunet_parity, nnunet_speed, totalseg_parity
@@ -85,6 +92,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "card-hippocampus-mri": card_hippocampus,
     "card-abdomen-ct": card_abdomen,
     "serve-latency": serve_latency,
+    "rtstruct-bounds": rtstruct_bounds,
 }
 
 

@@ -25,6 +25,14 @@ from volseg.cli.app import (
 from volseg.errors import VolsegError
 from volseg.inference.open_model import InferenceOptions
 
+RtstructMinArea = typer.Option(
+    None,
+    "--rtstruct-min-area",
+    min=0.0,
+    help="mm²: islands (and holes) smaller than this on a slice stay out of the RTSTRUCT only (the label map and SEG "
+    "keep them; the run record counts them); 0 keeps all [default: 5].",
+)
+
 
 @app.command()
 def infer(
@@ -90,6 +98,7 @@ def infer(
     checkpoint: str = typer.Option(
         "final", "--checkpoint", help="nnU-Net model folder: final (checkpoint_final.pth) or best."
     ),
+    rtstruct_min_area: Optional[float] = RtstructMinArea,
     strict: bool = typer.Option(
         False,
         "--strict",
@@ -138,6 +147,7 @@ def infer(
         roi=roi,
         locator=locator,
         strict=strict,
+        rtstruct_min_area=rtstruct_min_area,
     )
     with user_errors():
         prepared = prepare(inputs, model, options)
@@ -227,6 +237,7 @@ def pacs(
     sr: bool = typer.Option(
         False, "--sr", help="Also store a DICOM SR of each structure's volume and intensities beside each SEG."
     ),
+    rtstruct_min_area: Optional[float] = RtstructMinArea,
     device: Device = DEFAULTS.device,
     backend: Backend = DEFAULTS.backend,
     precision: Precision = DEFAULTS.precision,
@@ -263,7 +274,7 @@ def pacs(
             f"{dict(segmenter.info.labels)}); PACS {url}; {rules.source}",
             highlight=False,
         )
-        run = PacsRun(client, segmenter, rules, output, query, save_nifti, _show_row, rtstruct, sr)
+        run = PacsRun(client, segmenter, rules, output, query, save_nifti, _show_row, rtstruct, sr, rtstruct_min_area)
         rows = run.run()
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "rejected", "skipped", "deferred")}
     found = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -216,6 +216,7 @@ class PacsRun:
     on_row: Callable[[dict], None] | None = None
     rtstruct: bool = False  # also store an RTSTRUCT of the labels beside the SEG, in the same STOW-RS request
     sr: bool = False  # also store the SR of each structure's volume and intensities (volseg.dicom.sr), likewise
+    rtstruct_min_area: float | None = None  # mm²: smaller slice islands stay out of the RTSTRUCT (None: its default)
 
     def run(self) -> list[dict]:
         with withhold_header_messages():
@@ -319,9 +320,11 @@ class PacsRun:
         """What is stored with the SEG, in the same request: the RTSTRUCT and the SR, where asked for."""
         info, objects = self.segmenter.info, []
         if self.rtstruct:
-            from volseg.dicom.rtstruct_write import build_rtstruct
+            from volseg.dicom.rtstruct_write import MIN_AREA_MM2, build_rtstruct, for_rtstruct
 
-            objects.append(build_rtstruct(labels, sources, info.labels, info.name, info.label_colors))
+            min_area = MIN_AREA_MM2 if self.rtstruct_min_area is None else self.rtstruct_min_area
+            drawn, _ = for_rtstruct(labels, sources, sorted(info.labels), min_area)
+            objects.append(build_rtstruct(drawn, sources, info.labels, info.name, info.label_colors))
         if self.sr:
             from volseg.dicom.sr import build_sr
             from volseg.inference.label_statistics import label_statistics

@@ -19,6 +19,14 @@ IPP_k + i * column spacing * row direction + j * row spacing * column direction)
 Z=slice in the order of ``sources``), as volseg reads a series; single-frame slices only (an enhanced multi-frame
 series: :class:`RTStructWriteError`).
 
+Bounded whatever the label map: a speckled map (a model on the wrong scan, an early checkpoint) once gave 497,202
+contours and 235 MB that no planning system opens. :func:`for_rtstruct` leaves the slice islands smaller than
+``min_area_mm2`` (and fills holes that small) in the RTSTRUCT's copy of the labels only, never in the NIfTI or SEG,
+and says how many in the note; the default, :data:`MIN_AREA_MM2`, lies below every contour of the Philips CT's
+clinical structure set larger than one voxel (its smallest: 7.9 mm²; three smaller ones, 0.14-1.0 mm², are
+sub-voxel slivers of the drawing tool). Over :data:`MAX_CONTOURS` contours or :data:`MAX_POINTS` points the
+structure set is refused with one line (the case is ``partial``) instead of written.
+
 Empty labels: a label the model did not find still gets its ROI (StructureSetROISequence, ROIContourSequence item
 with its colour and no ContourSequence, observation), so a planning system lists it as looked for and absent.
 
@@ -62,6 +70,9 @@ from volseg.version import __version__
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # what RTReferencedStudySequence items name (PS3.3 C.8.8.5)
 NEW_FRAME_OF_REFERENCE = new_frame_of_reference_note("RTSTRUCT", "contours")
+MIN_AREA_MM2 = 5.0  # islands (and holes) smaller than this per slice stay out of the RTSTRUCT
+MAX_CONTOURS = 50_000
+MAX_POINTS = 2_000_000  # about 60 MB of coordinates
 
 
 class RTStructWriteError(VolsegError):
@@ -94,6 +105,49 @@ def slice_contours(mask: np.ndarray) -> list[np.ndarray]:
         if len(contour) >= 3:
             outlines.append(contour + (low - 1))
     return outlines
+
+
+def for_rtstruct(
+    labels: np.ndarray, sources: list[pydicom.Dataset], values, min_area_mm2: float = MIN_AREA_MM2
+) -> tuple[np.ndarray, str]:
+    """The labels an RTSTRUCT is drawn from: each label's islands smaller than ``min_area_mm2`` on a slice left out,
+    its holes that small filled (the caller's array is not changed), and the note saying how many."""
+    if min_area_mm2 <= 0:
+        return labels, ""
+    from scipy import ndimage
+
+    cleaned, islands, holes = labels.copy(), 0, 0
+    for k, source in enumerate(sources):
+        pixel = _pixel_area(source)
+        for value in values:
+            mask = cleaned[:, :, k] == value
+            if not mask.any():
+                continue
+            parts, n = ndimage.label(mask, structure=np.ones((3, 3)))  # diagonal neighbours: one island
+            small = np.flatnonzero(np.bincount(parts.ravel())[1:] * pixel < min_area_mm2) + 1
+            cleaned[:, :, k][np.isin(parts, small)] = 0
+            islands += len(small)
+            gaps, _ = ndimage.label(cleaned[:, :, k] != value)  # holes: the parts that do not reach the border
+            border = np.unique(np.concatenate([gaps[0], gaps[-1], gaps[:, 0], gaps[:, -1]]))
+            others = np.bincount(gaps.ravel(), weights=(cleaned[:, :, k] != 0).ravel())  # another label inside
+            tiny = np.flatnonzero((np.bincount(gaps.ravel()) * pixel < min_area_mm2) & (others == 0))
+            tiny = tiny[(tiny > 0) & ~np.isin(tiny, border)]
+            cleaned[:, :, k][np.isin(gaps, tiny)] = value
+            holes += len(tiny)
+    if not islands and not holes:
+        return cleaned, ""
+    return cleaned, (
+        f"{islands} islands and {holes} holes under {min_area_mm2:g} mm² per slice left out "
+        "(--rtstruct-min-area; the label map and SEG keep them)"
+    )
+
+
+def _pixel_area(source: pydicom.Dataset) -> float:
+    try:
+        row, column = (float(v) for v in source.PixelSpacing)
+    except (AttributeError, TypeError, ValueError):
+        raise RTStructWriteError("a source slice lacks a usable PixelSpacing") from None
+    return row * column
 
 
 def _without_collinear(points: np.ndarray) -> np.ndarray:
@@ -166,6 +220,8 @@ def _build_rtstruct(
     ds = _structure_set(first, model_name, frame_uid)
     ds.ReferencedFrameOfReferenceSequence = [_referenced_frame(sources, frame_uid)]
     geometry = [_slice_geometry(s) for s in sources]
+    outlines = {value: _outlines(labels == value) for value in sorted(label_names)}
+    _check_size(outlines)
     ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = [], [], []
     for number, value in enumerate(sorted(label_names), start=1):
         roi = Dataset()
@@ -178,7 +234,7 @@ def _build_rtstruct(
         item = Dataset()
         item.ReferencedROINumber = number
         item.ROIDisplayColor = _colour(value, label_colors)
-        contours = _contours(labels == value, sources, geometry)
+        contours = _contours(outlines[value], sources, geometry)
         if contours:
             item.ContourSequence = contours
         ds.ROIContourSequence.append(item)
@@ -262,20 +318,35 @@ def _referenced_frame(sources: list[pydicom.Dataset], frame_uid: str) -> Dataset
     return frame
 
 
-def _contours(present: np.ndarray, sources: list[pydicom.Dataset], geometry: list) -> list[Dataset]:
-    """One CLOSED_PLANAR contour per outline of ``present`` (X, Y, Z) on each slice, in patient coordinates."""
+def _outlines(present: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(slice, outline in voxel units) for every outline of ``present`` (X, Y, Z)."""
+    return [(k, o) for k in np.flatnonzero(present.any(axis=(0, 1))) for o in slice_contours(present[:, :, k])]
+
+
+def _check_size(outlines: dict) -> None:
+    """Refuse, in one line, a structure set over the limits no planning system or viewer opens."""
+    contours = sum(len(v) for v in outlines.values())
+    points = sum(len(o) for v in outlines.values() for _, o in v)
+    if contours > MAX_CONTOURS or points > MAX_POINTS:
+        raise RTStructWriteError(
+            f"the RTSTRUCT would hold {contours:,} contours and {points:,} points (limits {MAX_CONTOURS:,} and "
+            f"{MAX_POINTS:,}): the label map is speckled; check the model and scan, or raise --rtstruct-min-area"
+        )
+
+
+def _contours(outlines: list, sources: list[pydicom.Dataset], geometry: list) -> list[Dataset]:
+    """One CLOSED_PLANAR contour per outline, on its slice, in patient coordinates."""
     contours = []
-    for k in np.flatnonzero(present.any(axis=(0, 1))):
+    for k, outline in outlines:
         origin, column_step, row_step = geometry[k]
-        for outline in slice_contours(present[:, :, k]):
-            points = origin + outline[:, :1] * column_step + outline[:, 1:2] * row_step
-            contour = Dataset()
-            contour.ContourNumber = len(contours) + 1
-            contour.ContourImageSequence = [_image_reference(sources[k])]
-            contour.ContourGeometricType = "CLOSED_PLANAR"
-            contour.NumberOfContourPoints = len(points)
-            contour.ContourData = [_decimal(v) for v in points.ravel()]
-            contours.append(contour)
+        points = origin + outline[:, :1] * column_step + outline[:, 1:2] * row_step
+        contour = Dataset()
+        contour.ContourNumber = len(contours) + 1
+        contour.ContourImageSequence = [_image_reference(sources[k])]
+        contour.ContourGeometricType = "CLOSED_PLANAR"
+        contour.NumberOfContourPoints = len(points)
+        contour.ContourData = [_decimal(v) for v in points.ravel()]
+        contours.append(contour)
     return contours
 
 
@@ -286,13 +357,16 @@ def write_rtstruct(
     model_name: str,
     path: Path,
     label_colors: Mapping[int, str] | None = None,
+    min_area_mm2: float = MIN_AREA_MM2,
 ) -> Written:
-    """Build and write the RTSTRUCT atomically; returns its SOPInstanceUID and the note of :func:`rtstruct_note`."""
+    """Build and write the RTSTRUCT of ``labels`` (their islands under ``min_area_mm2`` left out: :func:`for_rtstruct`)
+    atomically; returns its SOPInstanceUID and the notes of :func:`for_rtstruct` and :func:`rtstruct_note`."""
     sources = read_source_datasets(files)
-    ds = build_rtstruct(labels, sources, label_names, model_name, label_colors)
+    drawn, left_out = for_rtstruct(labels, sources, sorted(label_names), min_area_mm2)
+    ds = build_rtstruct(drawn, sources, label_names, model_name, label_colors)
     with atomic_path(path) as tmp, withhold_header_messages():
         try:
             ds.save_as(tmp, enforce_file_format=True)
         except (ValueError, TypeError, AttributeError, KeyError) as e:
             raise RTStructWriteError(f"the RTSTRUCT could not be written: {safe_reason(e)}") from None
-    return Written(str(ds.SOPInstanceUID), rtstruct_note(sources))
+    return Written(str(ds.SOPInstanceUID), "; ".join(n for n in (left_out, rtstruct_note(sources)) if n))

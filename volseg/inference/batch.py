@@ -69,6 +69,7 @@ class BatchOptions:
     output_formats: tuple[str, ...] = ("nifti",)  # any of OUTPUT_FORMATS
     statistics: bool = True  # statistics.csv/json beside the run record (with a run record only)
     strict: bool = False  # refuse a scan unlike the model's training scans (status "refused") instead of warning
+    rtstruct_min_area: float | None = None  # mm²: smaller slice islands stay out of the RTSTRUCT (None: its default)
 
 
 def _one_line(error: BaseException) -> str:
@@ -220,7 +221,7 @@ class _Batch:
             rows = label_statistics(labels, np.asarray(source)[0], source.affine, self.segmenter.info.labels)
         notes = [data.get("note", "")]
         if series is not None:
-            notes += _write_dicom(labels, series, paths, self.segmenter.info, missing, rows)
+            notes += _write_dicom(labels, series, paths, self.segmenter.info, missing, rows, self.options)
         if len(missing) == len(paths):
             raise ValueError("; ".join(missing.values()))
         if "nifti" in paths:
@@ -262,13 +263,21 @@ def _dicom_source(case: CaseInput, paths: dict[str, Path]) -> tuple[DicomSeries 
 
 
 def _write_dicom(
-    labels: np.ndarray, series: DicomSeries, paths: dict[str, Path], info, missing: dict, rows: list[dict] | None
+    labels: np.ndarray,
+    series: DicomSeries,
+    paths: dict[str, Path],
+    info,
+    missing: dict,
+    rows: list[dict] | None,
+    options: BatchOptions,
 ) -> list[str]:
     """Each requested DICOM output of ``labels`` (SEG, its SR of ``rows``, RTSTRUCT); the notes of those written.
     One that cannot be written goes into ``missing`` with why: the others are still written."""
-    from volseg.dicom.rtstruct_write import RTStructWriteError, write_rtstruct
+    from volseg.dicom.rtstruct_write import MIN_AREA_MM2, RTStructWriteError, write_rtstruct
     from volseg.dicom.seg import SegError, write_seg
     from volseg.dicom.sr import SrError, write_sr
+
+    min_area = MIN_AREA_MM2 if options.rtstruct_min_area is None else options.rtstruct_min_area
 
     def sr(path: Path):
         if "dicom-seg" in missing:
@@ -283,7 +292,9 @@ def _write_dicom(
         "sr": (SrError, sr),
         "rtstruct": (
             RTStructWriteError,
-            lambda path: write_rtstruct(labels, series.files, info.labels, info.name, path, info.label_colors),
+            lambda path: write_rtstruct(
+                labels, series.files, info.labels, info.name, path, info.label_colors, min_area
+            ),
         ),
     }
     notes = []

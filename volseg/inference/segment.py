@@ -35,6 +35,7 @@ class SegmentOptions(InferenceOptions):
     roi: str | None = None
     locator: Path | None = None
     strict: bool = False
+    rtstruct_min_area: float | None = None
 
     @property
     def engine(self) -> InferenceOptions:
@@ -51,6 +52,7 @@ class SegmentOptions(InferenceOptions):
             case_timeout=self.case_timeout,
             output_formats=self.output_formats,
             strict=self.strict,
+            rtstruct_min_area=self.rtstruct_min_area,
         )
 
     def check(self) -> None:
