@@ -1,8 +1,9 @@
 """Shared test set-up: determinism, ../shared data, and the tools CI must have.
 
 Tools the tests run for real (setup.sh installs them where it can): Orthanc (the PACS tests), Chromium and
-playwright (the review page in a browser), dciodvfy (every SEG validated), NiiVue fetched with npm (the
-page's viewer), OpenVINO and NNCF (the int8 backend). Outside CI a test that lacks one skips and says which
+playwright (the review page and OHIF in a browser), dciodvfy (every SEG validated), NiiVue and OHIF fetched
+with npm (the page's viewer, the PACS viewer), nginx (serving OHIF beside Orthanc), OpenVINO and NNCF (the int8
+backend). Outside CI a test that lacks one skips and says which
 (pytest's ``-ra`` prints the reason). Under ``CI=true`` the same skip fails the test, naming the tool, so a
 CI run whose apt step failed is red instead of green with the real parts silently skipped. This is done
 once, here, for every skip whose reason names such a tool (``pytest.skip``, ``importorskip``, a skipping
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VOLSEG_SHARED", REPO.parent / "shared"))
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 # names as they appear in the skip reasons, matched case-insensitively
-CI_TOOLS = ("Orthanc", "Chromium", "playwright", "dciodvfy", "NiiVue", "npm", "OpenVINO", "nncf")
+CI_TOOLS = ("Orthanc", "Chromium", "playwright", "dciodvfy", "NiiVue", "npm", "OpenVINO", "nncf", "nginx", "OHIF")
 
 
 @pytest.fixture(autouse=True)

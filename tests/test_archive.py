@@ -25,6 +25,7 @@ from volseg.data import io
 from volseg.dicom.archive import discover_series
 from volseg.dicom.seg import SegError, build_seg, write_seg
 from volseg.dicom.series_rules import default_rules, load_rules, select
+from volseg.inference.qc import PALETTE
 
 from .bad_inputs import dicom_series
 from .conftest import missing_tool
@@ -237,6 +238,8 @@ def test_seg_equals_the_label_map_voxel_for_voxel(tmp_path, geometry):
         == "Left"
     )
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    colours = [hd.color.CIELabColor.from_dicom_value(s.RecommendedDisplayCIELabValue) for s in seg.SegmentSequence]
+    assert [c.to_rgb() for c in colours[:2]] == [hd.color.CIELabColor.from_string(PALETTE[v]).to_rgb() for v in (1, 2)]
     assert seg.SeriesInstanceUID != series.series_uid and seg.FrameOfReferenceUID == f"{UID}3.7"
     # world geometry: each frame lies where the NIfTI says its slice lies (LPS = RAS with x, y negated)
     affine = nib.load(nifti).affine

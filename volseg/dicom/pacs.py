@@ -301,7 +301,7 @@ class PacsRun:
             labels, _ = self.segmenter.predict(data)
             info = self.segmenter.info
             sources = read_source_datasets(series.files)
-            seg = build_seg(labels, sources, info.labels, info.name, info.label_codes)
+            seg = build_seg(labels, sources, info.labels, info.name, info.label_codes, info.label_colors)
             objects = [seg, *self._beside_seg(seg, labels, data, sources)]
             if self.save_nifti:
                 io.write_label(labels, data["image"], RunOutputs(self.out_dir).label_map(series.case_id))

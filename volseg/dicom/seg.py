@@ -126,10 +126,13 @@ def build_seg(
     label_names: Mapping[int, str],
     model_name: str,
     label_codes: Mapping[str, Mapping[str, str]] | None = None,
+    label_colors: Mapping[int, str] | None = None,
 ) -> hd.seg.Segmentation:
-    """A SEG of ``labels`` (X=column, Y=row, Z=slice in the source order, as volseg reads a series)."""
+    """A SEG of ``labels`` (X=column, Y=row, Z=slice in the source order, as volseg reads a series); each segment's
+    recommended display colour is the label's (``data.label_colors``, else the QC pictures' palette): without one
+    OHIF warns and picks its own."""
     with building(SegError, "highdicom could not build the SEG"):
-        return _build_seg(labels, sources, label_names, model_name, label_codes)
+        return _build_seg(labels, sources, label_names, model_name, label_codes, label_colors)
 
 
 def _build_seg(
@@ -138,6 +141,7 @@ def _build_seg(
     label_names: Mapping[int, str],
     model_name: str,
     label_codes: Mapping[str, Mapping[str, str]] | None = None,
+    label_colors: Mapping[int, str] | None = None,
 ) -> hd.seg.Segmentation:
     require_references(sources, "a SEG", SegError)
     if needs_new_frame_of_reference(
@@ -160,7 +164,7 @@ def _build_seg(
     algorithm = hd.AlgorithmIdentificationSequence(
         name=f"volseg {model_name}"[:64], family=ALGORITHM_FAMILY, version=__version__
     )
-    descriptions = []
+    descriptions, colors = [], _display_colors(values, label_colors)
     for number, value in enumerate(values, start=1):
         category, kind, modifier = segment_codes(label_names[value], label_codes)
         description = hd.seg.SegmentDescription(
@@ -170,6 +174,7 @@ def _build_seg(
             segmented_property_type=kind,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
+            display_color=colors[value],
         )
         if modifier is not None:
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
@@ -195,6 +200,19 @@ def _build_seg(
     )
 
 
+def _display_colors(values, label_colors: Mapping[int, str] | None) -> dict[int, hd.color.CIELabColor]:
+    """Each label's colour as CIELab; a configured colour highdicom cannot read falls back to the palette's."""
+    from volseg.inference.qc import label_colors as colors_of
+
+    palette, colors = colors_of(values), {}
+    for value, text in colors_of(values, label_colors).items():
+        try:
+            colors[value] = hd.color.CIELabColor.from_string(text)
+        except ValueError:
+            colors[value] = hd.color.CIELabColor.from_string(palette[value])
+    return colors
+
+
 def write_seg(
     labels: np.ndarray,
     files,
@@ -202,10 +220,11 @@ def write_seg(
     model_name: str,
     path: Path,
     label_codes: Mapping[str, Mapping[str, str]] | None = None,
+    label_colors: Mapping[int, str] | None = None,
 ) -> Written:
     """Build and write the SEG atomically; returns its SOPInstanceUID and the note of :func:`seg_note`."""
     sources = read_source_datasets(files)
-    seg = build_seg(labels, sources, label_names, model_name, label_codes)
+    seg = build_seg(labels, sources, label_names, model_name, label_codes, label_colors)
     with atomic_path(path) as tmp, withhold_header_messages():
         seg.save_as(tmp, enforce_file_format=True)
     return Written(str(seg.SOPInstanceUID), seg_note(sources))

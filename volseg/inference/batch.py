@@ -287,7 +287,9 @@ def _write_dicom(
     writers = {
         "dicom-seg": (
             SegError,
-            lambda path: write_seg(labels, series.files, info.labels, info.name, path, info.label_codes),
+            lambda path: write_seg(
+                labels, series.files, info.labels, info.name, path, info.label_codes, info.label_colors
+            ),
         ),
         "sr": (SrError, sr),
         "rtstruct": (
