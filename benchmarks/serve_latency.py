@@ -34,58 +34,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.nnunet_stand_in import PHILIPS, nnunet_model, philips_nifti  # noqa: E402
 from benchmarks.record import provenance, write  # noqa: E402
 
 VOLSEG = Path(sys.executable).with_name("volseg")
-SHARED = Path(os.environ.get("VOLSEG_SHARED", REPO.parent / "shared"))
-PHILIPS = SHARED / "data/tcia_pancreatic_ct_cbct_seg_cb001/planning_ct"
-TRAINED_3MM = REPO / "runs/nnunet_models/nnUNet_results/Dataset931_AbdomenCT3mm"
 GOALS = {"hippocampus": 0.3, "ct": 1.0}  # overhead seconds
 SPEED_UP_GOAL = 10.0  # hippocampus: fresh process / warm request
-
-
-def stand_in_3mm(folder: Path) -> Path:
-    """An nnU-Net folder with Dataset931_AbdomenCT3mm's plan and seeded weights (see the module's docstring)."""
-    import json
-
-    from tests.nnunet_folder import write_model_folder
-
-    labels = {"background": 0, "liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4}
-    model = write_model_folder(
-        folder,
-        folds=("all",),
-        labels=labels,
-        dataset_name="Dataset931_AbdomenCT3mm",
-        patch=(112, 112, 128),
-        spacing=(3.0, 3.0, 3.0),
-        features=(32, 64, 128, 256, 320),
-    )
-    plans = json.loads((model / "plans.json").read_text())
-    plans["original_median_shape_after_transp"] = [112, 101, 122]  # the bundled CT's, as nnU-Net planned it
-    plans["configurations"]["3d_fullres"]["median_image_size_in_voxels"] = [112, 101, 122]
-    (model / "plans.json").write_text(json.dumps(plans, indent=2))
-    return model
-
-
-def nnunet_model(asked: Path | None, work: Path) -> tuple[Path, str]:
-    if asked is not None:
-        return asked, "given with --nnunet-model"
-    trained = sorted(TRAINED_3MM.glob("*__3d_fullres"))
-    if trained:
-        return trained[0], "trained by benchmarks/nnunet_models.py"
-    return stand_in_3mm(work / "nnunet"), "stand-in: Dataset931_AbdomenCT3mm's plan, seeded weights"
-
-
-def philips_nifti(work: Path) -> Path | None:
-    if not PHILIPS.is_dir():
-        return None
-    import SimpleITK as sitk
-
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(PHILIPS)))
-    path = work / "philips_ct.nii.gz"
-    sitk.WriteImage(reader.Execute(), str(path))
-    return path
 
 
 def timed_process(command: list[str]) -> tuple[float, float]:

@@ -37,7 +37,7 @@ KEEP_FP32 = ("last",)
 
 def twin_folder(model: ModelFolder) -> Path:
     """The cache folder of this model's folds (their checkpoints' content, not their path)."""
-    from volseg.runtime.quantize import file_digest
+    from volseg.runtime.cache import file_digest
 
     digest = hashlib.sha256("".join(file_digest(c) for c in model.checkpoints).encode()).hexdigest()[:16]
     return cache_folder() / "nnunet_int8" / digest

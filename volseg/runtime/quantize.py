@@ -30,7 +30,7 @@ from volseg.config import Config
 from volseg.errors import VolsegError
 from volseg.files.atomic import write_text_atomic
 from volseg.files.textio import tolerate_unencodable_output
-from volseg.runtime.cache import cache_folder
+from volseg.runtime.cache import cache_folder, file_digest
 from volseg.runtime.onnx_export import checkpoint_onnx, installed
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,6 @@ DEFAULT_KEEP_FP32: tuple[str, ...] = ()  # measured: benchmarks/results/int8.md
 
 class QuantizeError(VolsegError):
     """Quantization that cannot run; the message names the problem."""
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def require_nncf() -> None:
