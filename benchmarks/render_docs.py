@@ -39,6 +39,7 @@ from doc_pages.abdomen_ct import abdomen_ct_backends, abdomen_ct_ircadb
 from doc_pages.benchmarks import (
     batch_scale,
     benchmarks_summary,
+    case_stages,
     models_forward,
     whole_volume,
     whole_volume_ircadb,
@@ -93,6 +94,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "card-abdomen-ct": card_abdomen,
     "serve-latency": serve_latency,
     "rtstruct-bounds": rtstruct_bounds,
+    "case-stages": case_stages,
 }
 
 

@@ -189,3 +189,50 @@ def batch_scale() -> str:
         f" memory moves by {large['rss_after_100pct_mb'] - large['rss_after_10pct_mb']:.0f} MB between the first"
         f" tenth and the end of the {large['cases']:,}. " + source("batch_scale")
     )
+
+
+CASE_STAGES = (
+    "imports",
+    "open model",
+    "read",
+    "preprocess",
+    "resample",
+    "network",
+    "logits back",
+    "argmax",
+    "export",
+    "statistics",
+    "write",
+)
+
+
+def case_stages() -> str:
+    """One CT case stage by stage, fresh and warm (benchmarks/case_stages.py)."""
+    d = result("case_stages")
+    rows = []
+    for r in d["rows"]:
+        for run, block, ratio in (
+            ("fresh", r["fresh_stages"], r["fresh_over_network"]),
+            ("warm", r["warm_stages"], r["warm_over_network"]),
+        ):
+            cells = []
+            for stage in CASE_STAGES:
+                wall, cpu = block["stages"][stage]
+                cells.append(
+                    f"{wall:.2f}" + (f" ({cpu / wall:.1f})" if wall > 0.05 and cpu / wall > 1.2 else "")
+                    if wall
+                    else "—"
+                )
+            total = r["fresh_process"]["wall"] if run == "fresh" else block["total"]
+            rows.append([r["model"], r["engine"], run, *cells, f"{total:.1f}", f"{ratio:.2f}x"])
+    return (
+        f"CT: {d['ct']}. Seconds per stage (exclusive: nested work counted once; in brackets the CPU/wall ratio"
+        ' where above 1.2, i.e. the stage ran on both cores). Fresh: a new process\'s first case; its "case" is the'
+        " whole `volseg infer` process, start-up included. Warm: the median of cases 2-5 in one process. x network:"
+        f" the case over its own network seconds (goals: fresh <= {d['goals']['fresh']}x, warm <="
+        f" {d['goals']['warm']}x, for int8 and bf16). Hashing the nnU-Net checkpoints, which every run did before"
+        f" their digests were cached: {d['checkpoint_hash_seconds']:.2f} s.\n\n"
+        + table(["model", "engine", "run", *CASE_STAGES, "case s", "x network"], rows)
+        + "\n\n"
+        + source("case_stages")
+    )
