@@ -15,7 +15,10 @@ Per model and ``--precisions`` entry (``auto`` is what a user gets):
   it ran on both cores) are exclusive: time spent in a nested stage (the resampling inside preprocessing)
   counts for that stage only, so the stages add up to the case;
 - a warm process: the model opened once, then ``--warm-cases`` cases one after the other; each stage's median
-  over cases 2.. (a batch's steady pace).
+  over cases 2.. (what each case costs once the model is open);
+- ``volseg infer`` on a folder of ``--warm-cases`` copies of the CT (links, one case each), as a hospital batch
+  runs: its pace per case is (its wall - the single-case process's wall) / (cases - 1), the batch runner
+  reading the next case while the current one is predicted.
 Goals (issue 45, int8 and bf16): the fresh process within 2.0x its own network seconds, a warm case within 1.4x.
 The child measures by wrapping volseg's own functions (``--child``); nothing in volseg knows it is measured.
 """
@@ -166,7 +169,7 @@ def run_child(model: str, image: Path, precision: str, cases: int) -> dict:
 
 
 def fresh_process(model: str, image: Path, precision: str, out: Path) -> dict:
-    """``volseg infer`` as a user runs it: wall, CPU and peak RSS from its own rusage."""
+    """``volseg infer`` (a file or a folder) as a user runs it: wall, CPU and peak RSS from its own rusage."""
     command = [str(VOLSEG), "infer", str(image), "--model", model, "--precision", precision, "-o", str(out)]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -181,6 +184,17 @@ def fresh_process(model: str, image: Path, precision: str, out: Path) -> dict:
     }
 
 
+def batch_folder(image: Path, cases: int, work: Path) -> Path:
+    """``cases`` links to the CT in one folder: a batch of that many cases."""
+    folder = work / f"batch-of-{cases}"
+    folder.mkdir(exist_ok=True)
+    for n in range(cases):
+        link = folder / f"ct{n}.nii.gz"
+        if not link.exists():
+            link.symlink_to(image)
+    return folder
+
+
 def summary(case: dict) -> dict:
     """Stage -> (wall, CPU) rounded, and the case's total."""
     stages = {s: [round(case["wall"].get(s, 0.0), 3), round(case["cpu"].get(s, 0.0), 3)] for s in STAGES}
@@ -190,6 +204,10 @@ def summary(case: dict) -> dict:
 def measure(name: str, model: str, image: Path, precision: str, args, work: Path) -> dict:
     print(f"{name} {precision}: fresh process, its stages, a warm batch of {args.warm_cases}", flush=True)
     fresh = fresh_process(model, image, precision, work / f"out-{name}-{precision}")
+    batch = fresh_process(
+        model, batch_folder(image, args.warm_cases, work), precision, work / f"batch-{name}-{precision}"
+    )
+    pace = round((batch["wall"] - fresh["wall"]) / (args.warm_cases - 1), 2)
     first = run_child(model, image, precision, 1)
     warm = run_child(model, image, precision, args.warm_cases)
     later = [summary(c) for c in warm["cases"][1:]] or [summary(warm["cases"][0])]
@@ -203,10 +221,12 @@ def measure(name: str, model: str, image: Path, precision: str, args, work: Path
         "precision": precision,
         "engine": first["engine"],
         "fresh_process": fresh,
+        "batch_process": {**batch, "cases": args.warm_cases, "seconds_per_case": pace},
         "fresh_stages": cold,
         "warm_stages": {"stages": steady, "total": steady_total},
         "fresh_over_network": round(fresh["wall"] / network, 2) if network else None,
         "warm_over_network": round(steady_total / warm_network, 2) if warm_network else None,
+        "batch_over_network": round(pace / warm_network, 2) if warm_network else None,
     }
 
 

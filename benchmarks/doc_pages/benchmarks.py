@@ -225,10 +225,23 @@ def case_stages() -> str:
                 )
             total = r["fresh_process"]["wall"] if run == "fresh" else block["total"]
             rows.append([r["model"], r["engine"], run, *cells, f"{total:.1f}", f"{ratio:.2f}x"])
+        batch = r["batch_process"]
+        rows.append(
+            [
+                r["model"],
+                r["engine"],
+                f"batch of {batch['cases']}",
+                *["—"] * len(CASE_STAGES),
+                f"{batch['seconds_per_case']:.1f}",
+                f"{r['batch_over_network']:.2f}x",
+            ]
+        )
     return (
         f"CT: {d['ct']}. Seconds per stage (exclusive: nested work counted once; in brackets the CPU/wall ratio"
         ' where above 1.2, i.e. the stage ran on both cores). Fresh: a new process\'s first case; its "case" is the'
-        " whole `volseg infer` process, start-up included. Warm: the median of cases 2-5 in one process. x network:"
+        " whole `volseg infer` process, start-up included. Warm: the median of cases 2-5 in one process, stage by"
+        " stage. Batch: `volseg infer` on a folder of 5 copies, seconds per case after the first (the batch runner"
+        " reads the next case while the current one is predicted). x network:"
         f" the case over its own network seconds (goals: fresh <= {d['goals']['fresh']}x, warm <="
         f" {d['goals']['warm']}x, for int8 and bf16). Hashing the nnU-Net checkpoints, which every run did before"
         f" their digests were cached: {d['checkpoint_hash_seconds']:.2f} s.\n\n"
