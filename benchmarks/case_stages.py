@@ -257,10 +257,15 @@ def markdown(rows: list[dict], image_note: str) -> list[str]:
                 + " | ".join(cells)
                 + f" | {block['total']:.2f} | {ratio}x |"
             )
-        f = r["fresh_process"]
+        f, b = r["fresh_process"], r["batch_process"]
         lines.append(
             f"| {r['model']} | {r['engine']} | `volseg infer` process | {f['wall']} s wall, {f['cpu']} s "
             f"CPU, {f['peak_rss_mb']} MB peak |" + " |" * (len(STAGES) + 1)
+        )
+        lines.append(
+            f"| {r['model']} | {r['engine']} | `volseg infer` batch of {b['cases']} | {b['wall']} s wall: "
+            f"{b['seconds_per_case']} s per case after the first, {r['batch_over_network']}x the network, "
+            f"{b['peak_rss_mb']} MB peak |" + " |" * (len(STAGES) + 1)
         )
     return lines
 
