@@ -52,3 +52,12 @@ def tiny_run(tmp_path: Path, dims: int = 3, *extra: str) -> Path:
     cfg = tiny_config(manifest, "unet", dims, "train.epochs=1", "train.iterations_per_epoch=1", *extra)
     train(cfg, tmp_path / "run", device="cpu")
     return tmp_path / "run"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the servers the tests start listen there, never on a default port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

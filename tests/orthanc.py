@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from .helpers import free_port
 
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 USER, PASSWORD = "volseg", "s3cret-Pacs-Word"
@@ -38,12 +39,6 @@ def missing() -> str | None:
     if not PLUGIN.exists():
         return f"Orthanc's DICOMweb plugin not installed ({PLUGIN}; Debian package orthanc-dicomweb)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -111,7 +106,7 @@ class Orthanc:
 
 def start(folder: Path) -> Orthanc:
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     (folder / "filter.lua").write_text(FILTER, encoding="utf-8")
     config = {
         "Name": "volseg-test-pacs",

@@ -33,7 +33,7 @@ from volseg.dicom.seg import write_seg
 from . import orthanc
 from .bad_inputs import dicom_series
 from .conftest import SHARED, missing_tool
-from .helpers import REPO
+from .helpers import REPO, free_port
 from .test_report import CHROMIUM, launch_chromium
 
 TCIA = SHARED / "data" / "tcia_pancreatic_ct_cbct_seg_cb001"
@@ -94,7 +94,7 @@ def ohif_site(empty_pacs, tmp_path):
         missing_tool("OHIF", "not fetched (setup.sh runs `python pipelines/ohif_orthanc.py fetch`, which needs npm)")
     files, what = study_objects(tmp_path)
     empty_pacs.upload(files)
-    port = orthanc._free_port()
+    port = free_port()
     conf = recipe.write_site(tmp_path / "site", port, empty_pacs.rest, (orthanc.USER, orthanc.PASSWORD))
     nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(conf.parent)], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -191,24 +191,10 @@ def batch_scale() -> str:
     )
 
 
-CASE_STAGES = (
-    "imports",
-    "open model",
-    "read",
-    "preprocess",
-    "resample",
-    "network",
-    "logits back",
-    "argmax",
-    "export",
-    "statistics",
-    "write",
-)
-
-
 def case_stages() -> str:
     """One CT case stage by stage, fresh and warm (benchmarks/case_stages.py)."""
     d = result("case_stages")
+    stages = list(d["rows"][0]["fresh_stages"]["stages"])  # in the order the benchmark measures them
     rows = []
     for r in d["rows"]:
         for run, block, ratio in (
@@ -216,7 +202,7 @@ def case_stages() -> str:
             ("warm", r["warm_stages"], r["warm_over_network"]),
         ):
             cells = []
-            for stage in CASE_STAGES:
+            for stage in stages:
                 wall, cpu = block["stages"][stage]
                 cells.append(
                     f"{wall:.2f}" + (f" ({cpu / wall:.1f})" if wall > 0.05 and cpu / wall > 1.2 else "")
@@ -231,7 +217,7 @@ def case_stages() -> str:
                 r["model"],
                 r["engine"],
                 f"batch of {batch['cases']}",
-                *["—"] * len(CASE_STAGES),
+                *["—"] * len(stages),
                 f"{batch['seconds_per_case']:.1f}",
                 f"{r['batch_over_network']:.2f}x",
             ]
@@ -245,7 +231,7 @@ def case_stages() -> str:
         f" the case over its own network seconds (goals: fresh <= {d['goals']['fresh']}x, warm <="
         f" {d['goals']['warm']}x, for int8 and bf16). Hashing the nnU-Net checkpoints, which every run did before"
         f" their digests were cached: {d['checkpoint_hash_seconds']:.2f} s.\n\n"
-        + table(["model", "engine", "run", *CASE_STAGES, "case s", "x network"], rows)
+        + table(["model", "engine", "run", *stages, "case s", "x network"], rows)
         + "\n\n"
         + source("case_stages")
     )
