@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.nnunet_stand_in import nnunet_model, philips_nifti  # noqa: E402
-from benchmarks.record import provenance, write  # noqa: E402
+from benchmarks.record import provenance, timed_process, write  # noqa: E402
 
 VOLSEG = Path(sys.executable).with_name("volseg")
 GOAL_FRESH, GOAL_WARM = 2.0, 1.4  # x the network's own seconds
@@ -170,18 +169,7 @@ def run_child(model: str, image: Path, precision: str, cases: int) -> dict:
 
 def fresh_process(model: str, image: Path, precision: str, out: Path) -> dict:
     """``volseg infer`` (a file or a folder) as a user runs it: wall, CPU and peak RSS from its own rusage."""
-    command = [str(VOLSEG), "infer", str(image), "--model", model, "--precision", precision, "-o", str(out)]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
-    return {
-        "wall": round(wall, 2),
-        "cpu": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
-    }
+    return timed_process([str(VOLSEG), "infer", str(image), "--model", model, "--precision", precision, "-o", str(out)])
 
 
 def batch_folder(image: Path, cases: int, work: Path) -> Path:

@@ -105,6 +105,22 @@ def write(out: Path, name: str, result: dict, markdown_lines: list[str], made: d
     return text
 
 
+def timed_process(command: list[str]) -> dict:
+    """Run ``command`` as its own process: wall seconds, CPU seconds (user + system) and peak RSS (MB) from its own
+    rusage; a failure stops the benchmark with the end of its stderr."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(map(str, command))} failed: {process.stderr.read().decode()[-500:]}")
+    return {
+        "wall": round(wall, 2),
+        "cpu": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+    }
+
+
 def seconds_per_call(call: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
     """Wall seconds of ``repeats`` calls after one untimed warm-up call; ``sync`` waits for queued device
     work (CUDA is asynchronous), so each time covers the whole call."""

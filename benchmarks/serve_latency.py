@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,22 +34,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.nnunet_stand_in import PHILIPS, nnunet_model, philips_nifti  # noqa: E402
-from benchmarks.record import provenance, write  # noqa: E402
+from benchmarks.record import provenance, timed_process, write  # noqa: E402
 
 VOLSEG = Path(sys.executable).with_name("volseg")
 GOALS = {"hippocampus": 0.3, "ct": 1.0}  # overhead seconds
 SPEED_UP_GOAL = 10.0  # hippocampus: fresh process / warm request
-
-
-def timed_process(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one process, from its own rusage."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed: {process.stderr.read().decode()[-400:]}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def fresh_runs(model: str, image: Path, work: Path, runs: int) -> dict:
@@ -59,9 +47,9 @@ def fresh_runs(model: str, image: Path, work: Path, runs: int) -> dict:
         for i in range(runs)
     ]
     return {
-        "seconds": [round(s, 2) for s, _ in results],
-        "median_seconds": round(statistics.median(s for s, _ in results), 2),
-        "peak_rss_mb": round(max(m for _, m in results)),
+        "seconds": [r["wall"] for r in results],
+        "median_seconds": round(statistics.median(r["wall"] for r in results), 2),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
     }
 
 

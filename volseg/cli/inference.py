@@ -161,7 +161,10 @@ def infer(
 def _announce(prepared, model) -> None:
     """Before the first case: the model's caution, the SEG an SR needs, and the model line (rank 0 only)."""
     warn_about(model)
-    if "sr" in prepared.options.output_formats and "dicom-seg" not in prepared.options.output_formats:
+    from volseg.inference.batch import with_references
+
+    formats = prepared.options.output_formats
+    if with_references(formats) != tuple(formats):
         console.print("[yellow]note:[/yellow] the SR references its segments in the SEG: CASE_seg.dcm is written too")
     if prepared.ctx.is_main:
         info, segmenter = prepared.segmenter.info, prepared.segmenter

@@ -320,10 +320,9 @@ class PacsRun:
         """What is stored with the SEG, in the same request: the RTSTRUCT and the SR, where asked for."""
         info, objects = self.segmenter.info, []
         if self.rtstruct:
-            from volseg.dicom.rtstruct_write import MIN_AREA_MM2, build_rtstruct, for_rtstruct
+            from volseg.dicom.rtstruct_write import build_rtstruct, for_rtstruct
 
-            min_area = MIN_AREA_MM2 if self.rtstruct_min_area is None else self.rtstruct_min_area
-            drawn, _ = for_rtstruct(labels, sources, sorted(info.labels), min_area)
+            drawn, _ = for_rtstruct(labels, sources, sorted(info.labels), self.rtstruct_min_area)
             objects.append(build_rtstruct(drawn, sources, info.labels, info.name, info.label_colors))
         if self.sr:
             from volseg.dicom.sr import build_sr

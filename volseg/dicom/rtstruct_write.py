@@ -64,7 +64,7 @@ from volseg.dicom.source import (
 )
 from volseg.errors import VolsegError
 from volseg.files.atomic import atomic_path
-from volseg.inference.qc import label_colors as colors_of
+from volseg.inference.qc import label_rgb
 from volseg.version import __version__
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -108,10 +108,12 @@ def slice_contours(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def for_rtstruct(
-    labels: np.ndarray, sources: list[pydicom.Dataset], values, min_area_mm2: float = MIN_AREA_MM2
+    labels: np.ndarray, sources: list[pydicom.Dataset], values, min_area_mm2: float | None = None
 ) -> tuple[np.ndarray, str]:
-    """The labels an RTSTRUCT is drawn from: each label's islands smaller than ``min_area_mm2`` on a slice left out,
-    its holes that small filled (the caller's array is not changed), and the note saying how many."""
+    """The labels an RTSTRUCT is drawn from: each label's islands smaller than ``min_area_mm2`` (None:
+    :data:`MIN_AREA_MM2`) on a slice left out, its holes that small filled (the caller's array is not changed), and
+    the note saying how many."""
+    min_area_mm2 = MIN_AREA_MM2 if min_area_mm2 is None else min_area_mm2
     if min_area_mm2 <= 0:
         return labels, ""
     from scipy import ndimage
@@ -177,14 +179,6 @@ def _slice_geometry(ds: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray, np.nda
     return origin, cosines[:3] * column_spacing, cosines[3:] * row_spacing
 
 
-def _colour(value: int, label_colors: Mapping[int, str] | None) -> list[int]:
-    text = colors_of([value], label_colors)[int(value)].lstrip("#")
-    try:
-        return [int(text[n : n + 2], 16) for n in (0, 2, 4)] if len(text) == 6 else _colour(value, None)
-    except ValueError:
-        return _colour(value, None)
-
-
 def _decimal(value: float) -> str:
     text = f"{value:.4f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
@@ -233,7 +227,7 @@ def _build_rtstruct(
         ds.StructureSetROISequence.append(roi)
         item = Dataset()
         item.ReferencedROINumber = number
-        item.ROIDisplayColor = _colour(value, label_colors)
+        item.ROIDisplayColor = list(label_rgb([value], label_colors)[value])
         contours = _contours(outlines[value], sources, geometry)
         if contours:
             item.ContourSequence = contours
@@ -357,7 +351,7 @@ def write_rtstruct(
     model_name: str,
     path: Path,
     label_colors: Mapping[int, str] | None = None,
-    min_area_mm2: float = MIN_AREA_MM2,
+    min_area_mm2: float | None = None,
 ) -> Written:
     """Build and write the RTSTRUCT of ``labels`` (their islands under ``min_area_mm2`` left out: :func:`for_rtstruct`)
     atomically; returns its SOPInstanceUID and the notes of :func:`for_rtstruct` and :func:`rtstruct_note`."""

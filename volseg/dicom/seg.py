@@ -201,16 +201,10 @@ def _build_seg(
 
 
 def _display_colors(values, label_colors: Mapping[int, str] | None) -> dict[int, hd.color.CIELabColor]:
-    """Each label's colour as CIELab; a configured colour highdicom cannot read falls back to the palette's."""
-    from volseg.inference.qc import label_colors as colors_of
+    """Each label's colour as CIELab: the RTSTRUCT's colour (:func:`~volseg.inference.qc.label_rgb`)."""
+    from volseg.inference.qc import label_rgb
 
-    palette, colors = colors_of(values), {}
-    for value, text in colors_of(values, label_colors).items():
-        try:
-            colors[value] = hd.color.CIELabColor.from_string(text)
-        except ValueError:
-            colors[value] = hd.color.CIELabColor.from_string(palette[value])
-    return colors
+    return {value: hd.color.CIELabColor.from_rgb(*rgb) for value, rgb in label_rgb(values, label_colors).items()}
 
 
 def write_seg(

@@ -273,11 +273,9 @@ def _write_dicom(
 ) -> list[str]:
     """Each requested DICOM output of ``labels`` (SEG, its SR of ``rows``, RTSTRUCT); the notes of those written.
     One that cannot be written goes into ``missing`` with why: the others are still written."""
-    from volseg.dicom.rtstruct_write import MIN_AREA_MM2, RTStructWriteError, write_rtstruct
+    from volseg.dicom.rtstruct_write import RTStructWriteError, write_rtstruct
     from volseg.dicom.seg import SegError, write_seg
     from volseg.dicom.sr import SrError, write_sr
-
-    min_area = MIN_AREA_MM2 if options.rtstruct_min_area is None else options.rtstruct_min_area
 
     def sr(path: Path):
         if "dicom-seg" in missing:
@@ -295,7 +293,7 @@ def _write_dicom(
         "rtstruct": (
             RTStructWriteError,
             lambda path: write_rtstruct(
-                labels, series.files, info.labels, info.name, path, info.label_colors, min_area
+                labels, series.files, info.labels, info.name, path, info.label_colors, options.rtstruct_min_area
             ),
         ),
     }

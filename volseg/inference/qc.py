@@ -24,6 +24,21 @@ def label_colors(values: Iterable[int], configured: Mapping[int, str] | None = N
     return {int(v): (configured or {}).get(int(v), PALETTE[int(v) % len(PALETTE)]) for v in values}
 
 
+def label_rgb(values: Iterable[int], configured: Mapping[int, str] | None = None) -> dict[int, tuple[int, int, int]]:
+    """Label value -> (r, g, b) 0-255 of :func:`label_colors`, for the DICOM writers (SEG, RTSTRUCT); a configured
+    colour that is not ``#rrggbb`` gives way to the palette's."""
+    rgb = {}
+    for value, text in label_colors(values, configured).items():
+        digits = text.lstrip("#")
+        try:
+            rgb[value] = tuple(int(digits[n : n + 2], 16) for n in (0, 2, 4)) if len(digits) == 6 else None
+        except ValueError:
+            rgb[value] = None
+        if rgb[value] is None:
+            rgb[value] = label_rgb([value])[value]
+    return rgb
+
+
 def label_centre(labels: np.ndarray) -> tuple[int, ...]:
     """Centre of mass of the foreground, or of the volume when nothing was segmented."""
     if labels.any():

@@ -100,7 +100,7 @@ async def put_image(request: Request) -> JSONResponse:
         incoming = server.datastore.incoming_file(suffix)
         try:
             await run_in_threadpool(_copy_and_read, upload, incoming)
-            server.datastore.add(image_id, incoming, suffix)
+            await run_in_threadpool(server.datastore.add, image_id, incoming, suffix)  # fsync: off the event loop
         finally:
             incoming.unlink(missing_ok=True)
     return JSONResponse({"image": image_id})

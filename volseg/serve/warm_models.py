@@ -62,12 +62,11 @@ class WarmModel:
         config: dict = {"tta": False} if self.offers_tta else {}
         if len(self.engines) > 1:
             config["precision"] = list(self.engines)  # a list: Slicer shows a choice, the first selected
-        summary = next(iter(self.engines.values())).info.summary
         return {
             "type": "segmentation",
             "labels": self.label_names,
             "dimension": 3,
-            "description": f"{summary} ({self.info.modality}), {', '.join(self.engines)}",
+            "description": f"{self.info.summary} ({self.info.modality}), {', '.join(self.engines)}",
             "config": config,
         }
 
