@@ -429,6 +429,22 @@ def test_listening_beyond_loopback_without_login_is_refused_at_start(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_a_port_in_use_is_refused_before_the_models_open(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(VOLSEG), "serve", "-m", str(NNUNET_MODEL), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+    assert result.returncode == 2 and f"--port {port}: cannot listen there" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "model" not in result.stdout
+
+
 def test_the_auth_file_holds_hashes_readable_by_its_owner_only(tmp_path):
     users = tmp_path / "users"
     for password in ("first", "second"):

@@ -42,6 +42,21 @@ def check_exposure(options: ServeOptions) -> None:
         raise VolsegError("--queue must be >= 0 and --max-upload-mb >= 1")
 
 
+def check_port(options: ServeOptions) -> None:
+    """Fail in one line, before the models open, when the address cannot be bound (a port in use, a host that is
+    not this machine's); uvicorn would only say so after the start-up, in its own words."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.bind((options.host, options.port))
+    except OSError as e:
+        raise VolsegError(
+            f"--host {options.host} --port {options.port}: cannot listen there ({e.strerror or e})"
+        ) from None
+
+
 def build_server(models: list[str], engine: InferenceOptions, options: ServeOptions):
     """The Starlette app with every model open."""
     from volseg.serve.app import Server, build_app
@@ -51,6 +66,7 @@ def build_server(models: list[str], engine: InferenceOptions, options: ServeOpti
     from volseg.serve.warm_models import open_models
 
     check_exposure(options)
+    check_port(options)
     tokens = Tokens(read_auth_file(options.auth_file)) if options.auth_file is not None else None
     datastore = Datastore(options.datastore)
     warm = open_models(models, engine, list(options.precisions))
