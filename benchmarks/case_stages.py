@@ -10,8 +10,8 @@ Per model and ``--precisions`` entry (``auto`` is what a user gets):
 - ``volseg infer CT --model M --precision P`` as a fresh process: wall, CPU (user + system) and peak RSS from
   its own rusage: what the user waits for;
 - the same case in a fresh child process of this script, stage by stage: imports, opening the model, then read,
-  preprocess, resample, network, logits back to the scan, argmax, the rest of the export, statistics and
-  writing the label map. Each stage's wall and CPU seconds (CPU over every thread: the ratio tells how much of
+  preprocess, resample, network, logits back to the scan, argmax (for nnU-Net's default plans fused into
+  logits back: ``linear_argmax``), the rest of the export, statistics and writing the label map. Each stage's wall and CPU seconds (CPU over every thread: the ratio tells how much of
   it ran on both cores) are exclusive: time spent in a nested stage (the resampling inside preprocessing)
   counts for that stage only, so the stages add up to the case;
 - a warm process: the model opened once, then ``--warm-cases`` cases one after the other; each stage's median
@@ -120,6 +120,7 @@ def instrument(stages: Stages) -> None:
     stages.wrap(nnunet, "predict_logits", "network")
     stages.wrap(nnunet, "logits_to_labels", "export")
     stages.wrap(nnunet_preprocess, "probabilities_to_labels", "argmax")
+    stages.wrap(nnunet_preprocess, "linear_argmax", "logits back")  # nnU-Net's argmax runs inside it, fused
     stages.wrap(zoo.ZooSegmenter, "read", "read")
     stages.wrap(zoo, "predict_probabilities", "network")
     stages.wrap(transforms, "to_source_grid", "logits back")

@@ -372,6 +372,33 @@ def test_fast_logit_resampling_matches_nnunets_skimage_path(current, new, shape)
 
 
 @pytest.mark.parametrize(
+    "current,new,shape",
+    [
+        ([0.8, 0.8, 3.0], [0.4, 0.4, 1.0], (60, 80, 27)),
+        ([3.0, 0.8, 0.8], [3.0, 1.6, 1.6], (9, 20, 15)),
+        ([1.0, 1.0, 1.0], [0.5, 0.6, 0.4], (60, 67, 23)),
+        ([1.0, 1.0, 1.0], [1.9, 2.2, 1.7], (16, 18, 5)),
+        ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], None),  # no resampling at all
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_fused_logits_to_classes_are_the_argmax_of_the_resampled_logits(current, new, shape, dtype):
+    """Logits back to the scan go channel by channel into a running maximum (two channels at a time); the
+    classes must be those of resampling every channel and taking the first largest, ties included."""
+    from volseg.nnunet.preprocess import linear_argmax, resample_skimage
+
+    size = (5, 30, 40, 9) if shape is None or shape[0] != 9 else (5, 9, 40, 30)
+    logits = np.round(np.random.default_rng(5).normal(size=size) * 2).astype(dtype)  # coarse: many ties
+    shape = shape or size[1:]
+    resampled = resample_skimage(logits, shape, current, new, order=1, order_z=0, force_separate_z=None)
+    first_of_ties = np.argmax(resampled.astype(np.float32), axis=0)
+    assert (np.sort(resampled, axis=0)[-1] == np.sort(resampled, axis=0)[-2]).any()  # ties are exercised
+    classes = linear_argmax(logits, shape, current, new, force_separate_z=None)
+    assert classes.shape == tuple(shape) and classes.dtype == np.uint8
+    assert np.array_equal(classes, first_of_ties)
+
+
+@pytest.mark.parametrize(
     "source,target",
     [((20, 31, 17), (9, 40, 33)), ((40, 64, 64), (23, 30, 91)), ((3, 50, 50), (9, 20, 21)), ((7, 5, 3), (7, 5, 3))],
 )

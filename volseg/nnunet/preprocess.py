@@ -151,8 +151,9 @@ def _zoom_shift():
 
 def _cubic_resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """skimage's order-3 ``resize`` (``ndimage.zoom(mode="nearest", grid_mode=True)``, then clipped to the input's
-    range) bit for bit, its spline prefilter, three-quarters of the time, split across threads: each 1-D line
-    is filtered on its own, so a block of lines gives the same numbers as the whole (tests/test_nnunet.py)."""
+    range) bit for bit, split across threads: each 1-D line of the spline prefilter is filtered on its own, so
+    a block of lines gives the same numbers as the whole, and the interpolation runs by blocks of output rows
+    (:func:`_zoom_rows`; tests/test_nnunet.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from scipy.ndimage import spline_filter1d
@@ -177,10 +178,19 @@ def _cubic_resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
                 )
             )
             source = coefficients
-    zoom = np.ascontiguousarray(np.divide(image.shape, shape, dtype=np.float64))
-    out = np.empty(shape, dtype=np.float64)
-    _zoom_shift()(coefficients, zoom, None, out, 3, 0, 0.0, npad, True)  # mode 0: "nearest"
+        zoom = np.ascontiguousarray(np.divide(image.shape, shape, dtype=np.float64))
+        out = np.empty(shape, dtype=np.float64)
+        bounds = np.linspace(0, shape[0], THREADS + 1).astype(int)
+        list(pool.map(lambda ab: _zoom_rows(coefficients, zoom, out, *ab, npad), zip(bounds[:-1], bounds[1:])))
     return np.clip(out, image.min(), image.max(), out=out)
+
+
+def _zoom_rows(coefficients: np.ndarray, zoom: np.ndarray, out: np.ndarray, start: int, stop: int, npad: int):
+    """Rows ``start:stop`` of the zoomed volume: scipy's kernel adds the shift to the integer output index
+    before zooming, so a shift of ``start`` gives those rows the very numbers of the whole call."""
+    if stop > start:
+        shift = np.array([float(start), 0.0, 0.0])
+        _zoom_shift()(coefficients, zoom, shift, out[start:stop], 3, 0, 0.0, npad, True)  # mode 0: "nearest"
 
 
 def _linear(data: np.ndarray, shape, dtype_out) -> np.ndarray:
@@ -232,6 +242,75 @@ def resample_skimage(
     if old[axis] != shape[axis]:
         partial = _nearest_along(partial, axis, int(shape[axis]))
     return partial.astype(dtype_out)
+
+
+def linear_argmax(logits: np.ndarray, shape, current, new, force_separate_z: bool | None = False) -> np.ndarray:
+    """``argmax(resample_skimage(logits, order=1, order_z=0), 0)`` (the first class of ties) without the C
+    resampled channels: channel after channel is resampled in float64 as there, and folded, a few rows at a
+    time on two threads, into a running maximum of its values cast as there. Holds one channel in float64 and
+    the running maximum instead of C channels, and casts and compares on both cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shape = tuple(int(s) for s in shape)
+    do_separate, axis = separate_z(current, new, force_separate_z)
+    axis = axis if do_separate else 0  # rows are taken along this axis
+    labels = np.zeros(shape, dtype=np.uint8 if logits.shape[0] <= 256 else np.uint16)
+    best = np.empty(shape, dtype=np.float32)  # float16 -> float32 is exact: the comparisons are the cast's
+    rows_of = _RowSource(logits, shape, do_separate, axis)
+    label_rows, best_rows = np.moveaxis(labels, axis, 0), np.moveaxis(best, axis, 0)
+    blocks = [slice(a, a + 8) for a in range(0, shape[axis], 8)]
+    with ThreadPoolExecutor(THREADS) as pool:
+        for c in range(logits.shape[0]):
+            rows_of.open(c)
+
+            def fold(block: slice, c: int = c) -> None:
+                values = rows_of(block)
+                if c == 0:
+                    best_rows[block] = values
+                    return
+                higher = values > best_rows[block]
+                label_rows[block][higher] = c
+                np.maximum(best_rows[block], values, out=best_rows[block])
+
+            list(pool.map(fold, blocks))
+    return labels
+
+
+class _RowSource:
+    """One channel's resampled values (resample_skimage's order-1 path, cast to the logits' dtype, as float32),
+    row block by row block along ``axis``: a trilinear channel is resampled whole into a float64 buffer kept
+    for the next channel; with a separate axis each output slice is its nearest source slice resized in-plane
+    (float64 bilinear, as :func:`_linear`), computed when its block is asked for."""
+
+    def __init__(self, logits: np.ndarray, shape: tuple[int, ...], do_separate: bool, axis: int):
+        self.logits, self.shape, self.do_separate, self.axis = logits, shape, do_separate, axis
+        self.same = tuple(logits.shape[1:]) == shape  # resample_skimage returns such logits as they are
+        old, size = logits.shape[1 + axis], shape[axis]
+        coords = (old / size) * (np.arange(size) + 0.5) - 0.5  # _nearest_along's grid
+        self.nearest = np.clip(np.floor(coords + 0.5).astype(int), 0, old - 1)
+        self.buffer: torch.Tensor | None = None
+        self.rows: np.ndarray | None = None
+
+    def open(self, c: int) -> None:
+        channel = self.logits[c]
+        if self.same or self.do_separate:
+            self.rows = np.moveaxis(channel, self.axis, 0)
+            return
+        if self.buffer is None:
+            self.buffer = torch.empty((1, 1, *self.shape), dtype=torch.float64)
+        source = torch.from_numpy(np.asarray(channel, dtype=np.float64))[None, None]
+        torch._C._nn.upsample_trilinear3d(source, list(self.shape), False, out=self.buffer)  # F.interpolate's
+        self.rows = self.buffer.numpy()[0, 0]
+
+    def __call__(self, block: slice) -> np.ndarray:
+        dtype = self.logits.dtype
+        if self.same:
+            return self.rows[block].astype(np.float32)
+        if not self.do_separate:
+            return self.rows[block].astype(dtype).astype(np.float32)
+        picked = torch.from_numpy(self.rows[self.nearest[block]].astype(np.float64))[:, None]
+        plane = tuple(np.delete(self.shape, self.axis))
+        return layers.interpolate(picked, plane)[:, 0].numpy().astype(dtype).astype(np.float32)
 
 
 def resample_exact(
@@ -358,16 +437,21 @@ def logits_to_labels(logits: torch.Tensor, prepared: Prepared, model: ModelFolde
     current = list(cfg["spacing"])
     if len(current) < len(prepared.shape_after_cropping):
         current = [prepared.spacing[0], *current]
+    labels = model.labels
+    fn_name, kwargs = cfg["resampling_fn_probabilities"], cfg.get("resampling_fn_probabilities_kwargs", {})
+    if labels.regions is None and _is_linear_skimage(fn_name, kwargs) and logits.shape[0] > 1:
+        force = kwargs.get("force_separate_z", False)
+        classes = linear_argmax(logits.numpy(), prepared.shape_after_cropping, current, prepared.spacing, force)
+        return _uncropped(np.asarray(labels.values, dtype=np.uint16)[classes], prepared, plans)
     resampled = resample(
         logits.numpy(),
         prepared.shape_after_cropping,
         current,
         prepared.spacing,
-        cfg["resampling_fn_probabilities"],
-        cfg.get("resampling_fn_probabilities_kwargs", {}),
+        fn_name,
+        kwargs,
         model.path / "plans.json",
     )
-    labels = model.labels
     if labels.regions is not None:
         probabilities = torch.sigmoid(torch.as_tensor(resampled).float()).numpy()
         segmentation = np.zeros(probabilities.shape[1:], dtype=np.uint16)
@@ -376,6 +460,18 @@ def logits_to_labels(logits: torch.Tensor, prepared: Prepared, model: ModelFolde
     else:
         classes = probabilities_to_labels(torch.from_numpy(np.asarray(resampled))).numpy()  # argmax, first of ties
         segmentation = np.asarray(labels.values, dtype=np.uint16)[classes]
+    return _uncropped(segmentation, prepared, plans)
+
+
+def _is_linear_skimage(fn_name: str, kwargs: dict) -> bool:
+    """Whether the plans resample logits with ``resample_data_or_seg_to_shape`` at order 1, nearest along an
+    anisotropic axis: nnU-Net's default, which :func:`linear_argmax` reproduces."""
+    skimage = fn_name in ("resample_data_or_seg_to_shape", "resample_data_or_seg_to_spacing")
+    return skimage and kwargs.get("order", 3) == 1 and kwargs.get("order_z", 0) == 0
+
+
+def _uncropped(segmentation: np.ndarray, prepared: Prepared, plans: dict) -> np.ndarray:
+    """The cropped labels put back into the scan's box, transposed back to the image's axis order."""
     full = np.zeros(prepared.shape_before_cropping, dtype=np.uint16)
     full[tuple(slice(a, b) for a, b in prepared.bbox)] = segmentation
     return full.transpose(plans["transpose_backward"])
