@@ -259,14 +259,14 @@ def test_a_hung_read_times_out_and_the_batch_goes_on(run_dir, test_cases, tmp_pa
 def test_full_disk_marks_the_case_failed_with_the_file_named(run_dir, test_cases, tmp_path, monkeypatch):
     import errno
 
-    import nibabel
+    from volseg.data import io
 
     def full_disk(image, filename):
         with open(filename, "wb") as f:
             f.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(nibabel, "save", full_disk)
+    monkeypatch.setattr(io, "_save_nifti", full_disk)  # the label map's writer
     result = _infer(test_cases[0].image, "--model", run_dir, "-o", tmp_path / "out")
     assert result.exit_code == 1
     (row,) = _rows(tmp_path / "out" / "volseg_run.csv")
