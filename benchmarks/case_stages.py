@@ -225,7 +225,8 @@ def markdown(rows: list[dict], image_note: str) -> list[str]:
         "# One CT case, stage by stage (wall s, CPU/wall in brackets where above 1.2)",
         "",
         f"CT: {image_note}. Fresh: the first case of a new process (imports and opening included). Warm: the "
-        "median of cases 2.. of one process. Stages are exclusive (nested work counted once). `volseg infer` as a "
+        "median of cases 2.. of one process. Stages are exclusive (nested work counted once); nnU-Net's argmax runs "
+        "inside its logits back (fused). `volseg infer` as a "
         "fresh process (whole command): the last column of the fresh row is its wall time over the network's.",
         "",
         header,

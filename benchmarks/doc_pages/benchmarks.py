@@ -224,7 +224,8 @@ def case_stages() -> str:
         )
     return (
         f"CT: {d['ct']}. Seconds per stage (exclusive: nested work counted once; in brackets the CPU/wall ratio"
-        ' where above 1.2, i.e. the stage ran on both cores). Fresh: a new process\'s first case; its "case" is the'
+        " where above 1.2, i.e. the stage ran on both cores; nnU-Net's argmax runs inside its logits back, fused)."
+        ' Fresh: a new process\'s first case; its "case" is the'
         " whole `volseg infer` process, start-up included. Warm: the median of cases 2-5 in one process, stage by"
         " stage. Batch: `volseg infer` on a folder of 5 copies, seconds per case after the first (the batch runner"
         " reads the next case while the current one is predicted). x network:"

@@ -161,23 +161,20 @@ def _cubic_resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if image.shape == shape:  # ndimage.zoom returns its input unfiltered
         return image.copy()
     npad = 12  # ndimage.zoom's pre-padding for mode "nearest"
-    padded = np.pad(image, npad, mode="edge")
-    coefficients = np.empty_like(padded)
-    source = padded
+    coefficients = np.pad(image, npad, mode="edge")  # filtered in place: each line is copied out, then back
     with ThreadPoolExecutor(THREADS) as pool:
         for axis in range(3):
-            split = max((a for a in range(3) if a != axis), key=lambda a: padded.shape[a])
-            bounds = np.linspace(0, padded.shape[split], THREADS + 1).astype(int)
+            split = max((a for a in range(3) if a != axis), key=lambda a: coefficients.shape[a])
+            bounds = np.linspace(0, coefficients.shape[split], THREADS + 1).astype(int)
             blocks = [(slice(None),) * split + (slice(a, b),) for a, b in zip(bounds[:-1], bounds[1:])]
             list(
                 pool.map(
-                    lambda b, axis=axis, source=source: spline_filter1d(
-                        source[b], 3, axis, output=coefficients[b], mode="nearest"
+                    lambda b, axis=axis: spline_filter1d(
+                        coefficients[b], 3, axis, output=coefficients[b], mode="nearest"
                     ),
                     blocks,
                 )
             )
-            source = coefficients
         zoom = np.ascontiguousarray(np.divide(image.shape, shape, dtype=np.float64))
         out = np.empty(shape, dtype=np.float64)
         bounds = np.linspace(0, shape[0], THREADS + 1).astype(int)
