@@ -268,8 +268,11 @@ def _load_nifti(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
         return nib.load(path)
     data = igzip.decompress(raw)
     sizeof_hdr = {int.from_bytes(data[:4], order) for order in ("little", "big")}
-    image_class = nib.Nifti2Image if 540 in sizeof_hdr else nib.Nifti1Image
-    return image_class.from_bytes(data)
+    if 348 in sizeof_hdr and data[344:348] in (b"n+1\0", b"ni1\0"):
+        return nib.Nifti1Image.from_bytes(data)
+    if 540 in sizeof_hdr and data[4:8] in (b"n+2\0", b"ni2\0"):
+        return nib.Nifti2Image.from_bytes(data)
+    return nib.load(path)  # not a NIfTI header: nibabel's own reading and errors
 
 
 def _save_nifti(image: nib.Nifti1Image, path: Path) -> None:
