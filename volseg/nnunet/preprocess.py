@@ -205,10 +205,13 @@ def _linear(data: np.ndarray, shape, dtype_out) -> np.ndarray:
 
 def _nearest_along(data: np.ndarray, axis: int, size: int) -> np.ndarray:
     """``map_coordinates(order=0, mode='nearest')`` along one axis of (C, ...) data on nnU-Net's grid."""
-    old = data.shape[1 + axis]
+    return np.take(data, _nearest_index(data.shape[1 + axis], size), axis=1 + axis)
+
+
+def _nearest_index(old: int, size: int) -> np.ndarray:
+    """The source index of each of ``size`` samples along an axis of ``old`` (order 0, nnU-Net's grid)."""
     coords = (old / size) * (np.arange(size) + 0.5) - 0.5
-    index = np.clip(np.floor(coords + 0.5).astype(int), 0, old - 1)
-    return np.take(data, index, axis=1 + axis)
+    return np.clip(np.floor(coords + 0.5).astype(int), 0, old - 1)
 
 
 def resample_skimage(
@@ -282,9 +285,8 @@ class _RowSource:
     def __init__(self, logits: np.ndarray, shape: tuple[int, ...], do_separate: bool, axis: int):
         self.logits, self.shape, self.do_separate, self.axis = logits, shape, do_separate, axis
         self.same = tuple(logits.shape[1:]) == shape  # resample_skimage returns such logits as they are
-        old, size = logits.shape[1 + axis], shape[axis]
-        coords = (old / size) * (np.arange(size) + 0.5) - 0.5  # _nearest_along's grid
-        self.nearest = np.clip(np.floor(coords + 0.5).astype(int), 0, old - 1)
+        self.nearest = _nearest_index(logits.shape[1 + axis], shape[axis])
+        self.plane = tuple(int(n) for n in np.delete(shape, axis))
         self.buffer: torch.Tensor | None = None
         self.rows: np.ndarray | None = None
 
@@ -306,8 +308,7 @@ class _RowSource:
         if not self.do_separate:
             return self.rows[block].astype(dtype).astype(np.float32)
         picked = torch.from_numpy(self.rows[self.nearest[block]].astype(np.float64))[:, None]
-        plane = tuple(np.delete(self.shape, self.axis))
-        return layers.interpolate(picked, plane)[:, 0].numpy().astype(dtype).astype(np.float32)
+        return layers.interpolate(picked, self.plane)[:, 0].numpy().astype(dtype).astype(np.float32)
 
 
 def resample_exact(
