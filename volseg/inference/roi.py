@@ -141,7 +141,7 @@ class RoiSegmenter:
         prepared = self.fine.chain(part)
         prepared["timings"] = timings
         fine_labels, _ = self.fine.predict(prepared, split_sides=False)  # a box has no midline of its own
-        labels = np.zeros(tuple(source.shape[1:]), dtype=np.int64)
+        labels = np.zeros(tuple(source.shape[1:]), dtype=fine_labels.dtype)
         region = box.slices if box is not None else tuple(slice(None) for _ in range(3))
         labels[region] = fine_labels
         labels = self.fine.split_sides(labels, source)

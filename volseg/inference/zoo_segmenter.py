@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from volseg.data.io import label_dtype
 from volseg.data.scan_screen import read_training_scans
 from volseg.dicom.archive import DicomSeries
 from volseg.errors import VolsegError
@@ -131,8 +132,8 @@ class ZooSegmenter:
         probs = to_source_grid(probs, image, self.chain)
         inverted = time.perf_counter()
         classes = probabilities_to_labels(torch.as_tensor(probs)).numpy()
-        lookup = np.array([0, *self.label_values], dtype=np.int64)  # class index -> label value
-        labels = lookup[classes] if probs.shape[0] > 1 else np.where(classes > 0, self.label_values[0], 0)
+        lookup = np.array([0, *self.label_values], dtype=label_dtype(max(self.info.labels, default=0)))
+        labels = lookup[classes]  # one sigmoid channel gives classes 0 and 1 too
         if split_sides and self.cfg.data.split_at_midline:
             labels = self.split_sides(labels, data["source_image"])
         if self.keep_largest:

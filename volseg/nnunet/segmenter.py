@@ -183,7 +183,6 @@ class NnunetSegmenter:
         if data.get("orientation") is not None:
             back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), data["orientation"])
             labels = nib.orientations.apply_orientation(labels, back)
-        labels = np.ascontiguousarray(labels, dtype=np.int64)
         if self.keep_largest:
             from volseg.runtime.postprocess import keep_largest_component
 

@@ -241,6 +241,6 @@ class TotalSegmentatorSegmenter:
         zoom = np.array(data["canonical_shape"]) / np.array(combined.shape)
         back = ndimage.zoom(combined.astype(np.float64), zoom, mode="nearest", order=0).astype(np.uint16)
         undo = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), data["orientation"])
-        labels = np.ascontiguousarray(nib.orientations.apply_orientation(back, undo), dtype=np.int64)
+        labels = nib.orientations.apply_orientation(back, undo)
         data["timings"].update(network=predicted - started, export=time.perf_counter() - predicted)
         return labels, None
