@@ -46,6 +46,7 @@ from doc_pages.benchmarks import (
     whole_volume_window1,
 )
 from doc_pages.distributed import ddp_throughput
+from doc_pages.gpu import gpu_carry, gpu_check
 from doc_pages.inference import (
     archive_discovery,
     inference_settings,
@@ -95,6 +96,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "serve-latency": serve_latency,
     "rtstruct-bounds": rtstruct_bounds,
     "case-stages": case_stages,
+    "gpu-check": gpu_check,
+    "gpu-carry": gpu_carry,
 }
 
 

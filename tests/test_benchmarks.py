@@ -114,3 +114,58 @@ def test_nnunet_engines_times_every_engine_and_a_whole_case(tmp_path):
     assert fp32["windows"] >= 1 and set(fp32["stages"]) >= {"read", "preprocess", "network", "export"}
     assert "can be more than" in (tmp_path / "nnunet_engines.md").read_text(encoding="utf-8")
     assert_provenance(tmp_path, "nnunet_engines", "nnunet_engines.py")
+
+
+def test_gpu_check_runs_tiny_on_the_cpu_and_records_every_figure(tmp_path):
+    """The GPU check, prepared before any GPU is lent, cannot rot: its tiny CPU run trains, infers, compares
+    labels, runs the sliding window and the nnU-Net folder, and writes its record."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "gpu_check.py"),
+            "--device",
+            "cpu",
+            "--tiny",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    check = json.loads((tmp_path / "gpu_check_tiny_cpu.json").read_text(encoding="utf-8"))
+    assert check["device"]["device"] == "cpu" and check["device"]["torch"]
+    assert set(check["train"]) == {"attunet 3D", "unet 2D"}
+    for run in check["train"].values():
+        assert run["epochs"] == 1 and run["steps_per_second"] > 0 and 0 <= run["val_dice"] <= 1
+        assert run["peak_gpu_memory_mb"] is None  # the CPU has none to report
+    assert set(check["infer"]) == {"hippocampus", "abdomen CT", "nnunet"}
+    for name, run in check["infer"].items():
+        assert run["passed"] and run["median_case_s"] > 0, name
+        assert run["lowest_dice_per_label"] and set(run["lowest_dice_per_label"].values()) == {1.0}, name
+    assert check["infer"]["hippocampus"]["cases"] == 2 and check["infer"]["abdomen CT"]["cases"] == 1
+    window = check["sliding_window"]
+    assert window["windows"] >= 1 and window["windows_per_second"] > 0
+    assert_provenance(tmp_path, "gpu_check_tiny_cpu", "gpu_check.py")
+
+
+def test_gpu_check_label_agreement_is_monai_dice():
+    """The check's Dice per label (device against CPU) is MONAI's, background left out."""
+    import numpy as np
+    import torch
+    from monai.metrics import compute_dice
+    from monai.networks.utils import one_hot
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.gpu_check import dice_per_label
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 3, (20, 18, 16))
+    b = np.where(rng.random(a.shape) < 0.1, rng.integers(0, 3, a.shape), a)
+    ours = dice_per_label(a, b)
+    theirs = compute_dice(
+        one_hot(torch.as_tensor(a)[None, None], 3), one_hot(torch.as_tensor(b)[None, None], 3), include_background=False
+    )[0]
+    assert list(ours) == [1, 2] and np.allclose(list(ours.values()), theirs.numpy())
+    assert min(ours.values()) < 0.99  # a tenth of the voxels redrawn: this pair would fail the check

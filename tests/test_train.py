@@ -72,6 +72,7 @@ def test_run_folder_and_checkpoint_contents(manifest, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"val_dice_anterior", "val_dice_posterior", "val_dice_mean"} <= set(rows[0])
     assert all(0 <= float(r["loader_wait_share"]) < 1 for r in rows)
+    assert all(float(r["steps_per_second"]) > 0 and r["peak_gpu_memory_mb"] == "" for r in rows)  # CPU: no GPU memory
     payload = load_checkpoint(run / "last.pt")  # weights_only=True inside
     assert payload["epoch"] == 2 and payload["config"]["model"]["name"] == "attunet"
     assert payload["config"]["preprocess"]["spacing"] == [1.0, 1.0, 1.0]

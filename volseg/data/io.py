@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 import torch
 from isal import igzip, isal_zlib
 from nibabel.filebasedimages import ImageFileError
@@ -36,6 +35,7 @@ from volseg.errors import VolsegError
 from volseg.files.atomic import atomic_path
 
 if TYPE_CHECKING:
+    import SimpleITK as sitk
     from monai.data import MetaTensor
 
 logger = logging.getLogger(__name__)
@@ -299,6 +299,8 @@ def _read_itk_file(
 
 
 def _itk_header(path: Path) -> sitk.ImageFileReader:
+    import SimpleITK as sitk  # NRRD, MHA and DICOM only: a NIfTI run (and a lent GPU machine) does without
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -347,6 +349,8 @@ def _series_scan(series, max_voxels: int = MAX_VOXELS) -> Scan:
     folder = series.folder
     if fault := geometry_fault(series):
         raise ImageReadError(folder, fault)
+    import SimpleITK as sitk
+
     files = [str(f) for f in series.files]
     first = _dicom_header(files[0])
     _check_scalar(folder, first.GetNumberOfComponents())
@@ -364,6 +368,8 @@ def _series_scan(series, max_voxels: int = MAX_VOXELS) -> Scan:
 
 
 def _dicom_header(file: str) -> sitk.ImageFileReader:
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileName(file)
@@ -376,6 +382,8 @@ def _dicom_header(file: str) -> sitk.ImageFileReader:
 
 def _from_sitk(image: sitk.Image, path: Path, max_voxels: int) -> Scan:
     """SimpleITK image (LPS, array z,y,x) -> RAS Scan (x,y,z)."""
+    import SimpleITK as sitk
+
     shape = _spatial_shape(path, image.GetSize(), max_voxels)
     affine = _sitk_affine(image, path)
     view = sitk.GetArrayViewFromImage(image).reshape(shape[::-1])

@@ -26,6 +26,7 @@ from volseg.nnunet.network import build_network, load_weights
 from volseg.nnunet.preprocess import logits_to_labels, preprocess
 from volseg.nnunet.sliding_window import mirrored, predict_logits
 from volseg.runtime import backends, onnx_export
+from volseg.runtime.predict import autocast
 
 READERS = ("SimpleITKIO", "NibabelIO", "NibabelIOWithReorient")
 
@@ -122,7 +123,12 @@ class NnunetSegmenter:
             return backends.openvino_backend(self.int8 / f"fold_{self.model.folds[index]}" / IR_NAME)
         if self.backend == "torch":
             network = self.networks[index]
-            return lambda x: network(x.to(self.device)).float().cpu()
+
+            def forward(x: torch.Tensor) -> torch.Tensor:
+                with autocast(self.device):  # fp16 on CUDA, as nnU-Net's predictor runs there; nothing on CPU
+                    return network(x.to(self.device)).float().cpu()
+
+            return forward
         patch = tuple(self.model.configuration["patch_size"])
         example = torch.zeros(1, self.model.channels, *patch)
         architecture = json.dumps(self.model.configuration["architecture"], sort_keys=True).encode()

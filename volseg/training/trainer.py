@@ -55,6 +55,8 @@ class EpochRecord:
     val_dice: dict[int, float] = field(default_factory=dict)
     loader_wait_share: float = float("nan")  # share of the training loop spent waiting for a batch
     val_seconds: float = 0.0  # of ``seconds``, the part spent validating
+    steps_per_second: float = float("nan")  # optimizer steps over the training loop's own seconds (this rank)
+    peak_gpu_memory_mb: float = float("nan")  # the most GPU memory the epoch's tensors held (CUDA only)
 
     @property
     def val_mean(self) -> float:
@@ -67,6 +69,8 @@ class EpochRecord:
             "lr": f"{self.lr:.6g}",
             "seconds": f"{self.seconds:.1f}",
             "loader_wait_share": _fmt(self.loader_wait_share),
+            "steps_per_second": _fmt(self.steps_per_second),
+            "peak_gpu_memory_mb": "" if math.isnan(self.peak_gpu_memory_mb) else f"{self.peak_gpu_memory_mb:.0f}",
             "val_dice_mean": _fmt(self.val_mean),
         }
         for value, name in labels.items():
@@ -360,6 +364,8 @@ class Trainer:
         self.model.train()
         self.callbacks.on_epoch_start(epoch, self.schedule.epochs or 0, self.steps_per_epoch)
         total_steps = self.steps_per_epoch * self.schedule.lr_epochs
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         self.epoch_started = fetch_started = self.clock()
         losses, loader_wait = [], 0.0
         for i, batch in enumerate(_batches(self.loader, self.steps_per_epoch)):
@@ -378,6 +384,10 @@ class Trainer:
             lr,
             0.0,
             loader_wait_share=distributed.mean(ctx, loader_wait / loop_seconds),
+            steps_per_second=len(losses) / loop_seconds,
+            peak_gpu_memory_mb=torch.cuda.max_memory_allocated(self.device) / 2**20
+            if self.device.type == "cuda"
+            else float("nan"),
         )
 
     def train_step(self, batch: dict, lr: float) -> float:
