@@ -135,6 +135,8 @@ def child(model: str, image: Path, precision: str, cases: int) -> dict:
         from volseg.inference.inputs import CaseInput
         from volseg.inference.label_statistics import label_statistics
         from volseg.inference.open_model import InferenceOptions, open_segmenter
+        from volseg.runtime.huge_pages import use_plain_pages
+    use_plain_pages()  # as the command line does
     instrument(stages)
     with stages.timed("open model"):
         segmenter = open_segmenter(model, InferenceOptions(precision=precision))

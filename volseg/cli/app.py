@@ -103,6 +103,8 @@ def warn_about(model) -> None:
 
 def main() -> None:
     from volseg.files.textio import tolerate_unencodable_output
+    from volseg.runtime.huge_pages import use_plain_pages
 
     tolerate_unencodable_output()
+    use_plain_pages()
     app()

@@ -48,6 +48,11 @@ def label_statistics(
 ) -> list[dict]:
     """One dict per label of ``label_names`` (empty labels included, with zero volume and no intensity)."""
     ml = voxel_ml(affine)
+    # masks index fast in C order only: a Fortran-ordered scan (NIfTI as read) is taken transposed, and the
+    # (small) label map brought to the same order; no figure below depends on the voxels' order
+    if not image.flags.c_contiguous:
+        image, labels = image.T, labels.T
+    image, labels = np.ascontiguousarray(image), np.ascontiguousarray(labels)
     rows = []
     for value, name in sorted(label_names.items()):
         mask = labels == value

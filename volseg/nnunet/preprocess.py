@@ -401,7 +401,7 @@ def preprocess(image: np.ndarray, spacing, model: ModelFolder) -> Prepared:
     """``run_case_npy`` on a (C, z, y, x) image with spacing (z, y, x)."""
     cfg, plans = model.configuration, model.plans
     forward = plans["transpose_forward"]
-    data = image.astype(np.float32).transpose([0, *[i + 1 for i in forward]])
+    data = image.astype(np.float32, copy=False).transpose([0, *[i + 1 for i in forward]])
     spacing = [float(spacing[i]) for i in forward]
     before = tuple(data.shape[1:])
     bbox, mask = nonzero_bbox(data)
