@@ -7,7 +7,6 @@ backends (:mod:`volseg.runtime.backends`) and the quantizer (:mod:`volseg.runtim
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import warnings
@@ -20,7 +19,7 @@ from torch import nn
 from volseg.config import Config
 from volseg.errors import VolsegError
 from volseg.files.atomic import atomic_path
-from volseg.runtime.cache import cache_folder
+from volseg.runtime.cache import cache_folder, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ def export_onnx_for(model: nn.Module, example: torch.Tensor, path: str | Path, d
 
 def cached_onnx(weights: Path, tag: str, export: Callable[[Path], Path]) -> Path:
     """The ONNX file of a weights file (content hash) and ``tag`` in volseg's cache, exported once."""
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    digest = file_digest(weights)[:16]
     cache = cache_folder() / "onnx"
     path = cache / f"{digest}{tag}-torch{torch.__version__.split('+')[0]}.onnx"
     if not path.is_file():
