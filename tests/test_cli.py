@@ -156,3 +156,23 @@ def test_every_user_facing_error_is_a_volseg_error_and_still_a_value_error():
         QuantizeError,
     ):
         assert issubclass(error, VolsegError) and issubclass(error, ValueError), error
+
+
+def test_the_command_line_asks_for_plain_memory_pages_unless_the_user_chose(monkeypatch):
+    """Huge-page compaction stalled a CT case's fresh arrays (resample 1.44 -> 0.72 s per case): the command line
+    turns numpy's huge-page requests off, and leaves them as they are where NUMPY_MADVISE_HUGEPAGE was set."""
+    from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+
+    from volseg.runtime.huge_pages import use_plain_pages
+
+    before = _get_madvise_hugepage()
+    try:
+        _set_madvise_hugepage(True)
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        use_plain_pages()
+        assert _get_madvise_hugepage()
+        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE")
+        use_plain_pages()
+        assert not _get_madvise_hugepage()
+    finally:
+        _set_madvise_hugepage(before)

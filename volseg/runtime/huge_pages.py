@@ -13,8 +13,9 @@ def use_plain_pages() -> None:
     """Stop numpy's huge-page requests for this process, unless ``NUMPY_MADVISE_HUGEPAGE`` says otherwise."""
     if "NUMPY_MADVISE_HUGEPAGE" in os.environ:  # numpy read the user's own choice at import: keep it
         return
-    try:
-        from numpy._core.multiarray import _set_madvise_hugepage
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _set_madvise_hugepage
-    _set_madvise_hugepage(False)
+    import numpy
+
+    core = getattr(numpy, "_core", None) or getattr(numpy, "core", None)  # numpy 2.x, 1.x
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if switch is not None:  # a numpy without it: its default stays, nothing breaks
+        switch(False)
