@@ -1,6 +1,6 @@
 """Issue 45: where a CT case's seconds go, stage by stage, in a fresh process and in a warm one.
 
-    python benchmarks/case_stages.py [--precisions auto bf16] [--warm-cases 5] [--nnunet-model FOLDER]
+    python benchmarks/case_stages.py [--precisions auto bf16 int8] [--warm-cases 5] [--nnunet-model FOLDER]
 
 Models: the 3 mm nnU-Net CT model of ``benchmarks/nnunet_stand_in.py`` (the trained one where present, else its
 stand-in) and the built-in ``abdomen-ct`` (a volseg zoo model). CT: the TCIA Philips planning CT as NIfTI
@@ -272,13 +272,29 @@ def hash_seconds(folder: Path) -> float:
     return round(time.perf_counter() - started, 3)
 
 
+def ensure_int8_twin(folder: Path, image: Path, work: Path) -> None:
+    """The nnU-Net model's int8 twin in volseg's cache, made once by ``volseg export`` (calibrated and checked on
+    the CT; 2.5 min on 2 cores) where there is none. A seeded stand-in's twin measures int8's speed only: its
+    labels agree poorly with the stand-in's fp32 ones, which mean nothing either."""
+    from volseg.nnunet.int8 import read_twin
+    from volseg.nnunet.model_folder import ModelFolder
+
+    if read_twin(ModelFolder.open(folder)) is not None:
+        return
+    (work / "calibration").mkdir(exist_ok=True)
+    (work / "calibration" / image.name).symlink_to(image)
+    (work / "check.csv").write_text(f"case_id,image,label,split\nct,{image},,val\n", encoding="utf-8")
+    export = [str(VOLSEG), "export", str(folder), "--precision", "int8", "--calibration", str(work / "calibration")]
+    timed_process([*export, "--check", str(work / "check.csv")])
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _, _, model, image, precision, cases = sys.argv
         print(json.dumps(child(model, Path(image), precision, int(cases))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--precisions", nargs="+", default=["auto", "bf16"])
+    parser.add_argument("--precisions", nargs="+", default=["auto", "bf16", "int8"])
     parser.add_argument("--warm-cases", type=int, default=5)
     parser.add_argument("--nnunet-model", type=Path)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -293,6 +309,8 @@ def main() -> None:
             image, image_note = REPO / "data/abdomen_ct/ct.nii.gz", "the bundled CT (122x101x112, 3 mm)"
         nnunet, source = nnunet_model(args.nnunet_model, work)
         hashing = hash_seconds(nnunet)
+        if "int8" in args.precisions:
+            ensure_int8_twin(nnunet, image, work)
         models = {f"3 mm nnU-Net ({source})": str(nnunet), "abdomen-ct": "abdomen-ct"}
         rows = [measure(name, model, image, p, args, work) for name, model in models.items() for p in args.precisions]
     result = {
