@@ -131,6 +131,8 @@ def child(model: str, image: Path, precision: str, cases: int) -> dict:
     """One process: the stages of its first case (with imports and opening), and of every case after it."""
     stages = Stages()
     with stages.timed("imports"):
+        import numpy as np
+
         from volseg.data import io
         from volseg.inference.inputs import CaseInput
         from volseg.inference.label_statistics import label_statistics
@@ -151,7 +153,7 @@ def child(model: str, image: Path, precision: str, cases: int) -> dict:
                 source = data["source_image"]
                 label_statistics(
                     labels,
-                    source.array[0] if hasattr(source, "array") else source.numpy()[0],
+                    np.asarray(source)[0],  # as the batch runner takes it (MONAI's .array would copy it)
                     source.affine,
                     segmenter.info.labels,
                 )

@@ -400,3 +400,14 @@ def test_gzipped_nifti_read_and_written_by_igzip_match_nibabels_own(tmp_path, im
     written = nib.load(tmp_path / "seg.nii.gz")
     assert np.array_equal(np.asarray(written.dataobj), labels) and np.allclose(written.affine, expected.affine)
     assert gzip.decompress((tmp_path / "seg.nii.gz").read_bytes()) == written.to_bytes()
+
+
+def test_c_contiguous_copies_any_layout_as_numpy_does():
+    """The slab-wise copy behind label maps written and statistics taken: the same array as
+    ``np.ascontiguousarray`` for every layout a label map arrives in, and C-ordered."""
+    volume = np.arange(70 * 45 * 33, dtype=np.uint16).reshape(70, 45, 33) % 251
+    layouts = [volume, volume.T, np.asfortranarray(volume), volume.transpose(1, 2, 0), volume[::-1, :, ::2]]
+    for array in layouts:
+        copied = io.c_contiguous(array)
+        assert copied.flags.c_contiguous and copied.dtype == array.dtype
+        assert np.array_equal(copied, np.ascontiguousarray(array))

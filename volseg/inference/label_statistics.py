@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from volseg.data.io import c_contiguous
 from volseg.files.atomic import write_csv_atomic, write_text_atomic
 from volseg.files.csv_rows import append_durably, read_rows
 from volseg.inference.outputs import STATISTICS_CSV, STATISTICS_JSON  # noqa: F401  (named with the other outputs)
@@ -52,7 +53,7 @@ def label_statistics(
     # (small) label map brought to the same order; no figure below depends on the voxels' order
     if not image.flags.c_contiguous:
         image, labels = image.T, labels.T
-    image, labels = np.ascontiguousarray(image), np.ascontiguousarray(labels)
+    image, labels = np.ascontiguousarray(image), c_contiguous(labels)
     rows = []
     for value, name in sorted(label_names.items()):
         mask = labels == value
