@@ -11,8 +11,8 @@ Per model and ``--precisions`` entry (``auto`` is what a user gets):
   its own rusage: what the user waits for;
 - the same case in a fresh child process of this script, stage by stage: imports, opening the model, then read,
   preprocess, resample, network, logits back to the scan, argmax (for nnU-Net's default plans fused into
-  logits back: ``linear_argmax``), the rest of the export, statistics and writing the label map. Each stage's wall and CPU seconds (CPU over every thread: the ratio tells how much of
-  it ran on both cores) are exclusive: time spent in a nested stage (the resampling inside preprocessing)
+  logits back: ``linear_argmax``), the rest of the export, statistics and writing the label map. Each stage's
+  wall and CPU seconds (CPU over every thread: the ratio tells how much of it ran on both cores) are exclusive: time spent in a nested stage (the resampling inside preprocessing)
   counts for that stage only, so the stages add up to the case;
 - a warm process: the model opened once, then ``--warm-cases`` cases one after the other; each stage's median
   over cases 2.. (what each case costs once the model is open);

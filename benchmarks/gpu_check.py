@@ -102,15 +102,13 @@ def train(dims: int, model: str, minutes: float, device: str, tiny: bool, work: 
     }
 
 
-def dice_per_label(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
-    """Dice of each label found in either map (background left out); 1.0 where both agree it is absent."""
-    values = sorted((set(np.unique(a)) | set(np.unique(b))) - {0})
-    scores = {}
-    for value in values:
-        x, y = a == value, b == value
-        total = int(x.sum()) + int(y.sum())
-        scores[int(value)] = 1.0 if total == 0 else 2.0 * int((x & y).sum()) / total
-    return scores
+def agreement(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
+    """volseg's Dice (its evaluation's, 1.0 where both maps agree a label is absent) of each label found in either
+    map, background left out."""
+    from volseg.evaluation.metrics import dice_per_label
+
+    found = sorted((set(np.unique(a).tolist()) | set(np.unique(b).tolist())) - {0})
+    return dice_per_label(a.astype(np.int32), b.astype(np.int32), found)
 
 
 def read_labels(folder: Path) -> dict[str, np.ndarray]:
@@ -135,7 +133,7 @@ def infer(name: str, inputs: list[Path], model: str | Path, device: str, work: P
         raise SystemExit(f"{name}: the device wrote {sorted(ours)}, the CPU {sorted(cpu)}")
     lowest: dict[int, float] = {}
     for case, labels in ours.items():
-        for value, dice in dice_per_label(labels, cpu[case]).items():
+        for value, dice in agreement(labels, cpu[case]).items():
             lowest[value] = min(dice, lowest.get(value, 1.0))
     return {
         "cases": len(ours),
@@ -229,7 +227,7 @@ def nnunet(device: str, tiny: bool, work: Path) -> dict:
     result["nnunet_predict"] = {
         "process_s": round(time.perf_counter() - started, 1),
         "voxels_differing": int((theirs != mine).sum()),
-        "dice_per_label": {str(k): round(v, 5) for k, v in dice_per_label(mine, theirs).items()},
+        "dice_per_label": {str(k): round(v, 5) for k, v in agreement(mine, theirs).items()},
     }
     return result
 

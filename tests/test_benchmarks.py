@@ -158,12 +158,12 @@ def test_gpu_check_label_agreement_is_monai_dice():
     from monai.networks.utils import one_hot
 
     sys.path.insert(0, str(REPO))
-    from benchmarks.gpu_check import dice_per_label
+    from benchmarks.gpu_check import agreement
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 3, (20, 18, 16))
     b = np.where(rng.random(a.shape) < 0.1, rng.integers(0, 3, a.shape), a)
-    ours = dice_per_label(a, b)
+    ours = agreement(a, b)
     theirs = compute_dice(
         one_hot(torch.as_tensor(a)[None, None], 3), one_hot(torch.as_tensor(b)[None, None], 3), include_background=False
     )[0]

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import binary_fill_holes, map_coordinates
 
+from volseg.data.io import label_dtype
 from volseg.models import layers
 from volseg.nnunet.model_folder import ModelFolder, NnunetFolderError
 from volseg.runtime.predict import probabilities_to_labels
@@ -254,7 +255,7 @@ def linear_argmax(logits: np.ndarray, shape, current, new, force_separate_z: boo
     shape = tuple(int(s) for s in shape)
     do_separate, axis = separate_z(current, new, force_separate_z)
     axis = axis if do_separate else 0  # rows are taken along this axis
-    labels = np.zeros(shape, dtype=np.uint8 if logits.shape[0] <= 256 else np.uint16)
+    labels = np.zeros(shape, dtype=label_dtype(logits.shape[0] - 1))  # class indices
     best = np.empty(shape, dtype=np.float32)  # float16 -> float32 is exact: the comparisons are the cast's
     rows_of = _RowSource(logits, shape, do_separate, axis)
     label_rows, best_rows = np.moveaxis(labels, axis, 0), np.moveaxis(best, axis, 0)
@@ -436,11 +437,12 @@ def logits_to_labels(logits: torch.Tensor, prepared: Prepared, model: ModelFolde
     if len(current) < len(prepared.shape_after_cropping):
         current = [prepared.spacing[0], *current]
     labels = model.labels
+    values = np.asarray(labels.values, dtype=label_dtype(max(labels.values)))  # class index -> label value
     fn_name, kwargs = cfg["resampling_fn_probabilities"], cfg.get("resampling_fn_probabilities_kwargs", {})
     if labels.regions is None and _is_linear_skimage(fn_name, kwargs) and logits.shape[0] > 1:
         force = kwargs.get("force_separate_z", False)
         classes = linear_argmax(logits.numpy(), prepared.shape_after_cropping, current, prepared.spacing, force)
-        return _uncropped(np.asarray(labels.values, dtype=np.uint16)[classes], prepared, plans)
+        return _uncropped(values[classes], prepared, plans)
     resampled = resample(
         logits.numpy(),
         prepared.shape_after_cropping,
@@ -452,12 +454,12 @@ def logits_to_labels(logits: torch.Tensor, prepared: Prepared, model: ModelFolde
     )
     if labels.regions is not None:
         probabilities = torch.sigmoid(torch.as_tensor(resampled).float()).numpy()
-        segmentation = np.zeros(probabilities.shape[1:], dtype=np.uint16)
-        for i, value in enumerate(labels.values):
+        segmentation = np.zeros(probabilities.shape[1:], dtype=values.dtype)
+        for i, value in enumerate(values):
             segmentation[probabilities[i] > 0.5] = value
     else:
         classes = probabilities_to_labels(torch.from_numpy(np.asarray(resampled))).numpy()  # argmax, first of ties
-        segmentation = np.asarray(labels.values, dtype=np.uint16)[classes]
+        segmentation = values[classes]
     return _uncropped(segmentation, prepared, plans)
 
 
@@ -470,6 +472,6 @@ def _is_linear_skimage(fn_name: str, kwargs: dict) -> bool:
 
 def _uncropped(segmentation: np.ndarray, prepared: Prepared, plans: dict) -> np.ndarray:
     """The cropped labels put back into the scan's box, transposed back to the image's axis order."""
-    full = np.zeros(prepared.shape_before_cropping, dtype=np.uint16)
+    full = np.zeros(prepared.shape_before_cropping, dtype=segmentation.dtype)
     full[tuple(slice(a, b) for a, b in prepared.bbox)] = segmentation
     return full.transpose(plans["transpose_backward"])

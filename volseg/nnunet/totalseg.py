@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from volseg.data.io import label_dtype
 from volseg.inference.segmenter import ModelInfo, ScanCheck
 from volseg.nnunet.model_folder import NnunetFolderError
 from volseg.nnunet.preprocess import logits_to_labels, preprocess
@@ -178,7 +179,7 @@ class TotalSegmentatorSegmenter:
             outputs = (self.task.part_names or {}).get(dataset_id) or part.model.labels.names
             if len(self.parts) == 1 and self.task.names:  # one model: its values are the task's
                 outputs = {value: names.get(value, name) for value, name in outputs.items()}
-            lut = np.zeros(max([*outputs, *part.model.labels.names, 0]) + 1, np.uint16)
+            lut = np.zeros(max([*outputs, *part.model.labels.names, 0]) + 1, label_dtype(max(names, default=0)))
             for value, name in outputs.items():
                 lut[value] = value_of.get(name, 0)
             self.luts.append(lut)
@@ -239,7 +240,7 @@ class TotalSegmentatorSegmenter:
             combined = labels if combined is None else np.where(labels != 0, labels, combined)
         predicted = time.perf_counter()
         zoom = np.array(data["canonical_shape"]) / np.array(combined.shape)
-        back = ndimage.zoom(combined.astype(np.float64), zoom, mode="nearest", order=0).astype(np.uint16)
+        back = ndimage.zoom(combined.astype(np.float64), zoom, mode="nearest", order=0).astype(combined.dtype)
         undo = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), data["orientation"])
         labels = nib.orientations.apply_orientation(back, undo)
         data["timings"].update(network=predicted - started, export=time.perf_counter() - predicted)
